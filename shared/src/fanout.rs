@@ -1,0 +1,261 @@
+//! `group_send`: one frame to every member of a room, concurrently, the way Channels' `group_send` does it over
+//! a channel layer, here over PostToConnection.
+//!
+//! * The frame is encoded once by the caller and shared (`Bytes` clones are reference counts).
+//! * At most `max_in_flight` posts run at once: a room of 1,000 members must not open 1,000 sockets at once,
+//!   and each post counts against the account's 10,000 requests/s callback throttle.
+//! * 410 Gone prunes *that* member (the AWS sample prunes the sender by mistake); 429 is retried with capped
+//!   exponential backoff and full jitter; 403, 413 and the rest are reported and never prune anyone.
+//! * One failed post never fails the fan-out: the [`FanoutReport`] says what happened to each member.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+
+use crate::gateway::{Gateway, GatewayError};
+use crate::rooms::RoomStore;
+use crate::wire::{ConnectionId, RoomName};
+
+/// Tuning for [`group_send`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FanoutSettings {
+    /// Posts in flight at once.
+    pub max_in_flight: usize,
+    /// Attempts per member when throttled (1 = no retry).
+    pub max_attempts: u32,
+    /// First backoff; doubled on each retry, with full jitter.
+    pub base_backoff: Duration,
+    /// Cap on one backoff.
+    pub max_backoff: Duration,
+}
+
+impl Default for FanoutSettings {
+    fn default() -> Self {
+        Self {
+            max_in_flight: 64,
+            max_attempts: 4,
+            base_backoff: Duration::from_millis(25),
+            max_backoff: Duration::from_millis(400),
+        }
+    }
+}
+
+/// Why a post to one member was given up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// Still throttled after the last attempt.
+    Throttled,
+    /// 403: a configuration problem.
+    Forbidden,
+    /// 413: the frame is too large.
+    PayloadTooLarge,
+    /// Timeouts, connection errors, 5xx.
+    Other,
+}
+
+/// What [`group_send`] did, member by member.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FanoutReport {
+    /// Members the frame was delivered to (API Gateway answered 200).
+    pub delivered: usize,
+    /// Members API Gateway reported gone and that were removed from the room.
+    pub pruned: Vec<ConnectionId>,
+    /// Retries made after 429 answers, over all members.
+    pub retried: u32,
+    /// Members the frame could not be delivered to, and why.
+    pub failed: Vec<(ConnectionId, Failure)>,
+    /// Set when removing the gone members from the store failed; they will expire or be pruned next time.
+    pub prune_failed: bool,
+}
+
+enum Outcome {
+    Delivered { retries: u32 },
+    Gone { retries: u32 },
+    Failed { failure: Failure, retries: u32 },
+}
+
+/// Sends `frame` to every member of `room` (the sender included, as in Channels) and prunes the gone ones.
+pub async fn group_send(
+    gateway: &dyn Gateway,
+    rooms: &dyn RoomStore,
+    room: &RoomName,
+    members: &[ConnectionId],
+    frame: Bytes,
+    settings: &FanoutSettings,
+) -> FanoutReport {
+    let outcomes: Vec<(ConnectionId, Outcome)> = futures_util::stream::iter(members)
+        .map(|conn| {
+            let frame = frame.clone();
+            async move { (conn.clone(), post_with_retry(gateway, conn, frame, settings).await) }
+        })
+        .buffer_unordered(settings.max_in_flight.max(1))
+        .collect()
+        .await;
+
+    let mut report = FanoutReport::default();
+    for (conn, outcome) in outcomes {
+        match outcome {
+            Outcome::Delivered { retries } => {
+                report.delivered += 1;
+                report.retried += retries;
+            }
+            Outcome::Gone { retries } => {
+                report.pruned.push(conn);
+                report.retried += retries;
+            }
+            Outcome::Failed { failure, retries } => {
+                report.failed.push((conn, failure));
+                report.retried += retries;
+            }
+        }
+    }
+    if !report.pruned.is_empty() {
+        report.pruned.sort();
+        if let Err(err) = rooms.prune(room, &report.pruned).await {
+            tracing::warn!(error = %err, room = %room, "could not prune gone connections");
+            report.prune_failed = true;
+        }
+    }
+    report
+}
+
+async fn post_with_retry(gateway: &dyn Gateway, conn: &ConnectionId, frame: Bytes, settings: &FanoutSettings) -> Outcome {
+    let mut retries = 0;
+    loop {
+        match gateway.post_to_connection(conn, frame.clone()).await {
+            Ok(()) => return Outcome::Delivered { retries },
+            Err(GatewayError::Gone) => return Outcome::Gone { retries },
+            Err(GatewayError::Throttled) if retries + 1 < settings.max_attempts => {
+                tokio::time::sleep(backoff(settings, retries)).await;
+                retries += 1;
+            }
+            Err(err) => {
+                let failure = match err {
+                    GatewayError::Throttled => Failure::Throttled,
+                    GatewayError::Forbidden(_) => Failure::Forbidden,
+                    GatewayError::PayloadTooLarge => Failure::PayloadTooLarge,
+                    GatewayError::Gone | GatewayError::Other(_) => Failure::Other,
+                };
+                let error: &dyn std::error::Error = &err;
+                tracing::warn!(connection = %conn, error, "post_to_connection failed");
+                return Outcome::Failed { failure, retries };
+            }
+        }
+    }
+}
+
+/// Full-jitter exponential backoff: uniform in `[0, min(max, base * 2^retry)]`.
+fn backoff(settings: &FanoutSettings, retry: u32) -> Duration {
+    let ceiling = settings.base_backoff.saturating_mul(1 << retry.min(16)).min(settings.max_backoff);
+    let ceiling_ms = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX);
+    Duration::from_millis(fastrand::u64(0..=ceiling_ms))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gateway::RecordingGateway;
+    use crate::rooms::MemoryRoomStore;
+    use crate::wire::ServerFrame;
+
+    fn id(s: &str) -> ConnectionId {
+        ConnectionId::parse(s).expect("valid id")
+    }
+
+    fn room(s: &str) -> RoomName {
+        RoomName::parse(s).expect("valid room")
+    }
+
+    async fn store_with(members: &[(&str, &str)]) -> MemoryRoomStore {
+        let store = MemoryRoomStore::default();
+        for (r, c) in members {
+            store.join(&room(r), &id(c), 0).await.expect("join");
+        }
+        store
+    }
+
+    #[tokio::test]
+    async fn every_member_gets_the_frame_the_sender_included() {
+        let store = store_with(&[("lobby", "a"), ("lobby", "b"), ("other", "c")]).await;
+        let gw = RecordingGateway::new();
+        let members = store.members(&room("lobby"), 0).await.expect("members");
+        let frame = ServerFrame::Message { message: "hi" }.encode();
+
+        let report = group_send(&gw, &store, &room("lobby"), &members, frame, &FanoutSettings::default()).await;
+
+        assert_eq!(report.delivered, 2);
+        assert_eq!(gw.received(&id("a")), vec![r#"{"message":"hi"}"#]);
+        assert_eq!(gw.received(&id("b")), vec![r#"{"message":"hi"}"#]);
+        assert!(gw.received(&id("c")).is_empty(), "another room's member must get nothing");
+    }
+
+    #[tokio::test]
+    async fn gone_connection_is_pruned_and_the_others_still_get_the_frame() {
+        let store = store_with(&[("lobby", "a"), ("lobby", "stale"), ("lobby", "b")]).await;
+        let gw = RecordingGateway::new();
+        gw.mark_gone(&id("stale"));
+        let members = store.members(&room("lobby"), 0).await.expect("members");
+
+        let report =
+            group_send(&gw, &store, &room("lobby"), &members, Bytes::from_static(b"x"), &FanoutSettings::default()).await;
+
+        assert_eq!(report.delivered, 2);
+        assert_eq!(report.pruned, vec![id("stale")]);
+        assert_eq!(store.members(&room("lobby"), 0).await.expect("members"), vec![id("a"), id("b")]);
+        assert_eq!(store.room_of(&id("stale")).await.expect("room_of"), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn throttled_post_is_retried_until_it_succeeds() {
+        let store = store_with(&[("lobby", "a")]).await;
+        let gw = RecordingGateway::new();
+        gw.throttle(&id("a"), 2);
+        let members = vec![id("a")];
+
+        let report =
+            group_send(&gw, &store, &room("lobby"), &members, Bytes::from_static(b"x"), &FanoutSettings::default()).await;
+
+        assert_eq!(report.delivered, 1);
+        assert_eq!(report.retried, 2);
+        assert_eq!(gw.attempts(&id("a")), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn throttling_beyond_the_attempt_budget_is_reported_not_pruned() {
+        let store = store_with(&[("lobby", "a")]).await;
+        let gw = RecordingGateway::new();
+        gw.throttle(&id("a"), 100);
+        let settings = FanoutSettings { max_attempts: 3, ..FanoutSettings::default() };
+
+        let report = group_send(&gw, &store, &room("lobby"), &[id("a")], Bytes::from_static(b"x"), &settings).await;
+
+        assert_eq!(report.delivered, 0);
+        assert_eq!(report.failed, vec![(id("a"), Failure::Throttled)]);
+        assert_eq!(gw.attempts(&id("a")), 3);
+        assert_eq!(store.members(&room("lobby"), 0).await.expect("members"), vec![id("a")]);
+    }
+
+    #[tokio::test]
+    async fn forbidden_is_reported_and_never_prunes() {
+        let store = store_with(&[("lobby", "a"), ("lobby", "b")]).await;
+        let gw = RecordingGateway::new();
+        gw.mark_forbidden(&id("a"));
+        let members = store.members(&room("lobby"), 0).await.expect("members");
+
+        let report =
+            group_send(&gw, &store, &room("lobby"), &members, Bytes::from_static(b"x"), &FanoutSettings::default()).await;
+
+        assert_eq!(report.failed, vec![(id("a"), Failure::Forbidden)]);
+        assert_eq!(report.delivered, 1);
+        assert_eq!(store.members(&room("lobby"), 0).await.expect("members").len(), 2);
+    }
+
+    #[test]
+    fn backoff_stays_within_its_cap() {
+        let settings = FanoutSettings::default();
+        for retry in 0..40 {
+            assert!(backoff(&settings, retry) <= settings.max_backoff);
+        }
+    }
+}

@@ -1,0 +1,104 @@
+//! The `$connect` REQUEST authorizer: it lets every handshake through to `$connect` (which validates it and
+//! answers 400/403 with a reason) and, when the room name is valid, returns it as context. API Gateway then
+//! attaches that context as `requestContext.authorizer` to every later event of the connection, so `$default`
+//! knows the sender's room without asking Redis, and the hot path stays one round trip even on Redis Cluster,
+//! where the connection's key and the room's key live in different slots.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::AUTHORIZER_ROOM_KEY;
+use crate::wire::RoomName;
+
+/// The parts of a WebSocket REQUEST authorizer event this authorizer reads. (`aws_lambda_events`' type for it
+/// lacks `requestContext.connectionId`, which WebSocket authorizer events carry.)
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthorizerRequest {
+    /// The ARN of the `$connect` route being authorized.
+    #[serde(default)]
+    pub method_arn: Option<String>,
+    /// The handshake's query string.
+    #[serde(default)]
+    pub query_string_parameters: Option<HashMap<String, String>>,
+    /// The connection being authorized.
+    #[serde(default)]
+    pub request_context: AuthorizerRequestContext,
+}
+
+/// `requestContext` of an authorizer event.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthorizerRequestContext {
+    /// The connection id API Gateway assigned to the handshake.
+    #[serde(default)]
+    pub connection_id: Option<String>,
+}
+
+/// The authorizer's answer, in the shape API Gateway expects from a REQUEST authorizer.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthorizerResponse {
+    /// Who is connecting; the connection id, as there are no users.
+    pub principal_id: String,
+    /// An IAM policy allowing `execute-api:Invoke` on the `$connect` route.
+    pub policy_document: Value,
+    /// Attached by API Gateway to every later event as `requestContext.authorizer`.
+    pub context: Map<String, Value>,
+}
+
+/// Handles one authorizer request.
+pub fn handle(event: &AuthorizerRequest) -> AuthorizerResponse {
+    let principal_id =
+        event.request_context.connection_id.clone().filter(|c| !c.is_empty()).unwrap_or_else(|| "anonymous".to_owned());
+    let mut context = Map::new();
+    let room = event.query_string_parameters.as_ref().and_then(|q| q.get("room"));
+    if let Some(room) = room.and_then(|r| RoomName::parse(r).ok()) {
+        context.insert(AUTHORIZER_ROOM_KEY.to_owned(), Value::String(room.as_str().to_owned()));
+    }
+    let resource = event.method_arn.clone().unwrap_or_else(|| "*".to_owned());
+    AuthorizerResponse {
+        principal_id,
+        policy_document: serde_json::json!({
+            "Version": "2012-10-17",
+            "Statement": [{ "Action": "execute-api:Invoke", "Effect": "Allow", "Resource": resource }]
+        }),
+        context,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn request(query: Value) -> AuthorizerRequest {
+        serde_json::from_value(json!({
+            "type": "REQUEST",
+            "methodArn": "arn:aws:execute-api:eu-west-1:123456789012:abc/prod/$connect",
+            "queryStringParameters": query,
+            "requestContext": { "connectionId": "c1", "routeKey": "$connect", "eventType": "CONNECT" }
+        }))
+        .expect("authorizer request deserializes")
+    }
+
+    #[test]
+    fn a_valid_room_is_carried_in_the_context() {
+        let resp = handle(&request(json!({ "room": "lobby" })));
+
+        assert_eq!(resp.context.get("room"), Some(&json!("lobby")));
+        assert_eq!(resp.policy_document["Statement"][0]["Effect"], "Allow");
+        assert_eq!(resp.principal_id, "c1");
+    }
+
+    #[test]
+    fn an_invalid_room_is_left_for_connect_to_reject() {
+        let resp = handle(&request(json!({ "room": "a b" })));
+
+        assert!(resp.context.is_empty());
+        assert_eq!(resp.policy_document["Statement"][0]["Effect"], "Allow");
+    }
+}

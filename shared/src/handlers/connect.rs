@@ -1,0 +1,113 @@
+//! `$connect`: validate the handshake, then join the room named by `?room=`.
+//!
+//! Runs while the upgrade is pending: a non-2xx answer rejects the handshake with that status. The connection
+//! does not exist yet, so nothing may be posted to it from here (API Gateway would answer 410).
+
+use std::sync::Arc;
+
+use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
+use tracing::{info, warn};
+
+use super::{HandlerError, StartupError, connection_id, response};
+use crate::config::{Config, OriginPolicy};
+use crate::rooms::{RedisRoomStore, RoomStore};
+use crate::wire::{RoomName, RoomNameError};
+
+/// What `$connect` needs.
+#[derive(Clone)]
+pub struct Deps {
+    /// Room membership.
+    pub rooms: Arc<dyn RoomStore>,
+    /// Which browser origins may connect.
+    pub origins: OriginPolicy,
+}
+
+impl Deps {
+    /// Builds the dependencies from the environment (`REDIS_URL`, `ALLOWED_ORIGINS`, ...).
+    ///
+    /// # Errors
+    /// [`StartupError`] when a variable is missing or Redis is unreachable.
+    pub async fn from_env() -> Result<Self, StartupError> {
+        let cfg = Config::from_env()?;
+        let rooms = RedisRoomStore::connect(cfg.require_redis_url()?, &cfg.key_prefix, cfg.membership_lifetime).await?;
+        Ok(Self { rooms: Arc::new(rooms), origins: cfg.allowed_origins })
+    }
+}
+
+/// Handles one `$connect` event.
+///
+/// # Errors
+/// [`HandlerError`] when the store fails (API Gateway then rejects the handshake with 500).
+pub async fn handle(event: &ApiGatewayWebsocketProxyRequest, deps: &Deps) -> Result<ApiGatewayProxyResponse, HandlerError> {
+    let conn = connection_id(&event.request_context)?;
+    let origin = event.headers.get("origin").and_then(|v| v.to_str().ok());
+    if !deps.origins.allows(origin) {
+        warn!(connection = %conn, origin, "handshake rejected: origin not allowed");
+        return Ok(response(403, Some("origin not allowed")));
+    }
+    let room = match event.query_string_parameters.first("room") {
+        None => Err(RoomNameError::Missing),
+        Some(raw) => RoomName::parse(raw),
+    };
+    let room = match room {
+        Ok(room) => room,
+        Err(reason) => {
+            let reason = reason.to_string();
+            warn!(connection = %conn, reason, "handshake rejected: bad room");
+            return Ok(response(400, Some(&reason)));
+        }
+    };
+    deps.rooms.join(&room, &conn, event.request_context.connected_at).await?;
+    info!(connection = %conn, room = %room, "joined");
+    Ok(response(200, None))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::handlers::fixtures;
+    use crate::rooms::MemoryRoomStore;
+    use crate::wire::ConnectionId;
+
+    fn deps(origins: OriginPolicy) -> (Deps, Arc<MemoryRoomStore>) {
+        let store = Arc::new(MemoryRoomStore::default());
+        (Deps { rooms: store.clone(), origins }, store)
+    }
+
+    #[tokio::test]
+    async fn connect_with_a_valid_room_joins_it() {
+        let (deps, store) = deps(OriginPolicy::Any);
+        let event = fixtures::connect("c1", json!({ "room": "로비" }), json!({}));
+
+        let resp = handle(&event, &deps).await.expect("handled");
+
+        assert_eq!(resp.status_code, 200);
+        let room = RoomName::parse("로비").expect("room");
+        assert_eq!(store.members(&room, 2_000).await.expect("members"), vec![ConnectionId::parse("c1").expect("id")]);
+    }
+
+    #[tokio::test]
+    async fn connect_without_room_is_rejected_with_400() {
+        let (deps, store) = deps(OriginPolicy::Any);
+        for query in [json!({}), json!({ "room": "" }), json!({ "room": "no spaces" }), json!({ "room": "x".repeat(101) })] {
+            let event = fixtures::connect("c1", query.clone(), json!({}));
+
+            let resp = handle(&event, &deps).await.expect("handled");
+
+            assert_eq!(resp.status_code, 400, "{query}");
+            assert_eq!(store.room_of(&ConnectionId::parse("c1").expect("id")).await.expect("room_of"), None);
+        }
+    }
+
+    #[tokio::test]
+    async fn connect_from_an_unlisted_origin_is_rejected_with_403() {
+        let (deps, _) = deps(OriginPolicy::parse("http://127.0.0.1:3000"));
+        let evil = fixtures::connect("c1", json!({ "room": "lobby" }), json!({ "Origin": "https://evil.example" }));
+        let good = fixtures::connect("c2", json!({ "room": "lobby" }), json!({ "Origin": "http://127.0.0.1:3000" }));
+
+        assert_eq!(handle(&evil, &deps).await.expect("handled").status_code, 403);
+        assert_eq!(handle(&good, &deps).await.expect("handled").status_code, 200);
+    }
+}
