@@ -56,9 +56,16 @@ pub enum OriginPolicy {
 impl OriginPolicy {
     /// Parses `*` or a comma-separated list of origins.
     pub fn parse(raw: &str) -> Self {
-        let list: Vec<String> =
-            raw.split(',').map(|o| o.trim().trim_end_matches('/').to_ascii_lowercase()).filter(|o| !o.is_empty()).collect();
-        if list.is_empty() || list.iter().any(|o| o == "*") { Self::Any } else { Self::Only(list) }
+        let list: Vec<String> = raw
+            .split(',')
+            .map(|o| o.trim().trim_end_matches('/').to_ascii_lowercase())
+            .filter(|o| !o.is_empty())
+            .collect();
+        if list.is_empty() || list.iter().any(|o| o == "*") {
+            Self::Any
+        } else {
+            Self::Only(list)
+        }
     }
 
     /// Whether a request with this `Origin` header (or none) may connect.
@@ -105,7 +112,11 @@ impl Config {
     /// [`ConfigError::Invalid`] for a variable that does not parse.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let defaults = FanoutSettings::default();
-        let ttl_secs: u64 = parse_or(&lookup, MEMBERSHIP_TTL_SECS, MAX_CONNECTION_LIFETIME.as_secs())?;
+        let ttl_secs: u64 = parse_or(
+            &lookup,
+            MEMBERSHIP_TTL_SECS,
+            MAX_CONNECTION_LIFETIME.as_secs(),
+        )?;
         if ttl_secs == 0 {
             return Err(invalid(MEMBERSHIP_TTL_SECS, "0", "must be at least 1"));
         }
@@ -119,15 +130,25 @@ impl Config {
         }
         let key_prefix = lookup(REDIS_KEY_PREFIX).unwrap_or_else(|| DEFAULT_PREFIX.to_owned());
         if key_prefix.contains(['{', '}']) {
-            return Err(invalid(REDIS_KEY_PREFIX, &key_prefix, "must not contain { or } (they are hash tags)"));
+            return Err(invalid(
+                REDIS_KEY_PREFIX,
+                &key_prefix,
+                "must not contain { or } (they are hash tags)",
+            ));
         }
         Ok(Self {
             redis_url: lookup(REDIS_URL).filter(|v| !v.is_empty()),
             key_prefix,
             membership_lifetime: Duration::from_secs(ttl_secs),
-            allowed_origins: lookup(ALLOWED_ORIGINS).map(|v| OriginPolicy::parse(&v)).unwrap_or_default(),
+            allowed_origins: lookup(ALLOWED_ORIGINS)
+                .map(|v| OriginPolicy::parse(&v))
+                .unwrap_or_default(),
             management_endpoint: lookup(WS_MANAGEMENT_ENDPOINT).filter(|v| !v.is_empty()),
-            fanout: FanoutSettings { max_in_flight, max_attempts, ..defaults },
+            fanout: FanoutSettings {
+                max_in_flight,
+                max_attempts,
+                ..defaults
+            },
         })
     }
 
@@ -136,7 +157,9 @@ impl Config {
     /// # Errors
     /// [`ConfigError::Missing`] when it is unset.
     pub fn require_redis_url(&self) -> Result<&str, ConfigError> {
-        self.redis_url.as_deref().ok_or(ConfigError::Missing(REDIS_URL))
+        self.redis_url
+            .as_deref()
+            .ok_or(ConfigError::Missing(REDIS_URL))
     }
 
     /// [`WS_MANAGEMENT_ENDPOINT`], required by the function that posts.
@@ -144,22 +167,35 @@ impl Config {
     /// # Errors
     /// [`ConfigError::Missing`] when it is unset.
     pub fn require_management_endpoint(&self) -> Result<&str, ConfigError> {
-        self.management_endpoint.as_deref().ok_or(ConfigError::Missing(WS_MANAGEMENT_ENDPOINT))
+        self.management_endpoint
+            .as_deref()
+            .ok_or(ConfigError::Missing(WS_MANAGEMENT_ENDPOINT))
     }
 }
 
 fn invalid(name: &'static str, value: &str, reason: &str) -> ConfigError {
-    ConfigError::Invalid { name, value: value.to_owned(), reason: reason.to_owned() }
+    ConfigError::Invalid {
+        name,
+        value: value.to_owned(),
+        reason: reason.to_owned(),
+    }
 }
 
-fn parse_or<T>(lookup: &impl Fn(&str) -> Option<String>, name: &'static str, default: T) -> Result<T, ConfigError>
+fn parse_or<T>(
+    lookup: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: T,
+) -> Result<T, ConfigError>
 where
     T: FromStr,
     T::Err: std::fmt::Display,
 {
     match lookup(name) {
         None => Ok(default),
-        Some(value) => value.trim().parse().map_err(|e: T::Err| invalid(name, &value, &e.to_string())),
+        Some(value) => value
+            .trim()
+            .parse()
+            .map_err(|e: T::Err| invalid(name, &value, &e.to_string())),
     }
 }
 
@@ -168,7 +204,11 @@ mod tests {
     use super::*;
 
     fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        Config::from_lookup(|name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| (*v).to_owned()))
+        Config::from_lookup(|name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        })
     }
 
     #[test]
@@ -177,7 +217,10 @@ mod tests {
         assert_eq!(cfg.membership_lifetime, Duration::from_secs(7200));
         assert_eq!(cfg.key_prefix, "wschat:");
         assert_eq!(cfg.allowed_origins, OriginPolicy::Any);
-        assert!(matches!(cfg.require_redis_url(), Err(ConfigError::Missing("REDIS_URL"))));
+        assert!(matches!(
+            cfg.require_redis_url(),
+            Err(ConfigError::Missing("REDIS_URL"))
+        ));
     }
 
     #[test]

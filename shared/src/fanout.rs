@@ -84,14 +84,20 @@ pub async fn group_send(
     frame: Bytes,
     settings: &FanoutSettings,
 ) -> FanoutReport {
-    let outcomes: Vec<(ConnectionId, Outcome)> = futures_util::stream::iter(members)
-        .map(|conn| {
-            let frame = frame.clone();
-            async move { (conn.clone(), post_with_retry(gateway, conn, frame, settings).await) }
-        })
-        .buffer_unordered(settings.max_in_flight.max(1))
-        .collect()
-        .await;
+    // Owned ids in the stream: futures borrowing from the iterator trip rustc's higher-ranked `Send` check
+    // (rust-lang/rust#102211) once the handler is boxed as a `Send` future.
+    let outcomes: Vec<(ConnectionId, Outcome)> =
+        futures_util::stream::iter(members.iter().cloned())
+            .map(|conn| {
+                let frame = frame.clone();
+                async move {
+                    let outcome = post_with_retry(gateway, &conn, frame, settings).await;
+                    (conn, outcome)
+                }
+            })
+            .buffer_unordered(settings.max_in_flight.max(1))
+            .collect()
+            .await;
 
     let mut report = FanoutReport::default();
     for (conn, outcome) in outcomes {
@@ -120,7 +126,12 @@ pub async fn group_send(
     report
 }
 
-async fn post_with_retry(gateway: &dyn Gateway, conn: &ConnectionId, frame: Bytes, settings: &FanoutSettings) -> Outcome {
+async fn post_with_retry(
+    gateway: &dyn Gateway,
+    conn: &ConnectionId,
+    frame: Bytes,
+    settings: &FanoutSettings,
+) -> Outcome {
     let mut retries = 0;
     loop {
         match gateway.post_to_connection(conn, frame.clone()).await {
@@ -147,7 +158,10 @@ async fn post_with_retry(gateway: &dyn Gateway, conn: &ConnectionId, frame: Byte
 
 /// Full-jitter exponential backoff: uniform in `[0, min(max, base * 2^retry)]`.
 fn backoff(settings: &FanoutSettings, retry: u32) -> Duration {
-    let ceiling = settings.base_backoff.saturating_mul(1 << retry.min(16)).min(settings.max_backoff);
+    let ceiling = settings
+        .base_backoff
+        .saturating_mul(1 << retry.min(16))
+        .min(settings.max_backoff);
     let ceiling_ms = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX);
     Duration::from_millis(fastrand::u64(0..=ceiling_ms))
 }
@@ -182,12 +196,23 @@ mod tests {
         let members = store.members(&room("lobby"), 0).await.expect("members");
         let frame = ServerFrame::Message { message: "hi" }.encode();
 
-        let report = group_send(&gw, &store, &room("lobby"), &members, frame, &FanoutSettings::default()).await;
+        let report = group_send(
+            &gw,
+            &store,
+            &room("lobby"),
+            &members,
+            frame,
+            &FanoutSettings::default(),
+        )
+        .await;
 
         assert_eq!(report.delivered, 2);
         assert_eq!(gw.received(&id("a")), vec![r#"{"message":"hi"}"#]);
         assert_eq!(gw.received(&id("b")), vec![r#"{"message":"hi"}"#]);
-        assert!(gw.received(&id("c")).is_empty(), "another room's member must get nothing");
+        assert!(
+            gw.received(&id("c")).is_empty(),
+            "another room's member must get nothing"
+        );
     }
 
     #[tokio::test]
@@ -197,12 +222,22 @@ mod tests {
         gw.mark_gone(&id("stale"));
         let members = store.members(&room("lobby"), 0).await.expect("members");
 
-        let report =
-            group_send(&gw, &store, &room("lobby"), &members, Bytes::from_static(b"x"), &FanoutSettings::default()).await;
+        let report = group_send(
+            &gw,
+            &store,
+            &room("lobby"),
+            &members,
+            Bytes::from_static(b"x"),
+            &FanoutSettings::default(),
+        )
+        .await;
 
         assert_eq!(report.delivered, 2);
         assert_eq!(report.pruned, vec![id("stale")]);
-        assert_eq!(store.members(&room("lobby"), 0).await.expect("members"), vec![id("a"), id("b")]);
+        assert_eq!(
+            store.members(&room("lobby"), 0).await.expect("members"),
+            vec![id("a"), id("b")]
+        );
         assert_eq!(store.room_of(&id("stale")).await.expect("room_of"), None);
     }
 
@@ -213,8 +248,15 @@ mod tests {
         gw.throttle(&id("a"), 2);
         let members = vec![id("a")];
 
-        let report =
-            group_send(&gw, &store, &room("lobby"), &members, Bytes::from_static(b"x"), &FanoutSettings::default()).await;
+        let report = group_send(
+            &gw,
+            &store,
+            &room("lobby"),
+            &members,
+            Bytes::from_static(b"x"),
+            &FanoutSettings::default(),
+        )
+        .await;
 
         assert_eq!(report.delivered, 1);
         assert_eq!(report.retried, 2);
@@ -226,14 +268,28 @@ mod tests {
         let store = store_with(&[("lobby", "a")]).await;
         let gw = RecordingGateway::new();
         gw.throttle(&id("a"), 100);
-        let settings = FanoutSettings { max_attempts: 3, ..FanoutSettings::default() };
+        let settings = FanoutSettings {
+            max_attempts: 3,
+            ..FanoutSettings::default()
+        };
 
-        let report = group_send(&gw, &store, &room("lobby"), &[id("a")], Bytes::from_static(b"x"), &settings).await;
+        let report = group_send(
+            &gw,
+            &store,
+            &room("lobby"),
+            &[id("a")],
+            Bytes::from_static(b"x"),
+            &settings,
+        )
+        .await;
 
         assert_eq!(report.delivered, 0);
         assert_eq!(report.failed, vec![(id("a"), Failure::Throttled)]);
         assert_eq!(gw.attempts(&id("a")), 3);
-        assert_eq!(store.members(&room("lobby"), 0).await.expect("members"), vec![id("a")]);
+        assert_eq!(
+            store.members(&room("lobby"), 0).await.expect("members"),
+            vec![id("a")]
+        );
     }
 
     #[tokio::test]
@@ -243,12 +299,26 @@ mod tests {
         gw.mark_forbidden(&id("a"));
         let members = store.members(&room("lobby"), 0).await.expect("members");
 
-        let report =
-            group_send(&gw, &store, &room("lobby"), &members, Bytes::from_static(b"x"), &FanoutSettings::default()).await;
+        let report = group_send(
+            &gw,
+            &store,
+            &room("lobby"),
+            &members,
+            Bytes::from_static(b"x"),
+            &FanoutSettings::default(),
+        )
+        .await;
 
         assert_eq!(report.failed, vec![(id("a"), Failure::Forbidden)]);
         assert_eq!(report.delivered, 1);
-        assert_eq!(store.members(&room("lobby"), 0).await.expect("members").len(), 2);
+        assert_eq!(
+            store
+                .members(&room("lobby"), 0)
+                .await
+                .expect("members")
+                .len(),
+            2
+        );
     }
 
     #[test]

@@ -197,7 +197,9 @@ impl ServerFrame<'_> {
         // Serializing a struct of strings cannot fail: no maps with non-string keys, no I/O.
         serde_json::to_vec(self)
             .map(bytes::Bytes::from)
-            .unwrap_or_else(|_| bytes::Bytes::from_static(b"{\"error\":\"internal encoding error\"}"))
+            .unwrap_or_else(|_| {
+                bytes::Bytes::from_static(b"{\"error\":\"internal encoding error\"}")
+            })
     }
 }
 
@@ -207,47 +209,94 @@ mod tests {
 
     #[test]
     fn room_names_follow_the_tutorials_word_rule() {
-        for ok in ["lobby", "room_1", "로비", "Ünïcödé", "_", "a1", &"x".repeat(100)] {
+        for ok in [
+            "lobby",
+            "room_1",
+            "로비",
+            "Ünïcödé",
+            "_",
+            "a1",
+            &"x".repeat(100),
+        ] {
             assert!(RoomName::parse(ok).is_ok(), "{ok:?} should be accepted");
         }
         assert_eq!(RoomName::parse(""), Err(RoomNameError::Empty));
-        assert_eq!(RoomName::parse(&"x".repeat(101)), Err(RoomNameError::TooLong));
-        assert_eq!(RoomName::parse("a b"), Err(RoomNameError::BadCharacter(' ')));
-        assert_eq!(RoomName::parse("a-b"), Err(RoomNameError::BadCharacter('-')));
-        assert_eq!(RoomName::parse("{tag}"), Err(RoomNameError::BadCharacter('{')));
-        assert_eq!(RoomName::parse("a/b"), Err(RoomNameError::BadCharacter('/')));
-        assert_eq!(RoomName::parse("😀"), Err(RoomNameError::BadCharacter('😀')));
+        assert_eq!(
+            RoomName::parse(&"x".repeat(101)),
+            Err(RoomNameError::TooLong)
+        );
+        assert_eq!(
+            RoomName::parse("a b"),
+            Err(RoomNameError::BadCharacter(' '))
+        );
+        assert_eq!(
+            RoomName::parse("a-b"),
+            Err(RoomNameError::BadCharacter('-'))
+        );
+        assert_eq!(
+            RoomName::parse("{tag}"),
+            Err(RoomNameError::BadCharacter('{'))
+        );
+        assert_eq!(
+            RoomName::parse("a/b"),
+            Err(RoomNameError::BadCharacter('/'))
+        );
+        assert_eq!(
+            RoomName::parse("😀"),
+            Err(RoomNameError::BadCharacter('😀'))
+        );
     }
 
     #[test]
     fn room_name_length_counts_characters_not_bytes() {
         assert!(RoomName::parse(&"로".repeat(100)).is_ok());
-        assert_eq!(RoomName::parse(&"로".repeat(101)), Err(RoomNameError::TooLong));
+        assert_eq!(
+            RoomName::parse(&"로".repeat(101)),
+            Err(RoomNameError::TooLong)
+        );
     }
 
     #[test]
     fn connection_ids_must_be_visible_ascii() {
         assert!(ConnectionId::parse("L0SM9cOFvHcCIhw=").is_ok());
         assert_eq!(ConnectionId::parse(""), Err(ConnectionIdError::Malformed));
-        assert_eq!(ConnectionId::parse("a b"), Err(ConnectionIdError::Malformed));
-        assert_eq!(ConnectionId::parse(&"a".repeat(129)), Err(ConnectionIdError::Malformed));
+        assert_eq!(
+            ConnectionId::parse("a b"),
+            Err(ConnectionIdError::Malformed)
+        );
+        assert_eq!(
+            ConnectionId::parse(&"a".repeat(129)),
+            Err(ConnectionIdError::Malformed)
+        );
     }
 
     #[test]
     fn message_round_trips_byte_exactly() {
-        for text in ["hello", "", "quote \" backslash \\ slash /", "tab\tnewline\n", "로비 😀 ünï", "\u{0}\u{1f}"] {
+        for text in [
+            "hello",
+            "",
+            "quote \" backslash \\ slash /",
+            "tab\tnewline\n",
+            "로비 😀 ünï",
+            "\u{0}\u{1f}",
+        ] {
             let body = serde_json::json!({ "message": text }).to_string();
             let frame = ClientFrame::parse(Some(&body), false).expect("valid frame");
             assert_eq!(frame.message, text);
-            let out = ServerFrame::Message { message: &frame.message }.encode();
-            let back: serde_json::Value = serde_json::from_slice(&out).expect("server frame is JSON");
+            let out = ServerFrame::Message {
+                message: &frame.message,
+            }
+            .encode();
+            let back: serde_json::Value =
+                serde_json::from_slice(&out).expect("server frame is JSON");
             assert_eq!(back, serde_json::json!({ "message": text }));
         }
     }
 
     #[test]
     fn extra_fields_in_a_client_frame_are_ignored() {
-        let frame = ClientFrame::parse(Some(r#"{"action":"x","message":"hi","n":1}"#), false).expect("valid");
+        let frame = ClientFrame::parse(Some(r#"{"action":"x","message":"hi","n":1}"#), false)
+            .expect("valid");
         assert_eq!(frame.message, "hi");
     }
 
@@ -265,13 +314,19 @@ mod tests {
         ];
         for (body, b64, expected) in cases {
             let err = ClientFrame::parse(body, b64).expect_err("frame should be refused");
-            assert!(err.to_string().contains(expected), "{body:?}: {err} should mention {expected:?}");
+            assert!(
+                err.to_string().contains(expected),
+                "{body:?}: {err} should mention {expected:?}"
+            );
         }
     }
 
     #[test]
     fn error_frames_are_json_objects_with_an_error_field() {
-        let out = ServerFrame::Error { error: "bad \"frame\"" }.encode();
+        let out = ServerFrame::Error {
+            error: "bad \"frame\"",
+        }
+        .encode();
         let back: serde_json::Value = serde_json::from_slice(&out).expect("JSON");
         assert_eq!(back, serde_json::json!({ "error": "bad \"frame\"" }));
     }

@@ -8,8 +8,10 @@ use lambda_runtime::{Error, LambdaEvent, service_fn};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     telemetry::init();
-    lambda_runtime::run(service_fn(|event: LambdaEvent<AuthorizerRequest>| async move {
-        Ok::<AuthorizerResponse, Error>(handle(&event.payload))
-    }))
+    lambda_runtime::run(service_fn(
+        |event: LambdaEvent<AuthorizerRequest>| async move {
+            Ok::<AuthorizerResponse, Error>(handle(&event.payload))
+        },
+    ))
     .await
 }

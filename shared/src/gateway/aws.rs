@@ -42,7 +42,13 @@ impl AwsGateway {
         let config = aws_sdk_apigatewaymanagement::Config::builder()
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new("us-east-1"))
-            .credentials_provider(Credentials::new("local", "local", None, None, "wschat-local"));
+            .credentials_provider(Credentials::new(
+                "local",
+                "local",
+                None,
+                None,
+                "wschat-local",
+            ));
         Self::build(config, endpoint)
     }
 
@@ -50,15 +56,25 @@ impl AwsGateway {
         let config = config
             .endpoint_url(endpoint)
             .retry_config(RetryConfig::disabled())
-            .timeout_config(TimeoutConfig::builder().operation_timeout(OPERATION_TIMEOUT).build())
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .operation_timeout(OPERATION_TIMEOUT)
+                    .build(),
+            )
             .build();
-        Self { client: aws_sdk_apigatewaymanagement::Client::from_conf(config) }
+        Self {
+            client: aws_sdk_apigatewaymanagement::Client::from_conf(config),
+        }
     }
 }
 
 #[async_trait]
 impl Gateway for AwsGateway {
-    async fn post_to_connection(&self, conn: &ConnectionId, data: Bytes) -> Result<(), GatewayError> {
+    async fn post_to_connection(
+        &self,
+        conn: &ConnectionId,
+        data: Bytes,
+    ) -> Result<(), GatewayError> {
         let result = self
             .client
             .post_to_connection()
@@ -78,7 +94,9 @@ fn classify(err: SdkError<PostToConnectionError>) -> GatewayError {
         Some(PostToConnectionError::GoneException(_)) => GatewayError::Gone,
         Some(PostToConnectionError::LimitExceededException(_)) => GatewayError::Throttled,
         Some(PostToConnectionError::PayloadTooLargeException(_)) => GatewayError::PayloadTooLarge,
-        Some(PostToConnectionError::ForbiddenException(_)) => GatewayError::Forbidden(Box::new(err)),
+        Some(PostToConnectionError::ForbiddenException(_)) => {
+            GatewayError::Forbidden(Box::new(err))
+        }
         _ => match err.raw_response().map(|r| r.status().as_u16()) {
             // Status codes without the modelled error type (a proxy, an emulator): classify by status alone.
             Some(410) => GatewayError::Gone,

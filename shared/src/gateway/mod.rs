@@ -24,7 +24,11 @@ pub trait Gateway: Send + Sync {
     ///
     /// # Errors
     /// [`GatewayError`] says what API Gateway answered, so the caller can prune, retry or report.
-    async fn post_to_connection(&self, conn: &ConnectionId, data: Bytes) -> Result<(), GatewayError>;
+    async fn post_to_connection(
+        &self,
+        conn: &ConnectionId,
+        data: Bytes,
+    ) -> Result<(), GatewayError>;
 }
 
 /// What went wrong with one PostToConnection, classified the way the fan-out must react to it.
@@ -37,7 +41,9 @@ pub enum GatewayError {
     #[error("throttled (429)")]
     Throttled,
     /// 403: wrong endpoint or stage, or no `execute-api:ManageConnections`. A configuration error: never prune.
-    #[error("forbidden (403): check the management endpoint's stage and execute-api:ManageConnections")]
+    #[error(
+        "forbidden (403): check the management endpoint's stage and execute-api:ManageConnections"
+    )]
     Forbidden(#[source] BoxError),
     /// 413: the payload is over 128 KB.
     #[error("payload too large (413)")]

@@ -32,7 +32,9 @@ impl RecordingGateway {
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// From now on, posts to `conn` answer 410 Gone.
@@ -55,7 +57,12 @@ impl RecordingGateway {
         self.state()
             .delivered
             .get(conn)
-            .map(|frames| frames.iter().map(|f| String::from_utf8_lossy(f).into_owned()).collect())
+            .map(|frames| {
+                frames
+                    .iter()
+                    .map(|f| String::from_utf8_lossy(f).into_owned())
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -67,7 +74,11 @@ impl RecordingGateway {
 
 #[async_trait]
 impl Gateway for RecordingGateway {
-    async fn post_to_connection(&self, conn: &ConnectionId, data: Bytes) -> Result<(), GatewayError> {
+    async fn post_to_connection(
+        &self,
+        conn: &ConnectionId,
+        data: Bytes,
+    ) -> Result<(), GatewayError> {
         let mut state = self.state();
         *state.attempts.entry(conn.clone()).or_default() += 1;
         if state.gone.contains(conn) {

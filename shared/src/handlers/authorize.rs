@@ -51,12 +51,22 @@ pub struct AuthorizerResponse {
 
 /// Handles one authorizer request.
 pub fn handle(event: &AuthorizerRequest) -> AuthorizerResponse {
-    let principal_id =
-        event.request_context.connection_id.clone().filter(|c| !c.is_empty()).unwrap_or_else(|| "anonymous".to_owned());
+    let principal_id = event
+        .request_context
+        .connection_id
+        .clone()
+        .filter(|c| !c.is_empty())
+        .unwrap_or_else(|| "anonymous".to_owned());
     let mut context = Map::new();
-    let room = event.query_string_parameters.as_ref().and_then(|q| q.get("room"));
+    let room = event
+        .query_string_parameters
+        .as_ref()
+        .and_then(|q| q.get("room"));
     if let Some(room) = room.and_then(|r| RoomName::parse(r).ok()) {
-        context.insert(AUTHORIZER_ROOM_KEY.to_owned(), Value::String(room.as_str().to_owned()));
+        context.insert(
+            AUTHORIZER_ROOM_KEY.to_owned(),
+            Value::String(room.as_str().to_owned()),
+        );
     }
     let resource = event.method_arn.clone().unwrap_or_else(|| "*".to_owned());
     AuthorizerResponse {

@@ -29,8 +29,16 @@ impl Deps {
     /// [`StartupError`] when a variable is missing or Redis is unreachable.
     pub async fn from_env() -> Result<Self, StartupError> {
         let cfg = Config::from_env()?;
-        let rooms = RedisRoomStore::connect(cfg.require_redis_url()?, &cfg.key_prefix, cfg.membership_lifetime).await?;
-        Ok(Self { rooms: Arc::new(rooms), origins: cfg.allowed_origins })
+        let rooms = RedisRoomStore::connect(
+            cfg.require_redis_url()?,
+            &cfg.key_prefix,
+            cfg.membership_lifetime,
+        )
+        .await?;
+        Ok(Self {
+            rooms: Arc::new(rooms),
+            origins: cfg.allowed_origins,
+        })
     }
 }
 
@@ -38,7 +46,10 @@ impl Deps {
 ///
 /// # Errors
 /// [`HandlerError`] when the store fails (API Gateway then rejects the handshake with 500).
-pub async fn handle(event: &ApiGatewayWebsocketProxyRequest, deps: &Deps) -> Result<ApiGatewayProxyResponse, HandlerError> {
+pub async fn handle(
+    event: &ApiGatewayWebsocketProxyRequest,
+    deps: &Deps,
+) -> Result<ApiGatewayProxyResponse, HandlerError> {
     let conn = connection_id(&event.request_context)?;
     let origin = event.headers.get("origin").and_then(|v| v.to_str().ok());
     if !deps.origins.allows(origin) {
@@ -57,7 +68,9 @@ pub async fn handle(event: &ApiGatewayWebsocketProxyRequest, deps: &Deps) -> Res
             return Ok(response(400, Some(&reason)));
         }
     };
-    deps.rooms.join(&room, &conn, event.request_context.connected_at).await?;
+    deps.rooms
+        .join(&room, &conn, event.request_context.connected_at)
+        .await?;
     info!(connection = %conn, room = %room, "joined");
     Ok(response(200, None))
 }
@@ -73,7 +86,13 @@ mod tests {
 
     fn deps(origins: OriginPolicy) -> (Deps, Arc<MemoryRoomStore>) {
         let store = Arc::new(MemoryRoomStore::default());
-        (Deps { rooms: store.clone(), origins }, store)
+        (
+            Deps {
+                rooms: store.clone(),
+                origins,
+            },
+            store,
+        )
     }
 
     #[tokio::test]
@@ -85,29 +104,57 @@ mod tests {
 
         assert_eq!(resp.status_code, 200);
         let room = RoomName::parse("로비").expect("room");
-        assert_eq!(store.members(&room, 2_000).await.expect("members"), vec![ConnectionId::parse("c1").expect("id")]);
+        assert_eq!(
+            store.members(&room, 2_000).await.expect("members"),
+            vec![ConnectionId::parse("c1").expect("id")]
+        );
     }
 
     #[tokio::test]
     async fn connect_without_room_is_rejected_with_400() {
         let (deps, store) = deps(OriginPolicy::Any);
-        for query in [json!({}), json!({ "room": "" }), json!({ "room": "no spaces" }), json!({ "room": "x".repeat(101) })] {
+        for query in [
+            json!({}),
+            json!({ "room": "" }),
+            json!({ "room": "no spaces" }),
+            json!({ "room": "x".repeat(101) }),
+        ] {
             let event = fixtures::connect("c1", query.clone(), json!({}));
 
             let resp = handle(&event, &deps).await.expect("handled");
 
             assert_eq!(resp.status_code, 400, "{query}");
-            assert_eq!(store.room_of(&ConnectionId::parse("c1").expect("id")).await.expect("room_of"), None);
+            assert_eq!(
+                store
+                    .room_of(&ConnectionId::parse("c1").expect("id"))
+                    .await
+                    .expect("room_of"),
+                None
+            );
         }
     }
 
     #[tokio::test]
     async fn connect_from_an_unlisted_origin_is_rejected_with_403() {
         let (deps, _) = deps(OriginPolicy::parse("http://127.0.0.1:3000"));
-        let evil = fixtures::connect("c1", json!({ "room": "lobby" }), json!({ "Origin": "https://evil.example" }));
-        let good = fixtures::connect("c2", json!({ "room": "lobby" }), json!({ "Origin": "http://127.0.0.1:3000" }));
+        let evil = fixtures::connect(
+            "c1",
+            json!({ "room": "lobby" }),
+            json!({ "Origin": "https://evil.example" }),
+        );
+        let good = fixtures::connect(
+            "c2",
+            json!({ "room": "lobby" }),
+            json!({ "Origin": "http://127.0.0.1:3000" }),
+        );
 
-        assert_eq!(handle(&evil, &deps).await.expect("handled").status_code, 403);
-        assert_eq!(handle(&good, &deps).await.expect("handled").status_code, 200);
+        assert_eq!(
+            handle(&evil, &deps).await.expect("handled").status_code,
+            403
+        );
+        assert_eq!(
+            handle(&good, &deps).await.expect("handled").status_code,
+            200
+        );
     }
 }

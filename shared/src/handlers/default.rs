@@ -35,9 +35,18 @@ impl Deps {
     pub async fn from_env() -> Result<Self, StartupError> {
         let cfg = Config::from_env()?;
         let endpoint = cfg.require_management_endpoint()?;
-        let rooms = RedisRoomStore::connect(cfg.require_redis_url()?, &cfg.key_prefix, cfg.membership_lifetime).await?;
+        let rooms = RedisRoomStore::connect(
+            cfg.require_redis_url()?,
+            &cfg.key_prefix,
+            cfg.membership_lifetime,
+        )
+        .await?;
         let gateway = AwsGateway::from_env(endpoint).await;
-        Ok(Self { rooms: Arc::new(rooms), gateway: Arc::new(gateway), fanout: cfg.fanout })
+        Ok(Self {
+            rooms: Arc::new(rooms),
+            gateway: Arc::new(gateway),
+            fanout: cfg.fanout,
+        })
     }
 }
 
@@ -45,14 +54,20 @@ impl Deps {
 ///
 /// # Errors
 /// [`HandlerError`] when the store fails, or when no member at all could be reached.
-pub async fn handle(event: &ApiGatewayWebsocketProxyRequest, deps: &Deps) -> Result<ApiGatewayProxyResponse, HandlerError> {
+pub async fn handle(
+    event: &ApiGatewayWebsocketProxyRequest,
+    deps: &Deps,
+) -> Result<ApiGatewayProxyResponse, HandlerError> {
     let ctx = &event.request_context;
     let sender = connection_id(ctx)?;
     let frame = match ClientFrame::parse(event.body.as_deref(), event.is_base64_encoded) {
         Ok(frame) => frame,
         Err(err) => return refuse(deps, &sender, &err).await,
     };
-    let encoded = ServerFrame::Message { message: &frame.message }.encode();
+    let encoded = ServerFrame::Message {
+        message: &frame.message,
+    }
+    .encode();
     if encoded.len() > MAX_POST_BYTES {
         return refuse(deps, &sender, &FrameError::TooLarge(encoded.len())).await;
     }
@@ -70,7 +85,15 @@ pub async fn handle(event: &ApiGatewayWebsocketProxyRequest, deps: &Deps) -> Res
     };
     let members = deps.rooms.members(&room, event_time_ms(ctx)).await?;
     debug!(connection = %sender, room = %room, message = %frame.message, "chat message");
-    let report = group_send(deps.gateway.as_ref(), deps.rooms.as_ref(), &room, &members, encoded, &deps.fanout).await;
+    let report = group_send(
+        deps.gateway.as_ref(),
+        deps.rooms.as_ref(),
+        &room,
+        &members,
+        encoded,
+        &deps.fanout,
+    )
+    .await;
     info!(
         connection = %sender,
         room = %room,
@@ -82,13 +105,20 @@ pub async fn handle(event: &ApiGatewayWebsocketProxyRequest, deps: &Deps) -> Res
         "group_send done"
     );
     if report.delivered == 0 && !report.failed.is_empty() {
-        return Err(HandlerError::Undeliverable { failed: report.failed.len(), members: members.len() });
+        return Err(HandlerError::Undeliverable {
+            failed: report.failed.len(),
+            members: members.len(),
+        });
     }
     Ok(response(200, None))
 }
 
 /// Answers a bad frame: `{"error": ...}` to its sender alone, nothing broadcast, the connection left open.
-async fn refuse(deps: &Deps, sender: &ConnectionId, err: &FrameError) -> Result<ApiGatewayProxyResponse, HandlerError> {
+async fn refuse(
+    deps: &Deps,
+    sender: &ConnectionId,
+    err: &FrameError,
+) -> Result<ApiGatewayProxyResponse, HandlerError> {
     let reason = err.to_string();
     warn!(connection = %sender, reason, "frame refused");
     post_error(deps, sender, &reason).await;
@@ -122,11 +152,22 @@ mod tests {
     async fn world(members: &[(&str, &str)]) -> World {
         let store = Arc::new(MemoryRoomStore::default());
         for (room, conn) in members {
-            store.join(&room_(room), &id(conn), 1_000).await.expect("join");
+            store
+                .join(&room_(room), &id(conn), 1_000)
+                .await
+                .expect("join");
         }
         let gateway = Arc::new(RecordingGateway::new());
-        let deps = Deps { rooms: store.clone(), gateway: gateway.clone(), fanout: FanoutSettings::default() };
-        World { deps, store, gateway }
+        let deps = Deps {
+            rooms: store.clone(),
+            gateway: gateway.clone(),
+            fanout: FanoutSettings::default(),
+        };
+        World {
+            deps,
+            store,
+            gateway,
+        }
     }
 
     fn id(s: &str) -> ConnectionId {
@@ -138,7 +179,10 @@ mod tests {
     }
 
     fn json_frames(gw: &RecordingGateway, conn: &str) -> Vec<Value> {
-        gw.received(&id(conn)).iter().map(|f| serde_json::from_str(f).expect("frames are JSON")).collect()
+        gw.received(&id(conn))
+            .iter()
+            .map(|f| serde_json::from_str(f).expect("frames are JSON"))
+            .collect()
     }
 
     #[tokio::test]
@@ -149,8 +193,14 @@ mod tests {
         let resp = handle(&event, &w.deps).await.expect("handled");
 
         assert_eq!(resp.status_code, 200);
-        assert_eq!(json_frames(&w.gateway, "a"), vec![json!({ "message": "hello" })]);
-        assert_eq!(json_frames(&w.gateway, "b"), vec![json!({ "message": "hello" })]);
+        assert_eq!(
+            json_frames(&w.gateway, "a"),
+            vec![json!({ "message": "hello" })]
+        );
+        assert_eq!(
+            json_frames(&w.gateway, "b"),
+            vec![json!({ "message": "hello" })]
+        );
         assert!(w.gateway.received(&id("c")).is_empty());
     }
 
@@ -162,7 +212,10 @@ mod tests {
 
         handle(&event, &w.deps).await.expect("handled");
 
-        assert_eq!(json_frames(&w.gateway, "b"), vec![json!({ "message": "via context" })]);
+        assert_eq!(
+            json_frames(&w.gateway, "b"),
+            vec![json!({ "message": "via context" })]
+        );
     }
 
     #[tokio::test]
@@ -177,8 +230,16 @@ mod tests {
         }
         let frames = json_frames(&w.gateway, "a");
         assert_eq!(frames.len(), 4);
-        assert!(frames.iter().all(|f| f["error"].is_string() && f.get("message").is_none()), "{frames:?}");
-        assert!(w.gateway.received(&id("b")).is_empty(), "nothing is broadcast");
+        assert!(
+            frames
+                .iter()
+                .all(|f| f["error"].is_string() && f.get("message").is_none()),
+            "{frames:?}"
+        );
+        assert!(
+            w.gateway.received(&id("b")).is_empty(),
+            "nothing is broadcast"
+        );
     }
 
     #[tokio::test]
@@ -186,17 +247,36 @@ mod tests {
         let w = world(&[("lobby", "a"), ("lobby", "vanished")]).await;
         w.gateway.mark_gone(&id("vanished"));
 
-        handle(&fixtures::message("a", r#"{"message":"hi"}"#, None), &w.deps).await.expect("handled");
+        handle(
+            &fixtures::message("a", r#"{"message":"hi"}"#, None),
+            &w.deps,
+        )
+        .await
+        .expect("handled");
 
-        assert_eq!(w.store.members(&room_("lobby"), 2_000).await.expect("members"), vec![id("a")]);
-        assert_eq!(json_frames(&w.gateway, "a"), vec![json!({ "message": "hi" })]);
+        assert_eq!(
+            w.store
+                .members(&room_("lobby"), 2_000)
+                .await
+                .expect("members"),
+            vec![id("a")]
+        );
+        assert_eq!(
+            json_frames(&w.gateway, "a"),
+            vec![json!({ "message": "hi" })]
+        );
     }
 
     #[tokio::test]
     async fn message_from_a_connection_in_no_room_is_answered_with_an_error() {
         let w = world(&[("lobby", "b")]).await;
 
-        let resp = handle(&fixtures::message("stranger", r#"{"message":"hi"}"#, None), &w.deps).await.expect("handled");
+        let resp = handle(
+            &fixtures::message("stranger", r#"{"message":"hi"}"#, None),
+            &w.deps,
+        )
+        .await
+        .expect("handled");
 
         assert_eq!(resp.status_code, 410);
         assert!(json_frames(&w.gateway, "stranger")[0]["error"].is_string());
@@ -209,10 +289,17 @@ mod tests {
         // 30,000 control characters fit in a 32 KB frame but escape to 180,000 bytes.
         let body = json!({ "message": "\u{1}".repeat(30_000) }).to_string();
 
-        let resp = handle(&fixtures::message("a", &body, None), &w.deps).await.expect("handled");
+        let resp = handle(&fixtures::message("a", &body, None), &w.deps)
+            .await
+            .expect("handled");
 
         assert_eq!(resp.status_code, 400);
-        assert!(json_frames(&w.gateway, "a")[0]["error"].as_str().expect("error").contains("too large"));
+        assert!(
+            json_frames(&w.gateway, "a")[0]["error"]
+                .as_str()
+                .expect("error")
+                .contains("too large")
+        );
         assert!(w.gateway.received(&id("b")).is_empty());
     }
 
@@ -221,8 +308,21 @@ mod tests {
         let w = world(&[("lobby", "a")]).await;
         w.gateway.mark_forbidden(&id("a"));
 
-        let result = handle(&fixtures::message("a", r#"{"message":"hi"}"#, None), &w.deps).await;
+        let result = handle(
+            &fixtures::message("a", r#"{"message":"hi"}"#, None),
+            &w.deps,
+        )
+        .await;
 
-        assert!(matches!(result, Err(HandlerError::Undeliverable { failed: 1, members: 1 })), "{result:?}");
+        assert!(
+            matches!(
+                result,
+                Err(HandlerError::Undeliverable {
+                    failed: 1,
+                    members: 1
+                })
+            ),
+            "{result:?}"
+        );
     }
 }

@@ -24,8 +24,15 @@ impl Deps {
     /// [`StartupError`] when a variable is missing or Redis is unreachable.
     pub async fn from_env() -> Result<Self, StartupError> {
         let cfg = Config::from_env()?;
-        let rooms = RedisRoomStore::connect(cfg.require_redis_url()?, &cfg.key_prefix, cfg.membership_lifetime).await?;
-        Ok(Self { rooms: Arc::new(rooms) })
+        let rooms = RedisRoomStore::connect(
+            cfg.require_redis_url()?,
+            &cfg.key_prefix,
+            cfg.membership_lifetime,
+        )
+        .await?;
+        Ok(Self {
+            rooms: Arc::new(rooms),
+        })
     }
 }
 
@@ -33,7 +40,10 @@ impl Deps {
 ///
 /// # Errors
 /// [`HandlerError`] when the store fails.
-pub async fn handle(event: &ApiGatewayWebsocketProxyRequest, deps: &Deps) -> Result<ApiGatewayProxyResponse, HandlerError> {
+pub async fn handle(
+    event: &ApiGatewayWebsocketProxyRequest,
+    deps: &Deps,
+) -> Result<ApiGatewayProxyResponse, HandlerError> {
     let conn = connection_id(&event.request_context)?;
     let hint = authorizer_room(&event.request_context);
     let left = deps.rooms.leave(&conn, hint.as_ref()).await?;
@@ -58,19 +68,33 @@ mod tests {
         let room = RoomName::parse("lobby").expect("room");
         let conn = ConnectionId::parse("c1").expect("id");
         store.join(&room, &conn, 1_000).await.expect("join");
-        let deps = Deps { rooms: store.clone() };
+        let deps = Deps {
+            rooms: store.clone(),
+        };
 
-        let resp = handle(&fixtures::disconnect("c1"), &deps).await.expect("handled");
+        let resp = handle(&fixtures::disconnect("c1"), &deps)
+            .await
+            .expect("handled");
 
         assert_eq!(resp.status_code, 200);
-        assert!(store.members(&room, 2_000).await.expect("members").is_empty());
+        assert!(
+            store
+                .members(&room, 2_000)
+                .await
+                .expect("members")
+                .is_empty()
+        );
     }
 
     #[tokio::test]
     async fn disconnect_of_an_unknown_connection_is_harmless() {
-        let deps = Deps { rooms: Arc::new(MemoryRoomStore::default()) };
+        let deps = Deps {
+            rooms: Arc::new(MemoryRoomStore::default()),
+        };
 
-        let resp = handle(&fixtures::disconnect("never-joined"), &deps).await.expect("handled");
+        let resp = handle(&fixtures::disconnect("never-joined"), &deps)
+            .await
+            .expect("handled");
 
         assert_eq!(resp.status_code, 200);
     }

@@ -83,8 +83,13 @@ pub fn response(status: i64, body: Option<&str>) -> ApiGatewayProxyResponse {
 ///
 /// # Errors
 /// [`HandlerError::BadEvent`] when the event has no usable `requestContext.connectionId`.
-pub fn connection_id(ctx: &ApiGatewayWebsocketProxyRequestContext) -> Result<ConnectionId, HandlerError> {
-    let raw = ctx.connection_id.as_deref().ok_or(ConnectionIdError::Missing)?;
+pub fn connection_id(
+    ctx: &ApiGatewayWebsocketProxyRequestContext,
+) -> Result<ConnectionId, HandlerError> {
+    let raw = ctx
+        .connection_id
+        .as_deref()
+        .ok_or(ConnectionIdError::Missing)?;
     Ok(ConnectionId::parse(raw)?)
 }
 
@@ -96,12 +101,18 @@ pub fn authorizer_room(ctx: &ApiGatewayWebsocketProxyRequestContext) -> Option<R
 
 /// The event's time in epoch milliseconds (API Gateway's clock), or this machine's when the event has none.
 pub fn event_time_ms(ctx: &ApiGatewayWebsocketProxyRequestContext) -> i64 {
-    if ctx.request_time_epoch > 0 { ctx.request_time_epoch } else { now_ms() }
+    if ctx.request_time_epoch > 0 {
+        ctx.request_time_epoch
+    } else {
+        now_ms()
+    }
 }
 
 /// This machine's clock in epoch milliseconds.
 pub fn now_ms() -> i64 {
-    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
     i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX)
 }
 
@@ -112,7 +123,11 @@ pub(crate) mod fixtures {
     use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
     use serde_json::json;
 
-    pub fn connect(conn: &str, query: serde_json::Value, headers: serde_json::Value) -> ApiGatewayWebsocketProxyRequest {
+    pub fn connect(
+        conn: &str,
+        query: serde_json::Value,
+        headers: serde_json::Value,
+    ) -> ApiGatewayWebsocketProxyRequest {
         serde_json::from_value(json!({
             "headers": headers,
             "queryStringParameters": query,
@@ -122,13 +137,19 @@ pub(crate) mod fixtures {
         .expect("connect fixture deserializes")
     }
 
-    pub fn message(conn: &str, body: &str, room_context: Option<&str>) -> ApiGatewayWebsocketProxyRequest {
+    pub fn message(
+        conn: &str,
+        body: &str,
+        room_context: Option<&str>,
+    ) -> ApiGatewayWebsocketProxyRequest {
         let mut ctx = context(conn, "$default", "MESSAGE");
         if let Some(room) = room_context {
             ctx["authorizer"] = json!({ "room": room, "principalId": conn });
         }
-        serde_json::from_value(json!({ "requestContext": ctx, "body": body, "isBase64Encoded": false }))
-            .expect("message fixture deserializes")
+        serde_json::from_value(
+            json!({ "requestContext": ctx, "body": body, "isBase64Encoded": false }),
+        )
+        .expect("message fixture deserializes")
     }
 
     pub fn disconnect(conn: &str) -> ApiGatewayWebsocketProxyRequest {

@@ -42,7 +42,9 @@ impl MemoryRoomStore {
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         // A panic while holding the lock cannot leave the maps half-updated (each update is one insert or
         // remove), so a poisoned lock is still consistent.
-        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -62,13 +64,22 @@ impl State {
 
 #[async_trait]
 impl RoomStore for MemoryRoomStore {
-    async fn join(&self, room: &RoomName, conn: &ConnectionId, connected_at_ms: i64) -> Result<(), StoreError> {
+    async fn join(
+        &self,
+        room: &RoomName,
+        conn: &ConnectionId,
+        connected_at_ms: i64,
+    ) -> Result<(), StoreError> {
         let mut state = self.state();
         if let Some(previous) = state.conns.get(conn).cloned() {
             state.remove(&previous, conn);
         }
         state.conns.insert(conn.clone(), room.clone());
-        state.rooms.entry(room.clone()).or_default().insert(conn.clone(), connected_at_ms);
+        state
+            .rooms
+            .entry(room.clone())
+            .or_default()
+            .insert(conn.clone(), connected_at_ms);
         Ok(())
     }
 
@@ -82,18 +93,28 @@ impl RoomStore for MemoryRoomStore {
         let Some(members) = state.rooms.get(room) else {
             return Ok(Vec::new());
         };
-        let expired: Vec<ConnectionId> =
-            members.iter().filter(|(_, at)| **at < cutoff).map(|(c, _)| c.clone()).collect();
+        let expired: Vec<ConnectionId> = members
+            .iter()
+            .filter(|(_, at)| **at < cutoff)
+            .map(|(c, _)| c.clone())
+            .collect();
         for conn in &expired {
             state.remove(room, conn);
         }
-        let mut live: Vec<ConnectionId> =
-            state.rooms.get(room).map(|m| m.keys().cloned().collect()).unwrap_or_default();
+        let mut live: Vec<ConnectionId> = state
+            .rooms
+            .get(room)
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default();
         live.sort();
         Ok(live)
     }
 
-    async fn leave(&self, conn: &ConnectionId, _room: Option<&RoomName>) -> Result<Option<RoomName>, StoreError> {
+    async fn leave(
+        &self,
+        conn: &ConnectionId,
+        _room: Option<&RoomName>,
+    ) -> Result<Option<RoomName>, StoreError> {
         let mut state = self.state();
         let Some(room) = state.conns.get(conn).cloned() else {
             return Ok(None);

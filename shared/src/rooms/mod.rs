@@ -26,7 +26,12 @@ pub trait RoomStore: Send + Sync {
     ///
     /// # Errors
     /// [`StoreError`] when the backing store cannot be reached or refuses the write.
-    async fn join(&self, room: &RoomName, conn: &ConnectionId, connected_at_ms: i64) -> Result<(), StoreError>;
+    async fn join(
+        &self,
+        room: &RoomName,
+        conn: &ConnectionId,
+        connected_at_ms: i64,
+    ) -> Result<(), StoreError>;
 
     /// The room `conn` joined, unless it left or its membership expired.
     ///
@@ -45,7 +50,11 @@ pub trait RoomStore: Send + Sync {
     ///
     /// # Errors
     /// [`StoreError`] when the backing store cannot be reached.
-    async fn leave(&self, conn: &ConnectionId, room: Option<&RoomName>) -> Result<Option<RoomName>, StoreError>;
+    async fn leave(
+        &self,
+        conn: &ConnectionId,
+        room: Option<&RoomName>,
+    ) -> Result<Option<RoomName>, StoreError>;
 
     /// Removes connections that API Gateway reported gone (410) from `room`.
     ///

@@ -46,7 +46,10 @@ pub struct RedisRoomStore<C = ConnectionManager> {
 
 impl<C> std::fmt::Debug for RedisRoomStore<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisRoomStore").field("prefix", &self.prefix).field("lifetime_ms", &self.lifetime_ms).finish()
+        f.debug_struct("RedisRoomStore")
+            .field("prefix", &self.prefix)
+            .field("lifetime_ms", &self.lifetime_ms)
+            .finish()
     }
 }
 
@@ -60,13 +63,18 @@ impl RedisRoomStore<ConnectionManager> {
     /// # Errors
     /// [`StoreError::Redis`] when the URL is invalid or the server cannot be reached.
     pub async fn connect(url: &str, prefix: &str, lifetime: Duration) -> Result<Self, StoreError> {
-        let redis_err = |source| StoreError::Redis { op: "connect", source };
+        let redis_err = |source| StoreError::Redis {
+            op: "connect",
+            source,
+        };
         let client = redis::Client::open(url).map_err(redis_err)?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(3)))
             .set_response_timeout(Some(Duration::from_secs(3)))
             .set_number_of_retries(2);
-        let manager = ConnectionManager::new_with_config(client, config).await.map_err(redis_err)?;
+        let manager = ConnectionManager::new_with_config(client, config)
+            .await
+            .map_err(redis_err)?;
         Ok(Self::with_connection(manager, prefix, lifetime))
     }
 }
@@ -101,14 +109,26 @@ where
         self.conn.clone()
     }
 
-    fn parse_room(&self, conn: &ConnectionId, raw: Option<String>) -> Result<Option<RoomName>, StoreError> {
-        raw.map(|name| RoomName::parse(&name).map_err(|_| StoreError::Corrupt { key: self.conn_key(conn) }))
-            .transpose()
+    fn parse_room(
+        &self,
+        conn: &ConnectionId,
+        raw: Option<String>,
+    ) -> Result<Option<RoomName>, StoreError> {
+        raw.map(|name| {
+            RoomName::parse(&name).map_err(|_| StoreError::Corrupt {
+                key: self.conn_key(conn),
+            })
+        })
+        .transpose()
     }
 
     fn removal(&self, room: &RoomName, gone: &[ConnectionId]) -> redis::Pipeline {
         let mut pipe = redis::pipe();
-        pipe.zrem(self.room_key(room), gone.iter().map(ConnectionId::as_str).collect::<Vec<_>>()).ignore();
+        pipe.zrem(
+            self.room_key(room),
+            gone.iter().map(ConnectionId::as_str).collect::<Vec<_>>(),
+        )
+        .ignore();
         // One DEL per key: a multi-key DEL would span slots on a cluster.
         for conn in gone {
             pipe.del(self.conn_key(conn)).ignore();
@@ -126,7 +146,12 @@ impl<C> RoomStore for RedisRoomStore<C>
 where
     C: ConnectionLike + Clone + Send + Sync,
 {
-    async fn join(&self, room: &RoomName, conn: &ConnectionId, connected_at_ms: i64) -> Result<(), StoreError> {
+    async fn join(
+        &self,
+        room: &RoomName,
+        conn: &ConnectionId,
+        connected_at_ms: i64,
+    ) -> Result<(), StoreError> {
         let room_key = self.room_key(room);
         let ttl = self.lifetime_ms;
         // Not MULTI: the two keys live in different slots. Each command is idempotent, so a retried join is safe.
@@ -141,11 +166,17 @@ where
             .arg("PX")
             .arg(ttl)
             .ignore();
-        pipe.query_async::<()>(&mut self.conn()).await.map_err(redis_err("join"))
+        pipe.query_async::<()>(&mut self.conn())
+            .await
+            .map_err(redis_err("join"))
     }
 
     async fn room_of(&self, conn: &ConnectionId) -> Result<Option<RoomName>, StoreError> {
-        let raw: Option<String> = self.conn().get(self.conn_key(conn)).await.map_err(redis_err("room_of"))?;
+        let raw: Option<String> = self
+            .conn()
+            .get(self.conn_key(conn))
+            .await
+            .map_err(redis_err("room_of"))?;
         self.parse_room(conn, raw)
     }
 
@@ -159,10 +190,17 @@ where
             .await
             .map_err(redis_err("members"))?;
         // A member that does not parse was not written by us; skip it rather than fail the whole room.
-        Ok(raw.iter().filter_map(|id| ConnectionId::parse(id).ok()).collect())
+        Ok(raw
+            .iter()
+            .filter_map(|id| ConnectionId::parse(id).ok())
+            .collect())
     }
 
-    async fn leave(&self, conn: &ConnectionId, room: Option<&RoomName>) -> Result<Option<RoomName>, StoreError> {
+    async fn leave(
+        &self,
+        conn: &ConnectionId,
+        room: Option<&RoomName>,
+    ) -> Result<Option<RoomName>, StoreError> {
         let room = match room {
             Some(room) => room.clone(),
             None => {
@@ -188,6 +226,9 @@ where
         if gone.is_empty() {
             return Ok(());
         }
-        self.removal(room, gone).query_async::<()>(&mut self.conn()).await.map_err(redis_err("prune"))
+        self.removal(room, gone)
+            .query_async::<()>(&mut self.conn())
+            .await
+            .map_err(redis_err("prune"))
     }
 }

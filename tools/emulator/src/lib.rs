@@ -1,0 +1,276 @@
+//! A local API Gateway WebSocket API, so the whole chat runs on one laptop with no AWS and no Docker.
+//!
+//! One process on one port:
+//! * serves the static pages of `web/` (and a `/config.js` that points them at this emulator);
+//! * accepts WebSocket upgrades on `/` and `/{stage}`, runs the authorizer and `$connect` **before** accepting
+//!   (a non-2xx `$connect` rejects the handshake with that status), turns each text frame into a `MESSAGE` event
+//!   routed by `$request.body.action`, and sends `$disconnect` when the socket closes;
+//! * answers the Management API, `POST`/`GET`/`DELETE` `/@connections/{id}` (also under `/{stage}`), with the
+//!   status codes, error types and limits of AWS;
+//! * enforces API Gateway's limits: 32 KB frames (close 1009), no binary frames (1003), idle timeout and
+//!   maximum connection duration (1001).
+//!
+//! The events go to a [`backend::Backend`]: the shared handlers in process, or the real Lambda binaries behind
+//! `cargo lambda watch` ([`lambda`]).
+
+pub mod backend;
+pub mod events;
+pub mod lambda;
+mod management;
+mod socket;
+mod timefmt;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
+use tower::ServiceExt as _;
+
+use crate::backend::{Backend, InProcess, InProcessOptions, RouteTable};
+use crate::events::ConnectionInfo;
+use crate::lambda::LambdaInvoke;
+
+/// How the emulator behaves; every API Gateway limit can be shortened for tests.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The stage name: the path of the WebSocket URL and of the Management API (`/local/@connections`).
+    pub stage: String,
+    /// The folder of static pages to serve.
+    pub web_dir: PathBuf,
+    /// Run the route table's `$connect` authorizer, as the deployed API does.
+    pub authorizer: bool,
+    /// Close a connection that received nothing for this long (API Gateway: 10 minutes).
+    pub idle_timeout: Duration,
+    /// Close every connection after this long (API Gateway: 2 hours).
+    pub max_duration: Duration,
+    /// Added to every `/@connections` call, like the milliseconds the real API takes.
+    pub management_latency: Duration,
+    /// Share of `/@connections` calls answered with 429, to exercise throttling (0.0–1.0).
+    pub throttle_rate: f64,
+    /// Which function serves which route.
+    pub routes: RouteTable,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            stage: "local".to_owned(),
+            web_dir: default_web_dir(),
+            authorizer: true,
+            idle_timeout: Duration::from_secs(10 * 60),
+            max_duration: Duration::from_secs(2 * 60 * 60),
+            management_latency: Duration::ZERO,
+            throttle_rate: 0.0,
+            routes: RouteTable::default(),
+        }
+    }
+}
+
+/// `web/` of this repository.
+pub fn default_web_dir() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../web"))
+}
+
+/// Where the functions run.
+#[derive(Debug, Clone)]
+pub enum BackendChoice {
+    /// The shared handlers, in this process.
+    InProcess(InProcessOptions),
+    /// Real Lambda binaries behind a Lambda Invoke API (`cargo lambda watch`), at this base URL.
+    Lambda {
+        /// e.g. `http://127.0.0.1:9000`.
+        invoke_url: String,
+    },
+}
+
+/// A running emulator.
+pub struct Emulator {
+    addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Emulator {
+    /// Binds `addr` (port 0 picks a free port) and starts serving in the background.
+    ///
+    /// # Errors
+    /// When the address cannot be bound or the backend cannot be built (Redis unreachable).
+    pub async fn start(
+        addr: SocketAddr,
+        options: Options,
+        backend: BackendChoice,
+    ) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        let addr = listener.local_addr()?;
+        let endpoint = format!("http://{addr}/{}", options.stage);
+        let backend: Arc<dyn Backend> = match backend {
+            BackendChoice::InProcess(opts) => Arc::new(
+                InProcess::new(&opts, &endpoint)
+                    .await
+                    .context("cannot build the in-process handlers (Redis?)")?,
+            ),
+            BackendChoice::Lambda { invoke_url } => Arc::new(LambdaInvoke::new(&invoke_url)?),
+        };
+        let state = AppState(Arc::new(Inner {
+            options,
+            backend,
+            connections: Mutex::default(),
+        }));
+        let app = router(state.clone());
+        let (shutdown, on_shutdown) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let closing = state.clone();
+            let served = axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move {
+                let _ = on_shutdown.await;
+                // Open WebSockets would hold graceful shutdown forever: close them like a gateway going away.
+                closing.close_all(1001, "Going away");
+            })
+            .await;
+            if let Err(err) = served {
+                tracing::error!(error = %err, "emulator stopped");
+            }
+        });
+        Ok(Self {
+            addr,
+            shutdown: Some(shutdown),
+            task,
+        })
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The stage URL of the Management API (`http://127.0.0.1:PORT/local`).
+    pub fn management_endpoint(&self, stage: &str) -> String {
+        format!("http://{}/{stage}", self.addr)
+    }
+
+    /// Closes every connection (each gets its `$disconnect`) and stops serving.
+    pub async fn shutdown(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(5), &mut self.task).await;
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Shared state of the server.
+#[derive(Clone)]
+pub(crate) struct AppState(Arc<Inner>);
+
+pub(crate) struct Inner {
+    pub(crate) options: Options,
+    pub(crate) backend: Arc<dyn Backend>,
+    pub(crate) connections: Mutex<HashMap<String, socket::Handle>>,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    fn connections(&self) -> std::sync::MutexGuard<'_, HashMap<String, socket::Handle>> {
+        self.connections
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn close_all(&self, code: u16, reason: &'static str) {
+        for handle in self.connections().values() {
+            let _ = handle
+                .control
+                .try_send(socket::Control::Close { code, reason });
+        }
+    }
+}
+
+fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/@connections/{id}", management::routes())
+        .route("/{stage}/@connections/{id}", management::routes())
+        .route("/_emulator/connections", get(management::list))
+        .route("/config.js", get(config_js))
+        .fallback(upgrade_or_static)
+        .with_state(state)
+}
+
+/// `/config.js`: tells the pages where the WebSocket API is (this emulator, at the host the page came from).
+async fn config_js(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("127.0.0.1:3000");
+    let config =
+        serde_json::json!({ "websocketUrl": format!("ws://{host}/{}", state.options.stage) });
+    let body = format!("// Generated by the wschat emulator.\nwindow.WSCHAT_CONFIG = {config};\n");
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// Every other request: a WebSocket handshake on `/` or `/{stage}`, else a static file.
+async fn upgrade_or_static(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
+) -> Response {
+    let (mut parts, body) = request.into_parts();
+    if let Ok(upgrade) =
+        axum::extract::ws::WebSocketUpgrade::from_request_parts(&mut parts, &state).await
+    {
+        let path = parts.uri.path().trim_end_matches('/');
+        if !path.is_empty() && path.trim_start_matches('/') != state.options.stage {
+            return (StatusCode::NOT_FOUND, "no WebSocket API at this path").into_response();
+        }
+        return socket::handshake(state, upgrade, &parts, peer).await;
+    }
+    let request = Request::from_parts(parts, body);
+    match tower_http::services::ServeDir::new(&state.options.web_dir)
+        .oneshot(request)
+        .await
+    {
+        Ok(response) => response.into_response(),
+        Err(err) => (StatusCode::INTERNAL_SERVER_ERROR, err.to_string()).into_response(),
+    }
+}
+
+/// What the handshake hands to the socket task.
+pub(crate) struct NewConnection {
+    pub(crate) info: ConnectionInfo,
+    pub(crate) outbound: mpsc::Receiver<socket::Outbound>,
+    pub(crate) control: mpsc::Receiver<socket::Control>,
+}

@@ -1,0 +1,240 @@
+//! The Management API, `/@connections/{id}`, answered the way AWS answers it:
+//!
+//! | call | success | errors |
+//! |---|---|---|
+//! | `POST` (PostToConnection) | 200, frame sent | 400 empty body, 403, 410 unknown or closed id, 413 over 128 KB, 429 |
+//! | `GET` (GetConnection) | 200 `{connectedAt, identity, lastActiveAt}` | 403, 410, 429 |
+//! | `DELETE` (DeleteConnection) | 204, socket closed, `$disconnect` runs | 403, 410, 429 |
+//!
+//! Errors carry `x-amzn-ErrorType` and a JSON `message`, which is what the AWS SDKs read. Unsigned calls and
+//! calls to another stage get 403, as on AWS. Two knobs make local runs realistic: a fixed latency per call and
+//! a share of calls answered 429.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, post};
+use bytes::Bytes;
+use chat_shared::wire::MAX_POST_BYTES;
+use serde_json::json;
+use tokio::sync::mpsc::error::TrySendError;
+use tracing::info;
+
+use crate::AppState;
+use crate::socket::{Control, Outbound};
+use crate::timefmt::iso8601;
+
+pub(crate) fn routes() -> MethodRouter<AppState> {
+    post(post_to_connection)
+        .get(get_connection)
+        .delete(delete_connection)
+}
+
+fn aws_error(status: StatusCode, error_type: &str, message: Option<&str>) -> Response {
+    (
+        status,
+        [
+            ("x-amzn-ErrorType", error_type),
+            (header::CONTENT_TYPE.as_str(), "application/json"),
+        ],
+        Json(json!({ "message": message })),
+    )
+        .into_response()
+}
+
+fn gone() -> Response {
+    aws_error(StatusCode::GONE, "GoneException", None)
+}
+
+/// Checks shared by the three calls; `Err` is the response to return.
+async fn admit(
+    state: &AppState,
+    params: &HashMap<String, String>,
+    headers: &HeaderMap,
+) -> Result<String, Response> {
+    if !state.options.management_latency.is_zero() {
+        tokio::time::sleep(state.options.management_latency).await;
+    }
+    let signed = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("AWS4-HMAC-SHA256"));
+    if !signed {
+        return Err(aws_error(
+            StatusCode::FORBIDDEN,
+            "ForbiddenException",
+            Some("Missing Authentication Token"),
+        ));
+    }
+    if params
+        .get("stage")
+        .is_some_and(|stage| *stage != state.options.stage)
+    {
+        return Err(aws_error(
+            StatusCode::FORBIDDEN,
+            "ForbiddenException",
+            Some("Forbidden"),
+        ));
+    }
+    if state.options.throttle_rate > 0.0 && fastrand::f64() < state.options.throttle_rate {
+        return Err(aws_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "LimitExceededException",
+            Some("Rate exceeded"),
+        ));
+    }
+    params.get("id").cloned().ok_or_else(gone)
+}
+
+fn logged(method: &str, id: &str, bytes: usize, response: Response) -> Response {
+    info!(target: "apigw", method, connection = id, bytes, status = response.status().as_u16(), "@connections");
+    response
+}
+
+async fn post_to_connection(
+    State(state): State<AppState>,
+    Path(params): Path<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let id = match admit(&state, &params, &headers).await {
+        Ok(id) => id,
+        Err(response) => {
+            return logged(
+                "POST",
+                params.get("id").map_or("", String::as_str),
+                body.len(),
+                response,
+            );
+        }
+    };
+    let len = body.len();
+    let response = if body.is_empty() {
+        aws_error(
+            StatusCode::BAD_REQUEST,
+            "BadRequestException",
+            Some("Invalid request body"),
+        )
+    } else if len > MAX_POST_BYTES {
+        aws_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "PayloadTooLargeException",
+            Some("Request entity too large"),
+        )
+    } else {
+        let outbound = state
+            .connections()
+            .get(&id)
+            .map(|handle| handle.outbound.clone());
+        match outbound {
+            None => gone(),
+            Some(tx) => {
+                let frame = match axum::extract::ws::Utf8Bytes::try_from(body.clone()) {
+                    Ok(text) => Outbound::Text(text),
+                    Err(_) => Outbound::Binary(body),
+                };
+                match tx.try_send(frame) {
+                    Ok(()) => StatusCode::OK.into_response(),
+                    // The client is not reading fast enough: AWS's "client side buffer is full".
+                    Err(TrySendError::Full(_)) => aws_error(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "LimitExceededException",
+                        Some("Rate exceeded"),
+                    ),
+                    Err(TrySendError::Closed(_)) => gone(),
+                }
+            }
+        }
+    };
+    logged("POST", &id, len, response)
+}
+
+async fn get_connection(
+    State(state): State<AppState>,
+    Path(params): Path<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let id = match admit(&state, &params, &headers).await {
+        Ok(id) => id,
+        Err(response) => {
+            return logged(
+                "GET",
+                params.get("id").map_or("", String::as_str),
+                0,
+                response,
+            );
+        }
+    };
+    let info = state.connections().get(&id).map(|handle| {
+        json!({
+            "connectedAt": iso8601(handle.info.connected_at),
+            "identity": { "sourceIp": handle.info.source_ip, "userAgent": handle.info.user_agent },
+            "lastActiveAt": iso8601(handle.last_active_at.load(Ordering::Relaxed)),
+        })
+    });
+    let response = info.map_or_else(gone, |body| Json(body).into_response());
+    logged("GET", &id, 0, response)
+}
+
+async fn delete_connection(
+    State(state): State<AppState>,
+    Path(params): Path<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let id = match admit(&state, &params, &headers).await {
+        Ok(id) => id,
+        Err(response) => {
+            return logged(
+                "DELETE",
+                params.get("id").map_or("", String::as_str),
+                0,
+                response,
+            );
+        }
+    };
+    let control = state
+        .connections()
+        .get(&id)
+        .map(|handle| handle.control.clone());
+    let response = match control {
+        Some(tx)
+            if tx
+                .try_send(Control::Close {
+                    code: 1000,
+                    reason: "Connection deleted",
+                })
+                .is_ok() =>
+        {
+            StatusCode::NO_CONTENT.into_response()
+        }
+        _ => gone(),
+    };
+    logged("DELETE", &id, 0, response)
+}
+
+/// `GET /_emulator/connections`: the live connections (an emulator extension for tests and debugging).
+pub(crate) async fn list(State(state): State<AppState>) -> Response {
+    let mut list: Vec<_> = state
+        .connections()
+        .values()
+        .map(|handle| {
+            let query: serde_json::Map<String, serde_json::Value> = handle
+                .query
+                .iter()
+                .map(|(k, v)| (k.clone(), json!(v)))
+                .collect();
+            json!({
+                "connectionId": handle.info.connection_id,
+                "connectedAt": handle.info.connected_at,
+                "queryString": query,
+                "authorizer": handle.info.authorizer,
+            })
+        })
+        .collect();
+    list.sort_by_key(|c| c["connectedAt"].as_i64());
+    Json(list).into_response()
+}

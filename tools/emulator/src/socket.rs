@@ -1,0 +1,426 @@
+//! One WebSocket connection, from handshake to `$disconnect`, as API Gateway runs it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use chat_shared::wire::MAX_FRAME_BYTES;
+use futures_util::{SinkExt as _, StreamExt as _};
+use serde_json::{Map, Value};
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use crate::events::{self, ConnectionInfo};
+use crate::timefmt::now_ms;
+use crate::{AppState, NewConnection};
+
+/// Frames queued for one client before PostToConnection answers 429 ("client side buffer is full").
+pub(crate) const OUTBOUND_BUFFER: usize = 256;
+
+/// A frame on its way to the client.
+#[derive(Debug)]
+pub(crate) enum Outbound {
+    /// Valid UTF-8 data: a text frame.
+    Text(Utf8Bytes),
+    /// Anything else: a binary frame.
+    Binary(Bytes),
+}
+
+/// An order from the gateway to the connection.
+#[derive(Debug)]
+pub(crate) enum Control {
+    /// Close the socket with this code (DELETE /@connections, shutdown).
+    Close {
+        /// WebSocket close code.
+        code: u16,
+        /// Close reason.
+        reason: &'static str,
+    },
+}
+
+/// What the registry keeps per live connection.
+pub(crate) struct Handle {
+    pub(crate) info: ConnectionInfo,
+    pub(crate) query: Vec<(String, String)>,
+    pub(crate) outbound: mpsc::Sender<Outbound>,
+    pub(crate) control: mpsc::Sender<Control>,
+    pub(crate) last_active_at: Arc<AtomicI64>,
+}
+
+/// Runs the authorizer and `$connect` before accepting; rejects with their status, or upgrades.
+pub(crate) async fn handshake(
+    state: AppState,
+    upgrade: WebSocketUpgrade,
+    parts: &Parts,
+    peer: SocketAddr,
+) -> Response {
+    let headers: Vec<(String, String)> = parts
+        .headers
+        .iter()
+        .filter_map(|(name, value)| {
+            Some((header_case(name.as_str()), value.to_str().ok()?.to_owned()))
+        })
+        .collect();
+    let query = parse_query(parts.uri.query().unwrap_or_default());
+    let now = now_ms();
+    let mut info = ConnectionInfo {
+        connection_id: events::random_id(11),
+        connected_at: now,
+        source_ip: peer.ip().to_string(),
+        user_agent: parts
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+        domain_name: parts
+            .headers
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("localhost")
+            .to_owned(),
+        stage: state.options.stage.clone(),
+        authorizer: None,
+    };
+    let conn = info.connection_id.clone();
+
+    if let Some(function) = state
+        .options
+        .routes
+        .authorizer
+        .as_deref()
+        .filter(|_| state.options.authorizer)
+    {
+        let event = events::authorizer(&info, &headers, &query, now);
+        match authorize(&state, function, event).await {
+            Ok(context) => info.authorizer = Some(context),
+            Err(status) => {
+                info!(target: "apigw", connection = %conn, route = "$connect", status = status.as_u16(), "authorizer rejected the handshake");
+                return status.into_response();
+            }
+        }
+    }
+
+    let Some(function) = state.options.routes.function_for("$connect") else {
+        // No $connect route: API Gateway accepts every handshake.
+        return accept(state, upgrade, info, query, None);
+    };
+    let started = Instant::now();
+    let result = state
+        .backend
+        .invoke(function, events::connect(&info, &headers, &query, now))
+        .await;
+    let ms = started.elapsed().as_millis();
+    let response = match result {
+        Ok(response) => response,
+        Err(err) => {
+            let err: &dyn std::error::Error = &err;
+            warn!(target: "apigw", connection = %conn, route = "$connect", function, ms, error = err, "integration failed: 500");
+            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        }
+    };
+    let status = response
+        .get("statusCode")
+        .and_then(Value::as_u64)
+        .unwrap_or(200);
+    info!(target: "apigw", connection = %conn, route = "$connect", function, status, ms, "event");
+    if !(200..300).contains(&status) {
+        // API Gateway rejects the handshake with the integration's status and no body.
+        let status = u16::try_from(status)
+            .ok()
+            .and_then(|s| StatusCode::from_u16(s).ok());
+        return status
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+            .into_response();
+    }
+    let protocol = response
+        .pointer("/headers/Sec-WebSocket-Protocol")
+        .or_else(|| response.pointer("/headers/sec-websocket-protocol"))
+        .and_then(Value::as_str)
+        .and_then(|p| HeaderValue::from_str(p).ok());
+    accept(state, upgrade, info, query, protocol)
+}
+
+/// Calls the authorizer: its context on Allow, 403 on Deny, 401 on "Unauthorized", 500 on failure.
+async fn authorize(
+    state: &AppState,
+    function: &str,
+    event: Value,
+) -> Result<Map<String, Value>, StatusCode> {
+    let response = match state.backend.invoke(function, event).await {
+        Ok(response) => response,
+        Err(crate::backend::InvokeError::Function { error_message, .. })
+            if error_message == "Unauthorized" =>
+        {
+            return Err(StatusCode::UNAUTHORIZED);
+        }
+        Err(err) => {
+            let err: &dyn std::error::Error = &err;
+            warn!(target: "apigw", function, error = err, "authorizer failed: 500");
+            return Err(StatusCode::INTERNAL_SERVER_ERROR);
+        }
+    };
+    let allowed = response
+        .pointer("/policyDocument/Statement")
+        .and_then(Value::as_array)
+        .is_some_and(|s| {
+            !s.is_empty()
+                && s.iter()
+                    .all(|st| st.get("Effect").and_then(Value::as_str) == Some("Allow"))
+        });
+    if !allowed {
+        return Err(StatusCode::FORBIDDEN);
+    }
+    let mut context = response
+        .get("context")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    if let Some(principal) = response.get("principalId") {
+        context.insert("principalId".to_owned(), principal.clone());
+    }
+    Ok(context)
+}
+
+fn accept(
+    state: AppState,
+    upgrade: WebSocketUpgrade,
+    info: ConnectionInfo,
+    query: Vec<(String, String)>,
+    protocol: Option<HeaderValue>,
+) -> Response {
+    let (outbound_tx, outbound) = mpsc::channel(OUTBOUND_BUFFER);
+    let (control_tx, control) = mpsc::channel(4);
+    let last_active_at = Arc::new(AtomicI64::new(info.connected_at));
+    let handle = Handle {
+        info: info.clone(),
+        query,
+        outbound: outbound_tx,
+        control: control_tx,
+        last_active_at: last_active_at.clone(),
+    };
+    // Registered now: once $connect has returned 2xx the connection exists for PostToConnection.
+    state
+        .connections()
+        .insert(info.connection_id.clone(), handle);
+    let mut upgrade = upgrade
+        .max_message_size(4 * MAX_FRAME_BYTES)
+        .max_frame_size(4 * MAX_FRAME_BYTES);
+    if let Some(protocol) = protocol {
+        upgrade.set_selected_protocol(protocol);
+    }
+    let new = NewConnection {
+        info,
+        outbound,
+        control,
+    };
+    let failed_state = state.clone();
+    let failed_id = new.info.connection_id.clone();
+    upgrade
+        .on_failed_upgrade(move |_| {
+            failed_state.connections().remove(&failed_id);
+        })
+        .on_upgrade(move |socket| run(state, socket, new, last_active_at))
+}
+
+/// Why a connection ended: the code and reason `$disconnect` reports, and whether the gateway must send the
+/// close frame (it ended the connection) or the client already did.
+struct Ending {
+    code: u16,
+    reason: String,
+    gateway_closes: bool,
+}
+
+async fn run(
+    state: AppState,
+    socket: WebSocket,
+    new: NewConnection,
+    last_active_at: Arc<AtomicI64>,
+) {
+    let NewConnection {
+        info,
+        mut outbound,
+        mut control,
+    } = new;
+    let conn = info.connection_id.clone();
+    let (mut sink, mut stream) = socket.split();
+    let (close_tx, mut close_rx) = mpsc::channel::<CloseFrame>(1);
+
+    // The writer owns the sink: frames from PostToConnection, then at most one close frame.
+    let writer = tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                frame = outbound.recv() => {
+                    let message = match frame {
+                        Some(Outbound::Text(text)) => Message::Text(text),
+                        Some(Outbound::Binary(data)) => Message::Binary(data),
+                        None => break,
+                    };
+                    if sink.send(message).await.is_err() {
+                        break;
+                    }
+                }
+                close = close_rx.recv() => {
+                    if let Some(frame) = close {
+                        let _ = sink.send(Message::Close(Some(frame))).await;
+                    }
+                    break;
+                }
+            }
+        }
+        let _ = sink.close().await;
+    });
+
+    let max_duration = tokio::time::sleep(state.options.max_duration);
+    tokio::pin!(max_duration);
+    let idle = tokio::time::sleep(state.options.idle_timeout);
+    tokio::pin!(idle);
+    let ending = loop {
+        tokio::select! {
+            message = stream.next() => match message {
+                Some(Ok(Message::Text(text))) => {
+                    if text.len() > MAX_FRAME_BYTES {
+                        break Ending { code: 1009, reason: "Message too big".into(), gateway_closes: true };
+                    }
+                    let now = now_ms();
+                    last_active_at.store(now, Ordering::Relaxed);
+                    idle.as_mut().reset(tokio::time::Instant::now() + state.options.idle_timeout);
+                    on_text(&state, &info, text.as_str(), now).await;
+                }
+                Some(Ok(Message::Binary(_))) => {
+                    break Ending { code: 1003, reason: "Binary frames are not supported".into(), gateway_closes: true };
+                }
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                Some(Ok(Message::Close(frame))) => {
+                    let (code, reason) = frame.map_or((1005, String::new()), |f| (f.code, f.reason.to_string()));
+                    break Ending { code, reason, gateway_closes: false };
+                }
+                Some(Err(_)) | None => break Ending { code: 1006, reason: "Going away".into(), gateway_closes: false },
+            },
+            () = &mut idle => break Ending { code: 1001, reason: "Going away".into(), gateway_closes: true },
+            () = &mut max_duration => break Ending { code: 1001, reason: "Going away".into(), gateway_closes: true },
+            order = control.recv() => {
+                let (code, reason) = match order {
+                    Some(Control::Close { code, reason }) => (code, reason),
+                    None => (1001, "Going away"),
+                };
+                break Ending { code, reason: reason.into(), gateway_closes: true };
+            }
+        }
+    };
+
+    // Gone from the registry first: from here on PostToConnection answers 410, as on AWS.
+    state.connections().remove(&conn);
+    if ending.gateway_closes {
+        let frame = CloseFrame {
+            code: ending.code,
+            reason: Utf8Bytes::from(ending.reason.as_str()),
+        };
+        let _ = close_tx.send(frame).await;
+    }
+    drop(close_tx);
+    let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
+
+    if let Some(function) = state.options.routes.function_for("$disconnect") {
+        let event = events::disconnect(&info, ending.code, &ending.reason, now_ms());
+        invoke_logged(&state, &conn, "$disconnect", function, event).await;
+    }
+}
+
+/// A text frame: select the route with `$request.body.action`, invoke its function. A failed invocation is
+/// logged and the socket stays open, as on API Gateway.
+async fn on_text(state: &AppState, info: &ConnectionInfo, body: &str, now: i64) {
+    let conn = &info.connection_id;
+    let Some(route) = events::select_route(body, state.options.routes.keys()) else {
+        warn!(target: "apigw", connection = %conn, "no route matches and there is no $default route");
+        return;
+    };
+    let Some(function) = state.options.routes.function_for(route) else {
+        return;
+    };
+    let event = events::message(info, route, body, now);
+    invoke_logged(state, conn, route, function, event).await;
+}
+
+async fn invoke_logged(state: &AppState, conn: &str, route: &str, function: &str, event: Value) {
+    let started = Instant::now();
+    let result = state.backend.invoke(function, event).await;
+    let ms = started.elapsed().as_millis();
+    match result {
+        Ok(response) => {
+            let status = response
+                .get("statusCode")
+                .and_then(Value::as_u64)
+                .unwrap_or(200);
+            info!(target: "apigw", connection = %conn, route, function, status, ms, "event");
+        }
+        Err(err) => {
+            let err: &dyn std::error::Error = &err;
+            warn!(target: "apigw", connection = %conn, route, function, ms, error = err, "integration failed");
+        }
+    }
+}
+
+/// Query parameters, percent-decoded (`+` is a space), in order.
+pub(crate) fn parse_query(query: &str) -> Vec<(String, String)> {
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(&s.replace('+', " "))
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| match pair.split_once('=') {
+            Some((k, v)) => (decode(k), decode(v)),
+            None => (decode(pair), String::new()),
+        })
+        .collect()
+}
+
+/// `sec-websocket-key` → `Sec-WebSocket-Key`: HTTP/1 names arrive lower-cased; API Gateway passes the client's
+/// spelling, which for browsers is the canonical one.
+fn header_case(name: &str) -> String {
+    name.split('-')
+        .map(|part| match part {
+            "websocket" => "WebSocket".to_owned(),
+            _ => {
+                let mut chars = part.chars();
+                chars
+                    .next()
+                    .map(|c| c.to_ascii_uppercase().to_string() + chars.as_str())
+                    .unwrap_or_default()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_strings_are_percent_decoded() {
+        assert_eq!(
+            parse_query("room=%EB%A1%9C%EB%B9%84&x=a+b&flag"),
+            vec![
+                ("room".to_owned(), "로비".to_owned()),
+                ("x".to_owned(), "a b".to_owned()),
+                ("flag".to_owned(), String::new()),
+            ]
+        );
+    }
+
+    #[test]
+    fn header_names_get_their_canonical_case() {
+        assert_eq!(header_case("sec-websocket-key"), "Sec-WebSocket-Key");
+        assert_eq!(header_case("origin"), "Origin");
+        assert_eq!(header_case("x-forwarded-for"), "X-Forwarded-For");
+    }
+}
