@@ -1,0 +1,234 @@
+// Shared set-up for the browser tests: start the emulator, launch headless Chromium, open pages,
+// wait for conditions (always bounded), keep screenshots in <repo>/test-artifacts/browser/.
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createInterface } from 'node:readline';
+import { chromium } from 'playwright-core';
+
+export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const ARTIFACTS = join(REPO, 'test-artifacts', 'browser');
+
+/** Upper bound for any single wait in a test; the emulator answers in milliseconds. */
+export const WAIT_MS = 5_000;
+
+const CHROMIUM_ARGS = [
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--no-first-run',
+  '--disable-sync',
+  '--disable-quic',
+];
+
+const running = new Set();
+// Last resort against orphans if the test process dies between start and stop.
+process.on('exit', () => {
+  for (const child of running) child.kill('SIGKILL');
+});
+
+/**
+ * Starts the emulator on a free port and resolves once it printed its "listening" line.
+ * @returns {Promise<{base: string, port: number, stop: () => Promise<void>, output: () => string}>}
+ */
+export async function startEmulator() {
+  const bin = process.env.WSCHAT_EMULATOR_BIN || join(REPO, 'target', 'debug', 'wschat-emulator');
+  if (!existsSync(bin)) {
+    throw new Error(
+      `wschat emulator binary not found at ${bin}.\n`
+      + 'Build it first (cargo build -p wschat-emulator, or the Makefile target that runs these tests), '
+      + 'or point WSCHAT_EMULATOR_BIN at it.',
+    );
+  }
+  const extra = (process.env.WSCHAT_EMULATOR_ARGS || '').split(/\s+/).filter(Boolean);
+  const child = spawn(bin, ['--port', '0', ...extra], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
+  running.add(child);
+  let output = '';
+  child.stderr.setEncoding('utf8');
+  child.stderr.on('data', (chunk) => {
+    output = (output + chunk).slice(-20_000);
+  });
+  const exited = new Promise((resolveExit) => child.once('exit', (code, signal) => {
+    running.delete(child);
+    resolveExit({ code, signal });
+  }));
+
+  const lines = createInterface({ input: child.stdout });
+  const port = await new Promise((resolvePort, reject) => {
+    const timer = setTimeout(() => reject(new Error(`emulator printed no "listening" line within 15 s.\n${output}`)), 15_000);
+    lines.on('line', (line) => {
+      output = (output + line + '\n').slice(-20_000);
+      const match = /^wschat emulator listening on http:\/\/127\.0\.0\.1:(\d+)\s*$/.exec(line);
+      if (match) {
+        clearTimeout(timer);
+        resolvePort(Number(match[1]));
+      }
+    });
+    child.once('error', (error) => {
+      clearTimeout(timer);
+      reject(error);
+    });
+    exited.then(({ code, signal }) => {
+      clearTimeout(timer);
+      reject(new Error(`emulator exited before listening (code ${code}, signal ${signal}).\n${output}`));
+    });
+  }).catch(async (error) => {
+    child.kill('SIGKILL');
+    await exited;
+    throw error;
+  });
+
+  return {
+    port,
+    base: `http://127.0.0.1:${port}`,
+    output: () => output,
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 3_000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}
+
+/** Launches Debian's Chromium headless. Playwright gives each launch a fresh temporary profile directory. */
+export async function launchBrowser() {
+  const executablePath = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
+  if (!existsSync(executablePath)) {
+    throw new Error(`Chromium not found at ${executablePath} (apt-get install -y chromium, or set CHROMIUM_BIN).`);
+  }
+  return chromium.launch({ executablePath, headless: true, args: CHROMIUM_ARGS, timeout: 30_000 });
+}
+
+/** A file-name-safe version of a test name. */
+function slug(name) {
+  return name.replace(/[^A-Za-z0-9_.-]+/g, '_').slice(0, 120);
+}
+
+/** Saves a screenshot of `page` as test-artifacts/browser/<name>.png. Never fails the test. */
+export async function snap(page, name) {
+  mkdirSync(ARTIFACTS, { recursive: true });
+  const path = join(ARTIFACTS, `${slug(name)}.png`);
+  try {
+    await page.screenshot({ path, timeout: WAIT_MS });
+  } catch (error) {
+    console.error(`could not save screenshot ${path}: ${error.message}`);
+  }
+  return path;
+}
+
+/**
+ * Runs `fn` with `count` pages in a fresh browser context (own storage), screenshots every page
+ * afterwards (pass or fail) and closes the context.
+ * @param {import('node:test').TestContext} t
+ * @param {import('playwright-core').Browser} browser
+ * @param {number} count
+ * @param {(pages: import('playwright-core').Page[], context: import('playwright-core').BrowserContext) => Promise<void>} fn
+ * @param {object} [contextOptions] e.g. { viewport: { width: 360, height: 740 } }
+ */
+export async function withPages(t, browser, count, fn, contextOptions = {}) {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, ...contextOptions });
+  context.setDefaultTimeout(WAIT_MS);
+  const pages = [];
+  const problems = [];
+  try {
+    for (let i = 0; i < count; i += 1) {
+      const page = await context.newPage();
+      page.on('pageerror', (error) => problems.push(`page ${i}: uncaught ${error.message}`));
+      page.on('console', (message) => {
+        if (message.type() === 'error' && !/WebSocket connection to .* failed/.test(message.text())) {
+          problems.push(`page ${i}: console error: ${message.text()}`);
+        }
+      });
+      pages.push(page);
+    }
+    await fn(pages, context);
+    if (problems.length) throw new Error(`the page reported errors:\n${problems.join('\n')}`);
+  } finally {
+    for (const [i, page] of pages.entries()) {
+      await snap(page, count === 1 ? t.name : `${t.name}-${i + 1}`);
+    }
+    await context.close();
+  }
+}
+
+/** Waits until the room page says it is connected. */
+export async function waitConnected(page) {
+  await page.waitForSelector('#connection-status[data-state="connected"]', { timeout: WAIT_MS });
+}
+
+/** Opens room.html for `room` directly and waits for the connection. */
+export async function openRoom(page, base, room, query = '') {
+  await page.goto(`${base}/room.html?room=${encodeURIComponent(room)}${query}`);
+  await waitConnected(page);
+}
+
+/** Goes to the lobby, types the room name, presses Enter, waits for the room page to connect (the tutorial's _enter_chat_room). */
+export async function enterRoomViaLobby(page, base, room) {
+  await page.goto(`${base}/`);
+  await page.fill('#room-name-input', room);
+  await page.press('#room-name-input', 'Enter');
+  await page.waitForURL((url) => url.pathname.endsWith('/room.html') && url.searchParams.get('room') === room, { timeout: WAIT_MS });
+  await waitConnected(page);
+}
+
+/** Types a message and presses Enter (the tutorial's _post_message). */
+export async function postMessage(page, text) {
+  await page.fill('#chat-message-input', text);
+  await page.press('#chat-message-input', 'Enter');
+}
+
+/** The chat lines (not system notes or errors) in the log, in order. */
+export async function chatLines(page) {
+  return page.locator('#chat-log .line.chat').allTextContents();
+}
+
+/** Waits until a chat line with exactly `text` is in the log. */
+export async function waitForChatLine(page, text) {
+  await page.waitForFunction(
+    (wanted) => [...document.querySelectorAll('#chat-log .line.chat')].some((line) => line.textContent === wanted),
+    text,
+    { timeout: WAIT_MS },
+  );
+}
+
+/** Waits until the log's text contains `text` (chat lines, system notes and errors alike). */
+export async function waitForLogText(page, text) {
+  await page.waitForFunction(
+    (wanted) => document.getElementById('chat-log').textContent.includes(wanted),
+    text,
+    { timeout: WAIT_MS },
+  );
+}
+
+/** GET /_emulator/connections. */
+export async function emulatorConnections(base) {
+  const response = await fetch(`${base}/_emulator/connections`, { signal: AbortSignal.timeout(WAIT_MS) });
+  if (!response.ok) throw new Error(`GET /_emulator/connections answered ${response.status}`);
+  return response.json();
+}
+
+/** Waits until the emulator lists connections matching `predicate`, and returns them. */
+export async function waitForConnections(base, predicate, what) {
+  const deadline = Date.now() + WAIT_MS;
+  let last = [];
+  while (Date.now() < deadline) {
+    last = (await emulatorConnections(base)).filter(predicate);
+    if (last.length) return last;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`no emulator connection ${what} within ${WAIT_MS} ms; last list: ${JSON.stringify(last)}`);
+}
+
+/** DELETE /local/@connections/<id>, the Management API's DeleteConnection. Returns the HTTP status. */
+export async function dropConnection(base, connectionId) {
+  const response = await fetch(`${base}/local/@connections/${encodeURIComponent(connectionId)}`, {
+    method: 'DELETE',
+    headers: { Authorization: 'AWS4-HMAC-SHA256 test' },
+    signal: AbortSignal.timeout(WAIT_MS),
+  });
+  return response.status;
+}

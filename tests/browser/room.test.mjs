@@ -1,0 +1,201 @@
+// The room page (room.html): refusals, server error frames, the composer, scrolling, small screens.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer } from 'node:net';
+import {
+  chatLines, launchBrowser, openRoom, postMessage, snap, startEmulator, waitConnected, waitForChatLine,
+  waitForLogText, WAIT_MS, withPages,
+} from './harness.mjs';
+
+let emulator;
+let browser;
+
+before(async () => {
+  emulator = await startEmulator();
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  await browser?.close();
+  await emulator?.stop();
+});
+
+/** A TCP port on 127.0.0.1 that nobody listens on (bound, then released). */
+async function closedPort() {
+  const server = createServer();
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address();
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+/** Counts the WebSockets a page opens and the frames it sends. */
+function watchSockets(page) {
+  const seen = { opened: [], sent: [] };
+  page.on('websocket', (ws) => {
+    seen.opened.push(ws.url());
+    ws.on('framesent', (frame) => seen.sent.push(frame.payload));
+  });
+  return seen;
+}
+
+test('room_page_refuses_an_invalid_room_name_without_connecting', async (t) => {
+  await withPages(t, browser, 1, async ([page]) => {
+    const seen = watchSockets(page);
+    await page.goto(`${emulator.base}/room.html?room=${encodeURIComponent('no spaces allowed')}`);
+    await page.waitForSelector('#connection-status[data-state="rejected"]', { timeout: WAIT_MS });
+    assert.match(await page.textContent('#banner-text'), /letters, digits and underscores/);
+    assert.equal(await page.isVisible('#retry-button'), false, 'retrying cannot help');
+    assert.equal(await page.isDisabled('#chat-message-input'), true);
+    assert.equal(await page.textContent('#room-name'), 'no spaces allowed', 'the heading still names the room');
+    assert.deepEqual(seen.opened, [], 'no connection attempt');
+
+    await page.goto(`${emulator.base}/room.html`);
+    await page.waitForSelector('#connection-status[data-state="rejected"]', { timeout: WAIT_MS });
+    assert.match(await page.textContent('#banner-text'), /No room given/);
+    assert.deepEqual(seen.opened, [], 'no connection attempt');
+  });
+});
+
+test('room_page_reports_a_server_that_never_accepts_and_retries_on_request', async (t) => {
+  const port = await closedPort();
+  await withPages(t, browser, 1, async ([page]) => {
+    const seen = watchSockets(page);
+    const ws = `ws://127.0.0.1:${port}/prod`;
+    await page.goto(`${emulator.base}/room.html?room=room_1&ws=${encodeURIComponent(ws)}`);
+    // Three attempts, backoff ≤ 0.5 s then ≤ 1 s: well inside the bound.
+    await page.waitForSelector('#connection-status[data-state="rejected"]', { timeout: WAIT_MS });
+    assert.match(await page.textContent('#banner-text'), /3 attempts in a row were refused/);
+    assert.equal(seen.opened.length, 3, 'gave up after 3 attempts instead of retrying forever');
+    assert.equal(seen.opened[0], `${ws}?room=room_1`, 'the ws parameter wins over config.js');
+
+    await page.click('#retry-button');
+    await page.waitForFunction(() => document.body.dataset.state !== 'rejected', null, { timeout: WAIT_MS });
+    await page.waitForSelector('#connection-status[data-state="rejected"]', { timeout: WAIT_MS });
+    assert.equal(seen.opened.length, 6, 'Retry made three fresh attempts');
+  });
+});
+
+test('server_error_frames_are_shown_apart_from_chat_lines', async (t) => {
+  await withPages(t, browser, 1, async ([page]) => {
+    // Sit between the page and the real emulator to inject frames the page itself never provokes.
+    let toPage;
+    await page.routeWebSocket(/\/local\?room=/, (ws) => {
+      const server = ws.connectToServer();
+      toPage = ws;
+      ws.onMessage((message) => server.send(message));
+      server.onMessage((message) => ws.send(message));
+    });
+    await openRoom(page, emulator.base, 'room_errors');
+    await postMessage(page, 'a normal line');
+    await waitForChatLine(page, 'a normal line');
+
+    toPage.send(JSON.stringify({ error: 'frame has no "message" field' }));
+    toPage.send('this is not JSON <b>');
+    await waitForLogText(page, 'frame has no "message" field');
+    await waitForLogText(page, 'not JSON');
+
+    const errors = page.locator('#chat-log .line.error[role="alert"]');
+    assert.equal(await errors.count(), 2);
+    assert.match(await errors.first().textContent(), /^Server error: frame has no "message" field$/);
+    assert.deepEqual(await chatLines(page), ['a normal line'], 'errors are not chat lines');
+    const [chatColor, errorColor] = await page.evaluate(() => [
+      getComputedStyle(document.querySelector('#chat-log .line.chat')).backgroundColor,
+      getComputedStyle(document.querySelector('#chat-log .line.error')).backgroundColor,
+    ]);
+    assert.notEqual(chatColor, errorColor, 'errors look different');
+    assert.ok(await page.locator('#chat-log .line.system').count() >= 1, 'system notes are their own kind of line');
+  });
+});
+
+test('composer_sends_exact_json_ignores_blank_input_and_clears_after_send', async (t) => {
+  await withPages(t, browser, 1, async ([page]) => {
+    const seen = watchSockets(page);
+    await openRoom(page, emulator.base, 'room_composer');
+    assert.equal(await page.evaluate(() => document.activeElement?.id), 'chat-message-input', 'the message input has focus');
+
+    await postMessage(page, '   ');
+    await page.click('#chat-message-submit');
+    assert.equal(await page.inputValue('#chat-message-input'), '   ', 'blank input is left alone');
+
+    await postMessage(page, 'hi "there"');
+    await waitForChatLine(page, 'hi "there"');
+    assert.equal(await page.inputValue('#chat-message-input'), '', 'input cleared after send');
+    await page.fill('#chat-message-input', 'by click');
+    await page.click('#chat-message-submit');
+    await waitForChatLine(page, 'by click');
+    assert.deepEqual(seen.sent, [JSON.stringify({ message: 'hi "there"' }), JSON.stringify({ message: 'by click' })],
+      'exactly two frames, the blank input sent nothing');
+  });
+});
+
+test('log_follows_new_messages_unless_the_reader_scrolled_up', async (t) => {
+  await withPages(t, browser, 2, async ([reader, writer]) => {
+    await openRoom(reader, emulator.base, 'room_scroll');
+    await openRoom(writer, emulator.base, 'room_scroll');
+    for (let i = 1; i <= 25; i += 1) await postMessage(writer, `message number ${i}`);
+    await waitForChatLine(reader, 'message number 25');
+    const atBottom = () => reader.evaluate(() => {
+      const log = document.getElementById('chat-log');
+      return log.scrollHeight - log.scrollTop - log.clientHeight < 2;
+    });
+    assert.equal(await atBottom(), true, 'followed the newest message');
+    assert.equal(await reader.isVisible('#new-messages'), false);
+
+    await reader.evaluate(() => { document.getElementById('chat-log').scrollTop = 0; });
+    await postMessage(writer, 'while you were reading');
+    await waitForChatLine(reader, 'while you were reading');
+    await reader.locator('#new-messages').waitFor({ state: 'visible', timeout: WAIT_MS });
+    assert.equal(await reader.evaluate(() => document.getElementById('chat-log').scrollTop), 0, 'did not yank the reader down');
+    assert.match(await reader.textContent('#new-messages'), /1 new message/);
+
+    await reader.click('#new-messages');
+    assert.equal(await atBottom(), true, 'the button jumps to the newest message');
+    assert.equal(await reader.isVisible('#new-messages'), false);
+  });
+});
+
+for (const [label, viewport] of [['phone_360x740', { width: 360, height: 740 }], ['desktop_1280x800', { width: 1280, height: 800 }]]) {
+  test(`pages_fit_a_${label}_screen`, async (t) => {
+    await withPages(t, browser, 2, async ([page, other]) => {
+      await page.goto(`${emulator.base}/`);
+      await page.fill('#room-name-input', 'no good!');
+      await page.press('#room-name-input', 'Enter');
+      await page.locator('#room-name-error').waitFor({ state: 'visible', timeout: WAIT_MS });
+      await snap(page, `${t.name}-lobby`);
+
+      await openRoom(page, emulator.base, `layout_${label}`);
+      await openRoom(other, emulator.base, `layout_${label}`);
+      const long = 'a_very_long_word_without_any_spaces_'.repeat(4);
+      for (const text of ['Hi! Anyone here?', 'Yes, hello 👋', long, 'Rendering <b>tags</b> as text']) {
+        await postMessage(other, text);
+        await waitForChatLine(page, text);
+      }
+      const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+      assert.ok(overflow <= 0, `no sideways scrolling (${overflow}px too wide)`);
+      const box = await page.locator('#chat-message-submit').boundingBox();
+      assert.ok(box && box.x + box.width <= viewport.width && box.y + box.height <= viewport.height, 'Send button on screen');
+    }, { viewport });
+  });
+}
+
+test('a_room_with_a_few_messages', async (t) => {
+  // Produces the README screenshot (test-artifacts/browser/a_room_with_a_few_messages-1.png).
+  await withPages(t, browser, 2, async ([alice, bob]) => {
+    await openRoom(alice, emulator.base, 'lobby');
+    await openRoom(bob, emulator.base, 'lobby');
+    const script = [
+      [bob, 'Hi all! Is the local emulator up?'],
+      [alice, 'Yes: make emulator, then open http://127.0.0.1:3000/'],
+      [bob, 'Nice. Does <b>this</b> stay plain text?'],
+      [alice, 'It does, everything goes in with textContent.'],
+      [bob, 'Unicode too: 로비, Ünïcödé, 😀'],
+    ];
+    for (const [who, text] of script) {
+      await postMessage(who, text);
+      await waitForChatLine(alice, text);
+    }
+    await alice.fill('#chat-message-input', 'Let me drop my connection to test reconnection…');
+    await waitConnected(alice);
+  }, { viewport: { width: 900, height: 600 } });
+});

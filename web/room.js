@@ -1,0 +1,354 @@
+// The room page: one WebSocket to `<websocketUrl>?room=<name>`, a message log, a composer, and
+// reconnection with capped exponential backoff and full jitter.
+//
+// Wire format (the Django Channels tutorial's): we send JSON.stringify({message: text}); the server
+// broadcasts {"message": "..."} to everyone in the room, the sender included, and answers a frame it
+// refuses with {"error": "..."} to the sender only.
+//
+// Browsers never see the HTTP status of a refused handshake: a refused connection closes with code 1006
+// without ever firing `open`. So the room name is checked here with the server's rule before any attempt,
+// and several closes in a row that never reached `open` are reported as a refusal instead of retried forever.
+import { checkRoomName, linkWithWs, params, rememberRoom, socketUrl, websocketBase } from './shared.js';
+
+const BASE_DELAY_MS = 500; // first retry waits up to this long
+const MAX_DELAY_MS = 10_000; // no retry waits longer than this
+const STABLE_MS = 5_000; // a connection open this long resets the backoff
+const REFUSED_AFTER = 3; // closes in a row without `open`, before this page was ever connected
+const GIVE_UP_AFTER = 10; // the same, once the page had been connected (a server restart, a flaky network)
+const MAX_FRAME_BYTES = 32 * 1024; // API Gateway closes the socket (1009) on larger client frames
+const MAX_LINES = 1000; // oldest lines are dropped beyond this
+
+const $ = (id) => document.getElementById(id);
+const log = $('chat-log');
+const input = $('chat-message-input');
+const sendButton = $('chat-message-submit');
+const composerError = $('composer-error');
+const statusEl = $('connection-status');
+const statusText = $('status-text');
+const countdown = $('status-countdown');
+const banner = $('connection-banner');
+const bannerText = $('banner-text');
+const retryButton = $('retry-button');
+const newMessages = $('new-messages');
+
+// The tutorial's log was a <textarea>; scripts written for it read `.value`. Keep that working.
+Object.defineProperty(log, 'value', { get: () => log.textContent, configurable: true });
+
+const room = params().get('room');
+let url = null; // the socket URL, once the room and server address are known
+
+let socket = null; // the current WebSocket; null while waiting or after the page closed it
+let everConnected = false;
+let closesWithoutOpen = 0;
+let retries = 0; // backoff exponent
+let reconnectTimer = 0;
+let countdownTimer = 0;
+let reconnectAt = 0;
+let state = 'connecting';
+let canRetry = false;
+let unseen = 0;
+
+const timeFormat = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit' });
+
+// ---------------------------------------------------------------------------------------------- the log
+
+function atBottom() {
+  return log.scrollHeight - log.scrollTop - log.clientHeight < 40;
+}
+
+function scrollToBottom() {
+  log.scrollTop = log.scrollHeight;
+  unseen = 0;
+  newMessages.hidden = true;
+}
+
+/**
+ * Appends one line. `kind` is "chat", "system" or "error". Text goes in with textContent only.
+ * A newline text node follows each line so the log's textContent reads like the tutorial's textarea.
+ */
+function appendLine(kind, text) {
+  const follow = atBottom();
+  const line = document.createElement('p');
+  line.className = `line ${kind}`;
+  line.textContent = text;
+  line.dataset.time = timeFormat.format(new Date());
+  if (kind === 'error') line.setAttribute('role', 'alert');
+  log.append(line, '\n');
+  while (log.childNodes.length > MAX_LINES * 2) {
+    log.firstChild.remove();
+  }
+  if (follow) {
+    scrollToBottom();
+  } else if (kind !== 'system') {
+    unseen += 1;
+    newMessages.textContent = unseen === 1 ? '1 new message ↓' : `${unseen} new messages ↓`;
+    newMessages.hidden = false;
+  }
+}
+
+log.addEventListener('scroll', () => {
+  if (!newMessages.hidden && atBottom()) {
+    unseen = 0;
+    newMessages.hidden = true;
+  }
+});
+newMessages.addEventListener('click', () => {
+  scrollToBottom();
+  log.focus({ preventScroll: true });
+});
+// A phone keyboard opening shrinks the log; keep the newest line in view if it was.
+let wasAtBottom = true;
+log.addEventListener('scroll', () => { wasAtBottom = atBottom(); }, { passive: true });
+new ResizeObserver(() => { if (wasAtBottom) log.scrollTop = log.scrollHeight; }).observe(log);
+
+function receive(data) {
+  let frame;
+  try {
+    frame = JSON.parse(data);
+  } catch {
+    appendLine('error', 'The server sent something that is not JSON; it was ignored.');
+    return;
+  }
+  if (frame !== null && typeof frame === 'object' && !Array.isArray(frame)) {
+    if (typeof frame.message === 'string') {
+      appendLine('chat', frame.message);
+      return;
+    }
+    if (typeof frame.error === 'string') {
+      appendLine('error', `Server error: ${frame.error}`);
+      return;
+    }
+  }
+  appendLine('error', 'The server sent a frame this page does not understand; it was ignored.');
+}
+
+// ------------------------------------------------------------------------------------ connection state
+
+function setState(next, text) {
+  state = next;
+  document.body.dataset.state = next;
+  statusEl.dataset.state = next;
+  // Only touch the live region when the words change, so screen readers hear each change once.
+  if (statusText.textContent !== text) statusText.textContent = text;
+  const connected = next === 'connected';
+  sendButton.setAttribute('aria-disabled', String(!connected));
+  input.disabled = next === 'rejected';
+  sendButton.disabled = next === 'rejected';
+  if (connected) hideComposerError();
+}
+
+function showBanner(text, retryLabel) {
+  bannerText.textContent = text;
+  retryButton.hidden = !retryLabel;
+  if (retryLabel) retryButton.textContent = retryLabel;
+  banner.hidden = false;
+}
+
+function hideBanner() {
+  banner.hidden = true;
+}
+
+function clearTimers() {
+  clearTimeout(reconnectTimer);
+  clearInterval(countdownTimer);
+  reconnectTimer = 0;
+  countdownTimer = 0;
+  countdown.textContent = '';
+}
+
+function closeReason(event) {
+  const why = {
+    1000: 'closed by the server',
+    1001: 'the server went away',
+    1006: 'connection lost',
+    1009: 'message too big',
+    1011: 'server error',
+    1012: 'server restarting',
+  }[event.code] || 'closed';
+  return event.reason ? `${why}: ${event.reason}` : `${why}, code ${event.code}`;
+}
+
+function connect() {
+  clearTimers();
+  hideBanner();
+  setState('connecting', everConnected ? 'Reconnecting…' : 'Connecting…');
+  let ws;
+  try {
+    ws = new WebSocket(url);
+  } catch (error) {
+    refuse(`Cannot open a connection to ${url}: ${error.message}`, null);
+    return;
+  }
+  socket = ws;
+  let openedAt = 0;
+
+  ws.addEventListener('open', () => {
+    if (socket !== ws) return;
+    openedAt = Date.now();
+    closesWithoutOpen = 0;
+    const again = everConnected;
+    everConnected = true;
+    rememberRoom(room);
+    setState('connected', 'Connected');
+    appendLine('system', again
+      ? 'Reconnected. Messages sent while you were away are not shown.'
+      : `Connected to #${room}. Messages appear here as they are sent.`);
+  });
+
+  ws.addEventListener('message', (event) => {
+    if (socket === ws) receive(event.data);
+  });
+
+  ws.addEventListener('close', (event) => {
+    if (socket !== ws) return; // the page closed it on purpose
+    socket = null;
+    if (openedAt) {
+      if (Date.now() - openedAt >= STABLE_MS) retries = 0;
+      appendLine('system', `Disconnected (${closeReason(event)}).`);
+    } else {
+      closesWithoutOpen += 1;
+      if (!everConnected && closesWithoutOpen >= REFUSED_AFTER) {
+        refuse(`The server did not let this page into #${room}: ${closesWithoutOpen} attempts in a row were refused `
+          + 'before connecting. It may not accept this room, or it may be down.', 'Retry');
+        return;
+      }
+      if (everConnected && closesWithoutOpen >= GIVE_UP_AFTER) {
+        refuse(`Gave up reconnecting after ${closesWithoutOpen} failed attempts. The server is unreachable or refuses this room.`, 'Retry');
+        return;
+      }
+    }
+    scheduleReconnect();
+  });
+}
+
+function scheduleReconnect() {
+  const ceiling = Math.min(MAX_DELAY_MS, BASE_DELAY_MS * 2 ** retries);
+  const delay = Math.random() * ceiling; // full jitter
+  retries = Math.min(retries + 1, 30);
+  reconnectAt = Date.now() + delay;
+  setState('reconnecting', 'Reconnecting');
+  const tick = () => {
+    countdown.textContent = ` in ${Math.max(1, Math.ceil((reconnectAt - Date.now()) / 1000))} s`;
+  };
+  tick();
+  countdownTimer = setInterval(tick, 250);
+  reconnectTimer = setTimeout(connect, delay);
+  // A blip reconnects in well under a second; only talk about it once it is more than a blip.
+  if (retries >= 3) {
+    showBanner('Connection lost. Trying again by itself; messages sent meanwhile will not reach you.', 'Reconnect now');
+  }
+}
+
+function refuse(text, retryLabel) {
+  clearTimers();
+  if (socket) {
+    const s = socket;
+    socket = null;
+    s.close();
+  }
+  canRetry = Boolean(retryLabel);
+  setState('rejected', retryLabel ? 'Not connected' : 'Rejected');
+  showBanner(text, retryLabel);
+}
+
+function retryNow() {
+  if (state === 'rejected') {
+    closesWithoutOpen = 0;
+    retries = 0;
+  }
+  connect();
+}
+
+retryButton.addEventListener('click', retryNow);
+
+window.addEventListener('online', () => {
+  if (state === 'reconnecting' || (state === 'rejected' && canRetry && everConnected)) retryNow();
+});
+
+// Leaving the page: close on purpose (no reconnect). Coming back from the back/forward cache: connect again.
+window.addEventListener('pagehide', () => {
+  clearTimers();
+  if (socket) {
+    const s = socket;
+    socket = null;
+    s.close(1000, 'page closed');
+  }
+});
+window.addEventListener('pageshow', (event) => {
+  if (event.persisted && url && !socket && (state !== 'rejected' || canRetry)) retryNow();
+});
+
+// ---------------------------------------------------------------------------------------- the composer
+
+function showComposerError(text) {
+  composerError.textContent = text;
+  composerError.hidden = false;
+}
+
+function hideComposerError() {
+  composerError.hidden = true;
+  composerError.textContent = '';
+}
+
+$('chat-form').addEventListener('submit', (event) => {
+  event.preventDefault();
+  const text = input.value;
+  if (text.trim() === '') {
+    input.focus();
+    return;
+  }
+  const frame = JSON.stringify({ message: text });
+  const bytes = new TextEncoder().encode(frame).length;
+  if (bytes > MAX_FRAME_BYTES) {
+    showComposerError(`This message is too long to send (${Math.ceil(bytes / 1024)} KB; the limit is 32 KB).`);
+    return;
+  }
+  if (!socket || socket.readyState !== WebSocket.OPEN) {
+    showComposerError('Not connected right now. Your message is still here: send it again once the status says Connected.');
+    return;
+  }
+  socket.send(frame);
+  hideComposerError();
+  input.value = '';
+  input.focus();
+  scrollToBottom();
+});
+
+input.addEventListener('input', () => {
+  if (!composerError.hidden && state === 'connected') hideComposerError();
+});
+
+// ----------------------------------------------------------------------------------------------- start
+
+function start() {
+  const lobby = linkWithWs('index.html');
+  $('back-to-lobby').href = lobby;
+  $('banner-lobby').href = lobby;
+  $('room-name').textContent = room ?? '';
+  document.title = room ? `#${room} · wschat` : 'No room · wschat';
+
+  if (room === null) {
+    refuse('No room given. Choose a room in the lobby.', null);
+    return;
+  }
+  const check = checkRoomName(room);
+  if (!check.ok) {
+    refuse(`This room name will not be accepted by the server. ${check.reason}`, null);
+    return;
+  }
+  const base = websocketBase();
+  if (!base.ok) {
+    refuse(base.reason, null);
+    return;
+  }
+  url = socketUrl(base.url, room);
+  try {
+    $('server-info').textContent = `Server: ${new URL(base.url).host} (from ${base.source})`;
+  } catch {
+    // websocketBase already parsed it; nothing to show otherwise.
+  }
+  input.focus();
+  connect();
+}
+
+start();
