@@ -160,6 +160,7 @@ function closeReason(event) {
   const why = {
     1000: 'closed by the server',
     1001: 'the server went away',
+    1005: 'closed by the server',
     1006: 'connection lost',
     1009: 'message too big',
     1011: 'server error',

@@ -22,9 +22,9 @@ export function checkRoomName(name) {
     return { ok: false, reason: 'Type a room name.' };
   }
   const chars = [...name];
-  const bad = chars.find((c) => !ROOM_NAME.test(c));
-  if (bad !== undefined) {
-    const shown = /\s/u.test(bad) ? 'spaces' : `“${bad}”`;
+  const bad = [...new Set(chars.filter((c) => !ROOM_NAME.test(c)).map((c) => (/\s/u.test(c) ? 'spaces' : `“${c}”`)))];
+  if (bad.length > 0) {
+    const shown = bad.length > 3 ? `${bad.slice(0, 3).join(', ')}, …` : bad.join(', ');
     return { ok: false, reason: `Room names can only use letters, digits and underscores (not ${shown}).` };
   }
   if (chars.length > MAX_ROOM_NAME_CHARS) {

@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import {
   chatLines, dropConnection, emulatorConnections, enterRoomViaLobby, launchBrowser, openRoom, postMessage,
   startEmulator, waitConnected, waitForChatLine, waitForConnections, waitForLogText, withPages,
+  TEST_OPTIONS,
 } from './harness.mjs';
 
 let emulator;
@@ -20,7 +21,7 @@ after(async () => {
   await emulator?.stop();
 });
 
-test('when_chat_message_posted_then_seen_by_everyone_in_same_room', async (t) => {
+test('when_chat_message_posted_then_seen_by_everyone_in_same_room', TEST_OPTIONS, async (t) => {
   await withPages(t, browser, 2, async ([first, second]) => {
     await enterRoomViaLobby(first, emulator.base, 'room_1');
     await enterRoomViaLobby(second, emulator.base, 'room_1');
@@ -35,7 +36,7 @@ test('when_chat_message_posted_then_seen_by_everyone_in_same_room', async (t) =>
   });
 });
 
-test('when_chat_message_posted_then_not_seen_by_anyone_in_different_room', async (t) => {
+test('when_chat_message_posted_then_not_seen_by_anyone_in_different_room', TEST_OPTIONS, async (t) => {
   await withPages(t, browser, 2, async ([first, second]) => {
     await enterRoomViaLobby(first, emulator.base, 'room_1');
     await enterRoomViaLobby(second, emulator.base, 'room_2');
@@ -52,7 +53,7 @@ test('when_chat_message_posted_then_not_seen_by_anyone_in_different_room', async
   });
 });
 
-test('message_text_is_shown_literally_and_never_run_as_html', async (t) => {
+test('message_text_is_shown_literally_and_never_run_as_html', TEST_OPTIONS, async (t) => {
   const hostile = [
     '<script>window.__pwned=1</script>',
     '<img src=x onerror="window.__pwned=1">',
@@ -74,7 +75,7 @@ test('message_text_is_shown_literally_and_never_run_as_html', async (t) => {
   });
 });
 
-test('after_the_emulator_drops_the_connection_the_page_reconnects_and_chat_works_again', async (t) => {
+test('after_the_emulator_drops_the_connection_the_page_reconnects_and_chat_works_again', TEST_OPTIONS, async (t) => {
   const room = 'room_reconnect';
   await withPages(t, browser, 2, async ([dropped, other]) => {
     await openRoom(dropped, emulator.base, room);

@@ -10,8 +10,11 @@ import { chromium } from 'playwright-core';
 export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const ARTIFACTS = join(REPO, 'test-artifacts', 'browser');
 
-/** Upper bound for any single wait in a test; the emulator answers in milliseconds. */
-export const WAIT_MS = 5_000;
+/** Upper bound for any single wait in a test; the emulator answers in milliseconds. WSCHAT_TEST_WAIT_MS raises it on slow machines. */
+export const WAIT_MS = Number(process.env.WSCHAT_TEST_WAIT_MS) || 5_000;
+
+/** Options for every test: a hung test fails instead of stalling the run. */
+export const TEST_OPTIONS = { timeout: 12 * WAIT_MS };
 
 const CHROMIUM_ARGS = [
   '--no-sandbox',
@@ -28,6 +31,12 @@ const running = new Set();
 process.on('exit', () => {
   for (const child of running) child.kill('SIGKILL');
 });
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+  process.once(signal, () => {
+    for (const child of running) child.kill('SIGKILL');
+    process.exit(128 + ({ SIGHUP: 1, SIGINT: 2, SIGTERM: 15 })[signal]);
+  });
+}
 
 /**
  * Starts the emulator on a free port and resolves once it printed its "listening" line.

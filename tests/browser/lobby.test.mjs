@@ -1,7 +1,7 @@
 // The lobby (index.html): room name rule, navigation, recently used rooms, the ws parameter.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { launchBrowser, openRoom, startEmulator, waitConnected, WAIT_MS, withPages } from './harness.mjs';
+import { launchBrowser, openRoom, startEmulator, waitConnected, WAIT_MS, withPages, TEST_OPTIONS } from './harness.mjs';
 
 let emulator;
 let browser;
@@ -16,7 +16,7 @@ after(async () => {
   await emulator?.stop();
 });
 
-test('lobby_navigates_to_the_room_on_enter', async (t) => {
+test('lobby_navigates_to_the_room_on_enter', TEST_OPTIONS, async (t) => {
   await withPages(t, browser, 1, async ([page]) => {
     await page.goto(`${emulator.base}/`);
     assert.equal(await page.evaluate(() => document.activeElement?.id), 'room-name-input', 'the room name input has focus');
@@ -29,7 +29,7 @@ test('lobby_navigates_to_the_room_on_enter', async (t) => {
   });
 });
 
-test('lobby_navigates_to_a_unicode_room_on_click_with_the_name_encoded', async (t) => {
+test('lobby_navigates_to_a_unicode_room_on_click_with_the_name_encoded', TEST_OPTIONS, async (t) => {
   await withPages(t, browser, 1, async ([page]) => {
     await page.goto(`${emulator.base}/`);
     await page.fill('#room-name-input', '로비_Ünï');
@@ -40,7 +40,7 @@ test('lobby_navigates_to_a_unicode_room_on_click_with_the_name_encoded', async (
   });
 });
 
-test('lobby_refuses_an_invalid_room_name_with_a_visible_message_and_stays', async (t) => {
+test('lobby_refuses_an_invalid_room_name_with_a_visible_message_and_stays', TEST_OPTIONS, async (t) => {
   await withPages(t, browser, 1, async ([page]) => {
     await page.goto(`${emulator.base}/`);
     const start = page.url();
@@ -76,7 +76,7 @@ test('lobby_refuses_an_invalid_room_name_with_a_visible_message_and_stays', asyn
   });
 });
 
-test('lobby_lists_recent_rooms_newest_first_and_they_are_clickable', async (t) => {
+test('lobby_lists_recent_rooms_newest_first_and_they_are_clickable', TEST_OPTIONS, async (t) => {
   await withPages(t, browser, 1, async ([page]) => {
     await page.goto(`${emulator.base}/`);
     assert.equal(await page.isVisible('#recent'), false, 'no list before any room was used');
@@ -92,7 +92,7 @@ test('lobby_lists_recent_rooms_newest_first_and_they_are_clickable', async (t) =
   });
 });
 
-test('lobby_keeps_the_ws_parameter_when_it_navigates', async (t) => {
+test('lobby_keeps_the_ws_parameter_when_it_navigates', TEST_OPTIONS, async (t) => {
   await withPages(t, browser, 1, async ([page]) => {
     const ws = `ws://127.0.0.1:${emulator.port}/local`;
     await page.goto(`${emulator.base}/?ws=${encodeURIComponent(ws)}`);
