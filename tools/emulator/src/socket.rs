@@ -253,23 +253,30 @@ async fn run(
 
     // The writer owns the sink: frames from PostToConnection, then at most one close frame.
     let writer = tokio::spawn(async move {
+        let mut outbound_open = true;
         loop {
             tokio::select! {
-                frame = outbound.recv() => {
-                    let message = match frame {
-                        Some(Outbound::Text(text)) => Message::Text(text),
-                        Some(Outbound::Binary(data)) => Message::Binary(data),
-                        None => break,
-                    };
-                    if sink.send(message).await.is_err() {
-                        break;
-                    }
-                }
+                // A close order wins over queued frames; the registry dropping its sender must not end the
+                // writer before the close frame is out.
+                biased;
                 close = close_rx.recv() => {
                     if let Some(frame) = close {
                         let _ = sink.send(Message::Close(Some(frame))).await;
                     }
                     break;
+                }
+                frame = outbound.recv(), if outbound_open => {
+                    let message = match frame {
+                        Some(Outbound::Text(text)) => Message::Text(text),
+                        Some(Outbound::Binary(data)) => Message::Binary(data),
+                        None => {
+                            outbound_open = false;
+                            continue;
+                        }
+                    };
+                    if sink.send(message).await.is_err() {
+                        break;
+                    }
                 }
             }
         }

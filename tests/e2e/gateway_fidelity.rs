@@ -1,0 +1,341 @@
+//! The emulator behaves like API Gateway: the Management API's answers, the frame limits, the timeouts, the
+//! authorizer context, and a failing integration that leaves the socket open.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use chat_shared::gateway::{AwsGateway, Gateway as _, GatewayError};
+use chat_shared::wire::ConnectionId;
+use serde_json::Value;
+use tokio_tungstenite::tungstenite::Message;
+use wschat_emulator::Options;
+use wschat_tests::{
+    Mode, SIGNED, TestChat, WAIT, encode, eventually, http, members_of, unique_room,
+};
+
+fn id(raw: &str) -> ConnectionId {
+    ConnectionId::parse(raw).expect("id")
+}
+
+#[tokio::test]
+async fn post_to_connection_through_the_aws_sdk_reaches_the_client() {
+    let chat = TestChat::start(Mode::Memory).await;
+    let mut alice = chat.join(&unique_room("sdk")).await;
+    let conn = chat.connection_ids().await.remove(0);
+    let gateway = AwsGateway::local(&chat.management_endpoint());
+
+    gateway
+        .post_to_connection(
+            &id(&conn),
+            Bytes::from_static(br#"{"message":"from the SDK"}"#),
+        )
+        .await
+        .expect("200");
+
+    assert_eq!(alice.recv_message().await, "from the SDK");
+}
+
+#[tokio::test]
+async fn post_to_an_unknown_connection_is_gone_through_the_aws_sdk() {
+    let chat = TestChat::start(Mode::Memory).await;
+    let gateway = AwsGateway::local(&chat.management_endpoint());
+
+    let result = gateway
+        .post_to_connection(&id("NoSuchConn000A="), Bytes::from_static(b"x"))
+        .await;
+
+    assert!(matches!(result, Err(GatewayError::Gone)), "{result:?}");
+}
+
+#[tokio::test]
+async fn management_api_answers_like_aws() {
+    let chat = TestChat::start(Mode::Memory).await;
+    let _alice = chat.join(&unique_room("mgmt")).await;
+    let conn = encode(&chat.connection_ids().await.remove(0));
+    let at = |path: &str| chat.http_url(&format!("/local/@connections/{path}"));
+
+    let cases: Vec<(&str, String, Vec<(&str, &str)>, Vec<u8>, u16)> = vec![
+        ("POST", at(&conn), vec![SIGNED], b"hi".to_vec(), 200),
+        (
+            "POST",
+            chat.http_url(&format!("/@connections/{conn}")),
+            vec![SIGNED],
+            b"hi".to_vec(),
+            200,
+        ),
+        ("POST", at(&conn), vec![SIGNED], Vec::new(), 400),
+        (
+            "POST",
+            at(&conn),
+            vec![SIGNED],
+            vec![b'x'; 128 * 1024 + 1],
+            413,
+        ),
+        ("POST", at(&conn), vec![SIGNED], vec![b'x'; 128 * 1024], 200),
+        (
+            "POST",
+            at("NoSuchConn000A%3D"),
+            vec![SIGNED],
+            b"hi".to_vec(),
+            410,
+        ),
+        ("POST", at(&conn), vec![], b"hi".to_vec(), 403),
+        (
+            "POST",
+            chat.http_url(&format!("/prod/@connections/{conn}")),
+            vec![SIGNED],
+            b"hi".to_vec(),
+            403,
+        ),
+        ("GET", at(&conn), vec![SIGNED], Vec::new(), 200),
+        (
+            "GET",
+            at("NoSuchConn000A%3D"),
+            vec![SIGNED],
+            Vec::new(),
+            410,
+        ),
+        (
+            "DELETE",
+            at("NoSuchConn000A%3D"),
+            vec![SIGNED],
+            Vec::new(),
+            410,
+        ),
+    ];
+    for (method, url, headers, body, expected) in cases {
+        let (status, _) = http(method, &url, &headers, body).await;
+
+        assert_eq!(status, expected, "{method} {url}");
+    }
+}
+
+#[tokio::test]
+async fn get_connection_returns_connected_at_last_active_at_and_identity() {
+    let chat = TestChat::start(Mode::Memory).await;
+    let mut alice = chat.join(&unique_room("info")).await;
+    alice.say("activity").await;
+    alice.recv_message().await;
+    let conn = encode(&chat.connection_ids().await.remove(0));
+
+    let (status, body) = http(
+        "GET",
+        &chat.http_url(&format!("/local/@connections/{conn}")),
+        &[SIGNED],
+        Vec::new(),
+    )
+    .await;
+
+    assert_eq!(status, 200);
+    let info: Value = serde_json::from_slice(&body).expect("JSON");
+    let connected_at = info["connectedAt"].as_str().expect("connectedAt");
+    let last_active_at = info["lastActiveAt"].as_str().expect("lastActiveAt");
+    assert!(
+        connected_at.ends_with('Z') && connected_at.len() == 24,
+        "{connected_at}"
+    );
+    assert!(
+        last_active_at >= connected_at,
+        "{last_active_at} < {connected_at}"
+    );
+    assert_eq!(info["identity"]["sourceIp"], "127.0.0.1");
+}
+
+#[tokio::test]
+async fn delete_connection_closes_the_socket_and_runs_disconnect() {
+    let chat = TestChat::start(Mode::Memory).await;
+    let room_name = unique_room("delete");
+    let mut alice = chat.join(&room_name).await;
+    let conn = chat.connection_ids().await.remove(0);
+
+    let (status, _) = http(
+        "DELETE",
+        &chat.http_url(&format!("/local/@connections/{}", encode(&conn))),
+        &[SIGNED],
+        Vec::new(),
+    )
+    .await;
+
+    assert_eq!(status, 204);
+    assert!(
+        alice.recv_close(WAIT).await.is_some(),
+        "a close frame arrives"
+    );
+    eventually("$disconnect removed the member", || async {
+        members_of(chat.rooms.as_ref(), &room_name).await.is_empty()
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn text_frame_over_32_kb_closes_with_1009() {
+    let chat = TestChat::start(Mode::Memory).await;
+    let mut alice = chat.join(&unique_room("big")).await;
+
+    alice
+        .send_text(&format!(r#"{{"message":"{}"}}"#, "x".repeat(32 * 1024)))
+        .await;
+
+    let close = alice.recv_close(WAIT).await.expect("close frame");
+    assert_eq!(u16::from(close.code), 1009);
+}
+
+#[tokio::test]
+async fn binary_frame_closes_with_1003() {
+    let chat = TestChat::start(Mode::Memory).await;
+    let mut alice = chat.join(&unique_room("binary")).await;
+
+    alice.send(Message::binary(b"\x00\x01".to_vec())).await;
+
+    let close = alice.recv_close(WAIT).await.expect("close frame");
+    assert_eq!(u16::from(close.code), 1003);
+}
+
+#[tokio::test]
+async fn idle_connection_closes_with_1001() {
+    let options = Options {
+        idle_timeout: Duration::from_millis(600),
+        ..Options::default()
+    };
+    let chat = TestChat::start_with(Mode::Memory, options).await;
+    let mut alice = chat.join(&unique_room("idle")).await;
+
+    let close = alice.recv_close(WAIT).await.expect("close frame");
+
+    assert_eq!(u16::from(close.code), 1001);
+}
+
+#[tokio::test]
+async fn activity_resets_the_idle_timeout() {
+    let options = Options {
+        idle_timeout: Duration::from_millis(800),
+        ..Options::default()
+    };
+    let chat = TestChat::start_with(Mode::Memory, options).await;
+    let mut alice = chat.join(&unique_room("busy")).await;
+
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        alice.say("still talking").await;
+        assert_eq!(alice.recv_message().await, "still talking");
+    }
+}
+
+#[tokio::test]
+async fn connection_closes_with_1001_at_the_maximum_duration() {
+    let options = Options {
+        max_duration: Duration::from_millis(700),
+        ..Options::default()
+    };
+    let chat = TestChat::start_with(Mode::Memory, options).await;
+    let mut alice = chat.join(&unique_room("cap")).await;
+
+    let close = alice.recv_close(WAIT).await.expect("close frame");
+
+    assert_eq!(u16::from(close.code), 1001);
+}
+
+#[tokio::test]
+async fn failing_default_integration_leaves_the_socket_open() {
+    // Every /@connections call is throttled, so group_send delivers to nobody and the handler errors.
+    let options = Options {
+        throttle_rate: 1.0,
+        ..Options::default()
+    };
+    let chat = TestChat::start_with(Mode::Memory, options).await;
+    let mut alice = chat.join(&unique_room("fail")).await;
+
+    alice.say("into the void").await;
+
+    alice.expect_silence(Duration::from_secs(1)).await;
+    assert_eq!(
+        chat.connection_ids().await.len(),
+        1,
+        "the connection is still open"
+    );
+}
+
+#[tokio::test]
+async fn throttled_posts_are_retried_until_delivered() {
+    let options = Options {
+        throttle_rate: 0.3,
+        ..Options::default()
+    };
+    let chat = TestChat::start_with(Mode::Memory, options).await;
+    let room = unique_room("throttle");
+    let mut alice = chat.join(&room).await;
+    let mut bob = chat.join(&room).await;
+
+    // 4 attempts per member at 30 % throttling: a message is lost with probability < 1 %; 3 in a row, never.
+    let mut seen = 0;
+    for n in 0..3 {
+        alice.say(&format!("n{n}")).await;
+        if let Ok(frame) = tokio::time::timeout(Duration::from_secs(3), bob.recv_message()).await {
+            assert!(frame.starts_with('n'));
+            seen += 1;
+        }
+    }
+    assert!(seen >= 1, "retries got at least one message through");
+    let _ = alice;
+}
+
+#[tokio::test]
+async fn authorizer_context_carries_the_room_to_later_events() {
+    let chat = TestChat::start(Mode::Memory).await;
+    let room = unique_room("ctx");
+    let _alice = chat.join(&room).await;
+
+    let (_, body) = http(
+        "GET",
+        &chat.http_url("/_emulator/connections"),
+        &[],
+        Vec::new(),
+    )
+    .await;
+
+    let list: Value = serde_json::from_slice(&body).expect("JSON");
+    assert_eq!(list[0]["authorizer"]["room"], room.as_str());
+    assert!(list[0]["authorizer"]["principalId"].is_string());
+}
+
+#[tokio::test]
+async fn without_the_authorizer_the_room_is_looked_up_by_connection() {
+    let options = Options {
+        authorizer: false,
+        ..Options::default()
+    };
+    let chat = TestChat::start_with(Mode::Redis, options).await;
+    let room = unique_room("noauth");
+    let mut alice = chat.join(&room).await;
+    let mut bob = chat.join(&room).await;
+
+    alice.say("looked up").await;
+
+    assert_eq!(bob.recv_message().await, "looked up");
+    assert_eq!(alice.recv_message().await, "looked up");
+}
+
+#[tokio::test]
+async fn config_js_points_the_pages_at_this_emulator() {
+    let chat = TestChat::start(Mode::Memory).await;
+
+    let (status, body) = http("GET", &chat.http_url("/config.js"), &[], Vec::new()).await;
+
+    assert_eq!(status, 200);
+    let text = String::from_utf8(body).expect("UTF-8");
+    assert!(
+        text.contains(&format!("ws://{}/local", chat.emulator.addr())),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn shutdown_closes_open_sockets_with_1001() {
+    let chat = TestChat::start(Mode::Memory).await;
+    let mut alice = chat.join(&unique_room("bye")).await;
+
+    chat.emulator.shutdown().await;
+
+    let close = alice.recv_close(WAIT).await.expect("close frame");
+    assert_eq!(u16::from(close.code), 1001);
+}

@@ -1,0 +1,260 @@
+//! The Redis room store against a real redis-server: key schema, expiry, pruning, and one round trip per read.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use chat_shared::WebsocketRequest;
+use chat_shared::fanout::FanoutSettings;
+use chat_shared::gateway::RecordingGateway;
+use chat_shared::handlers::default::{Deps, handle};
+use serde_json::json;
+
+use chat_shared::rooms::{RedisRoomStore, RoomStore};
+use chat_shared::wire::{ConnectionId, RoomName};
+use redis::AsyncCommands as _;
+use wschat_tests::{redis_url, unique_prefix};
+
+const HOUR_MS: i64 = 3_600_000;
+
+fn id(raw: &str) -> ConnectionId {
+    ConnectionId::parse(raw).expect("id")
+}
+
+fn room(raw: &str) -> RoomName {
+    RoomName::parse(raw).expect("room")
+}
+
+async fn store(lifetime: Duration) -> (RedisRoomStore, redis::aio::MultiplexedConnection, String) {
+    let prefix = unique_prefix();
+    let store = RedisRoomStore::connect(&redis_url(), &prefix, lifetime)
+        .await
+        .expect("Redis reachable");
+    let raw = redis::Client::open(redis_url())
+        .expect("url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("raw connection");
+    (store, raw, prefix)
+}
+
+#[tokio::test]
+async fn join_writes_the_documented_keys_with_expiry() {
+    let (store, mut raw, prefix) = store(Duration::from_secs(7200)).await;
+
+    store
+        .join(&room("lobby"), &id("c1="), 1_000)
+        .await
+        .expect("join");
+
+    let members: Vec<(String, i64)> = raw
+        .zrange_withscores(format!("{prefix}room:{{lobby}}"), 0, -1)
+        .await
+        .expect("zrange");
+    assert_eq!(members, vec![("c1=".to_owned(), 1_000)]);
+    let room_of: String = raw.get(format!("{prefix}conn:{{c1=}}")).await.expect("get");
+    assert_eq!(room_of, "lobby");
+    for key in [
+        format!("{prefix}room:{{lobby}}"),
+        format!("{prefix}conn:{{c1=}}"),
+    ] {
+        let ttl: i64 = raw.pttl(&key).await.expect("pttl");
+        assert!(
+            ttl > 7_000_000 && ttl <= 7_200_000,
+            "{key} expires in {ttl} ms"
+        );
+    }
+}
+
+#[tokio::test]
+async fn members_older_than_the_lifetime_are_ignored_and_trimmed() {
+    let (store, mut raw, prefix) = store(Duration::from_secs(7200)).await;
+    let now = 10 * HOUR_MS;
+    store
+        .join(&room("lobby"), &id("old"), now - 3 * HOUR_MS)
+        .await
+        .expect("join");
+    store
+        .join(&room("lobby"), &id("new"), now - HOUR_MS)
+        .await
+        .expect("join");
+
+    let members = store.members(&room("lobby"), now).await.expect("members");
+
+    assert_eq!(members, vec![id("new")]);
+    let left: i64 = raw
+        .zcard(format!("{prefix}room:{{lobby}}"))
+        .await
+        .expect("zcard");
+    assert_eq!(left, 1, "the expired member was trimmed, not just filtered");
+}
+
+#[tokio::test]
+async fn room_of_leave_and_prune_keep_both_keys_consistent() {
+    let (store, mut raw, prefix) = store(Duration::from_secs(7200)).await;
+    for c in ["a", "b", "c"] {
+        store.join(&room("r"), &id(c), 1_000).await.expect("join");
+    }
+
+    assert_eq!(
+        store.room_of(&id("a")).await.expect("room_of"),
+        Some(room("r"))
+    );
+    assert_eq!(
+        store.leave(&id("a"), None).await.expect("leave"),
+        Some(room("r"))
+    );
+    assert_eq!(
+        store
+            .leave(&id("b"), Some(&room("r")))
+            .await
+            .expect("leave"),
+        Some(room("r"))
+    );
+    store.prune(&room("r"), &[id("c")]).await.expect("prune");
+
+    assert!(
+        store
+            .members(&room("r"), 2_000)
+            .await
+            .expect("members")
+            .is_empty()
+    );
+    for c in ["a", "b", "c"] {
+        let exists: bool = raw
+            .exists(format!("{prefix}conn:{{{c}}}"))
+            .await
+            .expect("exists");
+        assert!(!exists, "conn key of {c} was removed");
+    }
+    assert_eq!(
+        store.leave(&id("a"), None).await.expect("leave twice"),
+        None
+    );
+}
+
+#[tokio::test]
+async fn every_key_is_hash_tagged_by_its_room_or_its_connection() {
+    let (store, _, prefix) = store(Duration::from_secs(7200)).await;
+
+    // Redis Cluster hashes only what is inside the first {...}: one room's keys share a slot, and no script or
+    // pipeline ever needs two slots at once.
+    assert_eq!(
+        store.room_key(&room("로비")),
+        format!("{prefix}room:{{로비}}")
+    );
+    assert_eq!(
+        store.conn_key(&id("L0SM9cOFvHcCIhw=")),
+        format!("{prefix}conn:{{L0SM9cOFvHcCIhw=}}")
+    );
+    assert!(!prefix.contains('{'));
+}
+
+/// A connection that counts round trips: one per command or pipeline sent.
+#[derive(Clone)]
+struct Counting {
+    inner: redis::aio::MultiplexedConnection,
+    round_trips: Arc<AtomicUsize>,
+}
+
+impl redis::aio::ConnectionLike for Counting {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
+        self.round_trips.fetch_add(1, Ordering::SeqCst);
+        self.inner.req_packed_command(cmd)
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        self.round_trips.fetch_add(1, Ordering::SeqCst);
+        self.inner.req_packed_commands(cmd, offset, count)
+    }
+
+    fn get_db(&self) -> i64 {
+        self.inner.get_db()
+    }
+}
+
+async fn counting_store() -> (RedisRoomStore<Counting>, Arc<AtomicUsize>) {
+    let inner = redis::Client::open(redis_url())
+        .expect("url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("Redis reachable");
+    let round_trips = Arc::new(AtomicUsize::new(0));
+    let conn = Counting {
+        inner,
+        round_trips: round_trips.clone(),
+    };
+    (
+        RedisRoomStore::with_connection(conn, &unique_prefix(), Duration::from_secs(7200)),
+        round_trips,
+    )
+}
+
+#[tokio::test]
+async fn a_chat_message_costs_one_redis_round_trip() {
+    let (store, round_trips) = counting_store().await;
+    let store = Arc::new(store);
+    for n in 0..20 {
+        store
+            .join(&room("hot"), &id(&format!("c{n}")), 1_000)
+            .await
+            .expect("join");
+    }
+    let gateway = Arc::new(RecordingGateway::new());
+    let deps = Deps {
+        rooms: store.clone(),
+        gateway: gateway.clone(),
+        fanout: FanoutSettings::default(),
+    };
+    let event = |n: usize| -> WebsocketRequest {
+        serde_json::from_value(json!({
+            "requestContext": {
+                "routeKey": "$default", "eventType": "MESSAGE", "connectionId": "c0", "messageId": format!("m{n}"),
+                "connectedAt": 1_000, "requestTimeEpoch": 2_000, "stage": "prod", "apiId": "x", "domainName": "d",
+                "authorizer": { "room": "hot", "principalId": "c0" }
+            },
+            "body": format!(r#"{{"message":"m{n}"}}"#),
+            "isBase64Encoded": false
+        }))
+        .expect("event")
+    };
+    // The first call may load the script (NOSCRIPT → EVAL); measure warm calls.
+    handle(&event(0), &deps).await.expect("handled");
+    let before = round_trips.load(Ordering::SeqCst);
+
+    for n in 1..=10 {
+        handle(&event(n), &deps).await.expect("handled");
+    }
+
+    assert_eq!(
+        round_trips.load(Ordering::SeqCst) - before,
+        10,
+        "one round trip per message"
+    );
+    assert_eq!(
+        gateway.received(&id("c19")).len(),
+        11,
+        "every member got every message"
+    );
+}
+
+#[tokio::test]
+async fn join_and_leave_with_a_known_room_are_one_round_trip_each() {
+    let (store, round_trips) = counting_store().await;
+
+    store.join(&room("r"), &id("a"), 1_000).await.expect("join");
+    assert_eq!(round_trips.load(Ordering::SeqCst), 1);
+    store
+        .leave(&id("a"), Some(&room("r")))
+        .await
+        .expect("leave");
+    assert_eq!(round_trips.load(Ordering::SeqCst), 2);
+}

@@ -1,0 +1,349 @@
+//! Test support for the end-to-end suites: an emulator on a free port in the chosen mode, WebSocket clients
+//! that speak the chat protocol with bounded waits, plain HTTP for the Management API, and the test Redis.
+//!
+//! Redis tests need `WSCHAT_TEST_REDIS_URL`; `make test` starts a private redis-server and sets it. Without it
+//! they fail with a message saying so: they never skip.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chat_shared::config::OriginPolicy;
+use chat_shared::fanout::FanoutSettings;
+use chat_shared::rooms::{MemoryRoomStore, RedisRoomStore, RoomStore};
+use futures_util::{SinkExt as _, StreamExt as _};
+use serde_json::Value;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use wschat_emulator::backend::{InProcessOptions, StoreChoice};
+use wschat_emulator::{BackendChoice, Emulator, Options};
+
+/// How long any single wait in a test may take before the test fails.
+pub const WAIT: Duration = Duration::from_secs(5);
+
+/// The variable naming the Redis the tests use.
+pub const REDIS_ENV: &str = "WSCHAT_TEST_REDIS_URL";
+
+/// Where rooms live while the test runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// In-process handlers, rooms in memory.
+    Memory,
+    /// In-process handlers, rooms in the test Redis under a fresh key prefix.
+    Redis,
+}
+
+/// The test Redis URL.
+///
+/// # Panics
+/// When `WSCHAT_TEST_REDIS_URL` is unset: Redis tests must fail loudly, never skip.
+pub fn redis_url() -> String {
+    std::env::var(REDIS_ENV).unwrap_or_else(|_| {
+        panic!("{REDIS_ENV} is not set: run the tests with `make test`, which starts a private redis-server")
+    })
+}
+
+/// A key prefix no other test uses, so tests can share one Redis.
+pub fn unique_prefix() -> String {
+    format!("wschat-test:{:016x}:", fastrand::u64(..))
+}
+
+/// A room name no other test uses.
+pub fn unique_room(stem: &str) -> String {
+    format!("{stem}_{:08x}", fastrand::u32(..))
+}
+
+/// An emulator serving the chat on 127.0.0.1 and a free port.
+pub struct TestChat {
+    /// The running emulator.
+    pub emulator: Emulator,
+    /// The room store its handlers use (inspect it to check membership).
+    pub rooms: Arc<dyn RoomStore>,
+    /// Its options.
+    pub options: Options,
+}
+
+impl TestChat {
+    /// Starts the chat in `mode` with the emulator's defaults.
+    pub async fn start(mode: Mode) -> Self {
+        Self::start_with(mode, Options::default()).await
+    }
+
+    /// Starts the chat in `mode` with `options`.
+    ///
+    /// # Panics
+    /// When the emulator cannot start, or Redis cannot be reached in [`Mode::Redis`].
+    pub async fn start_with(mode: Mode, options: Options) -> Self {
+        let rooms: Arc<dyn RoomStore> = match mode {
+            Mode::Memory => Arc::new(MemoryRoomStore::default()),
+            Mode::Redis => Arc::new(
+                RedisRoomStore::connect(&redis_url(), &unique_prefix(), Duration::from_secs(7200))
+                    .await
+                    .expect("the test Redis is reachable"),
+            ),
+        };
+        let backend = BackendChoice::InProcess(InProcessOptions {
+            store: StoreChoice::Shared(rooms.clone()),
+            membership_lifetime: Duration::from_secs(7200),
+            allowed_origins: OriginPolicy::Any,
+            fanout: FanoutSettings::default(),
+        });
+        let addr: SocketAddr = "127.0.0.1:0".parse().expect("address");
+        let emulator = Emulator::start(addr, options.clone(), backend)
+            .await
+            .expect("emulator starts");
+        Self {
+            emulator,
+            rooms,
+            options,
+        }
+    }
+
+    /// `ws://127.0.0.1:PORT/STAGE?room=ROOM` (the room percent-encoded).
+    pub fn ws_url(&self, room: &str) -> String {
+        format!(
+            "ws://{}/{}?room={}",
+            self.emulator.addr(),
+            self.options.stage,
+            encode(room)
+        )
+    }
+
+    /// `http://127.0.0.1:PORT{path}`.
+    pub fn http_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.emulator.addr())
+    }
+
+    /// The Management API's stage URL.
+    pub fn management_endpoint(&self) -> String {
+        self.emulator.management_endpoint(&self.options.stage)
+    }
+
+    /// Connects a client to `room`, as a browser on the emulator's page would (with its `Origin`).
+    ///
+    /// # Panics
+    /// When the handshake is rejected.
+    pub async fn join(&self, room: &str) -> Client {
+        Client::connect(&self.ws_url(room), Some(&self.http_url("")))
+            .await
+            .expect("handshake accepted")
+    }
+
+    /// The ids of the live connections, oldest first (the emulator's `/_emulator/connections`).
+    pub async fn connection_ids(&self) -> Vec<String> {
+        let (status, body) = http(
+            "GET",
+            &self.http_url("/_emulator/connections"),
+            &[],
+            Vec::new(),
+        )
+        .await;
+        assert_eq!(status, 200);
+        let list: Value = serde_json::from_slice(&body).expect("JSON list");
+        list.as_array()
+            .expect("array")
+            .iter()
+            .map(|c| c["connectionId"].as_str().expect("id").to_owned())
+            .collect()
+    }
+}
+
+/// Percent-encodes a query value.
+pub fn encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// A chat client over a real WebSocket.
+pub struct Client {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+impl Client {
+    /// Opens `url`, sending `origin` as the `Origin` header when given.
+    ///
+    /// # Errors
+    /// The handshake's failure, e.g. `Http(400)` when `$connect` rejects it.
+    pub async fn connect(url: &str, origin: Option<&str>) -> Result<Self, tungstenite::Error> {
+        let mut request = url.into_client_request()?;
+        if let Some(origin) = origin {
+            request
+                .headers_mut()
+                .insert("Origin", origin.parse().expect("origin header"));
+        }
+        let (ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request))
+            .await
+            .map_err(|_| tungstenite::Error::Io(std::io::ErrorKind::TimedOut.into()))??;
+        Ok(Self { ws })
+    }
+
+    /// Sends `{"message": text}`.
+    pub async fn say(&mut self, text: &str) {
+        self.send_text(&serde_json::json!({ "message": text }).to_string())
+            .await;
+    }
+
+    /// Sends a raw text frame.
+    pub async fn send_text(&mut self, text: &str) {
+        self.ws
+            .send(Message::text(text))
+            .await
+            .expect("text frame sent");
+    }
+
+    /// Sends a raw frame of any kind.
+    pub async fn send(&mut self, message: Message) {
+        self.ws.send(message).await.expect("frame sent");
+    }
+
+    /// The next data frame, parsed as JSON.
+    ///
+    /// # Panics
+    /// When nothing arrives within [`WAIT`], the socket closes, or the frame is not JSON text.
+    pub async fn recv_json(&mut self) -> Value {
+        loop {
+            let next = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("a frame arrives in time");
+            match next {
+                Some(Ok(Message::Text(text))) => {
+                    return serde_json::from_str(&text).expect("frames are JSON");
+                }
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                other => panic!("expected a text frame, got {other:?}"),
+            }
+        }
+    }
+
+    /// The next chat message's text (`{"message": ...}`).
+    pub async fn recv_message(&mut self) -> String {
+        let frame = self.recv_json().await;
+        frame["message"]
+            .as_str()
+            .unwrap_or_else(|| panic!("expected a chat message, got {frame}"))
+            .to_owned()
+    }
+
+    /// Asserts that no data frame arrives for `quiet`.
+    pub async fn expect_silence(&mut self, quiet: Duration) {
+        if let Ok(next) = tokio::time::timeout(quiet, self.ws.next()).await {
+            panic!("expected silence, got {next:?}");
+        }
+    }
+
+    /// Waits for the server to close the socket and returns its close frame.
+    ///
+    /// # Panics
+    /// When a data frame arrives first or nothing happens within `within`.
+    pub async fn recv_close(&mut self, within: Duration) -> Option<CloseFrame> {
+        loop {
+            let next = tokio::time::timeout(within, self.ws.next())
+                .await
+                .expect("the socket closes in time");
+            match next {
+                Some(Ok(Message::Close(frame))) => return frame,
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                None | Some(Err(_)) => return None,
+                other => panic!("expected a close, got {other:?}"),
+            }
+        }
+    }
+
+    /// Closes the socket normally.
+    pub async fn close(mut self) {
+        let _ = self.ws.close(None).await;
+        let _ = tokio::time::timeout(WAIT, async { while self.ws.next().await.is_some() {} }).await;
+    }
+}
+
+/// Polls `check` every 20 ms until it holds; panics with `what` if it does not within [`WAIT`]. For effects that
+/// land after the client saw its frame (a prune runs after every post of the fan-out has answered).
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The live members of `room` in `rooms`, now.
+pub async fn members_of(rooms: &dyn RoomStore, room: &str) -> Vec<chat_shared::wire::ConnectionId> {
+    let room = chat_shared::wire::RoomName::parse(room).expect("valid room");
+    rooms
+        .members(&room, chat_shared::handlers::now_ms())
+        .await
+        .expect("members readable")
+}
+
+/// A plain HTTP/1.1 request to the emulator; returns the status and body.
+pub async fn http(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> (u16, Vec<u8>) {
+    use http_body_util::{BodyExt as _, Full};
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Full<bytes::Bytes>>();
+    let mut request = hyper::Request::builder().method(method).uri(url);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request
+        .body(Full::new(bytes::Bytes::from(body)))
+        .expect("request");
+    let response = tokio::time::timeout(WAIT, client.request(request))
+        .await
+        .expect("answered in time")
+        .expect("HTTP");
+    let status = response.status().as_u16();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes()
+        .to_vec();
+    (status, body)
+}
+
+/// An `Authorization` header that passes the emulator's signature check (it checks presence, like a gateway in
+/// front of IAM would reject unsigned calls; it does not verify the signature).
+pub const SIGNED: (&str, &str) = ("Authorization", "AWS4-HMAC-SHA256 Credential=test");
+
+/// Runs a scenario in both modes: `both_modes!(name)` expects `async fn name(mode: Mode)` and makes the tests
+/// `name::in_memory` and `name::in_redis`.
+#[macro_export]
+macro_rules! both_modes {
+    ($($name:ident),+ $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn in_memory() {
+                super::$name($crate::Mode::Memory).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn in_redis() {
+                super::$name($crate::Mode::Redis).await;
+            }
+        }
+    )+};
+}
