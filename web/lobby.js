@@ -21,7 +21,8 @@ function clearError() {
 
 form.addEventListener('submit', (event) => {
   event.preventDefault();
-  const name = input.value.trim();
+  // NFC: a letter typed as base + combining accent ("e\u0301") becomes the one character the rule accepts ("é").
+  const name = input.value.trim().normalize('NFC');
   const check = checkRoomName(name);
   if (!check.ok) {
     showError(check.reason);
@@ -34,7 +35,7 @@ form.addEventListener('submit', (event) => {
 
 // Once the name is fixed, take the message away; do not nag while the person is still typing.
 input.addEventListener('input', () => {
-  if (!error.hidden && checkRoomName(input.value.trim()).ok) clearError();
+  if (!error.hidden && checkRoomName(input.value.trim().normalize('NFC')).ok) clearError();
 });
 
 function renderRecent() {

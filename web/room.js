@@ -86,20 +86,22 @@ function appendLine(kind, text) {
   }
 }
 
+let wasAtBottom = true;
 log.addEventListener('scroll', () => {
-  if (!newMessages.hidden && atBottom()) {
+  wasAtBottom = atBottom();
+  if (wasAtBottom && !newMessages.hidden) {
     unseen = 0;
     newMessages.hidden = true;
   }
-});
+}, { passive: true });
 newMessages.addEventListener('click', () => {
   scrollToBottom();
   log.focus({ preventScroll: true });
 });
-// A phone keyboard opening shrinks the log; keep the newest line in view if it was.
-let wasAtBottom = true;
-log.addEventListener('scroll', () => { wasAtBottom = atBottom(); }, { passive: true });
-new ResizeObserver(() => { if (wasAtBottom) log.scrollTop = log.scrollHeight; }).observe(log);
+// A phone keyboard opening shrinks the log: keep the newest line in view if it was.
+new ResizeObserver(() => {
+  if (wasAtBottom) log.scrollTop = log.scrollHeight;
+}).observe(log);
 
 function receive(data) {
   let frame;

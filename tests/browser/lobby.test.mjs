@@ -32,11 +32,13 @@ test('lobby_navigates_to_the_room_on_enter', TEST_OPTIONS, async (t) => {
 test('lobby_navigates_to_a_unicode_room_on_click_with_the_name_encoded', TEST_OPTIONS, async (t) => {
   await withPages(t, browser, 1, async ([page]) => {
     await page.goto(`${emulator.base}/`);
-    await page.fill('#room-name-input', '로비_Ünï');
+    // Typed with a combining accent (e + U+0301): the lobby normalizes to NFC, which the server's rule accepts.
+    await page.fill('#room-name-input', ' 로비_Ünï_cafe\u0301 ');
     await page.click('#room-name-submit');
-    await page.waitForURL(`${emulator.base}/room.html?room=${encodeURIComponent('로비_Ünï')}`, { timeout: WAIT_MS });
+    const room = '로비_Ünï_caf\u00e9';
+    await page.waitForURL(`${emulator.base}/room.html?room=${encodeURIComponent(room)}`, { timeout: WAIT_MS });
     await waitConnected(page);
-    assert.equal(await page.textContent('#room-name'), '로비_Ünï');
+    assert.equal(await page.textContent('#room-name'), room);
   });
 });
 

@@ -134,8 +134,13 @@ test('log_follows_new_messages_unless_the_reader_scrolled_up', TEST_OPTIONS, asy
   await withPages(t, browser, 2, async ([reader, writer]) => {
     await openRoom(reader, emulator.base, 'room_scroll');
     await openRoom(writer, emulator.base, 'room_scroll');
-    for (let i = 1; i <= 25; i += 1) await postMessage(writer, `message number ${i}`);
-    await waitForChatLine(reader, 'message number 25');
+    // A short window, so a dozen lines overflow the log.
+    for (let i = 1; i <= 14; i += 1) await postMessage(writer, `message number ${i}`);
+    await waitForChatLine(reader, 'message number 14');
+    assert.ok(await reader.evaluate(() => {
+      const log = document.getElementById('chat-log');
+      return log.scrollHeight > log.clientHeight;
+    }), 'the log overflows');
     const atBottom = () => reader.evaluate(() => {
       const log = document.getElementById('chat-log');
       return log.scrollHeight - log.scrollTop - log.clientHeight < 2;
@@ -153,7 +158,7 @@ test('log_follows_new_messages_unless_the_reader_scrolled_up', TEST_OPTIONS, asy
     await reader.click('#new-messages');
     assert.equal(await atBottom(), true, 'the button jumps to the newest message');
     assert.equal(await reader.isVisible('#new-messages'), false);
-  });
+  }, { viewport: { width: 1280, height: 480 } });
 });
 
 for (const [label, viewport] of [['phone_360x740', { width: 360, height: 740 }], ['desktop_1280x800', { width: 1280, height: 800 }]]) {
