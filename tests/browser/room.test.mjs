@@ -125,8 +125,16 @@ test('composer_sends_exact_json_ignores_blank_input_and_clears_after_send', TEST
     await page.fill('#chat-message-input', 'by click');
     await page.click('#chat-message-submit');
     await waitForChatLine(page, 'by click');
+
+    // Over API Gateway's 32 KB frame limit: refused here, instead of the gateway closing the socket (1009).
+    await postMessage(page, 'x'.repeat(33 * 1024));
+    await page.locator('#composer-error').waitFor({ state: 'visible', timeout: WAIT_MS });
+    assert.match(await page.textContent('#composer-error'), /too long .*32 KB/);
+    assert.equal((await page.inputValue('#chat-message-input')).length, 33 * 1024, 'the text is kept');
+
     assert.deepEqual(seen.sent, [JSON.stringify({ message: 'hi "there"' }), JSON.stringify({ message: 'by click' })],
-      'exactly two frames, the blank input sent nothing');
+      'exactly two frames: the blank and the oversized input sent nothing');
+    assert.equal(await page.getAttribute('#connection-status', 'data-state'), 'connected');
   });
 });
 
