@@ -179,7 +179,7 @@ function connect() {
   try {
     ws = new WebSocket(url);
   } catch (error) {
-    refuse(`Cannot open a connection to ${url}: ${error.message}`, null);
+    refuse('Rejected', `Cannot open a connection to ${url}: ${error.message}`, null);
     return;
   }
   socket = ws;
@@ -211,12 +211,12 @@ function connect() {
     } else {
       closesWithoutOpen += 1;
       if (!everConnected && closesWithoutOpen >= REFUSED_AFTER) {
-        refuse(`The server did not let this page into #${room}: ${closesWithoutOpen} attempts in a row were refused `
+        refuse('Rejected', `The server did not let this page into #${room}: ${closesWithoutOpen} attempts in a row were refused `
           + 'before connecting. It may not accept this room, or it may be down.', 'Retry');
         return;
       }
       if (everConnected && closesWithoutOpen >= GIVE_UP_AFTER) {
-        refuse(`Gave up reconnecting after ${closesWithoutOpen} failed attempts. The server is unreachable or refuses this room.`, 'Retry');
+        refuse('Not connected', `Gave up reconnecting after ${closesWithoutOpen} failed attempts. The server is unreachable or refuses this room.`, 'Retry');
         return;
       }
     }
@@ -242,7 +242,8 @@ function scheduleReconnect() {
   }
 }
 
-function refuse(text, retryLabel) {
+/** Stops trying: `label` goes in the status pill, `text` in the banner, with a retry button if `retryLabel`. */
+function refuse(label, text, retryLabel) {
   clearTimers();
   if (socket) {
     const s = socket;
@@ -250,7 +251,7 @@ function refuse(text, retryLabel) {
     s.close();
   }
   canRetry = Boolean(retryLabel);
-  setState('rejected', retryLabel ? 'Not connected' : 'Rejected');
+  setState('rejected', label);
   showBanner(text, retryLabel);
 }
 
@@ -331,17 +332,17 @@ function start() {
   document.title = room ? `#${room} · wschat` : 'No room · wschat';
 
   if (room === null) {
-    refuse('No room given. Choose a room in the lobby.', null);
+    refuse('Rejected', 'No room given. Choose a room in the lobby.', null);
     return;
   }
   const check = checkRoomName(room);
   if (!check.ok) {
-    refuse(`This room name will not be accepted by the server. ${check.reason}`, null);
+    refuse('Rejected', `This room name will not be accepted by the server. ${check.reason}`, null);
     return;
   }
   const base = websocketBase();
   if (!base.ok) {
-    refuse(base.reason, null);
+    refuse('Rejected', base.reason, null);
     return;
   }
   url = socketUrl(base.url, room);

@@ -1,9 +1,11 @@
 // The room page (room.html): refusals, server error frames, the composer, scrolling, small screens.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { join } from 'node:path';
 import {
-  chatLines, launchBrowser, openRoom, postMessage, snap, startEmulator, waitConnected, waitForChatLine,
+  chatLines, launchBrowser, REPO, openRoom, postMessage, snap, startEmulator, waitConnected, waitForChatLine,
   waitForLogText, WAIT_MS, withPages,
   TEST_OPTIONS,
 } from './harness.mjs';
@@ -50,6 +52,7 @@ test('room_page_refuses_an_invalid_room_name_without_connecting', TEST_OPTIONS, 
     assert.equal(await page.isDisabled('#chat-message-input'), true);
     assert.equal(await page.textContent('#room-name'), 'no spaces allowed', 'the heading still names the room');
     assert.deepEqual(seen.opened, [], 'no connection attempt');
+    assert.equal(await page.textContent('#status-text'), 'Rejected');
 
     await page.goto(`${emulator.base}/room.html`);
     await page.waitForSelector('#connection-status[data-state="rejected"]', { timeout: WAIT_MS });
@@ -67,6 +70,7 @@ test('room_page_reports_a_server_that_never_accepts_and_retries_on_request', TES
     // Three attempts, backoff ≤ 0.5 s then ≤ 1 s: well inside the bound.
     await page.waitForSelector('#connection-status[data-state="rejected"]', { timeout: WAIT_MS });
     assert.match(await page.textContent('#banner-text'), /3 attempts in a row were refused/);
+    assert.equal(await page.textContent('#status-text'), 'Rejected');
     assert.equal(seen.opened.length, 3, 'gave up after 3 attempts instead of retrying forever');
     assert.equal(seen.opened[0], `${ws}?room=room_1`, 'the ws parameter wins over config.js');
 
@@ -74,6 +78,22 @@ test('room_page_reports_a_server_that_never_accepts_and_retries_on_request', TES
     await page.waitForFunction(() => document.body.dataset.state !== 'rejected', null, { timeout: WAIT_MS });
     await page.waitForSelector('#connection-status[data-state="rejected"]', { timeout: WAIT_MS });
     assert.equal(seen.opened.length, 6, 'Retry made three fresh attempts');
+  });
+});
+
+test('room_page_derives_the_socket_url_from_the_page_when_config_js_says_null', TEST_OPTIONS, async (t) => {
+  await withPages(t, browser, 1, async ([page]) => {
+    // Serve the repository's own web/config.js (websocketUrl: null) instead of the emulator's generated one.
+    await page.route('**/config.js', (route) => route.fulfill({
+      contentType: 'text/javascript',
+      body: readFileSync(join(REPO, 'web', 'config.js'), 'utf8'),
+    }));
+    const seen = watchSockets(page);
+    await openRoom(page, emulator.base, 'room_derived');
+    assert.deepEqual(seen.opened, [`ws://127.0.0.1:${emulator.port}/?room=room_derived`]);
+    assert.match(await page.textContent('#server-info'), /from this page’s address/);
+    await postMessage(page, 'via /');
+    await waitForChatLine(page, 'via /');
   });
 });
 
