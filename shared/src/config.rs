@@ -74,7 +74,7 @@ impl OriginPolicy {
             (Self::Any, _) | (Self::Only(_), None) => true,
             (Self::Only(list), Some(origin)) => {
                 let origin = origin.trim().trim_end_matches('/').to_ascii_lowercase();
-                list.iter().any(|allowed| *allowed == origin)
+                list.contains(&origin)
             }
         }
     }

@@ -54,7 +54,9 @@ async fn management_api_answers_like_aws() {
     let conn = encode(&chat.connection_ids().await.remove(0));
     let at = |path: &str| chat.http_url(&format!("/local/@connections/{path}"));
 
-    let cases: Vec<(&str, String, Vec<(&str, &str)>, Vec<u8>, u16)> = vec![
+    // (method, url, headers, body, expected status)
+    type Case<'a> = (&'a str, String, Vec<(&'a str, &'a str)>, Vec<u8>, u16);
+    let cases: Vec<Case> = vec![
         ("POST", at(&conn), vec![SIGNED], b"hi".to_vec(), 200),
         (
             "POST",
