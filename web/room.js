@@ -332,7 +332,10 @@ function start() {
   document.title = room ? `#${room} · wschat` : 'No room · wschat';
 
   if (room === null) {
-    refuse('Rejected', 'No room given. Choose a room in the lobby.', null);
+    document.querySelector('.hash').hidden = true;
+    $('room-name').textContent = 'No room';
+    $('banner-lobby').textContent = 'Choose a room';
+    refuse('Rejected', 'No room given: this page needs ?room=NAME in its address.', null);
     return;
   }
   const check = checkRoomName(room);

@@ -57,6 +57,7 @@ test('room_page_refuses_an_invalid_room_name_without_connecting', TEST_OPTIONS, 
     await page.goto(`${emulator.base}/room.html`);
     await page.waitForSelector('#connection-status[data-state="rejected"]', { timeout: WAIT_MS });
     assert.match(await page.textContent('#banner-text'), /No room given/);
+    assert.equal(await page.innerText('h1'), 'No room');
     assert.deepEqual(seen.opened, [], 'no connection attempt');
   });
 });
