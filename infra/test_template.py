@@ -1,0 +1,415 @@
+#!/usr/bin/env python3
+"""Structural tests of infra/template.yaml against the Cargo workspace.
+
+What cfn-lint and checkov cannot know: which Rust binary serves which route, that the four
+workspace binaries are all deployed, that only ws-default may post to connections, and that the
+template keeps the Route -> Integration -> Function -> BuildProperties.Binary shape other tests
+walk. Run by infra/check.sh with the venv that has cfn-lint (its YAML decoder understands the
+short-form tags !Sub, !Ref, ...) and aws-sam-translator:
+
+    .venv-infra/sam/bin/python infra/test_template.py
+
+Prints one line per test and ends with "N passed, M failed"; exits non-zero on any failure.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import sys
+import tomllib
+import unittest
+from pathlib import Path
+
+from cfnlint.decode import decode
+
+INFRA = Path(__file__).resolve().parent
+REPO_ROOT = INFRA.parent
+TEMPLATE = INFRA / "template.yaml"
+
+# The route table the template must implement, and the binary behind each route.
+ROUTE_BINARIES = {"$connect": "ws-connect", "$disconnect": "ws-disconnect", "$default": "ws-default"}
+AUTHORIZER_BINARY = "ws-authorize"
+
+ARN_PREFIX = "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${Api}/"
+INTEGRATION_URI = re.compile(
+    r"^arn:\$\{AWS::Partition\}:apigateway:\$\{AWS::Region\}:lambda:path/2015-03-31/functions/"
+    r"\$\{(?P<function>[A-Za-z0-9]+)\.Arn\}/invocations$"
+)
+ROUTE_TARGET = re.compile(r"^integrations/\$\{(?P<integration>[A-Za-z0-9]+)\}$")
+
+
+def load_template() -> dict:
+    template, matches = decode(str(TEMPLATE))
+    if matches:
+        raise AssertionError(f"{TEMPLATE} does not parse: {[str(m) for m in matches]}")
+    # Plain dicts and strs from here on (the decoder returns str/dict subclasses with line marks).
+    return json.loads(json.dumps(template))
+
+
+def sub_string(value) -> str:
+    """The format string of a !Sub (short or long form), or the string itself."""
+    if isinstance(value, dict) and set(value) == {"Fn::Sub"}:
+        inner = value["Fn::Sub"]
+        return inner if isinstance(inner, str) else inner[0]
+    if isinstance(value, str):
+        return value
+    raise AssertionError(f"expected a string or !Sub, got {value!r}")
+
+
+def workspace_binaries() -> dict[str, Path]:
+    """Binary name -> crate directory, for every member of the workspace under functions/."""
+    root = tomllib.loads((REPO_ROOT / "Cargo.toml").read_text())
+    members = root["workspace"]["members"]
+    found: dict[str, Path] = {}
+    for member in members:
+        if not member.startswith("functions/"):
+            continue
+        manifest = tomllib.loads((REPO_ROOT / member / "Cargo.toml").read_text())
+        # A package with no [[bin]] table has one binary named after the package (src/main.rs).
+        bins = [b["name"] for b in manifest.get("bin", [])] or [manifest["package"]["name"]]
+        for name in bins:
+            found[name] = REPO_ROOT / member
+    return found
+
+
+def resources_of_type(template: dict, kind: str) -> dict[str, dict]:
+    return {k: v for k, v in template["Resources"].items() if v["Type"] == kind}
+
+
+def effective_function_properties(template: dict, logical_id: str) -> dict:
+    """A function's properties with Globals.Function applied (Environment variables merged)."""
+    props = copy.deepcopy(template.get("Globals", {}).get("Function", {}))
+    own = template["Resources"][logical_id]["Properties"]
+    for key, value in own.items():
+        if key == "Environment" and "Environment" in props:
+            merged = dict(props["Environment"].get("Variables", {}))
+            merged.update(value.get("Variables", {}))
+            props["Environment"] = {"Variables": merged}
+        else:
+            props[key] = value
+    return props
+
+
+def iter_statements(policy_document: dict):
+    for statement in policy_document.get("Statement", []):
+        if isinstance(statement, dict) and set(statement) == {"Fn::If"}:
+            for branch in statement["Fn::If"][1:]:
+                if isinstance(branch, dict) and branch != {"Ref": "AWS::NoValue"}:
+                    yield branch
+        else:
+            yield statement
+
+
+def as_list(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+class TemplateTest(unittest.TestCase):
+    template: dict
+    functions: dict[str, dict]
+    binaries: dict[str, Path]
+
+    @classmethod
+    def setUpClass(cls):
+        cls.template = load_template()
+        cls.functions = resources_of_type(cls.template, "AWS::Serverless::Function")
+        cls.binaries = workspace_binaries()
+
+    # --- helpers -------------------------------------------------------------------------------
+    def binary_of(self, function_id: str) -> str:
+        metadata = self.functions[function_id].get("Metadata", {})
+        self.assertEqual(metadata.get("BuildMethod"), "rust-cargolambda", function_id)
+        return metadata["BuildProperties"]["Binary"]
+
+    def function_by_binary(self, binary: str) -> str:
+        ids = [fid for fid in self.functions if self.binary_of(fid) == binary]
+        self.assertEqual(len(ids), 1, f"exactly one function must build {binary}, found {ids}")
+        return ids[0]
+
+    def function_behind_uri(self, uri) -> str:
+        match = INTEGRATION_URI.match(sub_string(uri))
+        self.assertIsNotNone(match, f"unexpected Lambda invocation URI {uri!r}")
+        function_id = match["function"]
+        self.assertIn(function_id, self.functions)
+        return function_id
+
+    def role_of(self, function_id: str) -> str:
+        role = self.functions[function_id]["Properties"].get("Role")
+        self.assertEqual(list(role), ["Fn::GetAtt"], f"{function_id} must use an explicit role")
+        role_id, attribute = role["Fn::GetAtt"]
+        self.assertEqual(attribute, "Arn")
+        return role_id
+
+    def allow_statements_by_resource(self):
+        """(logical id, statement) for every Allow statement in roles and managed policies."""
+        resources = self.template["Resources"]
+        for rid, res in resources.items():
+            documents = []
+            if res["Type"] == "AWS::IAM::Role":
+                documents = [p["PolicyDocument"] for p in res["Properties"].get("Policies", [])]
+            elif res["Type"] in ("AWS::IAM::ManagedPolicy", "AWS::IAM::Policy"):
+                documents = [res["Properties"]["PolicyDocument"]]
+            for document in documents:
+                for statement in iter_statements(document):
+                    if statement["Effect"] == "Allow":
+                        yield rid, statement
+
+    def policies_attached_to(self, role_id: str) -> set[str]:
+        """Logical ids of template managed policies a role may have attached."""
+        attached = set()
+        for arn in self.template["Resources"][role_id]["Properties"].get("ManagedPolicyArns", []):
+            for candidate in (arn["Fn::If"][1:] if isinstance(arn, dict) and "Fn::If" in arn else [arn]):
+                if isinstance(candidate, dict) and set(candidate) == {"Ref"} and candidate["Ref"] in self.template["Resources"]:
+                    attached.add(candidate["Ref"])
+        return attached
+
+    # --- the route table -----------------------------------------------------------------------
+    def test_routes_are_exactly_connect_disconnect_default(self):
+        routes = resources_of_type(self.template, "AWS::ApiGatewayV2::Route")
+        keys = sorted(r["Properties"]["RouteKey"] for r in routes.values())
+        self.assertEqual(keys, sorted(ROUTE_BINARIES))
+
+    def test_each_route_reaches_the_function_that_builds_its_binary(self):
+        routes = resources_of_type(self.template, "AWS::ApiGatewayV2::Route")
+        for rid, route in routes.items():
+            props = route["Properties"]
+            target = ROUTE_TARGET.match(sub_string(props["Target"]))
+            self.assertIsNotNone(target, f"{rid}.Target must be !Sub integrations/${{X}}")
+            integration = self.template["Resources"][target["integration"]]
+            self.assertEqual(integration["Type"], "AWS::ApiGatewayV2::Integration")
+            iprops = integration["Properties"]
+            self.assertEqual(iprops["IntegrationType"], "AWS_PROXY", rid)
+            self.assertEqual(iprops["IntegrationMethod"], "POST", rid)
+            self.assertEqual(iprops["ApiId"], {"Ref": "Api"}, rid)
+            function_id = self.function_behind_uri(iprops["IntegrationUri"])
+            self.assertEqual(self.binary_of(function_id), ROUTE_BINARIES[props["RouteKey"]], rid)
+
+    def test_api_is_a_websocket_api_routing_on_action(self):
+        api = self.template["Resources"]["Api"]
+        self.assertEqual(api["Type"], "AWS::ApiGatewayV2::Api")
+        self.assertEqual(api["Properties"]["ProtocolType"], "WEBSOCKET")
+        self.assertEqual(api["Properties"]["RouteSelectionExpression"], "$request.body.action")
+
+    # --- functions against the Cargo workspace -------------------------------------------------
+    def test_workspace_has_the_four_expected_binaries(self):
+        expected = set(ROUTE_BINARIES.values()) | {AUTHORIZER_BINARY}
+        self.assertEqual(set(self.binaries), expected)
+
+    def test_every_function_builds_a_workspace_binary_and_every_binary_is_deployed(self):
+        built = [self.binary_of(fid) for fid in self.functions]
+        self.assertEqual(len(built), len(set(built)), f"two functions build the same binary: {built}")
+        self.assertEqual(set(built), set(self.binaries))
+
+    def test_functions_run_the_bootstrap_on_provided_al2023_for_the_chosen_architecture(self):
+        parameter = self.template["Parameters"]["Architecture"]
+        self.assertEqual(sorted(parameter["AllowedValues"]), ["arm64", "x86_64"])
+        self.assertEqual(parameter["Default"], "arm64")
+        for fid in self.functions:
+            props = effective_function_properties(self.template, fid)
+            self.assertEqual(props["Runtime"], "provided.al2023", fid)
+            self.assertEqual(props["Handler"], "bootstrap", fid)
+            self.assertEqual(props["Architectures"], [{"Ref": "Architecture"}], fid)
+            for key in ("MemorySize", "Timeout", "ReservedConcurrentExecutions"):
+                self.assertIn(key, props, f"{fid}.{key}")
+
+    def test_code_uri_is_the_cargo_workspace_root(self):
+        for fid in self.functions:
+            code_uri = effective_function_properties(self.template, fid)["CodeUri"]
+            root = (TEMPLATE.parent / code_uri).resolve()
+            self.assertEqual(root, REPO_ROOT, fid)
+            self.assertIn("workspace", tomllib.loads((root / "Cargo.toml").read_text()), fid)
+
+    def test_environment_variables(self):
+        redis = {"REDIS_URL", "REDIS_URL_SECRET_ARN", "REDIS_CLUSTER", "REDIS_KEY_PREFIX", "MEMBERSHIP_TTL_SECS"}
+        expected = {
+            "ws-authorize": {"RUST_LOG"},
+            "ws-connect": {"RUST_LOG", "ALLOWED_ORIGINS"} | redis,
+            "ws-disconnect": {"RUST_LOG"} | redis,
+            "ws-default": {"RUST_LOG", "WS_MANAGEMENT_ENDPOINT", "FANOUT_MAX_IN_FLIGHT"} | redis,
+        }
+        for fid in self.functions:
+            variables = effective_function_properties(self.template, fid)["Environment"]["Variables"]
+            self.assertEqual(set(variables), expected[self.binary_of(fid)], fid)
+        default = effective_function_properties(self.template, self.function_by_binary("ws-default"))
+        endpoint = sub_string(default["Environment"]["Variables"]["WS_MANAGEMENT_ENDPOINT"])
+        self.assertEqual(endpoint, "https://${Api}.execute-api.${AWS::Region}.${AWS::URLSuffix}/${StageName}")
+
+    def test_only_redis_functions_join_the_vpc_and_only_in_elasticache_mode(self):
+        for fid in self.functions:
+            vpc = self.functions[fid]["Properties"].get("VpcConfig")
+            if self.binary_of(fid) == AUTHORIZER_BINARY:
+                self.assertIsNone(vpc, "the authorizer needs no VPC")
+                continue
+            self.assertEqual(list(vpc), ["Fn::If"], fid)
+            condition, attached, detached = vpc["Fn::If"]
+            self.assertEqual(condition, "IsElastiCache", fid)
+            self.assertEqual(detached, {"Ref": "AWS::NoValue"}, fid)
+            self.assertEqual(attached["SubnetIds"], [{"Ref": "PrivateSubnetA"}, {"Ref": "PrivateSubnetB"}], fid)
+
+    # --- the authorizer ------------------------------------------------------------------------
+    def test_authorizer_is_a_request_authorizer_on_connect_only(self):
+        authorizers = resources_of_type(self.template, "AWS::ApiGatewayV2::Authorizer")
+        self.assertEqual(len(authorizers), 1)
+        (aid, authorizer), = authorizers.items()
+        props = authorizer["Properties"]
+        self.assertEqual(props["AuthorizerType"], "REQUEST")
+        self.assertEqual(self.binary_of(self.function_behind_uri(props["AuthorizerUri"])), AUTHORIZER_BINARY)
+        # Deliberately no identity source: a missing room must reach ws-connect (400), not 401.
+        self.assertNotIn("IdentitySource", props)
+        for rid, route in resources_of_type(self.template, "AWS::ApiGatewayV2::Route").items():
+            rprops = route["Properties"]
+            if rprops["RouteKey"] == "$connect":
+                self.assertEqual(rprops["AuthorizationType"], "CUSTOM", rid)
+                self.assertEqual(rprops["AuthorizerId"], {"Ref": aid}, rid)
+            else:
+                self.assertIn(rprops.get("AuthorizationType", "NONE"), ("NONE",), rid)
+                self.assertNotIn("AuthorizerId", rprops, rid)
+
+    # --- who may invoke what -------------------------------------------------------------------
+    def test_every_function_has_one_permission_scoped_to_its_route_of_this_api(self):
+        permissions = resources_of_type(self.template, "AWS::Lambda::Permission")
+        by_function: dict[str, list[str]] = {}
+        for pid, permission in permissions.items():
+            props = permission["Properties"]
+            self.assertEqual(props["Action"], "lambda:InvokeFunction", pid)
+            self.assertEqual(props["Principal"], "apigateway.amazonaws.com", pid)
+            function_id = props["FunctionName"]["Fn::GetAtt"][0]
+            source_arn = sub_string(props["SourceArn"])
+            self.assertTrue(source_arn.startswith(ARN_PREFIX), f"{pid}: {source_arn}")
+            by_function.setdefault(function_id, []).append(source_arn[len(ARN_PREFIX):])
+        self.assertEqual(set(by_function), set(self.functions))
+        for function_id, suffixes in by_function.items():
+            self.assertEqual(len(suffixes), 1, function_id)
+            binary = self.binary_of(function_id)
+            if binary == AUTHORIZER_BINARY:
+                self.assertEqual(suffixes[0], "authorizers/${ConnectAuthorizer}")
+            else:
+                route = next(k for k, v in ROUTE_BINARIES.items() if v == binary)
+                self.assertEqual(suffixes[0], "${StageName}/" + route)
+
+    # --- least privilege -----------------------------------------------------------------------
+    def test_no_allow_statement_has_a_wildcard_action(self):
+        for rid, statement in self.allow_statements_by_resource():
+            for action in as_list(statement["Action"]):
+                self.assertNotIn("*", action, f"{rid}: {action}")
+
+    def test_only_ws_default_may_manage_connections_and_only_post_on_this_stage(self):
+        holders = set()
+        for rid, statement in self.allow_statements_by_resource():
+            if "execute-api:ManageConnections" in as_list(statement["Action"]):
+                holders.add(rid)
+                self.assertEqual(
+                    sub_string(statement["Resource"]),
+                    "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${Api}/${StageName}/POST/@connections/*",
+                )
+        self.assertEqual(holders, {self.role_of(self.function_by_binary("ws-default"))})
+
+    def test_secret_read_is_one_secret_and_only_for_the_redis_functions(self):
+        readers = set()
+        for rid, statement in self.allow_statements_by_resource():
+            if "secretsmanager:GetSecretValue" in as_list(statement["Action"]):
+                readers.add(rid)
+                resource = statement["Resource"]
+                self.assertNotIn("*", json.dumps(resource), rid)
+                self.assertEqual(
+                    resource,
+                    {"Fn::If": ["UseExistingRedisUrlSecret", {"Ref": "RedisUrlSecretArn"}, {"Ref": "RedisUrlSecret"}]},
+                )
+        self.assertEqual(readers, {"RedisUrlSecretReadPolicy"})
+        for fid in self.functions:
+            attached = "RedisUrlSecretReadPolicy" in self.policies_attached_to(self.role_of(fid))
+            self.assertEqual(attached, self.binary_of(fid) != AUTHORIZER_BINARY, fid)
+
+    def test_functions_write_only_their_own_log_group(self):
+        for fid in self.functions:
+            props = effective_function_properties(self.template, fid)
+            log_group = props["LoggingConfig"]["LogGroup"]["Ref"]
+            self.assertEqual(self.template["Resources"][log_group]["Type"], "AWS::Logs::LogGroup")
+            self.assertIn("RetentionInDays", self.template["Resources"][log_group]["Properties"])
+            role = self.template["Resources"][self.role_of(fid)]
+            log_statements = [
+                s
+                for p in role["Properties"]["Policies"]
+                for s in iter_statements(p["PolicyDocument"])
+                if any(a.startswith("logs:") for a in as_list(s["Action"]))
+            ]
+            self.assertEqual([s["Resource"] for s in log_statements], [{"Fn::GetAtt": [log_group, "Arn"]}], fid)
+
+    # --- the static site -----------------------------------------------------------------------
+    def test_site_bucket_is_readable_only_by_this_distribution(self):
+        policy = self.template["Resources"]["SiteBucketPolicy"]["Properties"]["PolicyDocument"]
+        allows = [s for s in iter_statements(policy) if s["Effect"] == "Allow"]
+        self.assertEqual(len(allows), 1)
+        (allow,) = allows
+        self.assertEqual(allow["Principal"], {"Service": "cloudfront.amazonaws.com"})
+        self.assertEqual(allow["Action"], "s3:GetObject")
+        self.assertEqual(
+            sub_string(allow["Condition"]["StringEquals"]["AWS:SourceArn"]),
+            "arn:${AWS::Partition}:cloudfront::${AWS::AccountId}:distribution/${SiteDistribution}",
+        )
+        block = self.template["Resources"]["SiteBucket"]["Properties"]["PublicAccessBlockConfiguration"]
+        self.assertTrue(all(block.values()) and len(block) == 4)
+
+    def test_distribution_uses_oac_https_and_the_security_headers(self):
+        config = self.template["Resources"]["SiteDistribution"]["Properties"]["DistributionConfig"]
+        (origin,) = config["Origins"]
+        self.assertEqual(origin["OriginAccessControlId"], {"Fn::GetAtt": ["SiteOriginAccessControl", "Id"]})
+        self.assertEqual(config["DefaultRootObject"], "index.html")
+        behavior = config["DefaultCacheBehavior"]
+        self.assertEqual(behavior["ViewerProtocolPolicy"], "redirect-to-https")
+        self.assertEqual(behavior["ResponseHeadersPolicyId"], {"Ref": "SiteResponseHeadersPolicy"})
+        headers = self.template["Resources"]["SiteResponseHeadersPolicy"]["Properties"]
+        security = headers["ResponseHeadersPolicyConfig"]["SecurityHeadersConfig"]
+        csp = sub_string(security["ContentSecurityPolicy"]["ContentSecurityPolicy"])
+        self.assertIn("connect-src 'self' wss://${Api}.execute-api.${AWS::Region}.${AWS::URLSuffix}", csp)
+        for header in ("StrictTransportSecurity", "ContentTypeOptions", "FrameOptions", "ReferrerPolicy"):
+            self.assertTrue(security[header]["Override"], header)
+
+    # --- outputs, skips, and the SAM transform -------------------------------------------------
+    def test_outputs_deploy_sh_relies_on(self):
+        outputs = self.template["Outputs"]
+        for name in ("WebSocketUrl", "ManagementEndpoint", "SiteUrl", "SiteBucketName", "LogsBucketName", "DistributionId"):
+            self.assertIn(name, outputs)
+        self.assertEqual(sub_string(outputs["WebSocketUrl"]["Value"]), "${Api.ApiEndpoint}/${Stage}")
+
+    def test_every_checkov_skip_gives_a_reason(self):
+        for rid, resource in self.template["Resources"].items():
+            for skip in resource.get("Metadata", {}).get("checkov", {}).get("skip", []):
+                self.assertRegex(skip["id"], r"^CKV2?_AWS_\d+$", rid)
+                self.assertGreaterEqual(len(skip.get("comment", "")), 40, f"{rid} {skip['id']} needs a reason")
+
+    def test_sam_transform_keeps_the_explicit_roles(self):
+        from samtranslator.translator.transform import transform
+
+        class NoManagedPolicies:
+            def load(self):
+                return {}
+
+        os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+        template = copy.deepcopy(self.template)
+        for fid in self.functions:
+            template["Resources"][fid]["Properties"]["CodeUri"] = "s3://bucket/key"
+        out = transform(template, {}, NoManagedPolicies())
+        resources = out["Resources"]
+        roles = {k for k, v in resources.items() if v["Type"] == "AWS::IAM::Role"}
+        self.assertEqual(roles, {k for k, v in self.template["Resources"].items() if v["Type"] == "AWS::IAM::Role"})
+        for fid in self.functions:
+            self.assertEqual(resources[fid]["Type"], "AWS::Lambda::Function")
+            self.assertEqual(resources[fid]["Metadata"]["BuildProperties"]["Binary"], self.binary_of(fid))
+
+
+def main() -> int:
+    suite = unittest.defaultTestLoader.loadTestsFromTestCase(TemplateTest)
+    runner = unittest.TextTestRunner(stream=sys.stdout, verbosity=2)
+    result = runner.run(suite)
+    failed = len(result.failures) + len(result.errors)
+    passed = result.testsRun - failed - len(result.skipped)
+    print(f"{passed} passed, {failed} failed")
+    return 0 if failed == 0 and result.testsRun > 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
