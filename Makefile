@@ -1,0 +1,37 @@
+# wschat: the two commands that matter are `make run` (the chat at http://127.0.0.1:3000) and `make test`.
+PORT ?= 3000
+CARGO ?= cargo
+
+.PHONY: help run run-redis run-lambda test fmt lint bench deploy destroy check-infra test-browser
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+run: ## Chat at http://127.0.0.1:$(PORT): emulator + in-process handlers (rooms in memory, or REDIS_URL if set)
+	$(CARGO) run -p wschat-emulator -- --port $(PORT)
+
+run-redis: ## Same, with rooms in a private redis-server started for the session
+	tools/scripts/with-redis.sh --as-redis-url -- $(CARGO) run -p wschat-emulator -- --port $(PORT)
+
+test: ## Every test: fmt, clippy, Rust tests with a private Redis, browser tests, infra checks
+	bash tools/scripts/test-all.sh
+
+fmt: ## Format the code
+	$(CARGO) fmt --all
+
+lint: ## cargo fmt --check and clippy -D warnings
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+test-browser: ## Only the browser tests
+	$(CARGO) build -p wschat-emulator
+	bash tests/browser/run.sh
+
+check-infra: ## Only the offline checks of infra/template.yaml (cfn-lint, checkov, sam validate)
+	bash infra/check.sh
+
+deploy: ## Build and deploy to AWS with SAM, then upload the site (see infra/README.md)
+	bash infra/deploy.sh
+
+destroy: ## Delete the deployed stack and empty its buckets
+	bash infra/destroy.sh
