@@ -5,6 +5,7 @@
 #   checkov             CloudFormation checks    zero failed (skips only with a written reason)
 #   sam validate        the SAM transform        (aws-sam-translator, run locally)
 #   sam validate --lint                          (cfn-lint as SAM CLI runs it)
+#   ShellCheck          infra/*.sh               deploy.sh, destroy.sh and this script
 #   template tests      infra/test_template.py   routes -> functions -> Cargo binaries, IAM scope
 # Tools are pinned (infra/requirements-*.txt) and installed on first use into two venvs under
 # $REPO_ROOT/.venv-infra (git-ignored); later runs reuse them without touching the network.
@@ -69,7 +70,10 @@ make_venv() { # make_venv DIR
     local version
     version="$("$python" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')"
     echo "check.sh: installing python${version}-venv with apt-get" >&2
-    { apt-get update -qq && apt-get install -y -qq "python${version}-venv" || apt-get install -y -qq python3-venv; } >&2
+    apt-get update -qq >&2
+    if ! apt-get install -y -qq "python${version}-venv" >&2; then
+      apt-get install -y -qq python3-venv >&2
+    fi
     rm -rf "$1"
     "$python" -m venv "$1" && return 0
   fi
@@ -84,7 +88,7 @@ ensure_venv() { # ensure_venv NAME REQUIREMENTS EXECUTABLE
   if [[ -x $dir/bin/$executable && -f $stamp && "$(cat "$stamp")" == "$want" ]]; then
     return 0
   fi
-  echo "check.sh: installing $2 into $dir (first run only)" >&2
+  echo "check.sh: installing $2 into $dir (first run, or the pins changed)" >&2
   if [[ ! -x $dir/bin/python ]]; then
     rm -rf "$dir"
     make_venv "$dir" || return 1
@@ -100,9 +104,9 @@ ensure_venv() { # ensure_venv NAME REQUIREMENTS EXECUTABLE
 
 mkdir -p "$VENV_ROOT" "$TOOL_HOME"
 t0=$EPOCHREALTIME
-if ! ensure_venv sam requirements-sam.txt sam || ! ensure_venv checkov requirements-checkov.txt checkov; then
+if ! ensure_venv sam requirements-sam.txt shellcheck || ! ensure_venv checkov requirements-checkov.txt checkov; then
   report tools 1 "could not install the pinned tools" "$t0"
-  echo "infra: $passed passed, $((failed + 5)) failed"
+  echo "infra: $passed passed, $((failed + 6)) failed"
   exit 1
 fi
 SAM_BIN="$VENV_ROOT/sam/bin"
@@ -151,6 +155,12 @@ t0=$EPOCHREALTIME
 "${offline_env[@]}" "$SAM_BIN/sam" validate --lint -t "$TEMPLATE" >"$work/sam-lint.log" 2>&1
 status=$?
 report "sam validate --lint" "$status" "$([[ $status -eq 0 ]] && echo 'valid SAM template' || echo 'lint findings')" "$t0" "$work/sam-lint.log"
+
+# --- shellcheck of the deploy scripts -----------------------------------------------------------------
+t0=$EPOCHREALTIME
+"$SAM_BIN/shellcheck" -x infra/*.sh >"$work/shellcheck.log" 2>&1
+status=$?
+report shellcheck "$status" "$(find infra -maxdepth 1 -name '*.sh' | wc -l | tr -d ' ') scripts $([[ $status -eq 0 ]] && echo clean || echo 'have findings')" "$t0" "$work/shellcheck.log"
 
 # --- template tests ---------------------------------------------------------------------------------
 t0=$EPOCHREALTIME
