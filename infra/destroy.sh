@@ -113,8 +113,8 @@ step "sam delete $stack"
 (cd "$INFRA" && sam delete --stack-name "$stack" ${region_args[@]+"${region_args[@]}"} --no-prompts) || {
   cat >&2 <<EOF
 destroy.sh: sam delete failed. In RedisMode=elasticache, Lambda releases the functions' network
-interfaces up to ~20 minutes after the functions are deleted, and until then the subnets and
-security groups cannot be deleted: wait, then run this script again.
+interfaces only some time (often 20 minutes or more) after the functions are deleted, and until
+then the subnets and security groups cannot be deleted: wait, then run this script again.
 EOF
   exit 1
 }
