@@ -35,3 +35,6 @@ deploy: ## Build and deploy to AWS with SAM, then upload the site (see infra/REA
 
 destroy: ## Delete the deployed stack and empty its buckets
 	bash infra/destroy.sh
+
+run-lambda: ## Chat at http://127.0.0.1:$(PORT) backed by the real Lambda binaries (cargo lambda watch), Redis and the AWS SDK
+	PORT=$(PORT) tools/scripts/lambda-stack.sh

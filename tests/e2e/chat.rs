@@ -4,9 +4,9 @@ use std::time::Duration;
 
 use chat_shared::wire::{ConnectionId, RoomName};
 use serde_json::json;
-use wschat_tests::{Client, Mode, TestChat, both_modes, eventually, members_of, unique_room};
+use wschat_tests::{Client, Mode, TestChat, all_modes, eventually, members_of, unique_room};
 
-both_modes!(
+all_modes!(
     when_chat_message_posted_then_seen_by_everyone_in_same_room,
     when_chat_message_posted_then_not_seen_by_anyone_in_different_room,
     message_text_round_trips_byte_exactly,
@@ -171,7 +171,7 @@ async fn unicode_room_names_work(mode: Mode) {
 #[tokio::test]
 async fn connect_without_a_valid_room_is_rejected_with_400() {
     let chat = TestChat::start(Mode::Memory).await;
-    let base = format!("ws://{}/local", chat.emulator.addr());
+    let base = format!("ws://{}/local", chat.addr);
     for url in [
         base.clone(),
         format!("{base}?room="),
@@ -195,7 +195,7 @@ async fn connect_without_a_valid_room_is_rejected_with_400() {
 async fn both_the_root_and_the_stage_path_accept_websockets() {
     let chat = TestChat::start(Mode::Memory).await;
     let room = unique_room("paths");
-    let root = format!("ws://{}/?room={room}", chat.emulator.addr());
+    let root = format!("ws://{}/?room={room}", chat.addr);
     let mut a = Client::connect(&root, None).await.expect("root path");
     let mut b = chat.join(&room).await;
 

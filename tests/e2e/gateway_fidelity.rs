@@ -1,16 +1,21 @@
 //! The emulator behaves like API Gateway: the Management API's answers, the frame limits, the timeouts, the
 //! authorizer context, and a failing integration that leaves the socket open.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use chat_shared::config::OriginPolicy;
+use chat_shared::fanout::FanoutSettings;
 use chat_shared::gateway::{AwsGateway, Gateway as _, GatewayError};
-use chat_shared::wire::ConnectionId;
+use chat_shared::rooms::StoreError;
+use chat_shared::wire::{ConnectionId, RoomName};
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
-use wschat_emulator::Options;
+use wschat_emulator::backend::{InProcessOptions, StoreChoice};
+use wschat_emulator::{BackendChoice, Emulator, Options};
 use wschat_tests::{
-    Mode, SIGNED, TestChat, WAIT, encode, eventually, http, members_of, unique_room,
+    Client, Mode, SIGNED, TestChat, WAIT, encode, eventually, http, members_of, unique_room,
 };
 
 fn id(raw: &str) -> ConnectionId {
@@ -326,7 +331,7 @@ async fn config_js_points_the_pages_at_this_emulator() {
     assert_eq!(status, 200);
     let text = String::from_utf8(body).expect("UTF-8");
     assert!(
-        text.contains(&format!("ws://{}/local", chat.emulator.addr())),
+        text.contains(&format!("ws://{}/local", chat.addr)),
         "{text}"
     );
 }
@@ -336,8 +341,194 @@ async fn shutdown_closes_open_sockets_with_1001() {
     let chat = TestChat::start(Mode::Memory).await;
     let mut alice = chat.join(&unique_room("bye")).await;
 
-    chat.emulator.shutdown().await;
+    chat.own_emulator().shutdown().await;
 
     let close = alice.recv_close(WAIT).await.expect("close frame");
     assert_eq!(u16::from(close.code), 1001);
+}
+
+/// A room store that is down: every call fails like an unreachable Redis would.
+struct DownStore;
+
+#[async_trait::async_trait]
+impl chat_shared::rooms::RoomStore for DownStore {
+    async fn join(&self, _: &RoomName, _: &ConnectionId, _: i64) -> Result<(), StoreError> {
+        Err(StoreError::Corrupt { key: "down".into() })
+    }
+    async fn room_of(&self, _: &ConnectionId) -> Result<Option<RoomName>, StoreError> {
+        Err(StoreError::Corrupt { key: "down".into() })
+    }
+    async fn members(&self, _: &RoomName, _: i64) -> Result<Vec<ConnectionId>, StoreError> {
+        Err(StoreError::Corrupt { key: "down".into() })
+    }
+    async fn leave(
+        &self,
+        _: &ConnectionId,
+        _: Option<&RoomName>,
+    ) -> Result<Option<RoomName>, StoreError> {
+        Err(StoreError::Corrupt { key: "down".into() })
+    }
+    async fn prune(&self, _: &RoomName, _: &[ConnectionId]) -> Result<(), StoreError> {
+        Err(StoreError::Corrupt { key: "down".into() })
+    }
+}
+
+async fn emulator_with(backend: BackendChoice) -> Emulator {
+    Emulator::start(
+        "127.0.0.1:0".parse().expect("addr"),
+        Options::default(),
+        backend,
+    )
+    .await
+    .expect("starts")
+}
+
+fn is_status(err: &tokio_tungstenite::tungstenite::Error, status: u16) -> bool {
+    matches!(err, tokio_tungstenite::tungstenite::Error::Http(r) if r.status() == status)
+}
+
+#[tokio::test]
+async fn connect_handler_error_rejects_the_handshake_with_500() {
+    let emulator = emulator_with(BackendChoice::InProcess(InProcessOptions {
+        store: StoreChoice::Shared(Arc::new(DownStore)),
+        membership_lifetime: Duration::from_secs(60),
+        allowed_origins: OriginPolicy::Any,
+        fanout: FanoutSettings::default(),
+    }))
+    .await;
+
+    let err = Client::connect(&format!("ws://{}/local?room=lobby", emulator.addr()), None)
+        .await
+        .err()
+        .expect("rejected");
+
+    assert!(is_status(&err, 500), "{err:?}");
+}
+
+/// A stand-in for `cargo lambda watch`'s Invoke API that answers each function with a canned response.
+async fn fake_invoke_api(answer: fn(&str, &Value) -> (u16, Value)) -> String {
+    use axum::extract::Path;
+    use axum::routing::post;
+    let app = axum::Router::new().route(
+        "/2015-03-31/functions/{function}/invocations",
+        post(
+            move |Path(function): Path<String>, axum::Json(event): axum::Json<Value>| async move {
+                let (status, body) = answer(&function, &event);
+                (
+                    axum::http::StatusCode::from_u16(status).expect("status"),
+                    axum::Json(body),
+                )
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
+    format!("http://{addr}")
+}
+
+fn allow(_: &str) -> Value {
+    serde_json::json!({
+        "principalId": "p",
+        "policyDocument": { "Version": "2012-10-17", "Statement": [{ "Action": "execute-api:Invoke", "Effect": "Allow", "Resource": "*" }] },
+        "context": { "room": "lobby" }
+    })
+}
+
+#[tokio::test]
+async fn lambda_mode_connect_with_a_5xx_function_rejects_with_500_and_non_2xx_with_its_status() {
+    let invoke_url = fake_invoke_api(|function, event| match function {
+        "ws-authorize" => (200, allow(function)),
+        "ws-connect" if event["queryStringParameters"]["room"] == "teapot" => {
+            (200, serde_json::json!({ "statusCode": 418 }))
+        }
+        "ws-connect" => (
+            500,
+            serde_json::json!({ "errorType": "RoomStoreError", "errorMessage": "redis down" }),
+        ),
+        _ => (200, serde_json::json!({ "statusCode": 200 })),
+    })
+    .await;
+    let emulator = emulator_with(BackendChoice::Lambda { invoke_url }).await;
+
+    let err = Client::connect(&format!("ws://{}/local?room=lobby", emulator.addr()), None)
+        .await
+        .err()
+        .expect("rejected");
+    assert!(is_status(&err, 500), "{err:?}");
+    let err = Client::connect(&format!("ws://{}/local?room=teapot", emulator.addr()), None)
+        .await
+        .err()
+        .expect("rejected");
+    assert!(is_status(&err, 418), "{err:?}");
+}
+
+#[tokio::test]
+async fn lambda_mode_authorizer_deny_is_403_and_unauthorized_is_401() {
+    let invoke_url = fake_invoke_api(|function, event| {
+        match (function, event["queryStringParameters"]["room"].as_str()) {
+            ("ws-authorize", Some("deny")) => {
+                let mut policy = allow(function);
+                policy["policyDocument"]["Statement"][0]["Effect"] = "Deny".into();
+                (200, policy)
+            }
+            ("ws-authorize", _) => (
+                500,
+                serde_json::json!({ "errorType": "Error", "errorMessage": "Unauthorized" }),
+            ),
+            _ => (200, serde_json::json!({ "statusCode": 200 })),
+        }
+    })
+    .await;
+    let emulator = emulator_with(BackendChoice::Lambda { invoke_url }).await;
+
+    let err = Client::connect(&format!("ws://{}/local?room=deny", emulator.addr()), None)
+        .await
+        .err()
+        .expect("rejected");
+    assert!(is_status(&err, 403), "{err:?}");
+    let err = Client::connect(&format!("ws://{}/local?room=other", emulator.addr()), None)
+        .await
+        .err()
+        .expect("rejected");
+    assert!(is_status(&err, 401), "{err:?}");
+}
+
+#[tokio::test]
+async fn lambda_mode_default_function_error_leaves_the_socket_open() {
+    let invoke_url = fake_invoke_api(|function, _| match function {
+        "ws-authorize" => (200, allow(function)),
+        "ws-default" => (
+            500,
+            serde_json::json!({ "errorType": "Undeliverable", "errorMessage": "boom" }),
+        ),
+        _ => (200, serde_json::json!({ "statusCode": 200 })),
+    })
+    .await;
+    let emulator = emulator_with(BackendChoice::Lambda { invoke_url }).await;
+    let mut alice = Client::connect(&format!("ws://{}/local?room=lobby", emulator.addr()), None)
+        .await
+        .expect("open");
+
+    alice.say("first").await;
+    alice.say("second").await;
+
+    alice.expect_silence(Duration::from_millis(500)).await;
+    let (status, body) = http(
+        "GET",
+        &format!("http://{}/_emulator/connections", emulator.addr()),
+        &[],
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&body)
+            .expect("JSON")
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
 }

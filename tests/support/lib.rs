@@ -27,13 +27,19 @@ pub const WAIT: Duration = Duration::from_secs(5);
 /// The variable naming the Redis the tests use.
 pub const REDIS_ENV: &str = "WSCHAT_TEST_REDIS_URL";
 
-/// Where rooms live while the test runs.
+/// The variable naming the shared Lambda-mode emulator (`tools/scripts/lambda-stack.sh` sets it).
+pub const LAMBDA_ENV: &str = "WSCHAT_LAMBDA_EMULATOR_URL";
+
+/// Where the functions run and rooms live while the test runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
-    /// In-process handlers, rooms in memory.
+    /// An emulator of the test's own, in-process handlers, rooms in memory.
     Memory,
-    /// In-process handlers, rooms in the test Redis under a fresh key prefix.
+    /// An emulator of the test's own, in-process handlers, rooms in the test Redis under a fresh key prefix.
     Redis,
+    /// The shared Lambda-mode stack: the real function binaries behind `cargo lambda watch`, the AWS SDK
+    /// adapter, rooms in the test Redis under the functions' default prefix (tests use unique room names).
+    Lambda,
 }
 
 /// The test Redis URL.
@@ -56,10 +62,25 @@ pub fn unique_room(stem: &str) -> String {
     format!("{stem}_{:08x}", fastrand::u32(..))
 }
 
-/// An emulator serving the chat on 127.0.0.1 and a free port.
+/// The URL of the shared Lambda-mode emulator.
+///
+/// # Panics
+/// When `WSCHAT_LAMBDA_EMULATOR_URL` is unset: Lambda-mode tests must fail loudly, never skip.
+pub fn lambda_emulator_url() -> String {
+    std::env::var(LAMBDA_ENV).unwrap_or_else(|_| {
+        panic!(
+            "{LAMBDA_ENV} is not set: run the tests with `make test`, which starts cargo lambda watch, Redis and \
+             an emulator in Lambda mode (tools/scripts/lambda-stack.sh)"
+        )
+    })
+}
+
+/// The chat under test, served on 127.0.0.1.
 pub struct TestChat {
-    /// The running emulator.
-    pub emulator: Emulator,
+    /// The emulator this test started (`None` in [`Mode::Lambda`], which shares one).
+    pub emulator: Option<Emulator>,
+    /// The address it serves on.
+    pub addr: SocketAddr,
     /// The room store its handlers use (inspect it to check membership).
     pub rooms: Arc<dyn RoomStore>,
     /// Its options.
@@ -79,12 +100,33 @@ impl TestChat {
     pub async fn start_with(mode: Mode, options: Options) -> Self {
         let rooms: Arc<dyn RoomStore> = match mode {
             Mode::Memory => Arc::new(MemoryRoomStore::default()),
-            Mode::Redis => Arc::new(
-                RedisRoomStore::connect(&redis_url(), &unique_prefix(), Duration::from_secs(7200))
-                    .await
-                    .expect("the test Redis is reachable"),
-            ),
+            Mode::Redis | Mode::Lambda => {
+                let prefix = if mode == Mode::Lambda {
+                    "wschat:".to_owned()
+                } else {
+                    unique_prefix()
+                };
+                Arc::new(
+                    RedisRoomStore::connect(&redis_url(), &prefix, Duration::from_secs(7200))
+                        .await
+                        .expect("the test Redis is reachable"),
+                )
+            }
         };
+        if mode == Mode::Lambda {
+            let url = lambda_emulator_url();
+            let addr = url
+                .trim_start_matches("http://")
+                .trim_end_matches('/')
+                .parse()
+                .expect("http://IP:PORT");
+            return Self {
+                emulator: None,
+                addr,
+                rooms,
+                options: Options::default(),
+            };
+        }
         let backend = BackendChoice::InProcess(InProcessOptions {
             store: StoreChoice::Shared(rooms.clone()),
             membership_lifetime: Duration::from_secs(7200),
@@ -96,17 +138,26 @@ impl TestChat {
             .await
             .expect("emulator starts");
         Self {
-            emulator,
+            addr: emulator.addr(),
+            emulator: Some(emulator),
             rooms,
             options,
         }
+    }
+
+    /// The emulator this test started.
+    ///
+    /// # Panics
+    /// In [`Mode::Lambda`], where the emulator is shared.
+    pub fn own_emulator(self) -> Emulator {
+        self.emulator.expect("this test started its own emulator")
     }
 
     /// `ws://127.0.0.1:PORT/STAGE?room=ROOM` (the room percent-encoded).
     pub fn ws_url(&self, room: &str) -> String {
         format!(
             "ws://{}/{}?room={}",
-            self.emulator.addr(),
+            self.addr,
             self.options.stage,
             encode(room)
         )
@@ -114,12 +165,12 @@ impl TestChat {
 
     /// `http://127.0.0.1:PORT{path}`.
     pub fn http_url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.emulator.addr())
+        format!("http://{}{path}", self.addr)
     }
 
     /// The Management API's stage URL.
     pub fn management_endpoint(&self) -> String {
-        self.emulator.management_endpoint(&self.options.stage)
+        format!("http://{}/{}", self.addr, self.options.stage)
     }
 
     /// Connects a client to `room`, as a browser on the emulator's page would (with its `Origin`).
@@ -329,10 +380,10 @@ pub async fn http(
 /// front of IAM would reject unsigned calls; it does not verify the signature).
 pub const SIGNED: (&str, &str) = ("Authorization", "AWS4-HMAC-SHA256 Credential=test");
 
-/// Runs a scenario in both modes: `both_modes!(name)` expects `async fn name(mode: Mode)` and makes the tests
-/// `name::in_memory` and `name::in_redis`.
+/// Runs a scenario in every mode: `all_modes!(name)` expects `async fn name(mode: Mode)` and makes the tests
+/// `name::in_memory`, `name::in_redis` and `name::in_lambda`.
 #[macro_export]
-macro_rules! both_modes {
+macro_rules! all_modes {
     ($($name:ident),+ $(,)?) => {$(
         mod $name {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -343,6 +394,11 @@ macro_rules! both_modes {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn in_redis() {
                 super::$name($crate::Mode::Redis).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn in_lambda() {
+                super::$name($crate::Mode::Lambda).await;
             }
         }
     )+};

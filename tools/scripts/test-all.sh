@@ -34,7 +34,8 @@ ensure_nextest() {
 
 rust_tests() {
   ensure_nextest || return 1
-  tools/scripts/with-redis.sh -- cargo nextest run --workspace --no-fail-fast
+  # One private Redis and one Lambda-mode stack (cargo lambda watch + emulator) serve every test process.
+  tools/scripts/lambda-stack.sh -- cargo nextest run --workspace --no-fail-fast
 }
 
 browser_tests() {
@@ -43,7 +44,7 @@ browser_tests() {
 
 suite "cargo fmt --check" cargo fmt --all --check
 suite "cargo clippy -D warnings" cargo clippy --workspace --all-targets -- -D warnings
-suite "rust tests (unit, Redis, end-to-end)" rust_tests
+suite "rust tests (unit, Redis, end-to-end in-process and Lambda mode)" rust_tests
 suite "browser tests (headless Chromium)" browser_tests
 suite "infra offline checks" bash infra/check.sh
 
