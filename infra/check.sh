@@ -104,7 +104,15 @@ ensure_venv() { # ensure_venv NAME REQUIREMENTS EXECUTABLE
 
 mkdir -p "$VENV_ROOT" "$TOOL_HOME"
 t0=$EPOCHREALTIME
-if ! ensure_venv sam requirements-sam.txt shellcheck || ! ensure_venv checkov requirements-checkov.txt checkov; then
+# The two venvs are independent: on a first run, install them side by side.
+ensure_venv sam requirements-sam.txt shellcheck &
+sam_install=$!
+ensure_venv checkov requirements-checkov.txt checkov &
+checkov_install=$!
+install_ok=true
+wait "$sam_install" || install_ok=false
+wait "$checkov_install" || install_ok=false
+if ! $install_ok; then
   report tools 1 "could not install the pinned tools" "$t0"
   echo "infra: $passed passed, $((failed + 6)) failed"
   exit 1

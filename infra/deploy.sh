@@ -52,6 +52,24 @@ build() { # build ARCH
   (cd "$INFRA" && sam build --config-env "$CONFIG_ENV" --parameter-overrides "Architecture=$1")
 }
 
+# Lambda refuses reserved concurrency that would leave the account fewer than 100 unreserved
+# executions, and new accounts can have a quota far below the usual 1,000: warn before the first
+# deploy fails on it. (Only before the first deploy: afterwards our own reservations are counted.)
+concurrency_preflight() {
+  local reserved limit unreserved
+  reserved="$(cfg parameter ReservedConcurrency || echo 25)"
+  [[ $reserved == -1 ]] && return 0
+  read -r limit unreserved < <(aws lambda get-account-settings --output text \
+    --query '[AccountLimit.ConcurrentExecutions, AccountLimit.UnreservedConcurrentExecutions]' 2>/dev/null) || return 0
+  if [[ $unreserved =~ ^[0-9]+$ ]] && ((unreserved - 4 * reserved < 100)); then
+    cat <<EOF
+Note: this account's Lambda concurrency quota is $limit ($unreserved unreserved). Reserving
+$reserved for each of the 4 functions would leave fewer than the 100 Lambda requires, and the
+deploy would fail: answer -1 to the ReservedConcurrency prompt (or ask AWS for a higher quota).
+EOF
+  fi
+}
+
 # --- build and deploy ----------------------------------------------------------------------------
 build "$arch"
 
@@ -59,6 +77,7 @@ stack="$(cfg stack_name || true)"
 if [[ -z $stack ]]; then
   [[ -t 0 && -t 1 ]] || die "the first deploy is interactive (sam deploy --guided) and needs a terminal;
   or put stack_name, region and parameter_overrides into [$CONFIG_ENV.deploy.parameters] of $SAMCONFIG"
+  concurrency_preflight
   step "sam deploy --guided (first deploy: your answers are saved to infra/samconfig.toml)"
   cat <<EOF
 Hints: RedisMode=external needs RedisUrl (a rediss:// URL; typed hidden) or RedisUrlSecretArn.
