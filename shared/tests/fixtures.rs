@@ -24,23 +24,61 @@ async fn a_connection_lives_through_the_fixture_events() {
     let conn = ConnectionId::parse("CAqG8dL3DoECF3g=").expect("id");
 
     let auth = authorize::handle(&fixture("authorize.json"));
-    assert_eq!(auth.context.get("room").and_then(|v| v.as_str()), Some("lobby"));
+    assert_eq!(
+        auth.context.get("room").and_then(|v| v.as_str()),
+        Some("lobby")
+    );
 
-    let connect_deps = connect::Deps { rooms: store.clone(), origins: Default::default() };
-    let resp = connect::handle(&fixture::<WebsocketRequest>("connect.json"), &connect_deps).await.expect("connect");
+    let connect_deps = connect::Deps {
+        rooms: store.clone(),
+        origins: Default::default(),
+    };
+    let resp = connect::handle(&fixture::<WebsocketRequest>("connect.json"), &connect_deps)
+        .await
+        .expect("connect");
     assert_eq!(resp.status_code, 200);
-    assert_eq!(store.members(&room, 1_795_598_364_250).await.expect("members"), vec![conn.clone()]);
+    assert_eq!(
+        store
+            .members(&room, 1_795_598_364_250)
+            .await
+            .expect("members"),
+        vec![conn.clone()]
+    );
 
-    let default_deps = default::Deps { rooms: store.clone(), gateway: gateway.clone(), fanout: FanoutSettings::default() };
-    let resp = default::handle(&fixture::<WebsocketRequest>("default.json"), &default_deps).await.expect("default");
+    let default_deps = default::Deps {
+        rooms: store.clone(),
+        gateway: gateway.clone(),
+        fanout: FanoutSettings::default(),
+    };
+    let resp = default::handle(&fixture::<WebsocketRequest>("default.json"), &default_deps)
+        .await
+        .expect("default");
     assert_eq!(resp.status_code, 200);
-    let received: Vec<serde_json::Value> =
-        gateway.received(&conn).iter().map(|f| serde_json::from_str(f).expect("JSON")).collect();
-    assert_eq!(received, vec![serde_json::json!({ "message": "Hello, lobby! \"quoted\" 로비 😀" })]);
+    let received: Vec<serde_json::Value> = gateway
+        .received(&conn)
+        .iter()
+        .map(|f| serde_json::from_str(f).expect("JSON"))
+        .collect();
+    assert_eq!(
+        received,
+        vec![serde_json::json!({ "message": "Hello, lobby! \"quoted\" 로비 😀" })]
+    );
 
-    let disconnect_deps = disconnect::Deps { rooms: store.clone() };
-    let resp =
-        disconnect::handle(&fixture::<WebsocketRequest>("disconnect.json"), &disconnect_deps).await.expect("disconnect");
+    let disconnect_deps = disconnect::Deps {
+        rooms: store.clone(),
+    };
+    let resp = disconnect::handle(
+        &fixture::<WebsocketRequest>("disconnect.json"),
+        &disconnect_deps,
+    )
+    .await
+    .expect("disconnect");
     assert_eq!(resp.status_code, 200);
-    assert!(store.members(&room, 1_795_598_402_133).await.expect("members").is_empty());
+    assert!(
+        store
+            .members(&room, 1_795_598_402_133)
+            .await
+            .expect("members")
+            .is_empty()
+    );
 }
