@@ -20,14 +20,18 @@ VENV_ROOT="${WSCHAT_INFRA_VENV:-$REPO_ROOT/.venv-infra}"
 # so nothing is written to the real $HOME and their caches survive between runs.
 TOOL_HOME="$VENV_ROOT/home"
 cd "$REPO_ROOT" || exit 1
+# Timing uses $EPOCHREALTIME (bash 5), whose decimal point follows the locale: pin it to ".".
+export LC_NUMERIC=C
+now() { if [[ -n ${EPOCHREALTIME:-} ]]; then echo "$EPOCHREALTIME"; else date +%s; fi; }
+sha256() { if command -v sha256sum >/dev/null 2>&1; then sha256sum "$1"; else shasum -a 256 "$1"; fi | cut -d' ' -f1; }
 
-started=$EPOCHREALTIME
+started=$(now)
 passed=0
 failed=0
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
-elapsed() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1fs", b - a }'; }
+elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1fs", b - a }'; }
 
 report() { # report NAME STATUS(0|non-0) SUMMARY STARTED [LOGFILE]
   local name=$1 status=$2 summary=$3 t0=$4 log=${5:-}
@@ -82,9 +86,10 @@ make_venv() { # make_venv DIR
 }
 
 ensure_venv() { # ensure_venv NAME REQUIREMENTS EXECUTABLE
-  local dir="$VENV_ROOT/$1" requirements="$INFRA/$2" executable=$3 stamp want t0=$EPOCHREALTIME
+  local dir="$VENV_ROOT/$1" requirements="$INFRA/$2" executable=$3 stamp want t0
+  t0=$(now)
   stamp="$dir/.requirements.sha256"
-  want="$(sha256sum "$requirements" | cut -d' ' -f1)"
+  want="$(sha256 "$requirements")"
   if [[ -x $dir/bin/$executable && -f $stamp && "$(cat "$stamp")" == "$want" ]]; then
     return 0
   fi
@@ -103,7 +108,7 @@ ensure_venv() { # ensure_venv NAME REQUIREMENTS EXECUTABLE
 }
 
 mkdir -p "$VENV_ROOT" "$TOOL_HOME"
-t0=$EPOCHREALTIME
+t0=$(now)
 # The two venvs are independent: on a first run, install them side by side.
 ensure_venv sam requirements-sam.txt shellcheck &
 sam_install=$!
@@ -136,14 +141,14 @@ offline_env=(
 )
 
 # --- checkov runs in the background (the slowest check) while the others run -----------------------
-checkov_t0=$EPOCHREALTIME
+checkov_t0=$(now)
 mkdir -p "$work/checkov"
 "${offline_env[@]}" "$CHECKOV_BIN/checkov" -f "$TEMPLATE" --framework cloudformation --skip-download \
   --compact --quiet -o cli -o json --output-file-path "$work/checkov" >"$work/checkov.log" 2>&1 &
 checkov_pid=$!
 
 # --- cfn-lint ---------------------------------------------------------------------------------------
-t0=$EPOCHREALTIME
+t0=$(now)
 "${offline_env[@]}" "$SAM_BIN/cfn-lint" --format parseable -- "$TEMPLATE" >"$work/cfn-lint.log" 2>&1
 status=$?
 errors=$(grep -cE ':E[0-9]{4}:' "$work/cfn-lint.log")
@@ -154,24 +159,24 @@ if ((status & ~8)) || ((errors + warnings > 0)); then status=1; else status=0; f
 report cfn-lint "$status" "$errors errors, $warnings warnings, $infos informational" "$t0" "$work/cfn-lint.log"
 
 # --- sam validate (the SAM transform) and sam validate --lint ---------------------------------------
-t0=$EPOCHREALTIME
+t0=$(now)
 "${offline_env[@]}" "$SAM_BIN/sam" validate -t "$TEMPLATE" >"$work/sam.log" 2>&1
 status=$?
 report "sam validate" "$status" "SAM transform $([[ $status -eq 0 ]] && echo ok || echo failed)" "$t0" "$work/sam.log"
 
-t0=$EPOCHREALTIME
+t0=$(now)
 "${offline_env[@]}" "$SAM_BIN/sam" validate --lint -t "$TEMPLATE" >"$work/sam-lint.log" 2>&1
 status=$?
 report "sam validate --lint" "$status" "$([[ $status -eq 0 ]] && echo 'valid SAM template' || echo 'lint findings')" "$t0" "$work/sam-lint.log"
 
 # --- shellcheck of the deploy scripts -----------------------------------------------------------------
-t0=$EPOCHREALTIME
+t0=$(now)
 "$SAM_BIN/shellcheck" -x infra/*.sh >"$work/shellcheck.log" 2>&1
 status=$?
 report shellcheck "$status" "$(find infra -maxdepth 1 -name '*.sh' | wc -l | tr -d ' ') scripts $([[ $status -eq 0 ]] && echo clean || echo 'have findings')" "$t0" "$work/shellcheck.log"
 
 # --- template tests ---------------------------------------------------------------------------------
-t0=$EPOCHREALTIME
+t0=$(now)
 "${offline_env[@]}" "$SAM_BIN/python" "$INFRA/test_template.py" >"$work/tests.log" 2>&1
 status=$?
 summary="$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$work/tests.log" | tail -n 1)"
