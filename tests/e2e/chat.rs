@@ -7,14 +7,17 @@ use serde_json::json;
 use wschat_tests::{Client, Mode, TestChat, all_modes, eventually, members_of, unique_room};
 
 all_modes!(
-    when_chat_message_posted_then_seen_by_everyone_in_same_room,
+    deployed: when_chat_message_posted_then_seen_by_everyone_in_same_room,
     when_chat_message_posted_then_not_seen_by_anyone_in_different_room,
     message_text_round_trips_byte_exactly,
     malformed_frame_is_answered_with_an_error_to_its_sender_only,
-    vanished_member_is_pruned_on_the_next_send,
     chat_still_works_after_idle_seconds,
-    disconnect_removes_the_member_from_its_room,
     unicode_room_names_work,
+);
+// These look into the room store, which a deployed stage keeps out of reach.
+all_modes!(
+    vanished_member_is_pruned_on_the_next_send,
+    disconnect_removes_the_member_from_its_room
 );
 
 async fn when_chat_message_posted_then_seen_by_everyone_in_same_room(mode: Mode) {

@@ -168,6 +168,12 @@ async fn delete_connection_closes_the_socket_and_runs_disconnect() {
         alice.recv_close(WAIT).await.is_some(),
         "a close frame arrives"
     );
+    let closed = chat.http_url(&format!("/local/@connections/{}", encode(&conn)));
+    assert_eq!(
+        http("POST", &closed, &[SIGNED], b"late".to_vec()).await.0,
+        410,
+        "a closed id is gone"
+    );
     eventually("$disconnect removed the member", || async {
         members_of(chat.rooms.as_ref(), &room_name).await.is_empty()
     })

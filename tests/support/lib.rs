@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use chat_shared::config::OriginPolicy;
 use chat_shared::fanout::FanoutSettings;
-use chat_shared::rooms::{MemoryRoomStore, RedisRoomStore, RoomStore};
+use chat_shared::rooms::{MemoryRoomStore, RedisRoomStore, RoomStore, StoreError};
+use chat_shared::wire::{ConnectionId, RoomName};
 use futures_util::{SinkExt as _, StreamExt as _};
 use serde_json::Value;
 use tokio::net::TcpStream;
@@ -40,7 +41,13 @@ pub enum Mode {
     /// The shared Lambda-mode stack: the real function binaries behind `cargo lambda watch`, the AWS SDK
     /// adapter, rooms in the test Redis under the functions' default prefix (tests use unique room names).
     Lambda,
+    /// A deployed stage on AWS at `WSCHAT_E2E_URL` (`wss://{api}.execute-api.{region}.amazonaws.com/{stage}`).
+    /// Its Redis is out of reach, so only scenarios that need no store inspection run there.
+    Deployed,
 }
+
+/// The variable naming a deployed stage for [`Mode::Deployed`].
+pub const DEPLOYED_ENV: &str = "WSCHAT_E2E_URL";
 
 /// The test Redis URL.
 ///
@@ -79,8 +86,10 @@ pub fn lambda_emulator_url() -> String {
 pub struct TestChat {
     /// The emulator this test started (`None` in [`Mode::Lambda`], which shares one).
     pub emulator: Option<Emulator>,
-    /// The address it serves on.
+    /// The address it serves on (unspecified for a deployed stage).
     pub addr: SocketAddr,
+    /// The deployed stage's `wss://` URL, in [`Mode::Deployed`].
+    pub deployed_url: Option<String>,
     /// The room store its handlers use (inspect it to check membership).
     pub rooms: Arc<dyn RoomStore>,
     /// Its options.
@@ -98,8 +107,21 @@ impl TestChat {
     /// # Panics
     /// When the emulator cannot start, or Redis cannot be reached in [`Mode::Redis`].
     pub async fn start_with(mode: Mode, options: Options) -> Self {
+        if mode == Mode::Deployed {
+            let url = std::env::var(DEPLOYED_ENV).unwrap_or_else(|_| {
+                panic!("{DEPLOYED_ENV} is not set: point it at a deployed stage (wss://…/prod)")
+            });
+            return Self {
+                emulator: None,
+                addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+                deployed_url: Some(url.trim_end_matches('/').to_owned()),
+                rooms: Arc::new(OutOfReach),
+                options,
+            };
+        }
         let rooms: Arc<dyn RoomStore> = match mode {
             Mode::Memory => Arc::new(MemoryRoomStore::default()),
+            Mode::Deployed => unreachable!("handled above"),
             Mode::Redis | Mode::Lambda => {
                 let prefix = if mode == Mode::Lambda {
                     "wschat:".to_owned()
@@ -123,6 +145,7 @@ impl TestChat {
             return Self {
                 emulator: None,
                 addr,
+                deployed_url: None,
                 rooms,
                 options: Options::default(),
             };
@@ -140,6 +163,7 @@ impl TestChat {
         Self {
             addr: emulator.addr(),
             emulator: Some(emulator),
+            deployed_url: None,
             rooms,
             options,
         }
@@ -155,12 +179,15 @@ impl TestChat {
 
     /// `ws://127.0.0.1:PORT/STAGE?room=ROOM` (the room percent-encoded).
     pub fn ws_url(&self, room: &str) -> String {
-        format!(
-            "ws://{}/{}?room={}",
-            self.addr,
-            self.options.stage,
-            encode(room)
-        )
+        match &self.deployed_url {
+            Some(base) => format!("{base}?room={}", encode(room)),
+            None => format!(
+                "ws://{}/{}?room={}",
+                self.addr,
+                self.options.stage,
+                encode(room)
+            ),
+        }
     }
 
     /// `http://127.0.0.1:PORT{path}`.
@@ -178,7 +205,9 @@ impl TestChat {
     /// # Panics
     /// When the handshake is rejected.
     pub async fn join(&self, room: &str) -> Client {
-        Client::connect(&self.ws_url(room), Some(&self.http_url("")))
+        // A deployed stage allows only its site's origin for browsers; a client without Origin is not a browser.
+        let origin = self.deployed_url.is_none().then(|| self.http_url(""));
+        Client::connect(&self.ws_url(room), origin.as_deref())
             .await
             .expect("handshake accepted")
     }
@@ -199,6 +228,32 @@ impl TestChat {
             .iter()
             .map(|c| c["connectionId"].as_str().expect("id").to_owned())
             .collect()
+    }
+}
+
+/// The room store of a deployed stage: out of reach from the tests, so any use is a test bug.
+struct OutOfReach;
+
+#[async_trait::async_trait]
+impl RoomStore for OutOfReach {
+    async fn join(&self, _: &RoomName, _: &ConnectionId, _: i64) -> Result<(), StoreError> {
+        panic!("a deployed stage's Redis is out of the tests' reach")
+    }
+    async fn room_of(&self, _: &ConnectionId) -> Result<Option<RoomName>, StoreError> {
+        panic!("a deployed stage's Redis is out of the tests' reach")
+    }
+    async fn members(&self, _: &RoomName, _: i64) -> Result<Vec<ConnectionId>, StoreError> {
+        panic!("a deployed stage's Redis is out of the tests' reach")
+    }
+    async fn leave(
+        &self,
+        _: &ConnectionId,
+        _: Option<&RoomName>,
+    ) -> Result<Option<RoomName>, StoreError> {
+        panic!("a deployed stage's Redis is out of the tests' reach")
+    }
+    async fn prune(&self, _: &RoomName, _: &[ConnectionId]) -> Result<(), StoreError> {
+        panic!("a deployed stage's Redis is out of the tests' reach")
     }
 }
 
@@ -380,26 +435,43 @@ pub async fn http(
 /// front of IAM would reject unsigned calls; it does not verify the signature).
 pub const SIGNED: (&str, &str) = ("Authorization", "AWS4-HMAC-SHA256 Credential=test");
 
-/// Runs a scenario in every mode: `all_modes!(name)` expects `async fn name(mode: Mode)` and makes the tests
-/// `name::in_memory`, `name::in_redis` and `name::in_lambda`.
+/// Runs scenarios in every local mode: `all_modes!(name, …)` expects `async fn name(mode: Mode)` for each and
+/// makes the tests `name::in_memory`, `name::in_redis` and `name::in_lambda`. `all_modes!(deployed: name, …)`
+/// also makes `name::in_deployed_stage`, ignored by default (run it with
+/// `WSCHAT_E2E_URL=wss://…/prod cargo nextest run -p wschat-tests --run-ignored only`), for the scenarios that
+/// need no look into Redis.
 #[macro_export]
 macro_rules! all_modes {
+    (@local $name:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn in_memory() {
+            super::$name($crate::Mode::Memory).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn in_redis() {
+            super::$name($crate::Mode::Redis).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn in_lambda() {
+            super::$name($crate::Mode::Lambda).await;
+        }
+    };
+    (deployed: $($name:ident),+ $(,)?) => {$(
+        mod $name {
+            $crate::all_modes!(@local $name);
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[ignore = "needs a deployed stage in WSCHAT_E2E_URL"]
+            async fn in_deployed_stage() {
+                super::$name($crate::Mode::Deployed).await;
+            }
+        }
+    )+};
     ($($name:ident),+ $(,)?) => {$(
         mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn in_memory() {
-                super::$name($crate::Mode::Memory).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn in_redis() {
-                super::$name($crate::Mode::Redis).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn in_lambda() {
-                super::$name($crate::Mode::Lambda).await;
-            }
+            $crate::all_modes!(@local $name);
         }
     )+};
 }

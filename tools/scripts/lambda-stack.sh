@@ -47,7 +47,9 @@ logs="$repo/target/lambda-stack"
 mkdir -p "$logs"
 watch_pid=
 emulator_pid=
+tail_pid=
 cleanup() {
+  [ -n "$tail_pid" ] && kill "$tail_pid" 2>/dev/null
   [ -n "$emulator_pid" ] && kill "$emulator_pid" 2>/dev/null && wait "$emulator_pid" 2>/dev/null
   # cargo lambda watch runs each function as `cargo run` children: stop the whole process group.
   [ -n "$watch_pid" ] && kill -- "-$watch_pid" 2>/dev/null && wait "$watch_pid" 2>/dev/null
@@ -95,5 +97,4 @@ else
   tail -f "$logs/emulator.log" &
   tail_pid=$!
   wait "$emulator_pid"
-  kill "$tail_pid" 2>/dev/null || true
 fi
