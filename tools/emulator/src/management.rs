@@ -90,8 +90,22 @@ async fn admit(
     params.get("id").cloned().ok_or_else(gone)
 }
 
-fn logged(method: &str, id: &str, bytes: usize, response: Response) -> Response {
-    info!(target: "apigw", method, connection = id, bytes, status = response.status().as_u16(), "@connections");
+/// Admits the call, lets `answer` produce the response for the connection id, and logs one line, like API
+/// Gateway's execution log.
+async fn managed(
+    state: &AppState,
+    method: &str,
+    params: &HashMap<String, String>,
+    headers: &HeaderMap,
+    bytes: usize,
+    answer: impl FnOnce(&str) -> Response,
+) -> Response {
+    let response = match admit(state, params, headers).await {
+        Ok(id) => answer(&id),
+        Err(response) => response,
+    };
+    let connection = params.get("id").map_or("", String::as_str);
+    info!(target: "apigw", method, connection, bytes, status = response.status().as_u16(), "@connections");
     response
 }
 
@@ -101,56 +115,44 @@ async fn post_to_connection(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let id = match admit(&state, &params, &headers).await {
-        Ok(id) => id,
-        Err(response) => {
-            return logged(
-                "POST",
-                params.get("id").map_or("", String::as_str),
-                body.len(),
-                response,
+    managed(&state, "POST", &params, &headers, body.len(), |id| {
+        if body.is_empty() {
+            return aws_error(
+                StatusCode::BAD_REQUEST,
+                "BadRequestException",
+                Some("Invalid request body"),
             );
         }
-    };
-    let len = body.len();
-    let response = if body.is_empty() {
-        aws_error(
-            StatusCode::BAD_REQUEST,
-            "BadRequestException",
-            Some("Invalid request body"),
-        )
-    } else if len > MAX_POST_BYTES {
-        aws_error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "PayloadTooLargeException",
-            Some("Request entity too large"),
-        )
-    } else {
-        let outbound = state
-            .connections()
-            .get(&id)
-            .map(|handle| handle.outbound.clone());
-        match outbound {
-            None => gone(),
-            Some(tx) => {
-                let frame = match axum::extract::ws::Utf8Bytes::try_from(body.clone()) {
-                    Ok(text) => Outbound::Text(text),
-                    Err(_) => Outbound::Binary(body),
-                };
-                match tx.try_send(frame) {
-                    Ok(()) => StatusCode::OK.into_response(),
-                    // The client is not reading fast enough: AWS's "client side buffer is full".
-                    Err(TrySendError::Full(_)) => aws_error(
-                        StatusCode::TOO_MANY_REQUESTS,
-                        "LimitExceededException",
-                        Some("Rate exceeded"),
-                    ),
-                    Err(TrySendError::Closed(_)) => gone(),
-                }
-            }
+        if body.len() > MAX_POST_BYTES {
+            return aws_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "PayloadTooLargeException",
+                Some("Request entity too large"),
+            );
         }
-    };
-    logged("POST", &id, len, response)
+        let Some(tx) = state
+            .connections()
+            .get(id)
+            .map(|handle| handle.outbound.clone())
+        else {
+            return gone();
+        };
+        let frame = match axum::extract::ws::Utf8Bytes::try_from(body.clone()) {
+            Ok(text) => Outbound::Text(text),
+            Err(_) => Outbound::Binary(body),
+        };
+        match tx.try_send(frame) {
+            Ok(()) => StatusCode::OK.into_response(),
+            // The client is not reading fast enough: AWS's "client side buffer is full".
+            Err(TrySendError::Full(_)) => aws_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "LimitExceededException",
+                Some("Rate exceeded"),
+            ),
+            Err(TrySendError::Closed(_)) => gone(),
+        }
+    })
+    .await
 }
 
 async fn get_connection(
@@ -158,26 +160,17 @@ async fn get_connection(
     Path(params): Path<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    let id = match admit(&state, &params, &headers).await {
-        Ok(id) => id,
-        Err(response) => {
-            return logged(
-                "GET",
-                params.get("id").map_or("", String::as_str),
-                0,
-                response,
-            );
-        }
-    };
-    let info = state.connections().get(&id).map(|handle| {
-        json!({
-            "connectedAt": iso8601(handle.info.connected_at),
-            "identity": { "sourceIp": handle.info.source_ip, "userAgent": handle.info.user_agent },
-            "lastActiveAt": iso8601(handle.last_active_at.load(Ordering::Relaxed)),
-        })
-    });
-    let response = info.map_or_else(gone, |body| Json(body).into_response());
-    logged("GET", &id, 0, response)
+    managed(&state, "GET", &params, &headers, 0, |id| {
+        let info = state.connections().get(id).map(|handle| {
+            json!({
+                "connectedAt": iso8601(handle.info.connected_at),
+                "identity": { "sourceIp": handle.info.source_ip, "userAgent": handle.info.user_agent },
+                "lastActiveAt": iso8601(handle.last_active_at.load(Ordering::Relaxed)),
+            })
+        });
+        info.map_or_else(gone, |body| Json(body).into_response())
+    })
+    .await
 }
 
 async fn delete_connection(
@@ -185,35 +178,26 @@ async fn delete_connection(
     Path(params): Path<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    let id = match admit(&state, &params, &headers).await {
-        Ok(id) => id,
-        Err(response) => {
-            return logged(
-                "DELETE",
-                params.get("id").map_or("", String::as_str),
-                0,
-                response,
-            );
+    managed(&state, "DELETE", &params, &headers, 0, |id| {
+        let control = state
+            .connections()
+            .get(id)
+            .map(|handle| handle.control.clone());
+        match control {
+            Some(tx)
+                if tx
+                    .try_send(Control::Close {
+                        code: 1000,
+                        reason: "Connection deleted",
+                    })
+                    .is_ok() =>
+            {
+                StatusCode::NO_CONTENT.into_response()
+            }
+            _ => gone(),
         }
-    };
-    let control = state
-        .connections()
-        .get(&id)
-        .map(|handle| handle.control.clone());
-    let response = match control {
-        Some(tx)
-            if tx
-                .try_send(Control::Close {
-                    code: 1000,
-                    reason: "Connection deleted",
-                })
-                .is_ok() =>
-        {
-            StatusCode::NO_CONTENT.into_response()
-        }
-        _ => gone(),
-    };
-    logged("DELETE", &id, 0, response)
+    })
+    .await
 }
 
 /// `GET /_emulator/connections`: the live connections (an emulator extension for tests and debugging).
