@@ -10,7 +10,8 @@ use tracing::{info, warn};
 
 use super::{HandlerError, StartupError, connection_id, response};
 use crate::config::{Config, OriginPolicy};
-use crate::rooms::{RedisRoomStore, RoomStore};
+use crate::rooms::RoomStore;
+use crate::rooms::redis::connect_from_config;
 use crate::wire::{RoomName, RoomNameError};
 
 /// What `$connect` needs.
@@ -23,20 +24,16 @@ pub struct Deps {
 }
 
 impl Deps {
-    /// Builds the dependencies from the environment (`REDIS_URL`, `ALLOWED_ORIGINS`, ...).
+    /// Builds the dependencies from the environment (`REDIS_URL` or `REDIS_URL_SECRET_ARN`, `REDIS_CLUSTER`,
+    /// `ALLOWED_ORIGINS`, ...).
     ///
     /// # Errors
-    /// [`StartupError`] when a variable is missing or Redis is unreachable.
+    /// [`StartupError`] when a variable is missing, the Redis URL's secret cannot be read, or Redis is unreachable.
     pub async fn from_env() -> Result<Self, StartupError> {
         let cfg = Config::from_env()?;
-        let rooms = RedisRoomStore::connect(
-            cfg.require_redis_url()?,
-            &cfg.key_prefix,
-            cfg.membership_lifetime,
-        )
-        .await?;
+        let rooms = connect_from_config(&cfg).await?;
         Ok(Self {
-            rooms: Arc::new(rooms),
+            rooms,
             origins: cfg.allowed_origins,
         })
     }

@@ -13,7 +13,8 @@ use super::{HandlerError, StartupError, authorizer_room, connection_id, event_ti
 use crate::config::Config;
 use crate::fanout::{FanoutSettings, group_send};
 use crate::gateway::{AwsGateway, Gateway};
-use crate::rooms::{RedisRoomStore, RoomStore};
+use crate::rooms::RoomStore;
+use crate::rooms::redis::connect_from_config;
 use crate::wire::{ClientFrame, ConnectionId, FrameError, MAX_POST_BYTES, ServerFrame};
 
 /// What `$default` needs.
@@ -28,22 +29,18 @@ pub struct Deps {
 }
 
 impl Deps {
-    /// Builds the dependencies from the environment (`REDIS_URL`, `WS_MANAGEMENT_ENDPOINT`, ...).
+    /// Builds the dependencies from the environment (`REDIS_URL` or `REDIS_URL_SECRET_ARN`, `REDIS_CLUSTER`,
+    /// `WS_MANAGEMENT_ENDPOINT`, ...).
     ///
     /// # Errors
-    /// [`StartupError`] when a variable is missing or Redis is unreachable.
+    /// [`StartupError`] when a variable is missing, the Redis URL's secret cannot be read, or Redis is unreachable.
     pub async fn from_env() -> Result<Self, StartupError> {
         let cfg = Config::from_env()?;
         let endpoint = cfg.require_management_endpoint()?;
-        let rooms = RedisRoomStore::connect(
-            cfg.require_redis_url()?,
-            &cfg.key_prefix,
-            cfg.membership_lifetime,
-        )
-        .await?;
+        let rooms = connect_from_config(&cfg).await?;
         let gateway = AwsGateway::from_env(endpoint).await;
         Ok(Self {
-            rooms: Arc::new(rooms),
+            rooms,
             gateway: Arc::new(gateway),
             fanout: cfg.fanout,
         })

@@ -8,7 +8,8 @@ use tracing::info;
 
 use super::{HandlerError, StartupError, authorizer_room, connection_id, response};
 use crate::config::Config;
-use crate::rooms::{RedisRoomStore, RoomStore};
+use crate::rooms::RoomStore;
+use crate::rooms::redis::connect_from_config;
 
 /// What `$disconnect` needs.
 #[derive(Clone)]
@@ -18,21 +19,14 @@ pub struct Deps {
 }
 
 impl Deps {
-    /// Builds the dependencies from the environment (`REDIS_URL`, ...).
+    /// Builds the dependencies from the environment (`REDIS_URL` or `REDIS_URL_SECRET_ARN`, `REDIS_CLUSTER`, ...).
     ///
     /// # Errors
-    /// [`StartupError`] when a variable is missing or Redis is unreachable.
+    /// [`StartupError`] when a variable is missing, the Redis URL's secret cannot be read, or Redis is unreachable.
     pub async fn from_env() -> Result<Self, StartupError> {
         let cfg = Config::from_env()?;
-        let rooms = RedisRoomStore::connect(
-            cfg.require_redis_url()?,
-            &cfg.key_prefix,
-            cfg.membership_lifetime,
-        )
-        .await?;
-        Ok(Self {
-            rooms: Arc::new(rooms),
-        })
+        let rooms = connect_from_config(&cfg).await?;
+        Ok(Self { rooms })
     }
 }
 

@@ -10,24 +10,54 @@
 //!
 //! The `{...}` hash tags put every key of one room in one Redis Cluster slot and every connection's key in its
 //! own; no command or script ever touches keys of two slots at once, so the schema works unchanged on Redis
-//! Cluster and ElastiCache Serverless (cluster mode).
+//! Cluster and ElastiCache Serverless (cluster mode). Only the non-atomic pipelines below mix slots, and on a
+//! cluster they are split by slot (see [Cluster mode](#cluster-mode)).
 //!
 //! # Round trips
+//! Counted on one node; on a cluster each pipeline becomes one request per slot, sent concurrently.
 //! * `$connect` → one pipeline: `ZADD` + `PEXPIRE` on the room, `SET … PX` on the connection.
 //! * `$default` → one script on the room key: drop members older than the lifetime, return the rest. The
 //!   sender's room comes from the authorizer context that API Gateway attaches to every event, so the hot path is
 //!   one round trip; without an authorizer one `GET` on the connection key comes first.
 //! * `$disconnect` → `ZREM` + `DEL` (one pipeline) when the room is known, else `GETDEL` first.
 //! * 410 during fan-out → one pipeline of `ZREM` + `DEL`s.
+//!
+//! # Cluster mode
+//! With `REDIS_CLUSTER=true` ([`connect_from_config`]) the store talks through redis-rs's async cluster client
+//! ([`RedisRoomStore::connect_cluster`]), which ElastiCache Serverless and any cluster-mode endpoint require. It
+//! learns the slot map from the node in the URL, routes each command by its key, follows `MOVED`/`ASK`, and runs
+//! `SCRIPT LOAD` on every node when a node answers `NOSCRIPT`; the script's `EVALSHA` carries one key, so it is
+//! routed by that key. That client refuses a pipeline whose commands span hash slots ("crossed slots"), so the
+//! pipelines above that touch a room key and connection keys are sent as one pipeline per slot, concurrently:
+//! still one round trip of latency, but one request per slot.
+//!
+//! # TLS
+//! A `rediss://` URL connects over TLS with rustls, on the aws-lc-rs provider the AWS SDK already builds.
+//! Certificates are always verified, against the system's roots (the ones the AWS SDK trusts too) or, when
+//! `REDIS_CA_CERT_PATH` is set, against that PEM file's CAs only. The `#insecure` URL fragment is refused:
+//! redis-rs is built without `tls-rustls-insecure`.
 
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::AsyncCommands;
+use futures_util::future::try_join_all;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::{AsyncCommands, ConnectionAddr, IntoConnectionInfo, TlsCertificates};
+use tracing::info;
 
 use super::{RoomStore, StoreError};
+use crate::config::{Config, ConfigError, REDIS_CA_CERT_PATH};
+use crate::handlers::StartupError;
 use crate::wire::{ConnectionId, RoomName};
+
+/// How long connecting to one node, or one reply, may take before the attempt fails.
+const TIMEOUT: Duration = Duration::from_secs(3);
+/// Retries of a failed request (after reconnecting) before it fails.
+const RETRIES: u32 = 2;
 
 /// Drops members that joined before `ARGV[1]` (epoch ms) and returns the others, in one round trip.
 const LIVE_MEMBERS_SCRIPT: &str = r"
@@ -42,6 +72,8 @@ pub struct RedisRoomStore<C = ConnectionManager> {
     prefix: String,
     lifetime_ms: i64,
     live_members: redis::Script,
+    /// Split pipelines by hash slot: the cluster client refuses one that spans slots.
+    per_slot: bool,
 }
 
 impl<C> std::fmt::Debug for RedisRoomStore<C> {
@@ -49,12 +81,67 @@ impl<C> std::fmt::Debug for RedisRoomStore<C> {
         f.debug_struct("RedisRoomStore")
             .field("prefix", &self.prefix)
             .field("lifetime_ms", &self.lifetime_ms)
+            .field("per_slot", &self.per_slot)
             .finish()
     }
 }
 
 /// The key prefix used when none is configured.
 pub const DEFAULT_PREFIX: &str = "wschat:";
+
+/// Connects the store the Lambda functions use, as the configuration says: the URL from `REDIS_URL` or the
+/// secret named by `REDIS_URL_SECRET_ARN`, the cluster client when `REDIS_CLUSTER` is on, the CAs of
+/// `REDIS_CA_CERT_PATH` for `rediss://`. Logs the host it connects to, never the URL (it may hold a password).
+///
+/// # Errors
+/// [`StartupError::Config`] when no URL is configured, the secret or the CA file cannot be read, or a CA file is
+/// given for a URL without TLS; [`StartupError::Store`] when the URL is invalid or Redis cannot be reached.
+pub async fn connect_from_config(cfg: &Config) -> Result<Arc<dyn RoomStore>, StartupError> {
+    let url = cfg.redis_url().await?;
+    let roots = cfg.redis_ca_certs()?;
+    let (host, port, tls) = match url.as_str().into_connection_info() {
+        Ok(info) => match info.addr() {
+            ConnectionAddr::Tcp(host, port) => (host.clone(), *port, false),
+            ConnectionAddr::TcpTls { host, port, .. } => (host.clone(), *port, true),
+            ConnectionAddr::Unix(path) => (path.display().to_string(), 0, false),
+            _ => (String::new(), 0, false),
+        },
+        Err(source) => {
+            return Err(StoreError::Redis {
+                op: "connect",
+                source,
+            }
+            .into());
+        }
+    };
+    if roots.is_some() && !tls {
+        let path = cfg.redis_ca_cert_path.as_deref().unwrap_or(Path::new(""));
+        return Err(ConfigError::Invalid {
+            name: REDIS_CA_CERT_PATH,
+            value: path.display().to_string(),
+            reason: "only applies to rediss:// (TLS) URLs".to_owned(),
+        }
+        .into());
+    }
+    let tls_roots = roots.map(|pem| TlsCertificates {
+        client_tls: None,
+        root_cert: Some(pem),
+    });
+    info!(
+        host,
+        port,
+        tls,
+        cluster = cfg.redis_cluster,
+        custom_ca = tls_roots.is_some(),
+        "connecting to Redis"
+    );
+    let (prefix, lifetime) = (&cfg.key_prefix, cfg.membership_lifetime);
+    Ok(if cfg.redis_cluster {
+        Arc::new(RedisRoomStore::cluster(&url, tls_roots, prefix, lifetime).await?)
+    } else {
+        Arc::new(RedisRoomStore::single_node(&url, tls_roots, prefix, lifetime).await?)
+    })
+}
 
 impl RedisRoomStore<ConnectionManager> {
     /// Connects to `url` (`redis://`, `rediss://` or `unix://`) with a connection manager that reconnects by
@@ -63,19 +150,67 @@ impl RedisRoomStore<ConnectionManager> {
     /// # Errors
     /// [`StoreError::Redis`] when the URL is invalid or the server cannot be reached.
     pub async fn connect(url: &str, prefix: &str, lifetime: Duration) -> Result<Self, StoreError> {
-        let redis_err = |source| StoreError::Redis {
-            op: "connect",
-            source,
-        };
-        let client = redis::Client::open(url).map_err(redis_err)?;
+        Self::single_node(url, None, prefix, lifetime).await
+    }
+
+    async fn single_node(
+        url: &str,
+        roots: Option<TlsCertificates>,
+        prefix: &str,
+        lifetime: Duration,
+    ) -> Result<Self, StoreError> {
+        let client = match roots {
+            None => redis::Client::open(url),
+            Some(roots) => redis::Client::build_with_tls(url, roots),
+        }
+        .map_err(redis_err("connect"))?;
         let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(3)))
-            .set_response_timeout(Some(Duration::from_secs(3)))
-            .set_number_of_retries(2);
+            .set_connection_timeout(Some(TIMEOUT))
+            .set_response_timeout(Some(TIMEOUT))
+            .set_number_of_retries(RETRIES as usize);
         let manager = ConnectionManager::new_with_config(client, config)
             .await
-            .map_err(redis_err)?;
+            .map_err(redis_err("connect"))?;
         Ok(Self::with_connection(manager, prefix, lifetime))
+    }
+}
+
+impl RedisRoomStore<ClusterConnection> {
+    /// Connects to the Redis Cluster that `url` (`redis://` or `rediss://`, one node or a configuration endpoint)
+    /// belongs to, with redis-rs's async cluster client; create it once per process (cold start) and share it.
+    ///
+    /// # Errors
+    /// [`StoreError::Redis`] when the URL is invalid or the cluster cannot be reached.
+    pub async fn connect_cluster(
+        url: &str,
+        prefix: &str,
+        lifetime: Duration,
+    ) -> Result<Self, StoreError> {
+        Self::cluster(url, None, prefix, lifetime).await
+    }
+
+    async fn cluster(
+        url: &str,
+        roots: Option<TlsCertificates>,
+        prefix: &str,
+        lifetime: Duration,
+    ) -> Result<Self, StoreError> {
+        let mut builder = ClusterClient::builder([url])
+            .connection_timeout(TIMEOUT)
+            .response_timeout(TIMEOUT)
+            .retries(RETRIES);
+        if let Some(roots) = roots {
+            builder = builder.certs(roots);
+        }
+        let conn = builder
+            .build()
+            .map_err(redis_err("connect"))?
+            .get_async_connection()
+            .await
+            .map_err(redis_err("connect"))?;
+        let mut store = Self::with_connection(conn, prefix, lifetime);
+        store.per_slot = true;
+        Ok(store)
     }
 }
 
@@ -83,7 +218,8 @@ impl<C> RedisRoomStore<C>
 where
     C: ConnectionLike + Clone + Send + Sync,
 {
-    /// Wraps an existing connection. `prefix` starts every key; it must not contain `{` or `}`.
+    /// Wraps an existing connection to a single node (or anything that accepts a pipeline spanning hash slots).
+    /// `prefix` starts every key; it must not contain `{` or `}`.
     pub fn with_connection(conn: C, prefix: &str, lifetime: Duration) -> Self {
         let prefix: String = prefix.chars().filter(|c| *c != '{' && *c != '}').collect();
         Self {
@@ -91,6 +227,7 @@ where
             prefix,
             lifetime_ms: i64::try_from(lifetime.as_millis()).unwrap_or(i64::MAX),
             live_members: redis::Script::new(LIVE_MEMBERS_SCRIPT),
+            per_slot: false,
         }
     }
 
@@ -105,8 +242,15 @@ where
     }
 
     fn conn(&self) -> C {
-        // Cloning a ConnectionManager is cheap: it shares one multiplexed socket.
+        // Cloning a ConnectionManager or a ClusterConnection is cheap: clones share the same sockets.
         self.conn.clone()
+    }
+
+    fn batch(&self) -> Batch {
+        Batch {
+            pipes: Vec::new(),
+            per_slot: self.per_slot,
+        }
     }
 
     fn parse_room(
@@ -122,18 +266,51 @@ where
         .transpose()
     }
 
-    fn removal(&self, room: &RoomName, gone: &[ConnectionId]) -> redis::Pipeline {
-        let mut pipe = redis::pipe();
-        pipe.zrem(
-            self.room_key(room),
-            gone.iter().map(ConnectionId::as_str).collect::<Vec<_>>(),
-        )
-        .ignore();
+    fn removal(&self, room: &RoomName, gone: &[ConnectionId]) -> Batch {
+        let mut batch = self.batch();
+        batch
+            .slot()
+            .zrem(
+                self.room_key(room),
+                gone.iter().map(ConnectionId::as_str).collect::<Vec<_>>(),
+            )
+            .ignore();
         // One DEL per key: a multi-key DEL would span slots on a cluster.
         for conn in gone {
-            pipe.del(self.conn_key(conn)).ignore();
+            batch.slot().del(self.conn_key(conn)).ignore();
         }
-        pipe
+        batch
+    }
+}
+
+/// Commands sent together, grouped by the hash slot they touch. On one node the groups go as one pipeline (one
+/// round trip); on a cluster as one pipeline per group, concurrently, because the cluster client refuses a
+/// pipeline that spans slots and routes each pipeline by its keys.
+struct Batch {
+    pipes: Vec<redis::Pipeline>,
+    per_slot: bool,
+}
+
+impl Batch {
+    /// The pipeline for the commands of one more slot.
+    fn slot(&mut self) -> &mut redis::Pipeline {
+        if self.per_slot || self.pipes.is_empty() {
+            self.pipes.push(redis::pipe());
+        }
+        let last = self.pipes.len() - 1;
+        &mut self.pipes[last]
+    }
+
+    async fn run<C>(self, conn: &C) -> redis::RedisResult<()>
+    where
+        C: ConnectionLike + Clone + Send + Sync,
+    {
+        try_join_all(self.pipes.into_iter().map(|pipe| {
+            let mut conn = conn.clone();
+            async move { pipe.query_async::<()>(&mut conn).await }
+        }))
+        .await
+        .map(drop)
     }
 }
 
@@ -155,20 +332,22 @@ where
         let room_key = self.room_key(room);
         let ttl = self.lifetime_ms;
         // Not MULTI: the two keys live in different slots. Each command is idempotent, so a retried join is safe.
-        let mut pipe = redis::pipe();
-        pipe.zadd(&room_key, conn.as_str(), connected_at_ms)
+        let mut batch = self.batch();
+        batch
+            .slot()
+            .zadd(&room_key, conn.as_str(), connected_at_ms)
             .ignore()
             .pexpire(&room_key, ttl)
-            .ignore()
+            .ignore();
+        batch
+            .slot()
             .cmd("SET")
             .arg(self.conn_key(conn))
             .arg(room.as_str())
             .arg("PX")
             .arg(ttl)
             .ignore();
-        pipe.query_async::<()>(&mut self.conn())
-            .await
-            .map_err(redis_err("join"))
+        batch.run(&self.conn).await.map_err(redis_err("join"))
     }
 
     async fn room_of(&self, conn: &ConnectionId) -> Result<Option<RoomName>, StoreError> {
@@ -216,7 +395,7 @@ where
             }
         };
         self.removal(&room, std::slice::from_ref(conn))
-            .query_async::<()>(&mut self.conn())
+            .run(&self.conn)
             .await
             .map_err(redis_err("leave"))?;
         Ok(Some(room))
@@ -227,7 +406,7 @@ where
             return Ok(());
         }
         self.removal(room, gone)
-            .query_async::<()>(&mut self.conn())
+            .run(&self.conn)
             .await
             .map_err(redis_err("prune"))
     }
