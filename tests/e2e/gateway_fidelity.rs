@@ -8,14 +8,14 @@ use bytes::Bytes;
 use chat_shared::config::OriginPolicy;
 use chat_shared::fanout::FanoutSettings;
 use chat_shared::gateway::{AwsGateway, Gateway as _, GatewayError};
-use chat_shared::rooms::StoreError;
-use chat_shared::wire::{ConnectionId, RoomName};
+use chat_shared::wire::ConnectionId;
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
 use wschat_emulator::backend::{InProcessOptions, StoreChoice};
 use wschat_emulator::{BackendChoice, Emulator, Options};
 use wschat_tests::{
-    Client, Mode, SIGNED, TestChat, WAIT, encode, eventually, http, members_of, unique_room,
+    Client, DownStore, Mode, SIGNED, TestChat, WAIT, encode, eventually, http, members_of,
+    unique_room,
 };
 
 fn id(raw: &str) -> ConnectionId {
@@ -351,32 +351,6 @@ async fn shutdown_closes_open_sockets_with_1001() {
 
     let close = alice.recv_close(WAIT).await.expect("close frame");
     assert_eq!(u16::from(close.code), 1001);
-}
-
-/// A room store that is down: every call fails like an unreachable Redis would.
-struct DownStore;
-
-#[async_trait::async_trait]
-impl chat_shared::rooms::RoomStore for DownStore {
-    async fn join(&self, _: &RoomName, _: &ConnectionId, _: i64) -> Result<(), StoreError> {
-        Err(StoreError::Corrupt { key: "down".into() })
-    }
-    async fn room_of(&self, _: &ConnectionId) -> Result<Option<RoomName>, StoreError> {
-        Err(StoreError::Corrupt { key: "down".into() })
-    }
-    async fn members(&self, _: &RoomName, _: i64) -> Result<Vec<ConnectionId>, StoreError> {
-        Err(StoreError::Corrupt { key: "down".into() })
-    }
-    async fn leave(
-        &self,
-        _: &ConnectionId,
-        _: Option<&RoomName>,
-    ) -> Result<Option<RoomName>, StoreError> {
-        Err(StoreError::Corrupt { key: "down".into() })
-    }
-    async fn prune(&self, _: &RoomName, _: &[ConnectionId]) -> Result<(), StoreError> {
-        Err(StoreError::Corrupt { key: "down".into() })
-    }
 }
 
 async fn emulator_with(backend: BackendChoice) -> Emulator {

@@ -115,7 +115,7 @@ impl TestChat {
                 emulator: None,
                 addr: SocketAddr::from(([0, 0, 0, 0], 0)),
                 deployed_url: Some(url.trim_end_matches('/').to_owned()),
-                rooms: Arc::new(OutOfReach),
+                rooms: Arc::new(DownStore),
                 options,
             };
         }
@@ -231,29 +231,36 @@ impl TestChat {
     }
 }
 
-/// The room store of a deployed stage: out of reach from the tests, so any use is a test bug.
-struct OutOfReach;
+/// A room store that is down: every call fails as an unreachable Redis would. It stands in for a deployed
+/// stage's Redis (out of the tests' reach) and makes handlers meet an infrastructure failure.
+pub struct DownStore;
+
+fn down() -> StoreError {
+    StoreError::Corrupt {
+        key: "the room store is down (or out of the tests' reach)".into(),
+    }
+}
 
 #[async_trait::async_trait]
-impl RoomStore for OutOfReach {
+impl RoomStore for DownStore {
     async fn join(&self, _: &RoomName, _: &ConnectionId, _: i64) -> Result<(), StoreError> {
-        panic!("a deployed stage's Redis is out of the tests' reach")
+        Err(down())
     }
     async fn room_of(&self, _: &ConnectionId) -> Result<Option<RoomName>, StoreError> {
-        panic!("a deployed stage's Redis is out of the tests' reach")
+        Err(down())
     }
     async fn members(&self, _: &RoomName, _: i64) -> Result<Vec<ConnectionId>, StoreError> {
-        panic!("a deployed stage's Redis is out of the tests' reach")
+        Err(down())
     }
     async fn leave(
         &self,
         _: &ConnectionId,
         _: Option<&RoomName>,
     ) -> Result<Option<RoomName>, StoreError> {
-        panic!("a deployed stage's Redis is out of the tests' reach")
+        Err(down())
     }
     async fn prune(&self, _: &RoomName, _: &[ConnectionId]) -> Result<(), StoreError> {
-        panic!("a deployed stage's Redis is out of the tests' reach")
+        Err(down())
     }
 }
 
