@@ -14,8 +14,8 @@ use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueError;
 use tracing::{info, warn};
 
 use crate::fanout::FanoutSettings;
-use crate::rooms::MAX_CONNECTION_LIFETIME;
 use crate::rooms::redis::DEFAULT_PREFIX;
+use crate::rooms::{MAX_CONNECTION_LIFETIME, StoreError};
 
 /// Redis URL (`redis://`, `rediss://` for TLS, `unix://`). When set, [`REDIS_URL_SECRET_ARN`] is ignored.
 pub const REDIS_URL: &str = "REDIS_URL";
@@ -97,6 +97,17 @@ pub enum SecretError {
     /// The SecretString is not a URL (for example the JSON of a key/value secret).
     #[error("the SecretString is not a URL: store the bare redis:// or rediss:// URL")]
     NotAUrl,
+}
+
+/// A failure to build a function's dependencies at cold start: the configuration, or the store it names.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// The environment is incomplete or wrong (or the Redis URL's secret cannot be read).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Redis could not be reached.
+    #[error("could not connect to Redis")]
+    Store(#[from] StoreError),
 }
 
 /// Which browser origins may open a connection (the equivalent of Channels' `AllowedHostsOriginValidator`).

@@ -11,7 +11,7 @@ pub mod disconnect;
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequestContext};
 use aws_lambda_events::encodings::Body;
 
-use crate::config::ConfigError;
+pub use crate::config::StartupError;
 use crate::rooms::StoreError;
 use crate::wire::{ConnectionId, ConnectionIdError, RoomName};
 
@@ -58,17 +58,6 @@ pub fn error_chain(err: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     out
-}
-
-/// A failure to build a handler's dependencies at cold start.
-#[derive(Debug, thiserror::Error)]
-pub enum StartupError {
-    /// The environment is incomplete or wrong.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    /// Redis could not be reached.
-    #[error("could not connect to Redis")]
-    Store(#[from] StoreError),
 }
 
 /// A proxy response with `status` and an optional text body.

@@ -50,8 +50,7 @@ use redis::{AsyncCommands, ConnectionAddr, IntoConnectionInfo, TlsCertificates};
 use tracing::info;
 
 use super::{RoomStore, StoreError};
-use crate::config::{Config, ConfigError, REDIS_CA_CERT_PATH};
-use crate::handlers::StartupError;
+use crate::config::{Config, ConfigError, REDIS_CA_CERT_PATH, StartupError};
 use crate::wire::{ConnectionId, RoomName};
 
 /// How long connecting to one node, or one reply, may take before the attempt fails.

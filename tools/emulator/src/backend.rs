@@ -7,10 +7,12 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chat_shared::config::OriginPolicy;
+use chat_shared::config::{Config, StartupError};
 use chat_shared::fanout::FanoutSettings;
 use chat_shared::gateway::AwsGateway;
 use chat_shared::handlers::{self, HandlerError, authorize, connect, default, disconnect};
-use chat_shared::rooms::{MemoryRoomStore, RedisRoomStore, RoomStore, StoreError};
+use chat_shared::rooms::redis::connect_from_config;
+use chat_shared::rooms::{MemoryRoomStore, RoomStore};
 use chat_shared::{ProxyResponse, WebsocketRequest};
 use serde_json::Value;
 
@@ -270,13 +272,9 @@ pub struct InProcess {
 pub enum StoreChoice {
     /// A fresh in-memory store.
     Memory,
-    /// Redis at this URL, keys under this prefix.
-    Redis {
-        /// `redis://…`
-        url: String,
-        /// Key prefix.
-        prefix: String,
-    },
+    /// Redis as the functions reach it: `REDIS_URL` or `REDIS_URL_SECRET_ARN`, `REDIS_CLUSTER`,
+    /// `REDIS_CA_CERT_PATH`, `REDIS_KEY_PREFIX`, through the same `connect_from_config` as the Lambda functions.
+    Redis(Box<Config>),
     /// A store the caller also holds (tests inspect it).
     Shared(Arc<dyn RoomStore>),
 }
@@ -285,7 +283,11 @@ impl std::fmt::Debug for StoreChoice {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Memory => f.write_str("Memory"),
-            Self::Redis { prefix, .. } => write!(f, "Redis {{ prefix: {prefix:?} }}"),
+            Self::Redis(config) => write!(
+                f,
+                "Redis {{ prefix: {:?}, cluster: {} }}",
+                config.key_prefix, config.redis_cluster
+            ),
             Self::Shared(_) => f.write_str("Shared"),
         }
     }
@@ -308,15 +310,13 @@ impl InProcess {
     /// Builds the handlers' dependencies; posts go through the real AWS SDK adapter to `management_endpoint`.
     ///
     /// # Errors
-    /// [`StoreError`] when Redis cannot be reached.
+    /// [`StartupError`] when Redis is misconfigured or cannot be reached.
     pub async fn new(
         options: &InProcessOptions,
         management_endpoint: &str,
-    ) -> Result<Self, StoreError> {
+    ) -> Result<Self, StartupError> {
         let rooms: Arc<dyn RoomStore> = match &options.store {
-            StoreChoice::Redis { url, prefix } => {
-                Arc::new(RedisRoomStore::connect(url, prefix, options.membership_lifetime).await?)
-            }
+            StoreChoice::Redis(config) => connect_from_config(config).await?,
             StoreChoice::Memory => Arc::new(MemoryRoomStore::new(options.membership_lifetime)),
             StoreChoice::Shared(rooms) => rooms.clone(),
         };

@@ -76,12 +76,10 @@ async fn main() -> anyhow::Result<()> {
     let backend = match args.lambda_invoke_url {
         Some(invoke_url) => BackendChoice::Lambda { invoke_url },
         None => BackendChoice::InProcess(InProcessOptions {
-            store: match &config.redis_url {
-                Some(url) => StoreChoice::Redis {
-                    url: url.clone(),
-                    prefix: config.key_prefix.clone(),
-                },
-                None => StoreChoice::Memory,
+            store: if config.redis_url.is_some() || config.redis_url_secret_arn.is_some() {
+                StoreChoice::Redis(Box::new(config.clone()))
+            } else {
+                StoreChoice::Memory
             },
             membership_lifetime: config.membership_lifetime,
             allowed_origins: config.allowed_origins.clone(),
@@ -91,7 +89,7 @@ async fn main() -> anyhow::Result<()> {
     let mode = match &backend {
         BackendChoice::Lambda { invoke_url } => format!("Lambda functions at {invoke_url}"),
         BackendChoice::InProcess(InProcessOptions {
-            store: StoreChoice::Redis { .. },
+            store: StoreChoice::Redis(_),
             ..
         }) => "in-process handlers, rooms in Redis".to_owned(),
         BackendChoice::InProcess(_) => "in-process handlers, rooms in memory".to_owned(),
