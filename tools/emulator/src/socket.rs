@@ -220,10 +220,16 @@ fn accept(
         control,
     };
     let failed_state = state.clone();
-    let failed_id = new.info.connection_id.clone();
+    let failed_info = new.info.clone();
     upgrade
         .on_failed_upgrade(move |_| {
-            failed_state.connections().remove(&failed_id);
+            // $connect already joined the room: a handshake that dies now still owes a $disconnect.
+            failed_state
+                .connections()
+                .remove(&failed_info.connection_id);
+            tokio::spawn(async move {
+                disconnect(&failed_state, &failed_info, 1006, "Going away").await
+            });
         })
         .on_upgrade(move |socket| run(state, socket, new, last_active_at))
 }
@@ -333,9 +339,14 @@ async fn run(
     drop(close_tx);
     let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
 
+    disconnect(&state, &info, ending.code, &ending.reason).await;
+}
+
+/// Sends the `$disconnect` event, if the API has that route.
+async fn disconnect(state: &AppState, info: &ConnectionInfo, code: u16, reason: &str) {
     if let Some(function) = state.options.routes.function_for("$disconnect") {
-        let event = events::disconnect(&info, ending.code, &ending.reason, now_ms());
-        invoke_logged(&state, &conn, "$disconnect", function, event).await;
+        let event = events::disconnect(info, code, reason, now_ms());
+        invoke_logged(state, &info.connection_id, "$disconnect", function, event).await;
     }
 }
 
