@@ -1,30 +1,20 @@
 // The Django Channels tutorial's acceptance tests (part 4), plus what a real chat page must survive:
 // hostile message text and a dropped connection. Runs headless Chromium against the local emulator.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  chatLines, dropConnection, emulatorConnections, enterRoomViaLobby, launchBrowser, openRoom, postMessage,
-  startEmulator, waitConnected, waitForChatLine, waitForConnections, waitForLogText, withPages,
-  TEST_OPTIONS,
+  chatLines, dropConnection, emulatorConnections, enterRoomViaLobby, openRoom, postMessage,
+  waitConnected, waitForChatLine, waitForConnections, waitForLogText, withPages,
+  TEST_OPTIONS, useSuite,
 } from './harness.mjs';
 
-let emulator;
-let browser;
-
-before(async () => {
-  emulator = await startEmulator();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await emulator?.stop();
-});
+// One emulator and one browser for the whole file, stopped after the last test.
+const suite = useSuite();
 
 test('when_chat_message_posted_then_seen_by_everyone_in_same_room', TEST_OPTIONS, async (t) => {
-  await withPages(t, browser, 2, async ([first, second]) => {
-    await enterRoomViaLobby(first, emulator.base, 'room_1');
-    await enterRoomViaLobby(second, emulator.base, 'room_1');
+  await withPages(t, suite.browser, 2, async ([first, second]) => {
+    await enterRoomViaLobby(first, suite.emulator.base, 'room_1');
+    await enterRoomViaLobby(second, suite.emulator.base, 'room_1');
 
     await postMessage(first, 'hello');
     await waitForChatLine(first, 'hello'); // the sender sees its own message, as in the tutorial
@@ -37,9 +27,9 @@ test('when_chat_message_posted_then_seen_by_everyone_in_same_room', TEST_OPTIONS
 });
 
 test('when_chat_message_posted_then_not_seen_by_anyone_in_different_room', TEST_OPTIONS, async (t) => {
-  await withPages(t, browser, 2, async ([first, second]) => {
-    await enterRoomViaLobby(first, emulator.base, 'room_1');
-    await enterRoomViaLobby(second, emulator.base, 'room_2');
+  await withPages(t, suite.browser, 2, async ([first, second]) => {
+    await enterRoomViaLobby(first, suite.emulator.base, 'room_1');
+    await enterRoomViaLobby(second, suite.emulator.base, 'room_2');
 
     await postMessage(first, 'hello');
     await waitForChatLine(first, 'hello');
@@ -59,9 +49,9 @@ test('message_text_is_shown_literally_and_never_run_as_html', TEST_OPTIONS, asyn
     '<img src=x onerror="window.__pwned=1">',
     '<b>not bold</b> & "quotes" \'single\' \\ back\\slash &lt; 로비 😀',
   ];
-  await withPages(t, browser, 2, async ([sender, reader]) => {
-    await openRoom(sender, emulator.base, 'room_xss');
-    await openRoom(reader, emulator.base, 'room_xss');
+  await withPages(t, suite.browser, 2, async ([sender, reader]) => {
+    await openRoom(sender, suite.emulator.base, 'room_xss');
+    await openRoom(reader, suite.emulator.base, 'room_xss');
     for (const text of hostile) {
       await postMessage(sender, text);
       await waitForChatLine(reader, text);
@@ -77,19 +67,19 @@ test('message_text_is_shown_literally_and_never_run_as_html', TEST_OPTIONS, asyn
 
 test('after_the_emulator_drops_the_connection_the_page_reconnects_and_chat_works_again', TEST_OPTIONS, async (t) => {
   const room = 'room_reconnect';
-  await withPages(t, browser, 2, async ([dropped, other]) => {
-    await openRoom(dropped, emulator.base, room);
-    const [before] = await waitForConnections(emulator.base, (c) => c.queryString?.room === room, `in ${room}`);
-    await openRoom(other, emulator.base, room);
+  await withPages(t, suite.browser, 2, async ([dropped, other]) => {
+    await openRoom(dropped, suite.emulator.base, room);
+    const [before] = await waitForConnections(suite.emulator.base, (c) => c.queryString?.room === room, `in ${room}`);
+    await openRoom(other, suite.emulator.base, room);
 
-    const status = await dropConnection(emulator.base, before.connectionId);
+    const status = await dropConnection(suite.emulator.base, before.connectionId);
     assert.equal(status, 204, 'DeleteConnection answers 204');
 
     // The page says so (a note that stays in the log), then reconnects by itself.
     await waitForLogText(dropped, 'Disconnected');
     await waitForLogText(dropped, 'Reconnected');
     await waitConnected(dropped);
-    const now = (await emulatorConnections(emulator.base)).filter((c) => c.queryString?.room === room);
+    const now = (await emulatorConnections(suite.emulator.base)).filter((c) => c.queryString?.room === room);
     assert.equal(now.length, 2, `two connections in ${room} again: ${JSON.stringify(now)}`);
     assert.ok(!now.some((c) => c.connectionId === before.connectionId), 'the dropped id is gone');
 

@@ -6,6 +6,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
 import { chromium } from 'playwright-core';
+import { after, before } from 'node:test';
 
 export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const ARTIFACTS = join(REPO, 'test-artifacts', 'browser');
@@ -138,6 +139,21 @@ export async function snap(page, name) {
  * @param {(pages: import('playwright-core').Page[], context: import('playwright-core').BrowserContext) => Promise<void>} fn
  * @param {object} [contextOptions] e.g. { viewport: { width: 360, height: 740 } }
  */
+// One emulator and one browser for a test file: started before its first test, stopped after its last (also
+// when a test fails). Read `suite.emulator` and `suite.browser` inside the tests.
+export function useSuite() {
+  const suite = { emulator: undefined, browser: undefined };
+  before(async () => {
+    suite.emulator = await startEmulator();
+    suite.browser = await launchBrowser();
+  });
+  after(async () => {
+    await suite.browser?.close();
+    await suite.emulator?.stop();
+  });
+  return suite;
+}
+
 export async function withPages(t, browser, count, fn, contextOptions = {}) {
   const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, ...contextOptions });
   context.setDefaultTimeout(WAIT_MS);

@@ -1,27 +1,17 @@
 // The room page (room.html): refusals, server error frames, the composer, scrolling, small screens.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import {
-  chatLines, launchBrowser, REPO, openRoom, postMessage, snap, startEmulator, waitConnected, waitForChatLine,
+  chatLines, REPO, openRoom, postMessage, snap, waitConnected, waitForChatLine,
   waitForLogText, WAIT_MS, withPages,
-  TEST_OPTIONS,
+  TEST_OPTIONS, useSuite,
 } from './harness.mjs';
 
-let emulator;
-let browser;
-
-before(async () => {
-  emulator = await startEmulator();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await emulator?.stop();
-});
+// One emulator and one browser for the whole file, stopped after the last test.
+const suite = useSuite();
 
 /** A TCP port on 127.0.0.1 that nobody listens on (bound, then released). */
 async function closedPort() {
@@ -43,9 +33,9 @@ function watchSockets(page) {
 }
 
 test('room_page_refuses_an_invalid_room_name_without_connecting', TEST_OPTIONS, async (t) => {
-  await withPages(t, browser, 1, async ([page]) => {
+  await withPages(t, suite.browser, 1, async ([page]) => {
     const seen = watchSockets(page);
-    await page.goto(`${emulator.base}/room.html?room=${encodeURIComponent('no spaces allowed')}`);
+    await page.goto(`${suite.emulator.base}/room.html?room=${encodeURIComponent('no spaces allowed')}`);
     await page.waitForSelector('#connection-status[data-state="rejected"]', { timeout: WAIT_MS });
     assert.match(await page.textContent('#banner-text'), /letters, digits and underscores/);
     assert.equal(await page.isVisible('#retry-button'), false, 'retrying cannot help');
@@ -54,7 +44,7 @@ test('room_page_refuses_an_invalid_room_name_without_connecting', TEST_OPTIONS, 
     assert.deepEqual(seen.opened, [], 'no connection attempt');
     assert.equal(await page.textContent('#status-text'), 'Rejected');
 
-    await page.goto(`${emulator.base}/room.html`);
+    await page.goto(`${suite.emulator.base}/room.html`);
     await page.waitForSelector('#connection-status[data-state="rejected"]', { timeout: WAIT_MS });
     assert.match(await page.textContent('#banner-text'), /No room given/);
     assert.equal(await page.innerText('h1'), 'No room');
@@ -64,10 +54,10 @@ test('room_page_refuses_an_invalid_room_name_without_connecting', TEST_OPTIONS, 
 
 test('room_page_reports_a_server_that_never_accepts_and_retries_on_request', TEST_OPTIONS, async (t) => {
   const port = await closedPort();
-  await withPages(t, browser, 1, async ([page]) => {
+  await withPages(t, suite.browser, 1, async ([page]) => {
     const seen = watchSockets(page);
     const ws = `ws://127.0.0.1:${port}/prod`;
-    await page.goto(`${emulator.base}/room.html?room=room_1&ws=${encodeURIComponent(ws)}`);
+    await page.goto(`${suite.emulator.base}/room.html?room=room_1&ws=${encodeURIComponent(ws)}`);
     // Three attempts, backoff ≤ 0.5 s then ≤ 1 s: well inside the bound.
     await page.waitForSelector('#connection-status[data-state="rejected"]', { timeout: WAIT_MS });
     assert.match(await page.textContent('#banner-text'), /3 attempts in a row were refused/);
@@ -83,15 +73,15 @@ test('room_page_reports_a_server_that_never_accepts_and_retries_on_request', TES
 });
 
 test('room_page_derives_the_socket_url_from_the_page_when_config_js_says_null', TEST_OPTIONS, async (t) => {
-  await withPages(t, browser, 1, async ([page]) => {
+  await withPages(t, suite.browser, 1, async ([page]) => {
     // Serve the repository's own web/config.js (websocketUrl: null) instead of the emulator's generated one.
     await page.route('**/config.js', (route) => route.fulfill({
       contentType: 'text/javascript',
       body: readFileSync(join(REPO, 'web', 'config.js'), 'utf8'),
     }));
     const seen = watchSockets(page);
-    await openRoom(page, emulator.base, 'room_derived');
-    assert.deepEqual(seen.opened, [`ws://127.0.0.1:${emulator.port}/?room=room_derived`]);
+    await openRoom(page, suite.emulator.base, 'room_derived');
+    assert.deepEqual(seen.opened, [`ws://127.0.0.1:${suite.emulator.port}/?room=room_derived`]);
     assert.match(await page.textContent('#server-info'), /from this page’s address/);
     await postMessage(page, 'via /');
     await waitForChatLine(page, 'via /');
@@ -99,7 +89,7 @@ test('room_page_derives_the_socket_url_from_the_page_when_config_js_says_null', 
 });
 
 test('server_error_frames_are_shown_apart_from_chat_lines', TEST_OPTIONS, async (t) => {
-  await withPages(t, browser, 1, async ([page]) => {
+  await withPages(t, suite.browser, 1, async ([page]) => {
     // Sit between the page and the real emulator to inject frames the page itself never provokes.
     let toPage;
     await page.routeWebSocket(/\/local\?room=/, (ws) => {
@@ -108,7 +98,7 @@ test('server_error_frames_are_shown_apart_from_chat_lines', TEST_OPTIONS, async 
       ws.onMessage((message) => server.send(message));
       server.onMessage((message) => ws.send(message));
     });
-    await openRoom(page, emulator.base, 'room_errors');
+    await openRoom(page, suite.emulator.base, 'room_errors');
     await postMessage(page, 'a normal line');
     await waitForChatLine(page, 'a normal line');
 
@@ -131,9 +121,9 @@ test('server_error_frames_are_shown_apart_from_chat_lines', TEST_OPTIONS, async 
 });
 
 test('composer_sends_exact_json_ignores_blank_input_and_clears_after_send', TEST_OPTIONS, async (t) => {
-  await withPages(t, browser, 1, async ([page]) => {
+  await withPages(t, suite.browser, 1, async ([page]) => {
     const seen = watchSockets(page);
-    await openRoom(page, emulator.base, 'room_composer');
+    await openRoom(page, suite.emulator.base, 'room_composer');
     assert.equal(await page.evaluate(() => document.activeElement?.id), 'chat-message-input', 'the message input has focus');
 
     await postMessage(page, '   ');
@@ -160,9 +150,9 @@ test('composer_sends_exact_json_ignores_blank_input_and_clears_after_send', TEST
 });
 
 test('log_follows_new_messages_unless_the_reader_scrolled_up', TEST_OPTIONS, async (t) => {
-  await withPages(t, browser, 2, async ([reader, writer]) => {
-    await openRoom(reader, emulator.base, 'room_scroll');
-    await openRoom(writer, emulator.base, 'room_scroll');
+  await withPages(t, suite.browser, 2, async ([reader, writer]) => {
+    await openRoom(reader, suite.emulator.base, 'room_scroll');
+    await openRoom(writer, suite.emulator.base, 'room_scroll');
     // A short window, so a dozen lines overflow the log.
     for (let i = 1; i <= 14; i += 1) await postMessage(writer, `message number ${i}`);
     await waitForChatLine(reader, 'message number 14');
@@ -192,15 +182,15 @@ test('log_follows_new_messages_unless_the_reader_scrolled_up', TEST_OPTIONS, asy
 
 for (const [label, viewport] of [['phone_360x740', { width: 360, height: 740 }], ['desktop_1280x800', { width: 1280, height: 800 }]]) {
   test(`pages_fit_a_${label}_screen`, TEST_OPTIONS, async (t) => {
-    await withPages(t, browser, 2, async ([page, other]) => {
-      await page.goto(`${emulator.base}/`);
+    await withPages(t, suite.browser, 2, async ([page, other]) => {
+      await page.goto(`${suite.emulator.base}/`);
       await page.fill('#room-name-input', 'no good!');
       await page.press('#room-name-input', 'Enter');
       await page.locator('#room-name-error').waitFor({ state: 'visible', timeout: WAIT_MS });
       await snap(page, `${t.name}-lobby`);
 
-      await openRoom(page, emulator.base, `layout_${label}`);
-      await openRoom(other, emulator.base, `layout_${label}`);
+      await openRoom(page, suite.emulator.base, `layout_${label}`);
+      await openRoom(other, suite.emulator.base, `layout_${label}`);
       const long = 'a_very_long_word_without_any_spaces_'.repeat(4);
       for (const text of ['Hi! Anyone here?', 'Yes, hello 👋', long, 'Rendering <b>tags</b> as text']) {
         await postMessage(other, text);
@@ -216,9 +206,9 @@ for (const [label, viewport] of [['phone_360x740', { width: 360, height: 740 }],
 
 test('a_room_with_a_few_messages', TEST_OPTIONS, async (t) => {
   // Produces the README screenshot (test-artifacts/browser/a_room_with_a_few_messages-1.png).
-  await withPages(t, browser, 2, async ([alice, bob]) => {
-    await openRoom(alice, emulator.base, 'lobby');
-    await openRoom(bob, emulator.base, 'lobby');
+  await withPages(t, suite.browser, 2, async ([alice, bob]) => {
+    await openRoom(alice, suite.emulator.base, 'lobby');
+    await openRoom(bob, suite.emulator.base, 'lobby');
     const script = [
       [bob, 'Hi all! Is the local emulator up?'],
       [alice, 'Yes: make emulator, then open http://127.0.0.1:3000/'],
