@@ -13,6 +13,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::StreamExt;
 
+use crate::config::{DEFAULT_FANOUT_MAX_ATTEMPTS, DEFAULT_FANOUT_MAX_IN_FLIGHT};
 use crate::gateway::{Gateway, GatewayError};
 use crate::rooms::RoomStore;
 use crate::wire::{ConnectionId, RoomName};
@@ -33,8 +34,8 @@ pub struct FanoutSettings {
 impl Default for FanoutSettings {
     fn default() -> Self {
         Self {
-            max_in_flight: 64,
-            max_attempts: 4,
+            max_in_flight: DEFAULT_FANOUT_MAX_IN_FLIGHT,
+            max_attempts: DEFAULT_FANOUT_MAX_ATTEMPTS,
             base_backoff: Duration::from_millis(25),
             max_backoff: Duration::from_millis(400),
         }

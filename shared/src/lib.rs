@@ -1,19 +1,30 @@
-//! wschat's shared crate: everything the three Lambda functions do, so that the functions, the local emulator
-//! and the tests all run the very same code.
+//! wschat's shared crate: everything the Lambda functions do, so that the functions, the local emulator and the
+//! tests all run the very same code.
 //!
 //! * [`wire`]: the `{"message": ...}` frames, [`wire::RoomName`] and [`wire::ConnectionId`], parsed at the edge.
 //! * [`rooms`]: room membership ([`rooms::RoomStore`]) in Redis or in memory, bounded in time.
 //! * [`gateway`]: PostToConnection behind [`gateway::Gateway`]; the AWS SDK adapter and a recording fake.
 //! * [`fanout`]: `group_send`, concurrent and bounded, pruning gone members and retrying throttled ones.
-//! * [`handlers`]: one pure `handle(&event, &deps)` per route (`$connect`, `$disconnect`, `$default`) and the
-//!   optional `$connect` authorizer that carries the room to later events.
-//! * [`config`] and [`telemetry`]: environment and logs.
+//! * [`handlers`]: one pure `handle(&event, &deps)` per route (`$connect`, `$disconnect`, `$default`), the
+//!   optional `$connect` authorizer that carries the room to later events, and the `$connect` origin rule.
+//! * [`config`]: the environment variables, their defaults and parsing; plain data, no I/O, no crate imports.
+//! * [`startup`]: cold start, from a [`config::Config`] to each route's `Deps` (secret, CA file, Redis, the SDK).
+//! * [`secrets`]: the Redis URL from Secrets Manager.
+//! * [`telemetry`]: logs. `lambda` (feature `lambda`): the runtime glue every function's `main` shares.
+//!
+//! Only [`gateway::aws`] and [`secrets`] see the AWS SDK. Imports run one way, each module using only those
+//! before it: `config`, `wire` → `rooms`, `gateway` → `fanout` → `handlers` → `secrets`, `startup` → `lambda`;
+//! nothing imports in a circle.
 
 pub mod config;
 pub mod fanout;
 pub mod gateway;
 pub mod handlers;
+#[cfg(feature = "lambda")]
+pub mod lambda;
 pub mod rooms;
+pub mod secrets;
+pub mod startup;
 pub mod telemetry;
 pub mod wire;
 

@@ -11,7 +11,6 @@ all_modes!(
     when_chat_message_posted_then_not_seen_by_anyone_in_different_room,
     message_text_round_trips_byte_exactly,
     malformed_frame_is_answered_with_an_error_to_its_sender_only,
-    chat_still_works_after_idle_seconds,
     unicode_room_names_work,
 );
 // These look into the room store, which a deployed stage keeps out of reach.
@@ -128,19 +127,6 @@ async fn vanished_member_is_pruned_on_the_next_send(mode: Mode) {
     .await;
     assert_ne!(members_of(chat.rooms.as_ref(), &room_name).await[0], ghost);
     assert_eq!(chat.rooms.room_of(&ghost).await.expect("room_of"), None);
-}
-
-async fn chat_still_works_after_idle_seconds(mode: Mode) {
-    let chat = TestChat::start(mode).await;
-    let room = unique_room("idle");
-    let mut alice = chat.join(&room).await;
-    let mut bob = chat.join(&room).await;
-
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    alice.say("after a pause").await;
-
-    assert_eq!(alice.recv_message().await, "after a pause");
-    assert_eq!(bob.recv_message().await, "after a pause");
 }
 
 async fn disconnect_removes_the_member_from_its_room(mode: Mode) {

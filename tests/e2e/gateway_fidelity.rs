@@ -5,8 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use chat_shared::config::OriginPolicy;
-use chat_shared::fanout::FanoutSettings;
+use chat_shared::config::Config;
 use chat_shared::gateway::{AwsGateway, Gateway as _, GatewayError};
 use chat_shared::wire::ConnectionId;
 use serde_json::Value;
@@ -276,15 +275,12 @@ async fn throttled_posts_are_retried_until_every_member_has_every_message() {
         throttle_rate: 0.3,
         ..Options::default()
     };
-    let fanout = FanoutSettings {
-        max_attempts: 12,
-        ..FanoutSettings::default()
-    };
     let backend = BackendChoice::InProcess(InProcessOptions {
         store: StoreChoice::Memory,
-        membership_lifetime: Duration::from_secs(60),
-        allowed_origins: OriginPolicy::Any,
-        fanout,
+        config: Config {
+            fanout_max_attempts: 12,
+            ..Config::default()
+        },
     });
     let emulator = Emulator::start("127.0.0.1:0".parse().expect("addr"), options, backend)
         .await
@@ -380,9 +376,7 @@ fn is_status(err: &tokio_tungstenite::tungstenite::Error, status: u16) -> bool {
 async fn connect_handler_error_rejects_the_handshake_with_500() {
     let emulator = emulator_with(BackendChoice::InProcess(InProcessOptions {
         store: StoreChoice::Shared(Arc::new(DownStore)),
-        membership_lifetime: Duration::from_secs(60),
-        allowed_origins: OriginPolicy::Any,
-        fanout: FanoutSettings::default(),
+        config: Config::default(),
     }))
     .await;
 

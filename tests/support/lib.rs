@@ -4,12 +4,13 @@
 //! Redis tests need `WSCHAT_TEST_REDIS_URL`; `make test` starts a private redis-server and sets it. Without it
 //! they fail with a message saying so: they never skip.
 
+pub mod redis_servers;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chat_shared::config::OriginPolicy;
-use chat_shared::fanout::FanoutSettings;
+use chat_shared::config::{Config, KeyPrefix, MAX_CONNECTION_LIFETIME};
 use chat_shared::rooms::{MemoryRoomStore, RedisRoomStore, RoomStore, StoreError};
 use chat_shared::wire::{ConnectionId, RoomName};
 use futures_util::{SinkExt as _, StreamExt as _};
@@ -60,8 +61,9 @@ pub fn redis_url() -> String {
 }
 
 /// A key prefix no other test uses, so tests can share one Redis.
-pub fn unique_prefix() -> String {
-    format!("wschat-test:{:016x}:", fastrand::u64(..))
+pub fn unique_prefix() -> KeyPrefix {
+    KeyPrefix::parse(&format!("wschat-test:{:016x}:", fastrand::u64(..)))
+        .expect("no braces in the prefix")
 }
 
 /// A room name no other test uses.
@@ -124,12 +126,12 @@ impl TestChat {
             Mode::Deployed => unreachable!("handled above"),
             Mode::Redis | Mode::Lambda => {
                 let prefix = if mode == Mode::Lambda {
-                    "wschat:".to_owned()
+                    KeyPrefix::default()
                 } else {
                     unique_prefix()
                 };
                 Arc::new(
-                    RedisRoomStore::connect(&redis_url(), &prefix, Duration::from_secs(7200))
+                    RedisRoomStore::connect(&redis_url(), &prefix, MAX_CONNECTION_LIFETIME)
                         .await
                         .expect("the test Redis is reachable"),
                 )
@@ -152,9 +154,7 @@ impl TestChat {
         }
         let backend = BackendChoice::InProcess(InProcessOptions {
             store: StoreChoice::Shared(rooms.clone()),
-            membership_lifetime: Duration::from_secs(7200),
-            allowed_origins: OriginPolicy::Any,
-            fanout: FanoutSettings::default(),
+            config: Config::default(),
         });
         let addr: SocketAddr = "127.0.0.1:0".parse().expect("address");
         let emulator = Emulator::start(addr, options.clone(), backend)

@@ -8,10 +8,8 @@ use std::sync::Arc;
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use tracing::{info, warn};
 
-use super::{HandlerError, StartupError, connection_id, response};
-use crate::config::{Config, OriginPolicy};
+use super::{HandlerError, Route, connection_id, response};
 use crate::rooms::RoomStore;
-use crate::rooms::redis::connect_from_config;
 use crate::wire::{RoomName, RoomNameError};
 
 /// What `$connect` needs.
@@ -23,19 +21,44 @@ pub struct Deps {
     pub origins: OriginPolicy,
 }
 
-impl Deps {
-    /// Builds the dependencies from the environment (`REDIS_URL` or `REDIS_URL_SECRET_ARN`, `REDIS_CLUSTER`,
-    /// `ALLOWED_ORIGINS`, ...).
-    ///
-    /// # Errors
-    /// [`StartupError`] when a variable is missing, the Redis URL's secret cannot be read, or Redis is unreachable.
-    pub async fn from_env() -> Result<Self, StartupError> {
-        let cfg = Config::from_env()?;
-        let rooms = connect_from_config(&cfg).await?;
-        Ok(Self {
-            rooms,
-            origins: cfg.allowed_origins,
-        })
+/// Which browser origins may open a connection (`ALLOWED_ORIGINS`; the equivalent of Channels'
+/// `AllowedHostsOriginValidator`).
+///
+/// Only browsers send `Origin`, and only browsers can be tricked into connecting from another site's page, so
+/// a connection without `Origin` (a CLI client, a test) is allowed; a browser from an unlisted origin is refused.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum OriginPolicy {
+    /// Any origin (`*`).
+    #[default]
+    Any,
+    /// Only these origins, compared case-insensitively (`https://chat.example.com`).
+    Only(Vec<String>),
+}
+
+impl OriginPolicy {
+    /// Parses `*` or a comma-separated list of origins.
+    pub fn parse(raw: &str) -> Self {
+        let list: Vec<String> = raw
+            .split(',')
+            .map(|o| o.trim().trim_end_matches('/').to_ascii_lowercase())
+            .filter(|o| !o.is_empty())
+            .collect();
+        if list.is_empty() || list.iter().any(|o| o == "*") {
+            Self::Any
+        } else {
+            Self::Only(list)
+        }
+    }
+
+    /// Whether a request with this `Origin` header (or none) may connect.
+    pub fn allows(&self, origin: Option<&str>) -> bool {
+        match (self, origin) {
+            (Self::Any, _) | (Self::Only(_), None) => true,
+            (Self::Only(list), Some(origin)) => {
+                let origin = origin.trim().trim_end_matches('/').to_ascii_lowercase();
+                list.contains(&origin)
+            }
+        }
     }
 }
 
@@ -70,6 +93,16 @@ pub async fn handle(
         .await?;
     info!(connection = %conn, room = %room, "joined");
     Ok(response(200, None))
+}
+
+#[async_trait::async_trait]
+impl Route for Deps {
+    async fn handle(
+        &self,
+        event: &ApiGatewayWebsocketProxyRequest,
+    ) -> Result<ApiGatewayProxyResponse, HandlerError> {
+        handle(event, self).await
+    }
 }
 
 #[cfg(test)]
@@ -153,5 +186,15 @@ mod tests {
             handle(&good, &deps).await.expect("handled").status_code,
             200
         );
+    }
+
+    #[test]
+    fn origin_policy_allows_listed_origins_and_non_browsers() {
+        let policy = OriginPolicy::parse("https://chat.example.com, http://127.0.0.1:3000/");
+        assert!(policy.allows(Some("https://chat.example.com")));
+        assert!(policy.allows(Some("HTTP://127.0.0.1:3000")));
+        assert!(policy.allows(None));
+        assert!(!policy.allows(Some("https://evil.example.com")));
+        assert_eq!(OriginPolicy::parse("*"), OriginPolicy::Any);
     }
 }

@@ -9,12 +9,10 @@ use std::sync::Arc;
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use tracing::{debug, info, warn};
 
-use super::{HandlerError, StartupError, authorizer_room, connection_id, event_time_ms, response};
-use crate::config::Config;
+use super::{HandlerError, Route, authorizer_room, connection_id, event_time_ms, response};
 use crate::fanout::{FanoutSettings, group_send};
-use crate::gateway::{AwsGateway, Gateway};
+use crate::gateway::Gateway;
 use crate::rooms::RoomStore;
-use crate::rooms::redis::connect_from_config;
 use crate::wire::{ClientFrame, ConnectionId, FrameError, MAX_POST_BYTES, ServerFrame};
 
 /// What `$default` needs.
@@ -26,25 +24,6 @@ pub struct Deps {
     pub gateway: Arc<dyn Gateway>,
     /// Fan-out tuning.
     pub fanout: FanoutSettings,
-}
-
-impl Deps {
-    /// Builds the dependencies from the environment (`REDIS_URL` or `REDIS_URL_SECRET_ARN`, `REDIS_CLUSTER`,
-    /// `WS_MANAGEMENT_ENDPOINT`, ...).
-    ///
-    /// # Errors
-    /// [`StartupError`] when a variable is missing, the Redis URL's secret cannot be read, or Redis is unreachable.
-    pub async fn from_env() -> Result<Self, StartupError> {
-        let cfg = Config::from_env()?;
-        let endpoint = cfg.require_management_endpoint()?;
-        let rooms = connect_from_config(&cfg).await?;
-        let gateway = AwsGateway::from_env(endpoint).await;
-        Ok(Self {
-            rooms,
-            gateway: Arc::new(gateway),
-            fanout: cfg.fanout,
-        })
-    }
 }
 
 /// Handles one `$default` event.
@@ -99,6 +78,7 @@ pub async fn handle(
         pruned = report.pruned.len(),
         retried = report.retried,
         failed = report.failed.len(),
+        prune_failed = report.prune_failed,
         "group_send done"
     );
     if report.delivered == 0 && !report.failed.is_empty() {
@@ -108,6 +88,16 @@ pub async fn handle(
         });
     }
     Ok(response(200, None))
+}
+
+#[async_trait::async_trait]
+impl Route for Deps {
+    async fn handle(
+        &self,
+        event: &ApiGatewayWebsocketProxyRequest,
+    ) -> Result<ApiGatewayProxyResponse, HandlerError> {
+        handle(event, self).await
+    }
 }
 
 /// Answers a bad frame: `{"error": ...}` to its sender alone, nothing broadcast, the connection left open.

@@ -6,28 +6,14 @@ use std::sync::Arc;
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use tracing::info;
 
-use super::{HandlerError, StartupError, authorizer_room, connection_id, response};
-use crate::config::Config;
+use super::{HandlerError, Route, authorizer_room, connection_id, response};
 use crate::rooms::RoomStore;
-use crate::rooms::redis::connect_from_config;
 
 /// What `$disconnect` needs.
 #[derive(Clone)]
 pub struct Deps {
     /// Room membership.
     pub rooms: Arc<dyn RoomStore>,
-}
-
-impl Deps {
-    /// Builds the dependencies from the environment (`REDIS_URL` or `REDIS_URL_SECRET_ARN`, `REDIS_CLUSTER`, ...).
-    ///
-    /// # Errors
-    /// [`StartupError`] when a variable is missing, the Redis URL's secret cannot be read, or Redis is unreachable.
-    pub async fn from_env() -> Result<Self, StartupError> {
-        let cfg = Config::from_env()?;
-        let rooms = connect_from_config(&cfg).await?;
-        Ok(Self { rooms })
-    }
 }
 
 /// Handles one `$disconnect` event.
@@ -47,6 +33,16 @@ pub async fn handle(
         None => info!(connection = %conn, status, "disconnected while in no room"),
     }
     Ok(response(200, None))
+}
+
+#[async_trait::async_trait]
+impl Route for Deps {
+    async fn handle(
+        &self,
+        event: &ApiGatewayWebsocketProxyRequest,
+    ) -> Result<ApiGatewayProxyResponse, HandlerError> {
+        handle(event, self).await
+    }
 }
 
 #[cfg(test)]

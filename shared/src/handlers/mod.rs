@@ -8,10 +8,12 @@ pub mod connect;
 pub mod default;
 pub mod disconnect;
 
-use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequestContext};
+use aws_lambda_events::apigw::{
+    ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest,
+    ApiGatewayWebsocketProxyRequestContext,
+};
 use aws_lambda_events::encodings::Body;
 
-pub use crate::config::StartupError;
 use crate::rooms::StoreError;
 use crate::wire::{ConnectionId, ConnectionIdError, RoomName};
 
@@ -46,6 +48,20 @@ impl HandlerError {
             Self::Undeliverable { .. } => "Undeliverable",
         }
     }
+}
+
+/// A route's handler bound to its dependencies: each route's `Deps` implements it by calling its module's
+/// `handle`. The Lambda mains serve one (`lambda::serve`, feature `lambda`) and the emulator dispatches to them by name.
+#[async_trait::async_trait]
+pub trait Route: Send + Sync {
+    /// Handles one event of this route.
+    ///
+    /// # Errors
+    /// [`HandlerError`] for an infrastructure failure.
+    async fn handle(
+        &self,
+        event: &ApiGatewayWebsocketProxyRequest,
+    ) -> Result<ApiGatewayProxyResponse, HandlerError>;
 }
 
 /// An error and all its sources on one line (`a: b: c`), for logs and Lambda error messages.

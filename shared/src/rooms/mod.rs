@@ -1,13 +1,12 @@
 //! Room membership: which connections are in which room, bounded in time.
 //!
-//! The trait mirrors Channels' `group_add` / `group_discard` plus the two reads the `$default` hot path needs.
-//! Membership expires after a fixed lifetime (2 h by default, API Gateway's hard cap on a connection), because
+//! [`RoomStore::join`] and [`RoomStore::leave`] are Channels' `group_add` and `group_discard` (this crate says
+//! join and leave throughout), plus the reads the `$default` hot path needs. Membership expires after a fixed
+//! lifetime ([`MAX_CONNECTION_LIFETIME`] by default, API Gateway's hard cap on a connection), because
 //! `$disconnect` is best effort: a member older than that is certainly gone, whatever Redis still says.
 
 pub mod memory;
 pub mod redis;
-
-use std::time::Duration;
 
 use async_trait::async_trait;
 
@@ -16,13 +15,12 @@ use crate::wire::{ConnectionId, RoomName};
 pub use self::memory::MemoryRoomStore;
 pub use self::redis::RedisRoomStore;
 
-/// API Gateway closes every WebSocket connection after 2 hours; no membership can outlive that.
-pub const MAX_CONNECTION_LIFETIME: Duration = Duration::from_secs(2 * 60 * 60);
+pub use crate::config::MAX_CONNECTION_LIFETIME;
 
 /// Room membership storage. Implementations must be safe to share between concurrent invocations.
 #[async_trait]
 pub trait RoomStore: Send + Sync {
-    /// `group_add`: records `conn` as a member of `room`, joined at `connected_at_ms` (epoch milliseconds).
+    /// Records `conn` as a member of `room`, joined at `connected_at_ms` (epoch milliseconds).
     ///
     /// # Errors
     /// [`StoreError`] when the backing store cannot be reached or refuses the write.
@@ -45,7 +43,7 @@ pub trait RoomStore: Send + Sync {
     /// [`StoreError`] when the backing store cannot be read.
     async fn members(&self, room: &RoomName, now_ms: i64) -> Result<Vec<ConnectionId>, StoreError>;
 
-    /// `group_discard`: removes `conn` from its room and returns the room it left (`None` if it was in none).
+    /// Removes `conn` from its room and returns the room it left (`None` if it was in none).
     /// `room` is a hint (from the authorizer context) that saves looking the room up.
     ///
     /// # Errors

@@ -23,8 +23,8 @@
 //! * 410 during fan-out → one pipeline of `ZREM` + `DEL`s.
 //!
 //! # Cluster mode
-//! With `REDIS_CLUSTER=true` ([`connect_from_config`]) the store talks through redis-rs's async cluster client
-//! ([`RedisRoomStore::connect_cluster`]), which ElastiCache Serverless and any cluster-mode endpoint require. It
+//! With `REDIS_CLUSTER=true` ([`crate::startup::connect_store`]) the store talks through redis-rs's async cluster
+//! client, which ElastiCache Serverless and any cluster-mode endpoint require. It
 //! learns the slot map from the node in the URL, routes each command by its key, follows `MOVED`/`ASK`, and runs
 //! `SCRIPT LOAD` on every node when a node answers `NOSCRIPT`; the script's `EVALSHA` carries one key, so it is
 //! routed by that key. That client refuses a pipeline whose commands span hash slots ("crossed slots"), so the
@@ -37,8 +37,6 @@
 //! `REDIS_CA_CERT_PATH` is set, against that PEM file's CAs only. The `#insecure` URL fragment is refused:
 //! redis-rs is built without `tls-rustls-insecure`.
 
-use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -46,17 +44,18 @@ use futures_util::future::try_join_all;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
-use redis::{AsyncCommands, ConnectionAddr, IntoConnectionInfo, TlsCertificates};
-use tracing::info;
+use redis::{AsyncCommands, TlsCertificates};
 
 use super::{RoomStore, StoreError};
-use crate::config::{Config, ConfigError, REDIS_CA_CERT_PATH, StartupError};
+use crate::config::KeyPrefix;
 use crate::wire::{ConnectionId, RoomName};
 
 /// How long connecting to one node, or one reply, may take before the attempt fails.
 const TIMEOUT: Duration = Duration::from_secs(3);
-/// Retries of a failed request (after reconnecting) before it fails.
-const RETRIES: u32 = 2;
+/// How many times the connection manager tries to re-establish a dropped connection, and the cluster client to
+/// re-route a request after `MOVED`/`ASK` or a node failure. Neither resends a request that failed on a single
+/// node's dropped connection: that request's error reaches the caller.
+const RECONNECT_ATTEMPTS: u32 = 2;
 
 /// Drops members that joined before `ARGV[1]` (epoch ms) and returns the others, in one round trip.
 const LIVE_MEMBERS_SCRIPT: &str = r"
@@ -85,77 +84,25 @@ impl<C> std::fmt::Debug for RedisRoomStore<C> {
     }
 }
 
-/// The key prefix used when none is configured.
-pub const DEFAULT_PREFIX: &str = "wschat:";
-
-/// Connects the store the Lambda functions use, as the configuration says: the URL from `REDIS_URL` or the
-/// secret named by `REDIS_URL_SECRET_ARN`, the cluster client when `REDIS_CLUSTER` is on, the CAs of
-/// `REDIS_CA_CERT_PATH` for `rediss://`. Logs the host it connects to, never the URL (it may hold a password).
-///
-/// # Errors
-/// [`StartupError::Config`] when no URL is configured, the secret or the CA file cannot be read, or a CA file is
-/// given for a URL without TLS; [`StartupError::Store`] when the URL is invalid or Redis cannot be reached.
-pub async fn connect_from_config(cfg: &Config) -> Result<Arc<dyn RoomStore>, StartupError> {
-    let url = cfg.redis_url().await?;
-    let roots = cfg.redis_ca_certs()?;
-    let (host, port, tls) = match url.as_str().into_connection_info() {
-        Ok(info) => match info.addr() {
-            ConnectionAddr::Tcp(host, port) => (host.clone(), *port, false),
-            ConnectionAddr::TcpTls { host, port, .. } => (host.clone(), *port, true),
-            ConnectionAddr::Unix(path) => (path.display().to_string(), 0, false),
-            _ => (String::new(), 0, false),
-        },
-        Err(source) => {
-            return Err(StoreError::Redis {
-                op: "connect",
-                source,
-            }
-            .into());
-        }
-    };
-    if roots.is_some() && !tls {
-        let path = cfg.redis_ca_cert_path.as_deref().unwrap_or(Path::new(""));
-        return Err(ConfigError::Invalid {
-            name: REDIS_CA_CERT_PATH,
-            value: path.display().to_string(),
-            reason: "only applies to rediss:// (TLS) URLs".to_owned(),
-        }
-        .into());
-    }
-    let tls_roots = roots.map(|pem| TlsCertificates {
-        client_tls: None,
-        root_cert: Some(pem),
-    });
-    info!(
-        host,
-        port,
-        tls,
-        cluster = cfg.redis_cluster,
-        custom_ca = tls_roots.is_some(),
-        "connecting to Redis"
-    );
-    let (prefix, lifetime) = (&cfg.key_prefix, cfg.membership_lifetime);
-    Ok(if cfg.redis_cluster {
-        Arc::new(RedisRoomStore::cluster(&url, tls_roots, prefix, lifetime).await?)
-    } else {
-        Arc::new(RedisRoomStore::single_node(&url, tls_roots, prefix, lifetime).await?)
-    })
-}
-
 impl RedisRoomStore<ConnectionManager> {
     /// Connects to `url` (`redis://`, `rediss://` or `unix://`) with a connection manager that reconnects by
     /// itself; create it once per process (cold start) and share it.
     ///
     /// # Errors
     /// [`StoreError::Redis`] when the URL is invalid or the server cannot be reached.
-    pub async fn connect(url: &str, prefix: &str, lifetime: Duration) -> Result<Self, StoreError> {
+    pub async fn connect(
+        url: &str,
+        prefix: &KeyPrefix,
+        lifetime: Duration,
+    ) -> Result<Self, StoreError> {
         Self::single_node(url, None, prefix, lifetime).await
     }
 
-    async fn single_node(
+    /// [`RedisRoomStore::connect`], trusting `roots` for `rediss://` (the system's roots when `None`).
+    pub(crate) async fn single_node(
         url: &str,
         roots: Option<TlsCertificates>,
-        prefix: &str,
+        prefix: &KeyPrefix,
         lifetime: Duration,
     ) -> Result<Self, StoreError> {
         let client = match roots {
@@ -166,7 +113,7 @@ impl RedisRoomStore<ConnectionManager> {
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(TIMEOUT))
             .set_response_timeout(Some(TIMEOUT))
-            .set_number_of_retries(RETRIES as usize);
+            .set_number_of_retries(RECONNECT_ATTEMPTS as usize);
         let manager = ConnectionManager::new_with_config(client, config)
             .await
             .map_err(redis_err("connect"))?;
@@ -176,28 +123,21 @@ impl RedisRoomStore<ConnectionManager> {
 
 impl RedisRoomStore<ClusterConnection> {
     /// Connects to the Redis Cluster that `url` (`redis://` or `rediss://`, one node or a configuration endpoint)
-    /// belongs to, with redis-rs's async cluster client; create it once per process (cold start) and share it.
+    /// belongs to, with redis-rs's async cluster client, trusting `roots` for `rediss://`; create it once per
+    /// process (cold start) and share it.
     ///
     /// # Errors
     /// [`StoreError::Redis`] when the URL is invalid or the cluster cannot be reached.
-    pub async fn connect_cluster(
-        url: &str,
-        prefix: &str,
-        lifetime: Duration,
-    ) -> Result<Self, StoreError> {
-        Self::cluster(url, None, prefix, lifetime).await
-    }
-
-    async fn cluster(
+    pub(crate) async fn cluster(
         url: &str,
         roots: Option<TlsCertificates>,
-        prefix: &str,
+        prefix: &KeyPrefix,
         lifetime: Duration,
     ) -> Result<Self, StoreError> {
         let mut builder = ClusterClient::builder([url])
             .connection_timeout(TIMEOUT)
             .response_timeout(TIMEOUT)
-            .retries(RETRIES);
+            .retries(RECONNECT_ATTEMPTS);
         if let Some(roots) = roots {
             builder = builder.certs(roots);
         }
@@ -218,12 +158,11 @@ where
     C: ConnectionLike + Clone + Send + Sync,
 {
     /// Wraps an existing connection to a single node (or anything that accepts a pipeline spanning hash slots).
-    /// `prefix` starts every key; it must not contain `{` or `}`.
-    pub fn with_connection(conn: C, prefix: &str, lifetime: Duration) -> Self {
-        let prefix: String = prefix.chars().filter(|c| *c != '{' && *c != '}').collect();
+    /// `prefix` starts every key.
+    pub fn with_connection(conn: C, prefix: &KeyPrefix, lifetime: Duration) -> Self {
         Self {
             conn,
-            prefix,
+            prefix: prefix.as_str().to_owned(),
             lifetime_ms: i64::try_from(lifetime.as_millis()).unwrap_or(i64::MAX),
             live_members: redis::Script::new(LIVE_MEMBERS_SCRIPT),
             per_slot: false,

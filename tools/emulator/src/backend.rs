@@ -1,229 +1,18 @@
-//! Where the emulator sends events: the route table (route key → function) and the backends that run the
-//! functions, either in this process ([`InProcess`], the default) or as real Lambda binaries behind
-//! `cargo lambda watch` ([`crate::lambda::LambdaInvoke`]). Both take and return the event JSON exactly as API
-//! Gateway and the Lambda Invoke API would, so the two modes differ in nothing but where the code runs.
+//! Where the emulator sends events: the backends that run the functions, either in this process ([`InProcess`],
+//! the default) or as real Lambda binaries behind `cargo lambda watch` ([`crate::lambda::LambdaInvoke`]). Both
+//! take and return the event JSON exactly as API Gateway and the Lambda Invoke API would, so the two modes differ
+//! in nothing but where the code runs. Which function serves which route is [`crate::routes`]' business.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use chat_shared::config::OriginPolicy;
-use chat_shared::config::{Config, StartupError};
-use chat_shared::fanout::FanoutSettings;
+use chat_shared::config::Config;
 use chat_shared::gateway::AwsGateway;
-use chat_shared::handlers::{self, HandlerError, authorize, connect, default, disconnect};
-use chat_shared::rooms::redis::connect_from_config;
+use chat_shared::handlers::{HandlerError, Route, authorize, connect, default, disconnect};
 use chat_shared::rooms::{MemoryRoomStore, RoomStore};
+use chat_shared::startup::{StartupError, connect_store};
 use chat_shared::{ProxyResponse, WebsocketRequest};
 use serde_json::Value;
-
-/// One route of the API: which function API Gateway invokes for a route key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Route {
-    /// `$connect`, `$disconnect`, `$default` or a custom key matched against `$request.body.action`.
-    pub key: String,
-    /// The Lambda function (the workspace binary) behind it.
-    pub function: String,
-}
-
-/// The API's routes and its `$connect` authorizer.
-///
-/// The deploy template is the single source of truth: [`RouteTable::deployed`] reads `infra/template.yaml`
-/// (embedded at compile time) and follows each `AWS::ApiGatewayV2::Route` to its integration, its function and
-/// that function's `BuildProperties.Binary`, so a route added to the template is served by the emulator too.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RouteTable {
-    /// Every route.
-    pub routes: Vec<Route>,
-    /// The REQUEST authorizer's function on `$connect`, if any.
-    pub authorizer: Option<String>,
-}
-
-/// The deploy template, as built into this binary.
-pub const TEMPLATE: &str = include_str!("../../../infra/template.yaml");
-
-/// Why the route table could not be read from a template.
-#[derive(Debug, thiserror::Error)]
-pub enum TemplateError {
-    /// Not YAML.
-    #[error("the template is not valid YAML")]
-    Yaml(#[from] serde_norway::Error),
-    /// YAML, but not shaped as expected.
-    #[error("template: {0}")]
-    Shape(String),
-}
-
-impl RouteTable {
-    /// The routes of `infra/template.yaml`.
-    ///
-    /// # Errors
-    /// [`TemplateError`] when the embedded template cannot be followed (a test keeps that from shipping).
-    pub fn deployed() -> Result<Self, TemplateError> {
-        Self::from_template(TEMPLATE)
-    }
-
-    /// Reads the routes of a SAM/CloudFormation template: Route → `Target: !Sub integrations/${Integration}` →
-    /// `IntegrationUri: !Sub …${Function.Arn}…` → `Metadata.BuildProperties.Binary`; the authorizer through the
-    /// `$connect` route's `AuthorizerId: !Ref` and the authorizer's `AuthorizerUri`.
-    ///
-    /// # Errors
-    /// [`TemplateError`] naming the resource or property that does not fit.
-    pub fn from_template(text: &str) -> Result<Self, TemplateError> {
-        use serde_norway::Value;
-        let shape = |msg: String| TemplateError::Shape(msg);
-        let root: Value = serde_norway::from_str(text)?;
-        let resources = root
-            .get("Resources")
-            .and_then(Value::as_mapping)
-            .ok_or_else(|| shape("no Resources".into()))?;
-        let resource = |name: &str| {
-            resources
-                .get(name)
-                .ok_or_else(|| shape(format!("no resource {name}")))
-        };
-        let property = |name: &str, prop: &str| -> Result<Value, TemplateError> {
-            resource(name)?
-                .get("Properties")
-                .and_then(|p| p.get(prop))
-                .cloned()
-                .ok_or_else(|| shape(format!("{name} has no {prop}")))
-        };
-        // `!Sub "...${Name}..."` or `!Sub "...${Name.Arn}..."` → Name; `!Ref Name` → Name.
-        let referenced = |value: &Value, what: &str| -> Result<String, TemplateError> {
-            let text = match value {
-                Value::Tagged(tagged) => tagged.value.as_str(),
-                other => other.as_str(),
-            }
-            .ok_or_else(|| shape(format!("{what} is not a !Sub or !Ref string")))?;
-            if !text.contains("${") {
-                return Ok(text.to_owned());
-            }
-            // The first `${…}` that names a resource, not a pseudo parameter such as `${AWS::Partition}`.
-            let name = text
-                .split("${")
-                .skip(1)
-                .filter_map(|part| part.split_once('}').map(|(name, _)| name))
-                .find(|name| !name.starts_with("AWS::"))
-                .ok_or_else(|| shape(format!("{what} names no resource")))?;
-            Ok(name.trim_end_matches(".Arn").to_owned())
-        };
-        let binary = |function: &str| -> Result<String, TemplateError> {
-            resource(function)?
-                .get("Metadata")
-                .and_then(|m| m.get("BuildProperties"))
-                .and_then(|b| b.get("Binary"))
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-                .ok_or_else(|| shape(format!("{function} has no Metadata.BuildProperties.Binary")))
-        };
-        let function_of = |uri: &Value, what: &str| -> Result<String, TemplateError> {
-            binary(&referenced(uri, what)?)
-        };
-
-        let mut routes = Vec::new();
-        let mut authorizer = None;
-        for (name, res) in resources {
-            let name = name.as_str().unwrap_or_default();
-            if res.get("Type").and_then(Value::as_str) != Some("AWS::ApiGatewayV2::Route") {
-                continue;
-            }
-            let key = property(name, "RouteKey")?
-                .as_str()
-                .map(str::to_owned)
-                .ok_or_else(|| shape(format!("{name}: RouteKey")))?;
-            let integration = referenced(&property(name, "Target")?, &format!("{name}.Target"))?;
-            let function = function_of(
-                &property(&integration, "IntegrationUri")?,
-                &format!("{integration}.IntegrationUri"),
-            )?;
-            if let (true, Ok(id)) = (key == "$connect", property(name, "AuthorizerId")) {
-                let auth = referenced(&id, &format!("{name}.AuthorizerId"))?;
-                authorizer = Some(function_of(
-                    &property(&auth, "AuthorizerUri")?,
-                    &format!("{auth}.AuthorizerUri"),
-                )?);
-            }
-            routes.push(Route { key, function });
-        }
-        if routes.is_empty() {
-            return Err(shape("no AWS::ApiGatewayV2::Route".into()));
-        }
-        routes.sort_by(|a, b| a.key.cmp(&b.key));
-        Ok(Self { routes, authorizer })
-    }
-
-    /// The function for `route_key`.
-    pub fn function_for(&self, route_key: &str) -> Option<&str> {
-        self.routes
-            .iter()
-            .find(|r| r.key == route_key)
-            .map(|r| r.function.as_str())
-    }
-
-    /// The route keys, in table order.
-    pub fn keys(&self) -> impl Iterator<Item = &str> {
-        self.routes.iter().map(|r| r.key.as_str())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_deploy_template_routes_every_route_key_to_its_workspace_binary() {
-        let table = RouteTable::deployed().expect("infra/template.yaml can be followed");
-
-        assert_eq!(table.function_for("$connect"), Some("ws-connect"));
-        assert_eq!(table.function_for("$disconnect"), Some("ws-disconnect"));
-        assert_eq!(table.function_for("$default"), Some("ws-default"));
-        assert_eq!(table.authorizer.as_deref(), Some("ws-authorize"));
-        // Every function the template names is one the in-process backend can run.
-        for function in table
-            .routes
-            .iter()
-            .map(|r| r.function.as_str())
-            .chain(table.authorizer.as_deref())
-        {
-            assert!(
-                IN_PROCESS_FUNCTIONS.contains(&function),
-                "{function} has no in-process handler"
-            );
-        }
-    }
-
-    #[test]
-    fn a_custom_route_in_the_template_is_picked_up() {
-        let template = r#"
-Resources:
-  SendRoute:
-    Type: AWS::ApiGatewayV2::Route
-    Properties: { RouteKey: sendmessage, Target: !Sub "integrations/${SendIntegration}" }
-  SendIntegration:
-    Type: AWS::ApiGatewayV2::Integration
-    Properties: { IntegrationUri: !Sub "arn:aws:apigateway:r:lambda:path/2015-03-31/functions/${SendFunction.Arn}/invocations" }
-  SendFunction:
-    Type: AWS::Serverless::Function
-    Metadata: { BuildProperties: { Binary: ws-send } }
-"#;
-        let table = RouteTable::from_template(template).expect("parses");
-
-        assert_eq!(table.function_for("sendmessage"), Some("ws-send"));
-        assert_eq!(table.authorizer, None);
-    }
-
-    #[test]
-    fn a_route_pointing_at_a_missing_integration_is_an_error() {
-        let template = r#"
-Resources:
-  R:
-    Type: AWS::ApiGatewayV2::Route
-    Properties: { RouteKey: $default, Target: !Sub "integrations/${Nope}" }
-"#;
-        let err = RouteTable::from_template(template).expect_err("missing integration");
-
-        assert!(err.to_string().contains("Nope"), "{err}");
-    }
-}
 
 /// A failed invocation. API Gateway answers a failed `$connect` with 500 and ignores a failed message.
 #[derive(Debug, thiserror::Error)]
@@ -260,11 +49,18 @@ pub trait Backend: Send + Sync {
     async fn invoke(&self, function: &str, event: Value) -> Result<Value, InvokeError>;
 }
 
-/// Runs the shared handlers in this process, exactly as the Lambda binaries would.
+/// A function the in-process backend can run.
+enum Function {
+    /// The `$connect` REQUEST authorizer (its own event and response shapes).
+    Authorizer,
+    /// A WebSocket route's handler with its dependencies.
+    Route(Arc<dyn Route>),
+}
+
+/// Runs the shared handlers in this process, exactly as the Lambda binaries would. Its table of functions, by
+/// the binary names the template gives them, is both the list of what it can run and the dispatch.
 pub struct InProcess {
-    connect: connect::Deps,
-    disconnect: disconnect::Deps,
-    default: default::Deps,
+    functions: Vec<(&'static str, Function)>,
 }
 
 /// Where the in-process handlers keep room membership.
@@ -272,9 +68,10 @@ pub struct InProcess {
 pub enum StoreChoice {
     /// A fresh in-memory store.
     Memory,
-    /// Redis as the functions reach it: `REDIS_URL` or `REDIS_URL_SECRET_ARN`, `REDIS_CLUSTER`,
-    /// `REDIS_CA_CERT_PATH`, `REDIS_KEY_PREFIX`, through the same `connect_from_config` as the Lambda functions.
-    Redis(Box<Config>),
+    /// Redis as the functions reach it (`REDIS_URL` or `REDIS_URL_SECRET_ARN`, `REDIS_CLUSTER`,
+    /// `REDIS_CA_CERT_PATH`, `REDIS_KEY_PREFIX` of the [`InProcessOptions::config`]), through the same
+    /// `connect_store` as the Lambda functions.
+    Redis,
     /// A store the caller also holds (tests inspect it).
     Shared(Arc<dyn RoomStore>),
 }
@@ -283,27 +80,31 @@ impl std::fmt::Debug for StoreChoice {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Memory => f.write_str("Memory"),
-            Self::Redis(config) => write!(
-                f,
-                "Redis {{ prefix: {:?}, cluster: {} }}",
-                config.key_prefix, config.redis_cluster
-            ),
+            Self::Redis => f.write_str("Redis"),
             Self::Shared(_) => f.write_str("Shared"),
         }
     }
 }
 
-/// What the in-process backend is built from.
+/// What the in-process backend is built from: a store and the configuration the functions read.
 #[derive(Debug, Clone)]
 pub struct InProcessOptions {
     /// Where rooms live.
     pub store: StoreChoice,
-    /// How long a membership lasts.
-    pub membership_lifetime: std::time::Duration,
-    /// Browser origins `$connect` accepts.
-    pub allowed_origins: OriginPolicy,
-    /// Fan-out tuning.
-    pub fanout: FanoutSettings,
+    /// Everything else (membership lifetime, allowed origins, fan-out tuning, Redis), as the functions read it.
+    pub config: Config,
+}
+
+impl InProcessOptions {
+    /// Rooms in Redis when `config` names one, in memory otherwise.
+    pub fn from_config(config: Config) -> Self {
+        let store = if config.has_redis() {
+            StoreChoice::Redis
+        } else {
+            StoreChoice::Memory
+        };
+        Self { store, config }
+    }
 }
 
 impl InProcess {
@@ -315,26 +116,36 @@ impl InProcess {
         options: &InProcessOptions,
         management_endpoint: &str,
     ) -> Result<Self, StartupError> {
+        let cfg = &options.config;
         let rooms: Arc<dyn RoomStore> = match &options.store {
-            StoreChoice::Redis(config) => connect_from_config(config).await?,
-            StoreChoice::Memory => Arc::new(MemoryRoomStore::new(options.membership_lifetime)),
+            StoreChoice::Redis => connect_store(cfg).await?,
+            StoreChoice::Memory => Arc::new(MemoryRoomStore::new(cfg.membership_lifetime)),
             StoreChoice::Shared(rooms) => rooms.clone(),
         };
         let gateway = Arc::new(AwsGateway::local(management_endpoint));
+        let route = |r: Arc<dyn Route>| Function::Route(r);
         Ok(Self {
-            connect: connect::Deps {
-                rooms: rooms.clone(),
-                origins: options.allowed_origins.clone(),
-            },
-            disconnect: disconnect::Deps {
-                rooms: rooms.clone(),
-            },
-            default: default::Deps {
-                rooms,
-                gateway,
-                fanout: options.fanout.clone(),
-            },
+            functions: vec![
+                ("ws-authorize", Function::Authorizer),
+                (
+                    "ws-connect",
+                    route(Arc::new(connect::Deps::from_config(cfg, rooms.clone()))),
+                ),
+                (
+                    "ws-disconnect",
+                    route(Arc::new(disconnect::Deps::from_config(cfg, rooms.clone()))),
+                ),
+                (
+                    "ws-default",
+                    route(Arc::new(default::Deps::from_config(cfg, rooms, gateway))),
+                ),
+            ],
         })
+    }
+
+    /// The names of the functions it runs.
+    pub fn functions(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.functions.iter().map(|(name, _)| *name)
     }
 }
 
@@ -342,30 +153,69 @@ fn to_json(response: &ProxyResponse) -> Result<Value, InvokeError> {
     Ok(serde_json::to_value(response)?)
 }
 
-/// The functions [`InProcess`] can run.
-pub const IN_PROCESS_FUNCTIONS: [&str; 4] =
-    ["ws-authorize", "ws-connect", "ws-disconnect", "ws-default"];
-
 #[async_trait]
 impl Backend for InProcess {
     async fn invoke(&self, function: &str, event: Value) -> Result<Value, InvokeError> {
-        match function {
-            "ws-authorize" => {
+        let (_, found) = self
+            .functions
+            .iter()
+            .find(|(name, _)| *name == function)
+            .ok_or_else(|| InvokeError::UnknownFunction(function.to_owned()))?;
+        match found {
+            Function::Authorizer => {
                 let request: authorize::AuthorizerRequest = serde_json::from_value(event)?;
                 Ok(serde_json::to_value(authorize::handle(&request))?)
             }
-            "ws-connect" | "ws-disconnect" | "ws-default" => {
+            Function::Route(route) => {
                 let request: WebsocketRequest = serde_json::from_value(event)?;
-                let response = match function {
-                    "ws-connect" => handlers::connect::handle(&request, &self.connect).await?,
-                    "ws-disconnect" => {
-                        handlers::disconnect::handle(&request, &self.disconnect).await?
-                    }
-                    _ => handlers::default::handle(&request, &self.default).await?,
-                };
-                to_json(&response)
+                to_json(&route.handle(&request).await?)
             }
-            other => Err(InvokeError::UnknownFunction(other.to_owned())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::routes::RouteTable;
+
+    #[tokio::test]
+    async fn every_function_the_deploy_template_names_runs_in_process() {
+        let table = RouteTable::deployed().expect("infra/template.yaml can be followed");
+        let options = InProcessOptions::from_config(Config::default());
+        let backend = InProcess::new(&options, "http://127.0.0.1:9/local")
+            .await
+            .expect("memory needs nothing");
+        let functions: Vec<&str> = backend.functions().collect();
+
+        for function in table
+            .routes
+            .iter()
+            .map(|r| r.function.as_str())
+            .chain(table.authorizer.as_deref())
+        {
+            assert!(
+                functions.contains(&function),
+                "{function} has no in-process handler"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unknown_function_is_an_error_not_a_panic() {
+        let options = InProcessOptions::from_config(Config::default());
+        let backend = InProcess::new(&options, "http://127.0.0.1:9/local")
+            .await
+            .expect("memory needs nothing");
+
+        let err = backend
+            .invoke("ws-nope", serde_json::json!({}))
+            .await
+            .expect_err("no such function");
+
+        assert!(
+            matches!(err, InvokeError::UnknownFunction(ref f) if f == "ws-nope"),
+            "{err:?}"
+        );
     }
 }

@@ -10,13 +10,15 @@
 //! * enforces API Gateway's limits: 32 KB frames (close 1009), no binary frames (1003), idle timeout and
 //!   maximum connection duration (1001).
 //!
-//! The events go to a [`backend::Backend`]: the shared handlers in process, or the real Lambda binaries behind
+//! The events go to the function [`routes::RouteTable`] (read from the deploy template) names for the route, run
+//! by a [`backend::Backend`]: the shared handlers in process, or the real Lambda binaries behind
 //! `cargo lambda watch` ([`lambda`]).
 
 pub mod backend;
 pub mod events;
 pub mod lambda;
 mod management;
+pub mod routes;
 mod socket;
 mod timefmt;
 
@@ -36,9 +38,10 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tower::ServiceExt as _;
 
-use crate::backend::{Backend, InProcess, InProcessOptions, RouteTable};
+use crate::backend::{Backend, InProcess, InProcessOptions};
 use crate::events::ConnectionInfo;
 use crate::lambda::LambdaInvoke;
+use crate::routes::RouteTable;
 
 /// How the emulator behaves; every API Gateway limit can be shortened for tests.
 #[derive(Debug, Clone)]

@@ -75,21 +75,12 @@ async fn main() -> anyhow::Result<()> {
     let config = Config::from_env()?;
     let backend = match args.lambda_invoke_url {
         Some(invoke_url) => BackendChoice::Lambda { invoke_url },
-        None => BackendChoice::InProcess(InProcessOptions {
-            store: if config.redis_url.is_some() || config.redis_url_secret_arn.is_some() {
-                StoreChoice::Redis(Box::new(config.clone()))
-            } else {
-                StoreChoice::Memory
-            },
-            membership_lifetime: config.membership_lifetime,
-            allowed_origins: config.allowed_origins.clone(),
-            fanout: config.fanout.clone(),
-        }),
+        None => BackendChoice::InProcess(InProcessOptions::from_config(config)),
     };
     let mode = match &backend {
         BackendChoice::Lambda { invoke_url } => format!("Lambda functions at {invoke_url}"),
         BackendChoice::InProcess(InProcessOptions {
-            store: StoreChoice::Redis(_),
+            store: StoreChoice::Redis,
             ..
         }) => "in-process handlers, rooms in Redis".to_owned(),
         BackendChoice::InProcess(_) => "in-process handlers, rooms in memory".to_owned(),

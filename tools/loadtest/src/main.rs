@@ -11,8 +11,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use chat_shared::config::OriginPolicy;
-use chat_shared::fanout::FanoutSettings;
+use chat_shared::config::Config;
 use clap::Parser;
 use futures_util::{SinkExt as _, StreamExt as _};
 use tokio::sync::mpsc;
@@ -97,11 +96,9 @@ async fn run(args: &Args, in_flight: usize) -> anyhow::Result<Sample> {
     };
     let backend = BackendChoice::InProcess(InProcessOptions {
         store: StoreChoice::Memory,
-        membership_lifetime: Duration::from_secs(7200),
-        allowed_origins: OriginPolicy::Any,
-        fanout: FanoutSettings {
-            max_in_flight: in_flight,
-            ..FanoutSettings::default()
+        config: Config {
+            fanout_max_in_flight: in_flight,
+            ..Config::default()
         },
     });
     let addr: SocketAddr = "127.0.0.1:0".parse()?;

@@ -1,0 +1,331 @@
+//! Cold start: turning a [`Config`] into the clients and the `Deps` each route's handler needs. This is the only
+//! module that does I/O before the first event (the Redis URL's secret, the CA file, the Redis connection, the
+//! AWS credentials chain), so the handler modules stay pure and `config` stays plain data.
+//!
+//! The functions call `Deps::from_env()`; the emulator builds the same `Deps` with `Deps::from_config` from the
+//! same [`Config`] and a store it chose (memory, Redis, or one the tests hold).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use redis::{ConnectionAddr, IntoConnectionInfo, TlsCertificates};
+use tracing::{info, warn};
+
+use crate::config::{Config, ConfigError, REDIS_CA_CERT_PATH, REDIS_URL, REDIS_URL_SECRET_ARN};
+use crate::fanout::FanoutSettings;
+use crate::gateway::{AwsGateway, Gateway};
+use crate::handlers::connect::OriginPolicy;
+use crate::handlers::{connect, default, disconnect};
+use crate::rooms::{RedisRoomStore, RoomStore, StoreError};
+use crate::secrets::{self, SecretError};
+
+/// A failure to build a function's dependencies at cold start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// The environment is incomplete or wrong.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The secret named by [`REDIS_URL_SECRET_ARN`] cannot be read or does not hold a URL.
+    #[error("environment variable {name}={arn:?} names a secret that cannot be used")]
+    Secret {
+        /// The variable.
+        name: &'static str,
+        /// The secret's ARN (an identifier, not the secret).
+        arn: String,
+        /// What went wrong.
+        #[source]
+        source: SecretError,
+    },
+    /// Redis could not be reached.
+    #[error("could not connect to Redis")]
+    Store(#[from] StoreError),
+}
+
+/// The Redis URL the Lambda functions use: [`REDIS_URL`], else the SecretString of [`REDIS_URL_SECRET_ARN`],
+/// fetched now with the environment's credentials and region. Call it once per cold start.
+///
+/// # Errors
+/// [`ConfigError::MissingEither`] when neither is set; [`StartupError::Secret`] when the secret cannot be read
+/// or is not a URL.
+pub async fn redis_url(cfg: &Config) -> Result<String, StartupError> {
+    if let Some(url) = &cfg.redis_url {
+        if cfg.redis_url_secret_arn.is_some() {
+            warn!("{REDIS_URL} is set, so {REDIS_URL_SECRET_ARN} is ignored");
+        }
+        return Ok(url.clone());
+    }
+    let Some(arn) = &cfg.redis_url_secret_arn else {
+        return Err(ConfigError::MissingEither(REDIS_URL, REDIS_URL_SECRET_ARN).into());
+    };
+    secrets::read_url(arn)
+        .await
+        .map_err(|source| StartupError::Secret {
+            name: REDIS_URL_SECRET_ARN,
+            arn: arn.clone(),
+            source,
+        })
+}
+
+const CERTIFICATE_PEM: &[u8] = b"-----BEGIN CERTIFICATE-----";
+
+/// The PEM bytes of [`REDIS_CA_CERT_PATH`], if it is set.
+///
+/// # Errors
+/// [`ConfigError::Unreadable`] when the file cannot be read; [`ConfigError::Invalid`] when it holds no PEM
+/// certificate.
+pub fn redis_ca_certs(cfg: &Config) -> Result<Option<Vec<u8>>, ConfigError> {
+    let Some(path) = &cfg.redis_ca_cert_path else {
+        return Ok(None);
+    };
+    let pem = std::fs::read(path).map_err(|source| ConfigError::Unreadable {
+        name: REDIS_CA_CERT_PATH,
+        path: path.clone(),
+        source,
+    })?;
+    if !pem
+        .windows(CERTIFICATE_PEM.len())
+        .any(|w| w == CERTIFICATE_PEM)
+    {
+        return Err(ConfigError::invalid(
+            REDIS_CA_CERT_PATH,
+            &path.display().to_string(),
+            "the file holds no PEM certificate",
+        ));
+    }
+    Ok(Some(pem))
+}
+
+/// Connects the store the Lambda functions use, as the configuration says: the URL from `REDIS_URL` or the
+/// secret named by `REDIS_URL_SECRET_ARN`, the cluster client when `REDIS_CLUSTER` is on, the CAs of
+/// `REDIS_CA_CERT_PATH` for `rediss://`. Logs the host it connects to, never the URL (it may hold a password).
+///
+/// # Errors
+/// [`StartupError::Config`] when no URL is configured, the CA file cannot be read, or a CA file is given for a
+/// URL without TLS; [`StartupError::Secret`] when the secret cannot be used; [`StartupError::Store`] when the URL
+/// is invalid or Redis cannot be reached.
+pub async fn connect_store(cfg: &Config) -> Result<Arc<dyn RoomStore>, StartupError> {
+    let url = redis_url(cfg).await?;
+    let roots = redis_ca_certs(cfg)?;
+    let (host, port, tls) = match url.as_str().into_connection_info() {
+        Ok(info) => match info.addr() {
+            ConnectionAddr::Tcp(host, port) => (host.clone(), *port, false),
+            ConnectionAddr::TcpTls { host, port, .. } => (host.clone(), *port, true),
+            ConnectionAddr::Unix(path) => (path.display().to_string(), 0, false),
+            _ => (String::new(), 0, false),
+        },
+        Err(source) => {
+            return Err(StoreError::Redis {
+                op: "connect",
+                source,
+            }
+            .into());
+        }
+    };
+    if roots.is_some() && !tls {
+        let path = cfg.redis_ca_cert_path.as_deref().unwrap_or(Path::new(""));
+        return Err(ConfigError::invalid(
+            REDIS_CA_CERT_PATH,
+            &path.display().to_string(),
+            "only applies to rediss:// (TLS) URLs",
+        )
+        .into());
+    }
+    let tls_roots = roots.map(|pem| TlsCertificates {
+        client_tls: None,
+        root_cert: Some(pem),
+    });
+    info!(
+        host,
+        port,
+        tls,
+        cluster = cfg.redis_cluster,
+        custom_ca = tls_roots.is_some(),
+        "connecting to Redis"
+    );
+    let (prefix, lifetime) = (&cfg.key_prefix, cfg.membership_lifetime);
+    Ok(if cfg.redis_cluster {
+        Arc::new(RedisRoomStore::cluster(&url, tls_roots, prefix, lifetime).await?)
+    } else {
+        Arc::new(RedisRoomStore::single_node(&url, tls_roots, prefix, lifetime).await?)
+    })
+}
+
+/// [`FanoutSettings`] with `FANOUT_MAX_IN_FLIGHT` and `FANOUT_MAX_ATTEMPTS` applied.
+pub fn fanout_settings(cfg: &Config) -> FanoutSettings {
+    FanoutSettings {
+        max_in_flight: cfg.fanout_max_in_flight,
+        max_attempts: cfg.fanout_max_attempts,
+        ..FanoutSettings::default()
+    }
+}
+
+impl connect::Deps {
+    /// `$connect`'s dependencies from `cfg` (`ALLOWED_ORIGINS`) and a store.
+    pub fn from_config(cfg: &Config, rooms: Arc<dyn RoomStore>) -> Self {
+        Self {
+            rooms,
+            origins: OriginPolicy::parse(&cfg.allowed_origins),
+        }
+    }
+
+    /// Builds the dependencies from the environment (`REDIS_URL` or `REDIS_URL_SECRET_ARN`, `REDIS_CLUSTER`,
+    /// `ALLOWED_ORIGINS`, ...).
+    ///
+    /// # Errors
+    /// [`StartupError`] when a variable is missing, the Redis URL's secret cannot be read, or Redis is unreachable.
+    pub async fn from_env() -> Result<Self, StartupError> {
+        let cfg = Config::from_env()?;
+        Ok(Self::from_config(&cfg, connect_store(&cfg).await?))
+    }
+}
+
+impl disconnect::Deps {
+    /// `$disconnect`'s dependencies: a store.
+    pub fn from_config(_cfg: &Config, rooms: Arc<dyn RoomStore>) -> Self {
+        Self { rooms }
+    }
+
+    /// Builds the dependencies from the environment (`REDIS_URL` or `REDIS_URL_SECRET_ARN`, `REDIS_CLUSTER`, ...).
+    ///
+    /// # Errors
+    /// [`StartupError`] when a variable is missing, the Redis URL's secret cannot be read, or Redis is unreachable.
+    pub async fn from_env() -> Result<Self, StartupError> {
+        let cfg = Config::from_env()?;
+        Ok(Self::from_config(&cfg, connect_store(&cfg).await?))
+    }
+}
+
+impl default::Deps {
+    /// `$default`'s dependencies from `cfg` (`FANOUT_*`), a store and a gateway.
+    pub fn from_config(cfg: &Config, rooms: Arc<dyn RoomStore>, gateway: Arc<dyn Gateway>) -> Self {
+        Self {
+            rooms,
+            gateway,
+            fanout: fanout_settings(cfg),
+        }
+    }
+
+    /// Builds the dependencies from the environment (`REDIS_URL` or `REDIS_URL_SECRET_ARN`, `REDIS_CLUSTER`,
+    /// `WS_MANAGEMENT_ENDPOINT`, ...).
+    ///
+    /// # Errors
+    /// [`StartupError`] when a variable is missing, the Redis URL's secret cannot be read, or Redis is unreachable.
+    pub async fn from_env() -> Result<Self, StartupError> {
+        let cfg = Config::from_env()?;
+        let endpoint = cfg.require_management_endpoint()?;
+        let rooms = connect_store(&cfg).await?;
+        let gateway = AwsGateway::from_env(endpoint).await;
+        Ok(Self::from_config(&cfg, rooms, Arc::new(gateway)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::{FANOUT_MAX_ATTEMPTS, FANOUT_MAX_IN_FLIGHT};
+
+    fn config(vars: &[(&str, &str)]) -> Config {
+        Config::from_lookup(|name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        })
+        .expect("valid configuration")
+    }
+
+    #[tokio::test]
+    async fn redis_url_prefers_redis_url_over_the_secret() {
+        let cfg = config(&[
+            (REDIS_URL, "rediss://cache.example:6379"),
+            (
+                REDIS_URL_SECRET_ARN,
+                "arn:aws:secretsmanager:eu-west-1:1:secret:x",
+            ),
+        ]);
+
+        let url = redis_url(&cfg).await.expect("no secret needed");
+
+        assert_eq!(url, "rediss://cache.example:6379");
+    }
+
+    #[tokio::test]
+    async fn redis_url_without_url_or_secret_names_both_variables() {
+        let err = redis_url(&config(&[]))
+            .await
+            .expect_err("nothing configured");
+
+        assert!(
+            matches!(
+                err,
+                StartupError::Config(ConfigError::MissingEither(
+                    "REDIS_URL",
+                    "REDIS_URL_SECRET_ARN"
+                ))
+            ),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn redis_ca_cert_path_must_name_a_readable_pem_file() {
+        let dir = std::env::temp_dir().join(format!("wschat-config-{:016x}", fastrand::u64(..)));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let not_pem = dir.join("not.pem");
+        std::fs::write(&not_pem, "hello").expect("write");
+        let pem = dir.join("ca.pem");
+        std::fs::write(
+            &pem,
+            "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+        )
+        .expect("write");
+        let with_path = |path: &Path| {
+            let path = path.to_str().expect("utf-8 path").to_owned();
+            config(&[(REDIS_CA_CERT_PATH, &path)])
+        };
+
+        let missing = redis_ca_certs(&with_path(&dir.join("missing.pem")));
+        let invalid = redis_ca_certs(&with_path(&not_pem));
+        let read = redis_ca_certs(&with_path(&pem));
+        let unset = redis_ca_certs(&config(&[]));
+        std::fs::remove_dir_all(&dir).expect("clean up");
+
+        assert!(
+            matches!(
+                missing,
+                Err(ConfigError::Unreadable {
+                    name: "REDIS_CA_CERT_PATH",
+                    ..
+                })
+            ),
+            "{missing:?}"
+        );
+        assert!(
+            matches!(
+                invalid,
+                Err(ConfigError::Invalid {
+                    name: "REDIS_CA_CERT_PATH",
+                    ..
+                })
+            ),
+            "{invalid:?}"
+        );
+        assert!(read.expect("readable").is_some());
+        assert!(unset.expect("nothing to read").is_none());
+    }
+
+    #[test]
+    fn fanout_settings_take_the_configured_limits() {
+        let cfg = config(&[(FANOUT_MAX_IN_FLIGHT, "8"), (FANOUT_MAX_ATTEMPTS, "2")]);
+
+        let settings = fanout_settings(&cfg);
+
+        assert_eq!(settings.max_in_flight, 8);
+        assert_eq!(settings.max_attempts, 2);
+        assert_eq!(
+            settings.base_backoff,
+            FanoutSettings::default().base_backoff
+        );
+    }
+}
