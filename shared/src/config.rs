@@ -34,11 +34,22 @@ pub const FANOUT_MAX_IN_FLIGHT: &str = "FANOUT_MAX_IN_FLIGHT";
 /// Attempts per member when throttled (default [`DEFAULT_FANOUT_MAX_ATTEMPTS`]).
 pub const FANOUT_MAX_ATTEMPTS: &str = "FANOUT_MAX_ATTEMPTS";
 
+/// How many messages of each room's history are kept (default [`DEFAULT_HISTORY_MAX_MESSAGES`]).
+pub const HISTORY_MAX_MESSAGES: &str = "HISTORY_MAX_MESSAGES";
+/// Seconds a room's history is kept after its last message (default 86400, a day).
+pub const HISTORY_TTL_SECS: &str = "HISTORY_TTL_SECS";
+
 /// API Gateway closes every WebSocket connection after 2 hours: no membership needs to outlive that. The one
 /// place the 2 hours are written down.
 pub const MAX_CONNECTION_LIFETIME: Duration = Duration::from_secs(2 * 60 * 60);
 /// The key prefix used when [`REDIS_KEY_PREFIX`] is unset.
 pub const DEFAULT_KEY_PREFIX: &str = "wschat:";
+/// [`HISTORY_MAX_MESSAGES`]'s default: what a page shows when it opens a room.
+pub const DEFAULT_HISTORY_MAX_MESSAGES: usize = 100;
+/// [`HISTORY_TTL_SECS`]'s default.
+pub const DEFAULT_HISTORY_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+/// The most [`HISTORY_MAX_MESSAGES`] may be: a history request answers with all of it at once.
+pub const MAX_HISTORY_MAX_MESSAGES: usize = 10_000;
 /// [`FANOUT_MAX_IN_FLIGHT`]'s default.
 pub const DEFAULT_FANOUT_MAX_IN_FLIGHT: usize = 64;
 /// [`FANOUT_MAX_ATTEMPTS`]'s default.
@@ -111,6 +122,10 @@ pub struct Config {
     pub fanout_max_in_flight: usize,
     /// [`FANOUT_MAX_ATTEMPTS`]: at least 1.
     pub fanout_max_attempts: u32,
+    /// [`HISTORY_MAX_MESSAGES`]: 1 to [`MAX_HISTORY_MAX_MESSAGES`].
+    pub history_max_messages: usize,
+    /// [`HISTORY_TTL_SECS`]: at least a second.
+    pub history_ttl: Duration,
 }
 
 impl Default for Config {
@@ -127,6 +142,8 @@ impl Default for Config {
             management_endpoint: None,
             fanout_max_in_flight: DEFAULT_FANOUT_MAX_IN_FLIGHT,
             fanout_max_attempts: DEFAULT_FANOUT_MAX_ATTEMPTS,
+            history_max_messages: DEFAULT_HISTORY_MAX_MESSAGES,
+            history_ttl: DEFAULT_HISTORY_TTL,
         }
     }
 }
@@ -176,6 +193,24 @@ impl Config {
                 "must be at least 1",
             ));
         }
+        let history_max_messages: usize =
+            parse_or(&lookup, HISTORY_MAX_MESSAGES, defaults.history_max_messages)?;
+        if !(1..=MAX_HISTORY_MAX_MESSAGES).contains(&history_max_messages) {
+            return Err(ConfigError::invalid(
+                HISTORY_MAX_MESSAGES,
+                &history_max_messages.to_string(),
+                &format!("must be between 1 and {MAX_HISTORY_MAX_MESSAGES}"),
+            ));
+        }
+        let history_ttl_secs: u64 =
+            parse_or(&lookup, HISTORY_TTL_SECS, defaults.history_ttl.as_secs())?;
+        if history_ttl_secs == 0 {
+            return Err(ConfigError::invalid(
+                HISTORY_TTL_SECS,
+                "0",
+                "must be at least 1",
+            ));
+        }
         let key_prefix = match lookup(REDIS_KEY_PREFIX) {
             Some(raw) => KeyPrefix::parse(&raw)?,
             None => defaults.key_prefix,
@@ -209,6 +244,8 @@ impl Config {
             management_endpoint: lookup(WS_MANAGEMENT_ENDPOINT).filter(|v| !v.is_empty()),
             fanout_max_in_flight,
             fanout_max_attempts,
+            history_max_messages,
+            history_ttl: Duration::from_secs(history_ttl_secs),
         })
     }
 
@@ -282,6 +319,8 @@ impl std::fmt::Debug for Config {
             management_endpoint,
             fanout_max_in_flight,
             fanout_max_attempts,
+            history_max_messages,
+            history_ttl,
         } = self;
         f.debug_struct("Config")
             .field("redis_url", &redis_url.as_ref().map(|_| "<redacted>"))
@@ -294,6 +333,8 @@ impl std::fmt::Debug for Config {
             .field("management_endpoint", management_endpoint)
             .field("fanout_max_in_flight", fanout_max_in_flight)
             .field("fanout_max_attempts", fanout_max_attempts)
+            .field("history_max_messages", history_max_messages)
+            .field("history_ttl", history_ttl)
             .finish()
     }
 }
@@ -336,6 +377,8 @@ mod tests {
         assert_eq!(cfg.allowed_origins, "*");
         assert_eq!(cfg.fanout_max_in_flight, 64);
         assert_eq!(cfg.fanout_max_attempts, 4);
+        assert_eq!(cfg.history_max_messages, 100);
+        assert_eq!(cfg.history_ttl, Duration::from_secs(86_400));
         assert_eq!(cfg.redis_url, None);
         assert!(!cfg.has_redis());
         assert!(matches!(
@@ -354,6 +397,12 @@ mod tests {
         assert!(err.to_string().contains("REDIS_KEY_PREFIX"), "{err}");
         let err = config(&[(FANOUT_MAX_ATTEMPTS, "0")]).expect_err("zero");
         assert!(err.to_string().contains("FANOUT_MAX_ATTEMPTS"), "{err}");
+        for bad in ["0", "10001", "many"] {
+            let err = config(&[(HISTORY_MAX_MESSAGES, bad)]).expect_err(bad);
+            assert!(err.to_string().contains("HISTORY_MAX_MESSAGES"), "{err}");
+        }
+        let err = config(&[(HISTORY_TTL_SECS, "0")]).expect_err("zero");
+        assert!(err.to_string().contains("HISTORY_TTL_SECS"), "{err}");
     }
 
     #[test]

@@ -16,7 +16,7 @@ use crate::fanout::FanoutSettings;
 use crate::gateway::{AwsGateway, Gateway};
 use crate::handlers::connect::OriginPolicy;
 use crate::handlers::{connect, default, disconnect};
-use crate::rooms::{RedisRoomStore, RoomStore, StoreError};
+use crate::rooms::{RedisRoomStore, Retention, RoomStore, StoreError};
 use crate::secrets::{self, SecretError};
 
 /// A failure to build a function's dependencies at cold start.
@@ -144,10 +144,26 @@ pub async fn connect_store(cfg: &Config) -> Result<Arc<dyn RoomStore>, StartupEr
     );
     let (prefix, lifetime) = (&cfg.key_prefix, cfg.membership_lifetime);
     Ok(if cfg.redis_cluster {
-        Arc::new(RedisRoomStore::cluster(&url, tls_roots, prefix, lifetime).await?)
+        Arc::new(
+            RedisRoomStore::cluster(&url, tls_roots, prefix, lifetime)
+                .await?
+                .with_retention(retention(cfg)),
+        )
     } else {
-        Arc::new(RedisRoomStore::single_node(&url, tls_roots, prefix, lifetime).await?)
+        Arc::new(
+            RedisRoomStore::single_node(&url, tls_roots, prefix, lifetime)
+                .await?
+                .with_retention(retention(cfg)),
+        )
     })
+}
+
+/// How much history the stores keep: `HISTORY_MAX_MESSAGES` and `HISTORY_TTL_SECS`.
+pub fn retention(cfg: &Config) -> Retention {
+    Retention {
+        max_messages: cfg.history_max_messages,
+        ttl: cfg.history_ttl,
+    }
 }
 
 /// [`FanoutSettings`] with `FANOUT_MAX_IN_FLIGHT` and `FANOUT_MAX_ATTEMPTS` applied.

@@ -1,9 +1,20 @@
 //! The chat's wire format and the identifiers parsed at the edge.
 //!
-//! Client → server: a text frame `{"message": "<text>"}` (the Django Channels tutorial's format; extra fields
-//! are ignored). Server → client: `{"message": "<text>"}` for chat, `{"error": "<reason>"}` for a frame the
-//! server refused. Room names and connection ids are parsed once, here, into newtypes: inside the crate they
-//! never travel as bare strings.
+//! Client → server ([`ClientFrame`]):
+//! * `{"message": "<text>"}`: chat (the Django Channels tutorial's format; extra fields are ignored);
+//! * `{"action": "history", "after": <seq>, "epoch": "<epoch>"}`: the retained messages after `after` (both
+//!   fields optional: without them, the most recent retained messages);
+//! * `{"action": "ping"}`: a heartbeat that also re-asserts the sender's membership.
+//!
+//! Server → client:
+//! * `{"message": "<text>", "seq": n, "epoch": "<epoch>", "ts": <epoch ms>}` to every member ([`chat_frame`]):
+//!   the tutorial's frame plus fields, so the tutorial's page works unchanged;
+//! * `{"history": [<chat frames>], "epoch": "<epoch>", "complete": <bool>}` to the one who asked, split into
+//!   frames under [`MAX_FRAME_BYTES`] where `complete` rides on the last one only ([`history_frames`]);
+//! * `{"pong": <epoch ms>}` and `{"error": "<reason>"}` to one connection only ([`ServerFrame`]).
+//!
+//! Room names and connection ids are parsed once, here, into newtypes: inside the crate they never travel as bare
+//! strings.
 
 use std::fmt;
 
@@ -117,11 +128,66 @@ impl fmt::Display for ConnectionId {
     }
 }
 
-/// A chat frame sent by a client.
+/// A frame sent by a client.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClientFrame {
-    /// The chat text, exactly as sent.
-    pub message: String,
+pub enum ClientFrame {
+    /// `{"message": ...}`: a chat message for the room.
+    Chat {
+        /// The chat text, exactly as sent.
+        message: String,
+    },
+    /// `{"action": "history", ...}`: the retained messages after `after` of the room's history `epoch`.
+    History {
+        /// The highest seq the client has (it wants what follows); `None` for the most recent messages.
+        after: Option<u64>,
+        /// The epoch `after` belongs to.
+        epoch: Option<Epoch>,
+    },
+    /// `{"action": "ping"}`: heartbeat.
+    Ping,
+}
+
+/// The name of one room's history. A room's history gets a new epoch (and `seq` restarts at 1) only when the old
+/// one was lost, so a client that compares epochs knows whether its `seq` still means anything.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Epoch(String);
+
+impl Epoch {
+    /// Longest epoch accepted from a client.
+    pub const MAX_LEN: usize = 64;
+
+    /// A fresh, random epoch: 16 lowercase hex digits.
+    pub fn random() -> Self {
+        Self(format!("{:016x}", fastrand::u64(..)))
+    }
+
+    /// Parses an epoch: 1–64 ASCII letters, digits, `-` or `_` (what this server makes are hex).
+    ///
+    /// # Errors
+    /// [`FrameError::BadEpoch`] for anything else.
+    pub fn parse(raw: &str) -> Result<Self, FrameError> {
+        let ok = !raw.is_empty()
+            && raw.len() <= Self::MAX_LEN
+            && raw
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if ok {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(FrameError::BadEpoch)
+        }
+    }
+
+    /// The epoch as text (safe to put between JSON quotes as is).
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Epoch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 /// Why a client frame was refused; the `Display` text is what the sender sees in `{"error": ...}`.
@@ -139,12 +205,21 @@ pub enum FrameError {
     /// The frame is JSON but not an object.
     #[error("frame must be a JSON object like {{\"message\": \"...\"}}")]
     NotAnObject,
-    /// The object has no `message` field.
+    /// The object has no `message` field (and no action this server knows).
     #[error("frame has no \"message\" field")]
     NoMessage,
     /// `message` is present but is not a string.
     #[error("\"message\" must be a string")]
     MessageNotString,
+    /// `action` names nothing this server does.
+    #[error("unknown action {0:?}; the actions are \"history\" and \"ping\"")]
+    UnknownAction(String),
+    /// `after` is not a non-negative integer.
+    #[error("\"after\" must be a non-negative integer (the last seq you have)")]
+    BadAfter,
+    /// `epoch` is not an epoch this server could have sent.
+    #[error("\"epoch\" must be the epoch string of a chat or history frame")]
+    BadEpoch,
     /// The broadcast frame would exceed what PostToConnection accepts.
     #[error("message is too large: the encoded frame would be {0} bytes (limit {MAX_POST_BYTES})")]
     TooLarge(usize),
@@ -156,6 +231,7 @@ impl ClientFrame {
     /// # Errors
     /// [`FrameError`] names what is wrong with the frame, in words fit to send back to its sender.
     pub fn parse(body: Option<&str>, is_base64: bool) -> Result<Self, FrameError> {
+        use serde_json::Value;
         if is_base64 {
             return Err(FrameError::Binary);
         }
@@ -163,23 +239,93 @@ impl ClientFrame {
         if body.trim().is_empty() {
             return Err(FrameError::Empty);
         }
-        let value: serde_json::Value = serde_json::from_str(body).map_err(FrameError::NotJson)?;
-        let serde_json::Value::Object(mut object) = value else {
+        let value: Value = serde_json::from_str(body).map_err(FrameError::NotJson)?;
+        let Value::Object(mut object) = value else {
             return Err(FrameError::NotAnObject);
         };
+        // A tutorial client's frame has no action; any other action with a message is chat, as before actions
+        // existed (extra fields are ignored).
+        match object.get("action").and_then(Value::as_str) {
+            Some("history") => {
+                let after = match object.remove("after") {
+                    None | Some(Value::Null) => None,
+                    Some(value) => Some(value.as_u64().ok_or(FrameError::BadAfter)?),
+                };
+                let epoch = match object.remove("epoch") {
+                    None | Some(Value::Null) => None,
+                    Some(Value::String(raw)) => Some(Epoch::parse(&raw)?),
+                    Some(_) => return Err(FrameError::BadEpoch),
+                };
+                return Ok(Self::History { after, epoch });
+            }
+            Some("ping") => return Ok(Self::Ping),
+            _ => {}
+        }
         match object.remove("message") {
-            None => Err(FrameError::NoMessage),
-            Some(serde_json::Value::String(message)) => Ok(Self { message }),
+            Some(Value::String(message)) => Ok(Self::Chat { message }),
             Some(_) => Err(FrameError::MessageNotString),
+            None => match object.remove("action") {
+                Some(Value::String(action)) => Err(FrameError::UnknownAction(action)),
+                _ => Err(FrameError::NoMessage),
+            },
         }
     }
 }
 
-/// A frame the server sends to clients.
+/// The most a chat frame adds around its JSON-encoded message: `{"message":` … `,"seq":` (20 digits)
+/// `,"epoch":"` (64) `","ts":` (20) `}`.
+pub const CHAT_FRAME_OVERHEAD: usize = 160;
+
+/// The chat frame every member receives: `{"message":<message_json>,"seq":n,"epoch":"e","ts":t}`, fields in this
+/// order. `message_json` is the message already encoded as a JSON string (quotes included). The Redis store's
+/// script builds the very same bytes; a test holds the two to it.
+pub fn chat_frame(message_json: &str, seq: u64, epoch: &Epoch, ts: i64) -> String {
+    format!(
+        r#"{{"message":{message_json},"seq":{seq},"epoch":"{epoch}","ts":{ts}}}"#,
+        epoch = epoch.as_str()
+    )
+}
+
+/// The answer to a history request, as frames of at most `max_bytes` each (a single chat frame larger than that
+/// travels alone), in order; only the last carries `complete`. Always at least one frame.
+pub fn history_frames(
+    epoch: &Epoch,
+    chats: &[String],
+    complete: bool,
+    max_bytes: usize,
+) -> Vec<bytes::Bytes> {
+    let head = r#"{"history":["#;
+    let tail_more = format!(r#"],"epoch":"{}"}}"#, epoch.as_str());
+    let tail_last = format!(r#"],"epoch":"{}","complete":{complete}}}"#, epoch.as_str());
+    let mut frames = Vec::new();
+    let mut current = String::from(head);
+    let mut count = 0;
+    for chat in chats {
+        let needed = current.len() + usize::from(count > 0) + chat.len() + tail_last.len();
+        if count > 0 && needed > max_bytes {
+            current.push_str(&tail_more);
+            frames.push(bytes::Bytes::from(std::mem::replace(
+                &mut current,
+                String::from(head),
+            )));
+            count = 0;
+        }
+        if count > 0 {
+            current.push(',');
+        }
+        current.push_str(chat);
+        count += 1;
+    }
+    current.push_str(&tail_last);
+    frames.push(bytes::Bytes::from(current));
+    frames
+}
+
+/// A frame the server sends to one connection (chat frames are built by [`chat_frame`]).
 #[derive(Debug, Serialize)]
 #[serde(untagged)]
 pub enum ServerFrame<'a> {
-    /// A chat message: `{"message": ...}`, the tutorial's format.
+    /// A chat message without sequence fields (the unit tests' fan-out frames).
     Message {
         /// The chat text.
         message: &'a str,
@@ -188,6 +334,11 @@ pub enum ServerFrame<'a> {
     Error {
         /// Why the frame was refused.
         error: &'a str,
+    },
+    /// The answer to a ping: `{"pong": <epoch ms>}`.
+    Pong {
+        /// The server's clock.
+        pong: i64,
     },
 }
 
@@ -282,14 +433,23 @@ mod tests {
         ] {
             let body = serde_json::json!({ "message": text }).to_string();
             let frame = ClientFrame::parse(Some(&body), false).expect("valid frame");
-            assert_eq!(frame.message, text);
-            let out = ServerFrame::Message {
-                message: &frame.message,
-            }
-            .encode();
-            let back: serde_json::Value =
-                serde_json::from_slice(&out).expect("server frame is JSON");
-            assert_eq!(back, serde_json::json!({ "message": text }));
+            let ClientFrame::Chat { message } = frame else {
+                panic!("{body} is chat")
+            };
+            assert_eq!(message, text);
+            let json = serde_json::to_string(&message).expect("a string encodes");
+            let out = chat_frame(
+                &json,
+                7,
+                &Epoch::parse("e1").expect("epoch"),
+                1_700_000_000_000,
+            );
+            let back: serde_json::Value = serde_json::from_str(&out).expect("server frame is JSON");
+            assert_eq!(
+                back,
+                serde_json::json!({ "message": text, "seq": 7, "epoch": "e1", "ts": 1_700_000_000_000_i64 })
+            );
+            assert!(out.starts_with(&format!("{{\"message\":{json},")), "{out}");
         }
     }
 
@@ -297,7 +457,104 @@ mod tests {
     fn extra_fields_in_a_client_frame_are_ignored() {
         let frame = ClientFrame::parse(Some(r#"{"action":"x","message":"hi","n":1}"#), false)
             .expect("valid");
-        assert_eq!(frame.message, "hi");
+        assert_eq!(
+            frame,
+            ClientFrame::Chat {
+                message: "hi".into()
+            }
+        );
+    }
+
+    #[test]
+    fn history_and_ping_requests_parse_with_and_without_their_fields() {
+        let parse = |body: &str| ClientFrame::parse(Some(body), false);
+
+        assert_eq!(
+            parse(r#"{"action":"history","after":41,"epoch":"9f2c"}"#).expect("valid"),
+            ClientFrame::History {
+                after: Some(41),
+                epoch: Some(Epoch::parse("9f2c").expect("epoch"))
+            }
+        );
+        assert_eq!(
+            parse(r#"{"action":"history"}"#).expect("valid"),
+            ClientFrame::History {
+                after: None,
+                epoch: None
+            }
+        );
+        assert_eq!(
+            parse(r#"{"action":"ping"}"#).expect("valid"),
+            ClientFrame::Ping
+        );
+    }
+
+    #[test]
+    fn bad_history_requests_and_unknown_actions_are_refused_with_a_reason() {
+        let cases = [
+            (r#"{"action":"history","after":-1}"#, "non-negative integer"),
+            (
+                r#"{"action":"history","after":"5"}"#,
+                "non-negative integer",
+            ),
+            (
+                r#"{"action":"history","after":1.5}"#,
+                "non-negative integer",
+            ),
+            (r#"{"action":"history","epoch":5}"#, "epoch"),
+            (r#"{"action":"history","epoch":"a b"}"#, "epoch"),
+            (r#"{"action":"history","epoch":""}"#, "epoch"),
+            (r#"{"action":"dance"}"#, "unknown action"),
+        ];
+        for (body, expected) in cases {
+            let err = ClientFrame::parse(Some(body), false).expect_err("refused");
+            assert!(err.to_string().contains(expected), "{body}: {err}");
+        }
+    }
+
+    #[test]
+    fn history_frames_stay_under_the_limit_in_order_and_only_the_last_says_complete() {
+        let epoch = Epoch::parse("abc").expect("epoch");
+        let chats: Vec<String> = (1..=50)
+            .map(|seq| chat_frame(&format!("\"{}\"", "x".repeat(90)), seq, &epoch, 1))
+            .collect();
+
+        let frames = history_frames(&epoch, &chats, false, 1024);
+
+        assert!(frames.len() > 1, "{}", frames.len());
+        let mut seqs = Vec::new();
+        for (i, frame) in frames.iter().enumerate() {
+            assert!(frame.len() <= 1024, "frame {i} has {} bytes", frame.len());
+            let value: serde_json::Value = serde_json::from_slice(frame).expect("JSON");
+            assert_eq!(value["epoch"], "abc");
+            let last = i == frames.len() - 1;
+            assert_eq!(
+                value.get("complete").cloned(),
+                last.then_some(serde_json::json!(false))
+            );
+            for chat in value["history"].as_array().expect("array") {
+                seqs.push(chat["seq"].as_u64().expect("seq"));
+            }
+        }
+        assert_eq!(seqs, (1..=50).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn an_empty_history_is_one_frame_and_an_oversized_chat_travels_alone() {
+        let epoch = Epoch::parse("abc").expect("epoch");
+        let empty = history_frames(&epoch, &[], true, 1024);
+        assert_eq!(
+            empty,
+            vec![bytes::Bytes::from(
+                r#"{"history":[],"epoch":"abc","complete":true}"#
+            )]
+        );
+
+        let big = chat_frame(&format!("\"{}\"", "y".repeat(2000)), 1, &epoch, 1);
+        let small = chat_frame("\"hi\"", 2, &epoch, 1);
+        let frames = history_frames(&epoch, &[big, small], true, 1024);
+        assert_eq!(frames.len(), 2);
+        assert!(frames[1].len() <= 1024);
     }
 
     #[test]

@@ -59,10 +59,10 @@ async fn a_connection_lives_through_the_fixture_events() {
         .iter()
         .map(|f| serde_json::from_str(f).expect("JSON"))
         .collect();
-    assert_eq!(
-        received,
-        vec![serde_json::json!({ "message": "Hello, lobby! \"quoted\" 로비 😀" })]
-    );
+    assert_eq!(received.len(), 1, "{received:?}");
+    assert_eq!(received[0]["message"], "Hello, lobby! \"quoted\" 로비 😀");
+    assert_eq!(received[0]["seq"], 1);
+    assert!(received[0]["epoch"].is_string() && received[0]["ts"].is_i64());
 
     let disconnect_deps = disconnect::Deps {
         rooms: store.clone(),

@@ -3,7 +3,6 @@
 use std::time::Duration;
 
 use chat_shared::wire::{ConnectionId, RoomName};
-use serde_json::json;
 use wschat_tests::{Client, Mode, TestChat, all_modes, eventually, members_of, unique_room};
 
 all_modes!(
@@ -27,12 +26,19 @@ async fn when_chat_message_posted_then_seen_by_everyone_in_same_room(mode: Mode)
 
     alice.say("hello").await;
 
+    let to_alice = alice.recv_json().await;
+    let to_bob = bob.recv_json().await;
+
     assert_eq!(
-        alice.recv_json().await,
-        json!({ "message": "hello" }),
+        to_alice["message"], "hello",
         "the sender sees its own message"
     );
-    assert_eq!(bob.recv_json().await, json!({ "message": "hello" }));
+    assert_eq!(to_alice["seq"], 1, "{to_alice}");
+    assert!(
+        to_alice["epoch"].is_string() && to_alice["ts"].is_i64(),
+        "{to_alice}"
+    );
+    assert_eq!(to_bob, to_alice, "every member gets the same frame");
 }
 
 async fn when_chat_message_posted_then_not_seen_by_anyone_in_different_room(mode: Mode) {

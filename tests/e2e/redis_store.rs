@@ -246,6 +246,15 @@ async fn a_chat_message_costs_one_redis_round_trip() {
         11,
         "every member got every message"
     );
+    let history = store
+        .history(&room("hot"), None, None, 3_000)
+        .await
+        .expect("history");
+    assert_eq!(
+        history.frames,
+        gateway.received(&id("c19")),
+        "that one round trip also kept the history"
+    );
 }
 
 #[tokio::test]

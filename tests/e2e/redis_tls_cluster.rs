@@ -325,10 +325,11 @@ async fn a_message_reaches_every_member_of_a_room_on_a_cluster_and_gone_members_
     let response = default::handle(&event, &deps).await.expect("handled");
 
     assert_eq!(response.status_code, 200);
-    assert_eq!(
-        gateway.received(sender),
-        vec![r#"{"message":"hello, cluster"}"#.to_owned()]
-    );
+    let received = gateway.received(sender);
+    assert_eq!(received.len(), 1, "{received:?}");
+    let frame: serde_json::Value = serde_json::from_str(&received[0]).expect("JSON");
+    assert_eq!(frame["message"], "hello, cluster");
+    assert_eq!(frame["seq"], 1);
     for outsider in outsiders {
         assert!(
             gateway.received(outsider).is_empty(),

@@ -11,8 +11,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chat_shared::config::{Config, KeyPrefix, MAX_CONNECTION_LIFETIME};
-use chat_shared::rooms::{MemoryRoomStore, RedisRoomStore, RoomStore, StoreError};
-use chat_shared::wire::{ConnectionId, RoomName};
+use chat_shared::rooms::{
+    HistoryPage, MemoryRoomStore, Published, RedisRoomStore, RoomStore, StoreError,
+};
+use chat_shared::wire::{ConnectionId, Epoch, RoomName};
 use futures_util::{SinkExt as _, StreamExt as _};
 use serde_json::Value;
 use tokio::net::TcpStream;
@@ -94,6 +96,8 @@ pub struct TestChat {
     pub deployed_url: Option<String>,
     /// The room store its handlers use (inspect it to check membership).
     pub rooms: Arc<dyn RoomStore>,
+    /// What [`TestChat::lose_data`] must forget: the memory store, or the Redis key prefix.
+    data: Data,
     /// Its options.
     pub options: Options,
 }
@@ -118,11 +122,15 @@ impl TestChat {
                 addr: SocketAddr::from(([0, 0, 0, 0], 0)),
                 deployed_url: Some(url.trim_end_matches('/').to_owned()),
                 rooms: Arc::new(DownStore),
+                data: Data::OutOfReach,
                 options,
             };
         }
-        let rooms: Arc<dyn RoomStore> = match mode {
-            Mode::Memory => Arc::new(MemoryRoomStore::default()),
+        let (rooms, data): (Arc<dyn RoomStore>, Data) = match mode {
+            Mode::Memory => {
+                let memory = Arc::new(MemoryRoomStore::default());
+                (memory.clone(), Data::Memory(memory))
+            }
             Mode::Deployed => unreachable!("handled above"),
             Mode::Redis | Mode::Lambda => {
                 let prefix = if mode == Mode::Lambda {
@@ -130,11 +138,10 @@ impl TestChat {
                 } else {
                     unique_prefix()
                 };
-                Arc::new(
-                    RedisRoomStore::connect(&redis_url(), &prefix, MAX_CONNECTION_LIFETIME)
-                        .await
-                        .expect("the test Redis is reachable"),
-                )
+                let store = RedisRoomStore::connect(&redis_url(), &prefix, MAX_CONNECTION_LIFETIME)
+                    .await
+                    .expect("the test Redis is reachable");
+                (Arc::new(store), Data::Redis(prefix))
             }
         };
         if mode == Mode::Lambda {
@@ -149,6 +156,7 @@ impl TestChat {
                 addr,
                 deployed_url: None,
                 rooms,
+                data,
                 options: Options::default(),
             };
         }
@@ -165,7 +173,34 @@ impl TestChat {
             emulator: Some(emulator),
             deployed_url: None,
             rooms,
+            data,
             options,
+        }
+    }
+
+    /// Makes the store forget `room` as a Redis that restarted without its data would: its members, sequence and
+    /// history (in memory mode, everything: the store is this test's own).
+    ///
+    /// # Panics
+    /// Against a deployed stage, whose Redis is out of reach.
+    pub async fn lose_data(&self, room: &str) {
+        match &self.data {
+            Data::Memory(memory) => memory.lose_everything(),
+            Data::Redis(prefix) => {
+                let mut raw = redis::Client::open(redis_url())
+                    .expect("url")
+                    .get_multiplexed_async_connection()
+                    .await
+                    .expect("the test Redis is reachable");
+                for kind in ["room", "seq", "history"] {
+                    let _: () = redis::cmd("DEL")
+                        .arg(format!("{prefix}{kind}:{{{room}}}"))
+                        .query_async(&mut raw)
+                        .await
+                        .expect("DEL");
+                }
+            }
+            Data::OutOfReach => panic!("a deployed stage's Redis is out of the tests' reach"),
         }
     }
 
@@ -231,6 +266,13 @@ impl TestChat {
     }
 }
 
+/// Where a [`TestChat`]'s data lives, for [`TestChat::lose_data`].
+enum Data {
+    Memory(Arc<MemoryRoomStore>),
+    Redis(KeyPrefix),
+    OutOfReach,
+}
+
 /// A room store that is down: every call fails as an unreachable Redis would. It stands in for a deployed
 /// stage's Redis (out of the tests' reach) and makes handlers meet an infrastructure failure.
 pub struct DownStore;
@@ -250,6 +292,18 @@ impl RoomStore for DownStore {
         Err(down())
     }
     async fn members(&self, _: &RoomName, _: i64) -> Result<Vec<ConnectionId>, StoreError> {
+        Err(down())
+    }
+    async fn publish(&self, _: &RoomName, _: &str, _: i64) -> Result<Published, StoreError> {
+        Err(down())
+    }
+    async fn history(
+        &self,
+        _: &RoomName,
+        _: Option<u64>,
+        _: Option<&Epoch>,
+        _: i64,
+    ) -> Result<HistoryPage, StoreError> {
         Err(down())
     }
     async fn leave(
@@ -281,6 +335,39 @@ pub fn encode(value: &str) -> String {
 /// A chat client over a real WebSocket.
 pub struct Client {
     ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    /// Frames read while waiting for something else (a history answer), handed out first by `recv_json`.
+    backlog: std::collections::VecDeque<Value>,
+}
+
+/// A whole history answer: the chat frames of all its `{"history"}` frames, in order.
+#[derive(Debug, Clone)]
+pub struct History {
+    /// The chat frames.
+    pub chats: Vec<Value>,
+    /// The room's epoch.
+    pub epoch: String,
+    /// Whether nothing after the requested seq is missing.
+    pub complete: bool,
+    /// How many `{"history"}` frames carried it.
+    pub frames: usize,
+}
+
+impl History {
+    /// The seqs of its chat frames.
+    pub fn seqs(&self) -> Vec<u64> {
+        self.chats
+            .iter()
+            .map(|c| c["seq"].as_u64().expect("seq"))
+            .collect()
+    }
+
+    /// The texts of its chat frames.
+    pub fn messages(&self) -> Vec<String> {
+        self.chats
+            .iter()
+            .map(|c| c["message"].as_str().expect("message").to_owned())
+            .collect()
+    }
 }
 
 impl Client {
@@ -298,7 +385,64 @@ impl Client {
         let (ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request))
             .await
             .map_err(|_| tungstenite::Error::Io(std::io::ErrorKind::TimedOut.into()))??;
-        Ok(Self { ws })
+        Ok(Self {
+            ws,
+            backlog: std::collections::VecDeque::new(),
+        })
+    }
+
+    /// Asks for the history after `after` of `epoch` and waits for the whole answer; chat frames that arrive
+    /// meanwhile are kept for [`Client::recv_json`].
+    pub async fn history(&mut self, after: Option<u64>, epoch: Option<&str>) -> History {
+        let request = serde_json::json!({ "action": "history", "after": after, "epoch": epoch });
+        self.send_text(&request.to_string()).await;
+        let mut history = History {
+            chats: Vec::new(),
+            epoch: String::new(),
+            complete: false,
+            frames: 0,
+        };
+        loop {
+            let frame = self.next_json().await;
+            let Some(chats) = frame.get("history").and_then(Value::as_array) else {
+                self.backlog.push_back(frame);
+                continue;
+            };
+            history.chats.extend(chats.iter().cloned());
+            history.frames += 1;
+            history.epoch = frame["epoch"].as_str().expect("epoch").to_owned();
+            if let Some(complete) = frame.get("complete") {
+                history.complete = complete.as_bool().expect("complete is a boolean");
+                return history;
+            }
+        }
+    }
+
+    /// Sends `{"action": "ping"}` and returns the pong's time; other frames meanwhile are kept.
+    pub async fn ping(&mut self) -> i64 {
+        self.send_text(r#"{"action":"ping"}"#).await;
+        loop {
+            let frame = self.next_json().await;
+            if let Some(pong) = frame.get("pong") {
+                return pong.as_i64().expect("pong is epoch ms");
+            }
+            self.backlog.push_back(frame);
+        }
+    }
+
+    /// The next `n` chat frames, sorted by seq (they may arrive out of order: integrations run concurrently).
+    pub async fn recv_chats(&mut self, n: usize) -> Vec<Value> {
+        let mut chats = Vec::with_capacity(n);
+        while chats.len() < n {
+            let frame = self.recv_json().await;
+            assert!(
+                frame["message"].is_string(),
+                "expected a chat frame, got {frame}"
+            );
+            chats.push(frame);
+        }
+        chats.sort_by_key(|c| c["seq"].as_u64().expect("seq"));
+        chats
     }
 
     /// Sends `{"message": text}`.
@@ -325,6 +469,14 @@ impl Client {
     /// # Panics
     /// When nothing arrives within [`WAIT`], the socket closes, or the frame is not JSON text.
     pub async fn recv_json(&mut self) -> Value {
+        if let Some(frame) = self.backlog.pop_front() {
+            return frame;
+        }
+        self.next_json().await
+    }
+
+    /// The next data frame off the socket, parsed as JSON.
+    async fn next_json(&mut self) -> Value {
         loop {
             let next = tokio::time::timeout(WAIT, self.ws.next())
                 .await
@@ -350,6 +502,11 @@ impl Client {
 
     /// Asserts that no data frame arrives for `quiet`.
     pub async fn expect_silence(&mut self, quiet: Duration) {
+        assert!(
+            self.backlog.is_empty(),
+            "expected silence, got {:?}",
+            self.backlog
+        );
         if let Ok(next) = tokio::time::timeout(quiet, self.ws.next()).await {
             panic!("expected silence, got {next:?}");
         }

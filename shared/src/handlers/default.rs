@@ -1,24 +1,35 @@
-//! `$default`: one chat frame in, fanned out to every member of the sender's room, the sender included.
+//! `$default`: every frame a client sends that no other route takes. Three kinds ([`ClientFrame`]):
+//! * chat `{"message"}`: numbered and stored in the room's history, then fanned out to every member of the
+//!   sender's room, the sender included (one Redis round trip: [`RoomStore::publish`]);
+//! * `{"action": "history"}`: the retained messages after a seq, to the sender alone, in frames under 32 KB;
+//! * `{"action": "ping"}`: `{"pong"}` to the sender, after writing its membership again.
+//!
+//! History and ping could be routes of their own (route selection is `$request.body.action`), but they need
+//! exactly `$default`'s dependencies, and one function keeps one warm container and one place that knows the
+//! protocol: the template routes only `$connect`, `$disconnect` and `$default`.
 //!
 //! `$default` events carry no query string, so the room comes from the authorizer context API Gateway attaches
-//! to every event of the connection (one Redis round trip per message: the live members), or failing that from
-//! the connection's key in the store (one more).
+//! to every event of the connection, or failing that from the connection's key in the store (one more round
+//! trip).
 
 use std::sync::Arc;
 
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use tracing::{debug, info, warn};
 
-use super::{HandlerError, Route, authorizer_room, connection_id, event_time_ms, response};
+use super::{HandlerError, Route, authorizer_room, connection_id, event_time_ms, now_ms, response};
 use crate::fanout::{FanoutSettings, group_send};
 use crate::gateway::Gateway;
 use crate::rooms::RoomStore;
-use crate::wire::{ClientFrame, ConnectionId, FrameError, MAX_POST_BYTES, ServerFrame};
+use crate::wire::{
+    CHAT_FRAME_OVERHEAD, ClientFrame, ConnectionId, Epoch, FrameError, MAX_FRAME_BYTES,
+    MAX_POST_BYTES, RoomName, ServerFrame, history_frames,
+};
 
 /// What `$default` needs.
 #[derive(Clone)]
 pub struct Deps {
-    /// Room membership.
+    /// Room membership and history.
     pub rooms: Arc<dyn RoomStore>,
     /// PostToConnection.
     pub gateway: Arc<dyn Gateway>,
@@ -40,13 +51,21 @@ pub async fn handle(
         Ok(frame) => frame,
         Err(err) => return refuse(deps, &sender, &err).await,
     };
-    let encoded = ServerFrame::Message {
-        message: &frame.message,
-    }
-    .encode();
-    if encoded.len() > MAX_POST_BYTES {
-        return refuse(deps, &sender, &FrameError::TooLarge(encoded.len())).await;
-    }
+    // The message is encoded once, here, and checked before the room is looked up: an oversized message costs
+    // no round trip.
+    let request = match frame {
+        ClientFrame::Chat { message } => {
+            debug!(connection = %sender, message = %message, "chat message");
+            let json = serde_json::to_string(&message).unwrap_or_default();
+            let size = json.len() + CHAT_FRAME_OVERHEAD;
+            if size > MAX_POST_BYTES {
+                return refuse(deps, &sender, &FrameError::TooLarge(size)).await;
+            }
+            Request::Chat { json }
+        }
+        ClientFrame::History { after, epoch } => Request::History { after, epoch },
+        ClientFrame::Ping => Request::Ping,
+    };
     let room = match authorizer_room(ctx) {
         Some(room) => room,
         None => match deps.rooms.room_of(&sender).await? {
@@ -59,21 +78,63 @@ pub async fn handle(
             }
         },
     };
-    let members = deps.rooms.members(&room, event_time_ms(ctx)).await?;
-    debug!(connection = %sender, room = %room, message = %frame.message, "chat message");
+    let now = event_time_ms(ctx);
+    match request {
+        Request::Chat { json } => chat(deps, &sender, &room, &json, now).await,
+        Request::History { after, epoch } => {
+            history(deps, &sender, &room, after, epoch.as_ref(), now).await
+        }
+        Request::Ping => {
+            // The heartbeat writes the membership again, so a member that Redis forgot is back at once.
+            deps.rooms.join(&room, &sender, ctx.connected_at).await?;
+            let pong = ServerFrame::Pong { pong: now_ms() }.encode();
+            if let Err(err) = deps.gateway.post_to_connection(&sender, pong).await {
+                let err: &dyn std::error::Error = &err;
+                warn!(connection = %sender, error = err, "could not answer the ping");
+            }
+            Ok(response(200, None))
+        }
+    }
+}
+
+/// A parsed frame, ready for the store.
+enum Request {
+    /// Chat, the message already encoded as a JSON string.
+    Chat {
+        json: String,
+    },
+    History {
+        after: Option<u64>,
+        epoch: Option<Epoch>,
+    },
+    Ping,
+}
+
+/// Numbers and stores one chat message, then sends it to every member of the room.
+async fn chat(
+    deps: &Deps,
+    sender: &ConnectionId,
+    room: &RoomName,
+    message_json: &str,
+    now: i64,
+) -> Result<ApiGatewayProxyResponse, HandlerError> {
+    let published = deps.rooms.publish(room, message_json, now).await?;
+    let members = published.members.len();
     let report = group_send(
         deps.gateway.as_ref(),
         deps.rooms.as_ref(),
-        &room,
-        &members,
-        encoded,
+        room,
+        &published.members,
+        bytes::Bytes::from(published.frame),
         &deps.fanout,
     )
     .await;
     info!(
         connection = %sender,
         room = %room,
-        members = members.len(),
+        seq = published.seq,
+        epoch = %published.epoch,
+        members,
         delivered = report.delivered,
         pruned = report.pruned.len(),
         retried = report.retried,
@@ -84,8 +145,39 @@ pub async fn handle(
     if report.delivered == 0 && !report.failed.is_empty() {
         return Err(HandlerError::Undeliverable {
             failed: report.failed.len(),
-            members: members.len(),
+            members,
         });
+    }
+    Ok(response(200, None))
+}
+
+/// Sends the sender the retained messages after `after`, in frames under the 32 KB frame limit, in order.
+async fn history(
+    deps: &Deps,
+    sender: &ConnectionId,
+    room: &RoomName,
+    after: Option<u64>,
+    epoch: Option<&Epoch>,
+    now: i64,
+) -> Result<ApiGatewayProxyResponse, HandlerError> {
+    let page = deps.rooms.history(room, after, epoch, now).await?;
+    let frames = history_frames(&page.epoch, &page.frames, page.complete, MAX_FRAME_BYTES);
+    info!(
+        connection = %sender,
+        room = %room,
+        after,
+        messages = page.frames.len(),
+        frames = frames.len(),
+        complete = page.complete,
+        "history sent"
+    );
+    // One after another: the client relies on their order, and only the last says `complete`.
+    for frame in frames {
+        if let Err(err) = deps.gateway.post_to_connection(sender, frame).await {
+            let err: &dyn std::error::Error = &err;
+            warn!(connection = %sender, error = err, "could not send history");
+            break;
+        }
     }
     Ok(response(200, None))
 }
@@ -172,6 +264,26 @@ mod tests {
             .collect()
     }
 
+    /// The chat frames `conn` received as (message, seq), checking each has an epoch and a ts.
+    fn chats(gw: &RecordingGateway, conn: &str) -> Vec<(String, u64)> {
+        json_frames(gw, conn)
+            .iter()
+            .filter(|f| f.get("message").is_some())
+            .map(|f| {
+                assert!(f["epoch"].is_string(), "{f}");
+                assert!(f["ts"].is_i64(), "{f}");
+                (
+                    f["message"].as_str().expect("message").to_owned(),
+                    f["seq"].as_u64().expect("seq"),
+                )
+            })
+            .collect()
+    }
+
+    fn said(pairs: &[(&str, u64)]) -> Vec<(String, u64)> {
+        pairs.iter().map(|(m, s)| ((*m).to_owned(), *s)).collect()
+    }
+
     #[tokio::test]
     async fn chat_message_reaches_everyone_in_the_room_and_nobody_else() {
         let w = world(&[("room_1", "a"), ("room_1", "b"), ("room_2", "c")]).await;
@@ -180,14 +292,8 @@ mod tests {
         let resp = handle(&event, &w.deps).await.expect("handled");
 
         assert_eq!(resp.status_code, 200);
-        assert_eq!(
-            json_frames(&w.gateway, "a"),
-            vec![json!({ "message": "hello" })]
-        );
-        assert_eq!(
-            json_frames(&w.gateway, "b"),
-            vec![json!({ "message": "hello" })]
-        );
+        assert_eq!(chats(&w.gateway, "a"), said(&[("hello", 1)]));
+        assert_eq!(w.gateway.received(&id("a")), w.gateway.received(&id("b")));
         assert!(w.gateway.received(&id("c")).is_empty());
     }
 
@@ -199,10 +305,7 @@ mod tests {
 
         handle(&event, &w.deps).await.expect("handled");
 
-        assert_eq!(
-            json_frames(&w.gateway, "b"),
-            vec![json!({ "message": "via context" })]
-        );
+        assert_eq!(chats(&w.gateway, "b"), said(&[("via context", 1)]));
     }
 
     #[tokio::test]
@@ -248,10 +351,7 @@ mod tests {
                 .expect("members"),
             vec![id("a")]
         );
-        assert_eq!(
-            json_frames(&w.gateway, "a"),
-            vec![json!({ "message": "hi" })]
-        );
+        assert_eq!(chats(&w.gateway, "a"), said(&[("hi", 1)]));
     }
 
     #[tokio::test]
@@ -310,6 +410,92 @@ mod tests {
                 })
             ),
             "{result:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn messages_of_a_room_are_numbered_one_by_one_in_one_epoch_and_rooms_apart() {
+        let w = world(&[("one", "a"), ("two", "c")]).await;
+        for (conn, text) in [("a", "first"), ("c", "elsewhere"), ("a", "second")] {
+            let event = fixtures::message(conn, &json!({ "message": text }).to_string(), None);
+            handle(&event, &w.deps).await.expect("handled");
+        }
+
+        assert_eq!(chats(&w.gateway, "a"), said(&[("first", 1), ("second", 2)]));
+        assert_eq!(chats(&w.gateway, "c"), said(&[("elsewhere", 1)]));
+        let frames = json_frames(&w.gateway, "a");
+        assert_eq!(frames[0]["epoch"], frames[1]["epoch"]);
+        assert_ne!(frames[0]["epoch"], json_frames(&w.gateway, "c")[0]["epoch"]);
+    }
+
+    #[tokio::test]
+    async fn a_history_request_gets_what_followed_the_given_seq_to_the_sender_alone() {
+        let w = world(&[("lobby", "a"), ("lobby", "b")]).await;
+        for text in ["one", "two", "three"] {
+            let event = fixtures::message("a", &json!({ "message": text }).to_string(), None);
+            handle(&event, &w.deps).await.expect("handled");
+        }
+        let epoch = json_frames(&w.gateway, "b")[0]["epoch"].clone();
+        let before = w.gateway.received(&id("a")).len();
+
+        let request = json!({ "action": "history", "after": 1, "epoch": epoch }).to_string();
+        let resp = handle(&fixtures::message("b", &request, None), &w.deps)
+            .await
+            .expect("handled");
+
+        assert_eq!(resp.status_code, 200);
+        let answer = json_frames(&w.gateway, "b").pop().expect("an answer");
+        assert_eq!(answer["epoch"], epoch);
+        assert_eq!(answer["complete"], json!(true));
+        let history: Vec<&str> = answer["history"]
+            .as_array()
+            .expect("array")
+            .iter()
+            .map(|f| f["message"].as_str().expect("message"))
+            .collect();
+        assert_eq!(history, ["two", "three"]);
+        assert_eq!(
+            w.gateway.received(&id("a")).len(),
+            before,
+            "a got nothing more"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_history_request_for_a_lost_epoch_is_answered_as_incomplete() {
+        let w = world(&[("lobby", "a")]).await;
+        handle(
+            &fixtures::message("a", r#"{"message":"kept"}"#, None),
+            &w.deps,
+        )
+        .await
+        .expect("handled");
+
+        let request = r#"{"action":"history","after":7,"epoch":"0000dead"}"#;
+        handle(&fixtures::message("a", request, None), &w.deps)
+            .await
+            .expect("handled");
+
+        let answer = json_frames(&w.gateway, "a").pop().expect("an answer");
+        assert_eq!(answer["complete"], json!(false));
+        assert_eq!(answer["history"][0]["message"], "kept");
+    }
+
+    #[tokio::test]
+    async fn a_ping_is_answered_with_a_pong_and_rejoins_a_member_the_store_forgot() {
+        let w = world(&[]).await;
+        let event = fixtures::message("a", r#"{"action":"ping"}"#, Some("lobby"));
+
+        let resp = handle(&event, &w.deps).await.expect("handled");
+
+        assert_eq!(resp.status_code, 200);
+        assert!(json_frames(&w.gateway, "a")[0]["pong"].is_i64());
+        assert_eq!(
+            w.store
+                .members(&room_("lobby"), 2_000)
+                .await
+                .expect("members"),
+            vec![id("a")]
         );
     }
 }

@@ -1,18 +1,20 @@
-//! In-memory room store: the emulator's default and the unit tests' fake, with the same expiry rules as Redis.
+//! In-memory room store: the emulator's default and the unit tests' fake, with the same expiry, sequence and
+//! history rules as Redis.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{MAX_CONNECTION_LIFETIME, RoomStore, StoreError};
-use crate::wire::{ConnectionId, RoomName};
+use super::{HistoryPage, MAX_CONNECTION_LIFETIME, Published, Retention, RoomStore, StoreError};
+use crate::wire::{ConnectionId, Epoch, RoomName, chat_frame};
 
-/// A [`RoomStore`] held in process memory. Membership expires like the Redis store's.
+/// A [`RoomStore`] held in process memory. Membership and history expire like the Redis store's.
 #[derive(Debug)]
 pub struct MemoryRoomStore {
     lifetime_ms: i64,
+    retention: Retention,
     state: Mutex<State>,
 }
 
@@ -22,6 +24,22 @@ struct State {
     rooms: HashMap<RoomName, HashMap<ConnectionId, i64>>,
     /// connection → room
     conns: HashMap<ConnectionId, RoomName>,
+    /// room → its sequence and retained messages
+    histories: HashMap<RoomName, RoomHistory>,
+}
+
+/// One room's history: what Redis keeps in the room's `seq` hash and `history` list.
+#[derive(Debug)]
+struct RoomHistory {
+    epoch: Epoch,
+    /// The last seq assigned.
+    seq: u64,
+    /// The last ts assigned.
+    ts: i64,
+    /// The newest retained chat frames, oldest first: seqs `seq - len + 1 ..= seq`.
+    frames: VecDeque<String>,
+    /// Forgotten at this time (epoch ms) unless another message comes first.
+    expires_at_ms: i64,
 }
 
 impl Default for MemoryRoomStore {
@@ -31,12 +49,25 @@ impl Default for MemoryRoomStore {
 }
 
 impl MemoryRoomStore {
-    /// A store whose memberships last `lifetime`.
+    /// A store whose memberships last `lifetime`, keeping the default [`Retention`] of history.
     pub fn new(lifetime: Duration) -> Self {
         Self {
-            lifetime_ms: i64::try_from(lifetime.as_millis()).unwrap_or(i64::MAX),
+            lifetime_ms: millis(lifetime),
+            retention: Retention::default(),
             state: Mutex::default(),
         }
+    }
+
+    /// The same store keeping `retention` of each room's history.
+    #[must_use]
+    pub fn with_retention(mut self, retention: Retention) -> Self {
+        self.retention = retention;
+        self
+    }
+
+    /// Forgets everything, as a Redis that restarted without its data would: memberships, sequences and history.
+    pub fn lose_everything(&self) {
+        *self.state() = State::default();
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -48,7 +79,48 @@ impl MemoryRoomStore {
     }
 }
 
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
 impl State {
+    /// The live members of `room`, sorted, after dropping those that joined before `cutoff`.
+    fn live_members(&mut self, room: &RoomName, cutoff: i64) -> Vec<ConnectionId> {
+        let expired: Vec<ConnectionId> = self
+            .rooms
+            .get(room)
+            .map(|members| {
+                members
+                    .iter()
+                    .filter(|(_, at)| **at < cutoff)
+                    .map(|(c, _)| c.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        for conn in &expired {
+            self.remove(room, conn);
+        }
+        let mut live: Vec<ConnectionId> = self
+            .rooms
+            .get(room)
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default();
+        live.sort();
+        live
+    }
+
+    /// `room`'s history, started afresh (a new epoch) when it has none or it expired.
+    fn history(&mut self, room: &RoomName, now_ms: i64, ttl_ms: i64) -> &mut RoomHistory {
+        let history = self
+            .histories
+            .entry(room.clone())
+            .or_insert_with(|| RoomHistory::fresh(now_ms, ttl_ms));
+        if history.expires_at_ms <= now_ms {
+            *history = RoomHistory::fresh(now_ms, ttl_ms);
+        }
+        history
+    }
+
     fn remove(&mut self, room: &RoomName, conn: &ConnectionId) {
         if let Some(members) = self.rooms.get_mut(room) {
             members.remove(conn);
@@ -58,6 +130,18 @@ impl State {
         }
         if self.conns.get(conn) == Some(room) {
             self.conns.remove(conn);
+        }
+    }
+}
+
+impl RoomHistory {
+    fn fresh(now_ms: i64, ttl_ms: i64) -> Self {
+        Self {
+            epoch: Epoch::random(),
+            seq: 0,
+            ts: 0,
+            frames: VecDeque::new(),
+            expires_at_ms: now_ms.saturating_add(ttl_ms),
         }
     }
 }
@@ -87,27 +171,69 @@ impl RoomStore for MemoryRoomStore {
         Ok(self.state().conns.get(conn).cloned())
     }
 
+    async fn publish(
+        &self,
+        room: &RoomName,
+        message_json: &str,
+        now_ms: i64,
+    ) -> Result<Published, StoreError> {
+        let cutoff = now_ms.saturating_sub(self.lifetime_ms);
+        let ttl_ms = millis(self.retention.ttl);
+        let max = self.retention.max_messages;
+        let mut state = self.state();
+        let members = state.live_members(room, cutoff);
+        let history = state.history(room, now_ms, ttl_ms);
+        history.seq += 1;
+        history.ts = history.ts.max(now_ms);
+        history.expires_at_ms = now_ms.saturating_add(ttl_ms);
+        let frame = chat_frame(message_json, history.seq, &history.epoch, history.ts);
+        history.frames.push_back(frame.clone());
+        while history.frames.len() > max {
+            history.frames.pop_front();
+        }
+        Ok(Published {
+            frame,
+            seq: history.seq,
+            epoch: history.epoch.clone(),
+            ts: history.ts,
+            members,
+        })
+    }
+
+    async fn history(
+        &self,
+        room: &RoomName,
+        after: Option<u64>,
+        epoch: Option<&Epoch>,
+        now_ms: i64,
+    ) -> Result<HistoryPage, StoreError> {
+        let ttl_ms = millis(self.retention.ttl);
+        let mut state = self.state();
+        let history = state.history(room, now_ms, ttl_ms);
+        let retained = history.frames.len() as u64;
+        // The seq of the oldest retained message (one past the last when nothing is retained).
+        let first = history.seq + 1 - retained;
+        let (skip, complete) = match (after, epoch) {
+            // `after` without an epoch means the current one.
+            (Some(after), epoch) if epoch.is_none_or(|e| *e == history.epoch) => (
+                after.saturating_sub(first - 1).min(retained),
+                after + 1 >= first,
+            ),
+            // A seq of a history that is gone: everything retained now, and the client must know it missed some.
+            (Some(_), _) => (0, false),
+            (None, _) => (0, first <= 1),
+        };
+        let skip = usize::try_from(skip).unwrap_or(usize::MAX);
+        Ok(HistoryPage {
+            epoch: history.epoch.clone(),
+            frames: history.frames.iter().skip(skip).cloned().collect(),
+            complete,
+        })
+    }
+
     async fn members(&self, room: &RoomName, now_ms: i64) -> Result<Vec<ConnectionId>, StoreError> {
         let cutoff = now_ms.saturating_sub(self.lifetime_ms);
-        let mut state = self.state();
-        let Some(members) = state.rooms.get(room) else {
-            return Ok(Vec::new());
-        };
-        let expired: Vec<ConnectionId> = members
-            .iter()
-            .filter(|(_, at)| **at < cutoff)
-            .map(|(c, _)| c.clone())
-            .collect();
-        for conn in &expired {
-            state.remove(room, conn);
-        }
-        let mut live: Vec<ConnectionId> = state
-            .rooms
-            .get(room)
-            .map(|m| m.keys().cloned().collect())
-            .unwrap_or_default();
-        live.sort();
-        Ok(live)
+        Ok(self.state().live_members(room, cutoff))
     }
 
     async fn leave(

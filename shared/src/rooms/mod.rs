@@ -10,12 +10,59 @@ pub mod redis;
 
 use async_trait::async_trait;
 
-use crate::wire::{ConnectionId, RoomName};
+use std::time::Duration;
+
+use crate::wire::{ConnectionId, Epoch, RoomName};
 
 pub use self::memory::MemoryRoomStore;
 pub use self::redis::RedisRoomStore;
 
 pub use crate::config::MAX_CONNECTION_LIFETIME;
+
+/// How much of a room's history the store keeps (`HISTORY_MAX_MESSAGES`, `HISTORY_TTL_SECS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// The newest this many messages of each room are kept.
+    pub max_messages: usize,
+    /// A room's history (and its sequence) is forgotten this long after its last message.
+    pub ttl: Duration,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            max_messages: crate::config::DEFAULT_HISTORY_MAX_MESSAGES,
+            ttl: crate::config::DEFAULT_HISTORY_TTL,
+        }
+    }
+}
+
+/// What [`RoomStore::publish`] did: the message's place in the room's history and who is in the room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    /// The chat frame every member gets ([`crate::wire::chat_frame`]), as stored in the history.
+    pub frame: String,
+    /// Its number in the room: one more than the previous message's.
+    pub seq: u64,
+    /// The room's history it belongs to.
+    pub epoch: Epoch,
+    /// When the store accepted it (epoch ms; never less than the previous message's).
+    pub ts: i64,
+    /// The live members of the room, the sender included if it is a member.
+    pub members: Vec<ConnectionId>,
+}
+
+/// What [`RoomStore::history`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryPage {
+    /// The room's current epoch (created by the request if the room had no history).
+    pub epoch: Epoch,
+    /// Chat frames in ascending seq: every retained message after the requested seq.
+    pub frames: Vec<String>,
+    /// `false` when some messages after the requested seq are no longer retained, or the requested epoch is not
+    /// the current one. Without a requested seq: whether the frames start at the room's first message.
+    pub complete: bool,
+}
 
 /// Room membership storage. Implementations must be safe to share between concurrent invocations.
 #[async_trait]
@@ -36,6 +83,33 @@ pub trait RoomStore: Send + Sync {
     /// # Errors
     /// [`StoreError`] when the backing store cannot be read.
     async fn room_of(&self, conn: &ConnectionId) -> Result<Option<RoomName>, StoreError>;
+
+    /// The chat hot path, in one round trip: assigns `message_json` (the message as a JSON string) the room's next
+    /// `seq` (starting a new epoch when the room has no history), appends the chat frame to the room's bounded
+    /// history, drops members past their lifetime and returns the frame and the live members.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the backing store cannot be reached or refuses the write.
+    async fn publish(
+        &self,
+        room: &RoomName,
+        message_json: &str,
+        now_ms: i64,
+    ) -> Result<Published, StoreError>;
+
+    /// The retained chat frames of `room` after seq `after` of history `epoch` (the current history when `epoch`
+    /// is `None`; the most recent frames when `after` is `None`), in one round trip. A room without history gets
+    /// an epoch now, so the answer always names one.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the backing store cannot be read.
+    async fn history(
+        &self,
+        room: &RoomName,
+        after: Option<u64>,
+        epoch: Option<&Epoch>,
+        now_ms: i64,
+    ) -> Result<HistoryPage, StoreError>;
 
     /// The live members of `room` at `now_ms`; members past the lifetime are trimmed as a side effect.
     ///

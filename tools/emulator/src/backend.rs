@@ -10,7 +10,7 @@ use chat_shared::config::Config;
 use chat_shared::gateway::AwsGateway;
 use chat_shared::handlers::{HandlerError, Route, authorize, connect, default, disconnect};
 use chat_shared::rooms::{MemoryRoomStore, RoomStore};
-use chat_shared::startup::{StartupError, connect_store};
+use chat_shared::startup::{StartupError, connect_store, retention};
 use chat_shared::{ProxyResponse, WebsocketRequest};
 use serde_json::Value;
 
@@ -119,7 +119,9 @@ impl InProcess {
         let cfg = &options.config;
         let rooms: Arc<dyn RoomStore> = match &options.store {
             StoreChoice::Redis => connect_store(cfg).await?,
-            StoreChoice::Memory => Arc::new(MemoryRoomStore::new(cfg.membership_lifetime)),
+            StoreChoice::Memory => Arc::new(
+                MemoryRoomStore::new(cfg.membership_lifetime).with_retention(retention(cfg)),
+            ),
             StoreChoice::Shared(rooms) => rooms.clone(),
         };
         let gateway = Arc::new(AwsGateway::local(management_endpoint));

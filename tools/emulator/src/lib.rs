@@ -58,6 +58,9 @@ pub struct Options {
     pub max_duration: Duration,
     /// Added to every `/@connections` call, like the milliseconds the real API takes.
     pub management_latency: Duration,
+    /// A random extra delay, up to this much, added to each `/@connections` call: concurrent fan-outs then finish
+    /// in any order, as on AWS, so pages and tests meet out-of-order delivery.
+    pub management_jitter: Duration,
     /// Share of `/@connections` calls answered with 429, to exercise throttling (0.0–1.0).
     pub throttle_rate: f64,
     /// Which function serves which route.
@@ -73,6 +76,7 @@ impl Default for Options {
             idle_timeout: Duration::from_secs(10 * 60),
             max_duration: Duration::from_secs(2 * 60 * 60),
             management_latency: Duration::ZERO,
+            management_jitter: Duration::ZERO,
             throttle_rate: 0.0,
             // The template is compiled in and a unit test follows it, so this cannot fail in a released binary.
             routes: RouteTable::deployed()

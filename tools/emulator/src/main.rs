@@ -42,6 +42,9 @@ struct Args {
     /// Milliseconds added to every /@connections call (the real API takes a few).
     #[arg(long, default_value_t = 0)]
     management_latency_ms: u64,
+    /// Up to this many random milliseconds more on each /@connections call (reorders concurrent deliveries).
+    #[arg(long, default_value_t = 0)]
+    management_jitter_ms: u64,
     /// Share of /@connections calls answered 429 LimitExceeded (0.0-1.0).
     #[arg(long, default_value_t = 0.0)]
     throttle_rate: f64,
@@ -68,6 +71,7 @@ async fn main() -> anyhow::Result<()> {
         idle_timeout: seconds(args.idle_timeout_secs, "idle-timeout-secs")?,
         max_duration: seconds(args.max_duration_secs, "max-duration-secs")?,
         management_latency: Duration::from_millis(args.management_latency_ms),
+        management_jitter: Duration::from_millis(args.management_jitter_ms),
         throttle_rate: args.throttle_rate,
         ..Options::default()
     };

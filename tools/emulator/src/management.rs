@@ -56,8 +56,10 @@ async fn admit(
     params: &HashMap<String, String>,
     headers: &HeaderMap,
 ) -> Result<String, Response> {
-    if !state.options.management_latency.is_zero() {
-        tokio::time::sleep(state.options.management_latency).await;
+    let jitter = state.options.management_jitter;
+    let latency = state.options.management_latency + jitter.mul_f64(fastrand::f64());
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
     }
     let signed = headers
         .get(header::AUTHORIZATION)

@@ -303,7 +303,10 @@ async fn run(
                     let now = now_ms();
                     last_active_at.store(now, Ordering::Relaxed);
                     idle.as_mut().reset(tokio::time::Instant::now() + state.options.idle_timeout);
-                    on_text(&state, &info, text.as_str(), now).await;
+                    // Like API Gateway, one connection's messages are integrations running side by side, not
+                    // a queue: two quick messages may finish (and be delivered) in either order.
+                    let (state, info) = (state.clone(), info.clone());
+                    tokio::spawn(async move { on_text(&state, &info, text.as_str(), now).await });
                 }
                 Some(Ok(Message::Binary(_))) => {
                     break Ending { code: 1003, reason: "Binary frames are not supported".into(), gateway_closes: true };
