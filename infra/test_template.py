@@ -228,7 +228,8 @@ class TemplateTest(unittest.TestCase):
             "ws-authorize": {"RUST_LOG"},
             "ws-connect": {"RUST_LOG", "ALLOWED_ORIGINS"} | redis,
             "ws-disconnect": {"RUST_LOG"} | redis,
-            "ws-default": {"RUST_LOG", "WS_MANAGEMENT_ENDPOINT", "FANOUT_MAX_IN_FLIGHT"} | redis,
+            "ws-default": {"RUST_LOG", "WS_MANAGEMENT_ENDPOINT", "FANOUT_MAX_IN_FLIGHT", "HISTORY_MAX_MESSAGES",
+                           "HISTORY_TTL_SECS"} | redis,
         }
         for fid in self.functions:
             variables = effective_function_properties(self.template, fid)["Environment"]["Variables"]

@@ -1,14 +1,18 @@
 // The room page: one WebSocket to `<websocketUrl>?room=<name>`, a message log, a composer, and
 // reconnection with capped exponential backoff and full jitter.
 //
-// Wire format (the Django Channels tutorial's): we send JSON.stringify({message: text}); the server
-// broadcasts {"message": "..."} to everyone in the room, the sender included, and answers a frame it
-// refuses with {"error": "..."} to the sender only.
+// Wire format (the Django Channels tutorial's, plus fields; README "Protocol"): we send {message: text}; the
+// server broadcasts {"message", "seq", "epoch", "ts"} to everyone in the room, the sender included, and answers
+// a frame it refuses with {"error": "..."} to the sender only. On every (re)connect the page asks
+// {"action": "history", "after": <last seq shown>, "epoch": …} and shows exactly what it missed; messages are
+// shown in seq order, each once, whatever order they arrive in (sequence.js). {"action": "ping"} keeps the
+// connection (and the membership behind it) alive. The log of each room survives a reload (sessionStorage).
 //
 // Browsers never see the HTTP status of a refused handshake: a refused connection closes with code 1006
 // without ever firing `open`. So the room name is checked here with the server's rule before any attempt,
 // and several closes in a row that never reached `open` are reported as a refusal instead of retried forever.
 import { checkRoomName, linkWithWs, params, rememberRoom, socketUrl, websocketBase } from './shared.js';
+import { RoomSequence, isSequenced } from './sequence.js';
 
 const BASE_DELAY_MS = 500; // first retry waits up to this long
 const MAX_DELAY_MS = 10_000; // no retry waits longer than this
@@ -17,6 +21,9 @@ const REFUSED_AFTER = 3; // closes in a row without `open`, before this page was
 const GIVE_UP_AFTER = 10; // the same, once the page had been connected (a server restart, a flaky network)
 const MAX_FRAME_BYTES = 32 * 1024; // API Gateway closes the socket (1009) on larger client frames
 const MAX_LINES = 1000; // oldest lines are dropped beyond this
+const KEPT_MESSAGES = 100; // messages of this room kept across reloads (sessionStorage)
+// A ping well inside API Gateway's 10-minute idle timeout; `?ping=SECONDS` shortens it (tests).
+const PING_MS = (Number(params().get('ping')) || 240) * 1000;
 
 const $ = (id) => document.getElementById(id);
 const log = $('chat-log');
@@ -47,6 +54,7 @@ let reconnectAt = 0;
 let state = 'connecting';
 let canRetry = false;
 let unseen = 0;
+let pingTimer = 0;
 
 const timeFormat = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit' });
 
@@ -66,12 +74,13 @@ function scrollToBottom() {
  * Appends one line. `kind` is "chat", "system" or "error". Text goes in with textContent only.
  * A newline text node follows each line so the log's textContent reads like the tutorial's textarea.
  */
-function appendLine(kind, text) {
+function appendLine(kind, text, at = Date.now(), seq = null) {
   const follow = atBottom();
   const line = document.createElement('p');
   line.className = `line ${kind}`;
   line.textContent = text;
-  line.dataset.time = timeFormat.format(new Date());
+  line.dataset.time = timeFormat.format(new Date(at));
+  if (seq !== null) line.dataset.seq = String(seq);
   if (kind === 'error') line.setAttribute('role', 'alert');
   log.append(line, '\n');
   while (log.childNodes.length > MAX_LINES * 2) {
@@ -103,6 +112,64 @@ new ResizeObserver(() => {
   if (wasAtBottom) log.scrollTop = log.scrollHeight;
 }).observe(log);
 
+// ------------------------------------------------------------------------------ order, history, storage
+
+const storageKey = `wschat.room.${room}`;
+
+/** What this tab showed of the room before a reload: `{epoch, last, frames}`, or nothing. */
+function loadKept() {
+  try {
+    const kept = JSON.parse(window.sessionStorage.getItem(storageKey) || 'null');
+    if (kept && typeof kept.epoch === 'string' && Number.isSafeInteger(kept.last) && Array.isArray(kept.frames)) {
+      return { epoch: kept.epoch, last: kept.last, frames: kept.frames.filter(isSequenced) };
+    }
+  } catch {
+    // Storage disabled or garbled: start empty.
+  }
+  return { epoch: null, last: 0, frames: [] };
+}
+
+const kept = loadKept();
+
+function saveKept() {
+  try {
+    kept.epoch = sequence.epoch;
+    kept.last = sequence.last;
+    kept.frames = kept.frames.slice(-KEPT_MESSAGES);
+    window.sessionStorage.setItem(storageKey, JSON.stringify(kept));
+  } catch {
+    // Full or disabled: a reload then shows the server's recent history instead.
+  }
+}
+
+function showChat(frame) {
+  appendLine('chat', frame.message, Number.isFinite(frame.ts) ? frame.ts : Date.now(), frame.seq ?? null);
+}
+
+const sequence = new RoomSequence({
+  epoch: kept.epoch,
+  last: kept.last,
+  deliver(frame) {
+    showChat(frame);
+    kept.frames.push(frame);
+    saveKept();
+  },
+  requestHistory(after, epoch) {
+    if (socket && socket.readyState === WebSocket.OPEN) {
+      socket.send(JSON.stringify(after === null ? { action: 'history' } : { action: 'history', after, epoch }));
+    }
+  },
+  notice(kind) {
+    if (kind === 'reset') {
+      kept.frames = [];
+      appendLine('system', 'The server lost this room’s history; the conversation starts again from here.');
+    } else {
+      appendLine('system', 'Some earlier messages are no longer available.');
+    }
+    saveKept();
+  },
+});
+
 function receive(data) {
   let frame;
   try {
@@ -112,12 +179,26 @@ function receive(data) {
     return;
   }
   if (frame !== null && typeof frame === 'object' && !Array.isArray(frame)) {
-    if (typeof frame.message === 'string') {
-      appendLine('chat', frame.message);
+    if (isSequenced(frame)) {
+      sequence.onChat(frame);
       return;
     }
+    if (Array.isArray(frame.history) && typeof frame.epoch === 'string') {
+      sequence.onHistory(frame);
+      return;
+    }
+    if (typeof frame.pong === 'number') return;
     if (typeof frame.error === 'string') {
       appendLine('error', `Server error: ${frame.error}`);
+      return;
+    }
+    // What API Gateway itself sends when an integration failed: an error, never a chat line.
+    if (typeof frame.message === 'string' && 'connectionId' in frame && 'requestId' in frame) {
+      appendLine('error', `Server error: ${frame.message}. Your last message may not have been delivered.`);
+      return;
+    }
+    if (typeof frame.message === 'string') {
+      appendLine('chat', frame.message); // a server without sequence numbers
       return;
     }
   }
@@ -153,6 +234,8 @@ function hideBanner() {
 function clearTimers() {
   clearTimeout(reconnectTimer);
   clearInterval(countdownTimer);
+  clearInterval(pingTimer);
+  pingTimer = 0;
   reconnectTimer = 0;
   countdownTimer = 0;
   countdown.textContent = '';
@@ -194,8 +277,12 @@ function connect() {
     rememberRoom(room);
     setState('connected', 'Connected');
     appendLine('system', again
-      ? 'Reconnected. Messages sent while you were away are not shown.'
+      ? 'Reconnected; fetching what was said meanwhile.'
       : `Connected to #${room}. Messages appear here as they are sent.`);
+    sequence.resume();
+    pingTimer = setInterval(() => {
+      if (socket === ws && ws.readyState === WebSocket.OPEN) ws.send('{"action":"ping"}');
+    }, PING_MS);
   });
 
   ws.addEventListener('message', (event) => {
@@ -205,6 +292,8 @@ function connect() {
   ws.addEventListener('close', (event) => {
     if (socket !== ws) return; // the page closed it on purpose
     socket = null;
+    clearInterval(pingTimer);
+    pingTimer = 0;
     if (openedAt) {
       if (Date.now() - openedAt >= STABLE_MS) retries = 0;
       appendLine('system', `Disconnected (${closeReason(event)}).`);
@@ -238,7 +327,7 @@ function scheduleReconnect() {
   reconnectTimer = setTimeout(connect, delay);
   // A blip reconnects in well under a second; only talk about it once it is more than a blip.
   if (retries >= 3) {
-    showBanner('Connection lost. Trying again by itself; messages sent meanwhile will not reach you.', 'Reconnect now');
+    showBanner('Connection lost. Trying again by itself; what is said meanwhile will be shown once it is back.', 'Reconnect now');
   }
 }
 
@@ -353,6 +442,10 @@ function start() {
     $('server-info').textContent = `Server: ${new URL(base.url).host} (from ${base.source})`;
   } catch {
     // websocketBase already parsed it; nothing to show otherwise.
+  }
+  if (kept.frames.length > 0) {
+    for (const frame of kept.frames) showChat(frame);
+    appendLine('system', 'Earlier messages of this tab, restored after a reload.');
   }
   input.focus();
   connect();

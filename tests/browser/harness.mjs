@@ -43,7 +43,7 @@ for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
  * Starts the emulator on a free port and resolves once it printed its "listening" line.
  * @returns {Promise<{base: string, port: number, stop: () => Promise<void>, output: () => string}>}
  */
-export async function startEmulator() {
+export async function startEmulator(args = []) {
   const bin = process.env.WSCHAT_EMULATOR_BIN || join(REPO, 'target', 'debug', 'wschat-emulator');
   if (!existsSync(bin)) {
     throw new Error(
@@ -53,7 +53,7 @@ export async function startEmulator() {
     );
   }
   const extra = (process.env.WSCHAT_EMULATOR_ARGS || '').split(/\s+/).filter(Boolean);
-  const child = spawn(bin, ['--port', '0', ...extra], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(bin, ['--port', '0', ...args, ...extra], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
   running.add(child);
   let output = '';
   child.stderr.setEncoding('utf8');
@@ -139,12 +139,13 @@ export async function snap(page, name) {
  * @param {(pages: import('playwright-core').Page[], context: import('playwright-core').BrowserContext) => Promise<void>} fn
  * @param {object} [contextOptions] e.g. { viewport: { width: 360, height: 740 } }
  */
-// One emulator and one browser for a test file: started before its first test, stopped after its last (also
-// when a test fails). Read `suite.emulator` and `suite.browser` inside the tests.
-export function useSuite() {
+// One emulator (started with `emulatorArgs`) and one browser for a test file: started before its first test,
+// stopped after its last (also when a test fails). Read `suite.emulator` and `suite.browser` inside the tests.
+// The emulator keeps each room's history for the whole file, so every test uses rooms of its own.
+export function useSuite(emulatorArgs = []) {
   const suite = { emulator: undefined, browser: undefined };
   before(async () => {
-    suite.emulator = await startEmulator();
+    suite.emulator = await startEmulator(emulatorArgs);
     suite.browser = await launchBrowser();
   });
   after(async () => {
@@ -209,6 +210,20 @@ export async function postMessage(page, text) {
 /** The chat lines (not system notes or errors) in the log, in order. */
 export async function chatLines(page) {
   return page.locator('#chat-log .line.chat').allTextContents();
+}
+
+/** The seq of each chat line in the log, in order (`data-seq`). */
+export async function chatSeqs(page) {
+  return page.locator('#chat-log .line.chat').evaluateAll((lines) => lines.map((l) => Number(l.dataset.seq)));
+}
+
+/** Waits until the log holds exactly `count` chat lines. */
+export async function waitForChatCount(page, count) {
+  await page.waitForFunction(
+    (wanted) => document.querySelectorAll('#chat-log .line.chat').length >= wanted,
+    count,
+    { timeout: WAIT_MS },
+  );
 }
 
 /** Waits until a chat line with exactly `text` is in the log. */

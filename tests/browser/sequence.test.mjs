@@ -1,0 +1,92 @@
+// web/sequence.js without a browser: ordering, duplicates, gap repair, history answers, lost history.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { RoomSequence } from '../../web/sequence.js';
+
+/** A sequence with fake timers, recording what it shows, asks and says. */
+function harness(options = {}) {
+  const shown = [];
+  const asked = [];
+  const notices = [];
+  const timers = [];
+  const sequence = new RoomSequence({
+    holdMs: 100,
+    deliver: (frame) => shown.push(frame.seq),
+    requestHistory: (after, epoch) => asked.push({ after, epoch }),
+    notice: (kind, detail) => notices.push({ kind, detail }),
+    setTimer: (fn) => { timers.push(fn); return timers.length; },
+    clearTimer: (id) => { if (id) timers[id - 1] = null; },
+    ...options,
+  });
+  const fire = () => {
+    for (let i = 0; i < timers.length; i += 1) {
+      const fn = timers[i];
+      timers[i] = null;
+      if (fn) fn();
+    }
+  };
+  return { sequence, shown, asked, notices, fire };
+}
+
+const chat = (seq, epoch = 'e1') => ({ message: `m${seq}`, seq, epoch, ts: 1 });
+const history = (seqs, complete, epoch = 'e1') => ({ history: seqs.map((s) => chat(s, epoch)), epoch, complete });
+
+test('a_first_visit_asks_for_recent_history_and_shows_it_before_live_messages', () => {
+  const { sequence, shown, asked } = harness();
+  sequence.resume();
+  sequence.onChat(chat(4)); // arrives before the history answer: held
+  sequence.onHistory(history([1, 2, 3], true));
+  assert.deepEqual(asked, [{ after: null, epoch: null }]);
+  assert.deepEqual(shown, [1, 2, 3, 4]);
+});
+
+test('out_of_order_messages_are_shown_in_seq_order_each_once', () => {
+  const { sequence, shown, asked, fire } = harness({ epoch: 'e1', last: 0 });
+  sequence.resume();
+  sequence.onHistory(history([], true));
+  for (const seq of [2, 1, 1, 4, 3, 2, 5]) sequence.onChat(chat(seq));
+  fire();
+  assert.deepEqual(shown, [1, 2, 3, 4, 5]);
+  assert.equal(asked.length, 1, 'the reorder filled itself: no gap request');
+});
+
+test('a_gap_that_does_not_fill_is_fetched_with_history_after_the_last_shown_seq', () => {
+  const { sequence, shown, asked, fire } = harness({ epoch: 'e1', last: 3 });
+  sequence.resume();
+  sequence.onHistory(history([], true));
+  sequence.onChat(chat(6));
+  assert.deepEqual(shown, []);
+  fire();
+  assert.deepEqual(asked.at(-1), { after: 3, epoch: 'e1' });
+  sequence.onHistory(history([4, 5, 6], true));
+  assert.deepEqual(shown, [4, 5, 6]);
+});
+
+test('a_resume_shows_exactly_what_was_missed_and_ignores_what_was_shown', () => {
+  const { sequence, shown, asked, notices } = harness({ epoch: 'e1', last: 5 });
+  sequence.resume();
+  sequence.onHistory({ history: [chat(6), chat(7)], epoch: 'e1' }); // more frames follow
+  sequence.onChat(chat(7));
+  sequence.onHistory({ history: [chat(8)], epoch: 'e1', complete: true });
+  assert.deepEqual(asked, [{ after: 5, epoch: 'e1' }]);
+  assert.deepEqual(shown, [6, 7, 8]);
+  assert.deepEqual(notices, []);
+});
+
+test('history_past_the_retention_limit_says_messages_were_lost_then_goes_on', () => {
+  const { sequence, shown, notices } = harness({ epoch: 'e1', last: 2 });
+  sequence.resume();
+  sequence.onHistory(history([10, 11], false));
+  assert.deepEqual(shown, [10, 11]);
+  assert.deepEqual(notices, [{ kind: 'lost', detail: { from: 3, to: 9 } }]);
+});
+
+test('a_new_epoch_resets_the_sequence_and_says_so', () => {
+  const { sequence, shown, notices } = harness({ epoch: 'old', last: 40 });
+  sequence.resume();
+  sequence.onHistory(history([1, 2], false, 'new'));
+  sequence.onChat(chat(3, 'new'));
+  assert.deepEqual(shown, [1, 2, 3]);
+  assert.equal(notices[0].kind, 'reset');
+  assert.equal(sequence.epoch, 'new');
+});
