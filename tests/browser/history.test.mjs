@@ -13,7 +13,7 @@ const suite = useSuite(['--management-jitter-ms', '40']);
 
 const range = (from, to) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
 
-test('a_new_tab_and_a_reload_show_the_recent_history_once', TEST_OPTIONS, async (t) => {
+test('a_new_tab_and_a_reload_show_the_recent_history_once_and_recover_what_was_missed', TEST_OPTIONS, async (t) => {
   const room = 'history_reload';
   await withPages(t, suite.browser, 1, async ([writer]) => {
     await openRoom(writer, suite.emulator.base, room);
@@ -33,6 +33,23 @@ test('a_new_tab_and_a_reload_show_the_recent_history_once', TEST_OPTIONS, async 
       await waitForChatLine(reader, 'four');
       assert.deepEqual(await chatLines(reader), ['one', 'two', 'three', 'four'], 'a reload shows each message once');
       assert.deepEqual(await chatSeqs(reader), [1, 2, 3, 4]);
+
+      // Away from the page (same tab, so its sessionStorage stays) while two more are said, then back.
+      const url = reader.url();
+      await reader.goto('about:blank');
+      for (const text of ['five', 'six']) {
+        await postMessage(writer, text);
+        await waitForChatLine(writer, text);
+      }
+      const asked = [];
+      reader.on('websocket', (ws) => ws.on('framesent', (frame) => asked.push(JSON.parse(frame.payload))));
+      await reader.goto(url);
+      await waitForChatLine(reader, 'six');
+      assert.equal(asked[0]?.action, 'history');
+      assert.equal(asked[0]?.after, 4, `it asked only for what followed seq 4: ${JSON.stringify(asked[0])}`);
+      assert.deepEqual(await chatLines(reader), ['one', 'two', 'three', 'four', 'five', 'six'],
+        'what was said while away is recovered, after what was kept');
+      assert.deepEqual(await chatSeqs(reader), range(1, 6));
     });
   });
 });
