@@ -226,10 +226,11 @@ class TemplateTest(unittest.TestCase):
         redis = {"REDIS_URL", "REDIS_URL_SECRET_ARN", "REDIS_CLUSTER", "REDIS_KEY_PREFIX", "MEMBERSHIP_TTL_SECS"}
         expected = {
             "ws-authorize": {"RUST_LOG"},
-            "ws-connect": {"RUST_LOG", "ALLOWED_ORIGINS"} | redis,
+            "ws-connect": {"RUST_LOG", "ALLOWED_ORIGINS", "MAX_ROOM_MEMBERS"} | redis,
             "ws-disconnect": {"RUST_LOG"} | redis,
             "ws-default": {"RUST_LOG", "WS_MANAGEMENT_ENDPOINT", "FANOUT_MAX_IN_FLIGHT", "HISTORY_MAX_MESSAGES",
-                           "HISTORY_TTL_SECS"} | redis,
+                           "HISTORY_TTL_SECS", "MAX_ROOM_MEMBERS", "RATE_LIMIT_PER_SEC", "RATE_LIMIT_BURST",
+                           "PRUNE_GRACE_SECS"} | redis,
         }
         for fid in self.functions:
             variables = effective_function_properties(self.template, fid)["Environment"]["Variables"]

@@ -190,6 +190,7 @@ function receive(data) {
     if (typeof frame.pong === 'number') return;
     if (typeof frame.error === 'string') {
       appendLine('error', `Server error: ${frame.error}`);
+      if (typeof frame.undelivered === 'string') giveBack(frame.undelivered);
       return;
     }
     // What API Gateway itself sends when an integration failed: an error, never a chat line.
@@ -376,6 +377,16 @@ window.addEventListener('pageshow', (event) => {
 function showComposerError(text) {
   composerError.textContent = text;
   composerError.hidden = false;
+}
+
+/** A message the server could not deliver goes back into the composer (unless the reader typed something new). */
+function giveBack(text) {
+  if (input.value === '' || input.value === text) {
+    input.value = text;
+    showComposerError('Not delivered; your message is back here. Send it again when you like.');
+  } else {
+    showComposerError(`Not delivered: “${text}”.`);
+  }
 }
 
 function hideComposerError() {

@@ -39,6 +39,16 @@ pub const HISTORY_MAX_MESSAGES: &str = "HISTORY_MAX_MESSAGES";
 /// Seconds a room's history is kept after its last message (default 86400, a day).
 pub const HISTORY_TTL_SECS: &str = "HISTORY_TTL_SECS";
 
+/// Live members a room may have; `$connect` into a full room is refused with 403 (default 1000).
+pub const MAX_ROOM_MEMBERS: &str = "MAX_ROOM_MEMBERS";
+/// Chat messages one connection may send per second, sustained (default 5).
+pub const RATE_LIMIT_PER_SEC: &str = "RATE_LIMIT_PER_SEC";
+/// Chat messages one connection may send at once after a quiet spell (default 20).
+pub const RATE_LIMIT_BURST: &str = "RATE_LIMIT_BURST";
+/// Seconds after connecting during which a 410 Gone does not prune a member: API Gateway answers 410 to posts
+/// made between `$connect` returning and the connection being open (default 5).
+pub const PRUNE_GRACE_SECS: &str = "PRUNE_GRACE_SECS";
+
 /// API Gateway closes every WebSocket connection after 2 hours: no membership needs to outlive that. The one
 /// place the 2 hours are written down.
 pub const MAX_CONNECTION_LIFETIME: Duration = Duration::from_secs(2 * 60 * 60);
@@ -50,6 +60,14 @@ pub const DEFAULT_HISTORY_MAX_MESSAGES: usize = 100;
 pub const DEFAULT_HISTORY_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 /// The most [`HISTORY_MAX_MESSAGES`] may be: a history request answers with all of it at once.
 pub const MAX_HISTORY_MAX_MESSAGES: usize = 10_000;
+/// [`MAX_ROOM_MEMBERS`]'s default.
+pub const DEFAULT_MAX_ROOM_MEMBERS: usize = 1000;
+/// [`RATE_LIMIT_PER_SEC`]'s default: more than anyone types, less than a script floods.
+pub const DEFAULT_RATE_LIMIT_PER_SEC: u32 = 5;
+/// [`RATE_LIMIT_BURST`]'s default.
+pub const DEFAULT_RATE_LIMIT_BURST: u32 = 20;
+/// [`PRUNE_GRACE_SECS`]'s default.
+pub const DEFAULT_PRUNE_GRACE: Duration = Duration::from_secs(5);
 /// [`FANOUT_MAX_IN_FLIGHT`]'s default.
 pub const DEFAULT_FANOUT_MAX_IN_FLIGHT: usize = 64;
 /// [`FANOUT_MAX_ATTEMPTS`]'s default.
@@ -126,6 +144,14 @@ pub struct Config {
     pub history_max_messages: usize,
     /// [`HISTORY_TTL_SECS`]: at least a second.
     pub history_ttl: Duration,
+    /// [`MAX_ROOM_MEMBERS`]: at least 1.
+    pub max_room_members: usize,
+    /// [`RATE_LIMIT_PER_SEC`]: at least 1.
+    pub rate_limit_per_sec: u32,
+    /// [`RATE_LIMIT_BURST`]: at least 1.
+    pub rate_limit_burst: u32,
+    /// [`PRUNE_GRACE_SECS`].
+    pub prune_grace: Duration,
 }
 
 impl Default for Config {
@@ -144,6 +170,10 @@ impl Default for Config {
             fanout_max_attempts: DEFAULT_FANOUT_MAX_ATTEMPTS,
             history_max_messages: DEFAULT_HISTORY_MAX_MESSAGES,
             history_ttl: DEFAULT_HISTORY_TTL,
+            max_room_members: DEFAULT_MAX_ROOM_MEMBERS,
+            rate_limit_per_sec: DEFAULT_RATE_LIMIT_PER_SEC,
+            rate_limit_burst: DEFAULT_RATE_LIMIT_BURST,
+            prune_grace: DEFAULT_PRUNE_GRACE,
         }
     }
 }
@@ -168,11 +198,17 @@ impl Config {
             MEMBERSHIP_TTL_SECS,
             defaults.membership_lifetime.as_secs(),
         )?;
-        if ttl_secs == 0 {
+        // Shorter than API Gateway's cap would trim members whose connections are still open: they would go deaf
+        // without a word. The lifetime counts from connectedAt, not from the last heartbeat, so it cannot be less.
+        if ttl_secs < MAX_CONNECTION_LIFETIME.as_secs() {
             return Err(ConfigError::invalid(
                 MEMBERSHIP_TTL_SECS,
-                "0",
-                "must be at least 1",
+                &ttl_secs.to_string(),
+                &format!(
+                    "must be at least {} (API Gateway's 2-hour connection cap): a shorter lifetime would drop \
+                     members that are still connected",
+                    MAX_CONNECTION_LIFETIME.as_secs()
+                ),
             ));
         }
         let fanout_max_in_flight: usize =
@@ -211,6 +247,33 @@ impl Config {
                 "must be at least 1",
             ));
         }
+        let at_least_one = |name: &'static str, value: u64| {
+            if value == 0 {
+                Err(ConfigError::invalid(name, "0", "must be at least 1"))
+            } else {
+                Ok(())
+            }
+        };
+        let max_room_members: usize =
+            parse_or(&lookup, MAX_ROOM_MEMBERS, defaults.max_room_members)?;
+        at_least_one(MAX_ROOM_MEMBERS, max_room_members as u64)?;
+        let rate_limit_per_sec: u32 =
+            parse_or(&lookup, RATE_LIMIT_PER_SEC, defaults.rate_limit_per_sec)?;
+        at_least_one(RATE_LIMIT_PER_SEC, u64::from(rate_limit_per_sec))?;
+        let rate_limit_burst: u32 = parse_or(&lookup, RATE_LIMIT_BURST, defaults.rate_limit_burst)?;
+        at_least_one(RATE_LIMIT_BURST, u64::from(rate_limit_burst))?;
+        let prune_grace_secs: f64 = parse_or(
+            &lookup,
+            PRUNE_GRACE_SECS,
+            defaults.prune_grace.as_secs_f64(),
+        )?;
+        let prune_grace = Duration::try_from_secs_f64(prune_grace_secs).map_err(|_| {
+            ConfigError::invalid(
+                PRUNE_GRACE_SECS,
+                &prune_grace_secs.to_string(),
+                "must be a non-negative number of seconds",
+            )
+        })?;
         let key_prefix = match lookup(REDIS_KEY_PREFIX) {
             Some(raw) => KeyPrefix::parse(&raw)?,
             None => defaults.key_prefix,
@@ -246,6 +309,10 @@ impl Config {
             fanout_max_attempts,
             history_max_messages,
             history_ttl: Duration::from_secs(history_ttl_secs),
+            max_room_members,
+            rate_limit_per_sec,
+            rate_limit_burst,
+            prune_grace,
         })
     }
 
@@ -321,6 +388,10 @@ impl std::fmt::Debug for Config {
             fanout_max_attempts,
             history_max_messages,
             history_ttl,
+            max_room_members,
+            rate_limit_per_sec,
+            rate_limit_burst,
+            prune_grace,
         } = self;
         f.debug_struct("Config")
             .field("redis_url", &redis_url.as_ref().map(|_| "<redacted>"))
@@ -335,6 +406,10 @@ impl std::fmt::Debug for Config {
             .field("fanout_max_attempts", fanout_max_attempts)
             .field("history_max_messages", history_max_messages)
             .field("history_ttl", history_ttl)
+            .field("max_room_members", max_room_members)
+            .field("rate_limit_per_sec", rate_limit_per_sec)
+            .field("rate_limit_burst", rate_limit_burst)
+            .field("prune_grace", prune_grace)
             .finish()
     }
 }
@@ -393,6 +468,16 @@ mod tests {
         assert!(err.to_string().contains("FANOUT_MAX_IN_FLIGHT"), "{err}");
         let err = config(&[(MEMBERSHIP_TTL_SECS, "0")]).expect_err("zero");
         assert!(err.to_string().contains("MEMBERSHIP_TTL_SECS"), "{err}");
+        for bad in [
+            (MAX_ROOM_MEMBERS, "0"),
+            (RATE_LIMIT_PER_SEC, "0"),
+            (RATE_LIMIT_BURST, "0"),
+            (PRUNE_GRACE_SECS, "-1"),
+            (PRUNE_GRACE_SECS, "soon"),
+        ] {
+            let err = config(&[bad]).expect_err(bad.1);
+            assert!(err.to_string().contains(bad.0), "{err}");
+        }
         let err = config(&[(REDIS_KEY_PREFIX, "{x}")]).expect_err("braces");
         assert!(err.to_string().contains("REDIS_KEY_PREFIX"), "{err}");
         let err = config(&[(FANOUT_MAX_ATTEMPTS, "0")]).expect_err("zero");
@@ -403,6 +488,24 @@ mod tests {
         }
         let err = config(&[(HISTORY_TTL_SECS, "0")]).expect_err("zero");
         assert!(err.to_string().contains("HISTORY_TTL_SECS"), "{err}");
+    }
+
+    #[test]
+    fn a_membership_lifetime_below_the_two_hour_connection_cap_is_refused() {
+        let err = config(&[(MEMBERSHIP_TTL_SECS, "3600")]).expect_err("shorter than the cap");
+
+        assert!(
+            err.to_string()
+                .contains("API Gateway's 2-hour connection cap"),
+            "{err}"
+        );
+        assert_eq!(
+            config(&[(MEMBERSHIP_TTL_SECS, "7200")])
+                .expect("the cap itself")
+                .membership_lifetime,
+            MAX_CONNECTION_LIFETIME
+        );
+        assert!(config(&[(MEMBERSHIP_TTL_SECS, "10800")]).is_ok());
     }
 
     #[test]

@@ -4,8 +4,12 @@
 //! * The frame is encoded once by the caller and shared (`Bytes` clones are reference counts).
 //! * At most `max_in_flight` posts run at once: a room of 1,000 members must not open 1,000 sockets at once,
 //!   and each post counts against the account's 10,000 requests/s callback throttle.
-//! * 410 Gone prunes *that* member (the AWS sample prunes the sender by mistake); 429 is retried with capped
+//! * 410 Gone prunes *that* member (the AWS sample prunes the sender by mistake), unless it joined less than
+//!   `prune_grace` ago: API Gateway answers 410 to posts made between `$connect` returning and the connection
+//!   being open, and pruning a newcomer then would leave it deaf for good. 429 is retried with capped
 //!   exponential backoff and full jitter; 403, 413 and the rest are reported and never prune anyone.
+//! * With a deadline (the Lambda's own), no post starts later than `deadline_margin` before it; the members
+//!   skipped are reported (they get the message from history when they next notice the gap).
 //! * One failed post never fails the fan-out: the [`FanoutReport`] says what happened to each member.
 
 use std::time::Duration;
@@ -13,9 +17,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::StreamExt;
 
+use crate::config::DEFAULT_PRUNE_GRACE;
 use crate::config::{DEFAULT_FANOUT_MAX_ATTEMPTS, DEFAULT_FANOUT_MAX_IN_FLIGHT};
 use crate::gateway::{Gateway, GatewayError};
-use crate::rooms::RoomStore;
+use crate::rooms::{Member, RoomStore};
 use crate::wire::{ConnectionId, RoomName};
 
 /// Tuning for [`group_send`].
@@ -29,6 +34,10 @@ pub struct FanoutSettings {
     pub base_backoff: Duration,
     /// Cap on one backoff.
     pub max_backoff: Duration,
+    /// A member that connected less than this long ago is not pruned on 410 (its connection may not be open yet).
+    pub prune_grace: Duration,
+    /// No post starts later than this before the deadline, so the invocation ends before Lambda stops it.
+    pub deadline_margin: Duration,
 }
 
 impl Default for FanoutSettings {
@@ -38,6 +47,8 @@ impl Default for FanoutSettings {
             max_attempts: DEFAULT_FANOUT_MAX_ATTEMPTS,
             base_backoff: Duration::from_millis(25),
             max_backoff: Duration::from_millis(400),
+            prune_grace: DEFAULT_PRUNE_GRACE,
+            deadline_margin: Duration::from_millis(1500),
         }
     }
 }
@@ -68,43 +79,77 @@ pub struct FanoutReport {
     pub failed: Vec<(ConnectionId, Failure)>,
     /// Set when removing the gone members from the store failed; they will expire or be pruned next time.
     pub prune_failed: bool,
+    /// Members that answered 410 within `prune_grace` of connecting: kept, not delivered to.
+    pub not_yet_open: Vec<ConnectionId>,
+    /// Members no post was started for, because the deadline was near.
+    pub skipped: Vec<ConnectionId>,
 }
 
 enum Outcome {
     Delivered { retries: u32 },
     Gone { retries: u32 },
     Failed { failure: Failure, retries: u32 },
+    Skipped,
 }
 
-/// Sends `frame` to every member of `room` (the sender included, as in Channels) and prunes the gone ones.
+/// One frame on its way to a room's members.
+#[derive(Debug, Clone)]
+pub struct Delivery<'a> {
+    /// The room (gone members are pruned from it).
+    pub room: &'a RoomName,
+    /// Who gets the frame, and when each connected.
+    pub members: &'a [Member],
+    /// The frame, encoded once.
+    pub frame: Bytes,
+    /// The event's time (epoch ms), against which members' ages are measured.
+    pub now_ms: i64,
+    /// When the invocation must be done (the Lambda's deadline), if anyone knows.
+    pub deadline: Option<tokio::time::Instant>,
+}
+
+/// Sends the delivery's frame to every member (the sender included, as in Channels) and prunes the gone ones.
 pub async fn group_send(
     gateway: &dyn Gateway,
     rooms: &dyn RoomStore,
-    room: &RoomName,
-    members: &[ConnectionId],
-    frame: Bytes,
+    delivery: Delivery<'_>,
     settings: &FanoutSettings,
 ) -> FanoutReport {
+    let Delivery {
+        room,
+        members,
+        frame,
+        now_ms,
+        deadline,
+    } = delivery;
+    let last_start = deadline.map(|d| d - settings.deadline_margin);
     // Owned ids in the stream: futures borrowing from the iterator trip rustc's higher-ranked `Send` check
     // (rust-lang/rust#102211) once the handler is boxed as a `Send` future.
-    let outcomes: Vec<(ConnectionId, Outcome)> =
-        futures_util::stream::iter(members.iter().cloned())
-            .map(|conn| {
-                let frame = frame.clone();
-                async move {
-                    let outcome = post_with_retry(gateway, &conn, frame, settings).await;
-                    (conn, outcome)
+    let outcomes: Vec<(Member, Outcome)> = futures_util::stream::iter(members.iter().cloned())
+        .map(|member| {
+            let frame = frame.clone();
+            async move {
+                if last_start.is_some_and(|last| tokio::time::Instant::now() >= last) {
+                    return (member, Outcome::Skipped);
                 }
-            })
-            .buffer_unordered(settings.max_in_flight.max(1))
-            .collect()
-            .await;
+                let outcome = post_with_retry(gateway, &member.conn, frame, settings).await;
+                (member, outcome)
+            }
+        })
+        .buffer_unordered(settings.max_in_flight.max(1))
+        .collect()
+        .await;
+    let grace_ms = i64::try_from(settings.prune_grace.as_millis()).unwrap_or(i64::MAX);
 
     let mut report = FanoutReport::default();
-    for (conn, outcome) in outcomes {
+    for (member, outcome) in outcomes {
+        let conn = member.conn;
         match outcome {
             Outcome::Delivered { retries } => {
                 report.delivered += 1;
+                report.retried += retries;
+            }
+            Outcome::Gone { retries } if now_ms - member.connected_at_ms < grace_ms => {
+                report.not_yet_open.push(conn);
                 report.retried += retries;
             }
             Outcome::Gone { retries } => {
@@ -115,7 +160,15 @@ pub async fn group_send(
                 report.failed.push((conn, failure));
                 report.retried += retries;
             }
+            Outcome::Skipped => report.skipped.push(conn),
         }
+    }
+    if !report.skipped.is_empty() {
+        tracing::warn!(
+            room = %room,
+            skipped = report.skipped.len(),
+            "the invocation's deadline is near: posts not started"
+        );
     }
     if !report.pruned.is_empty() {
         report.pruned.sort();
@@ -182,6 +235,27 @@ mod tests {
         RoomName::parse(s).expect("valid room")
     }
 
+    /// Members that connected long ago (epoch 0).
+    fn old(ids: &[ConnectionId]) -> Vec<Member> {
+        ids.iter()
+            .map(|conn| Member {
+                conn: conn.clone(),
+                connected_at_ms: 0,
+            })
+            .collect()
+    }
+
+    /// A delivery of `frame` to `members` of `room` at 10 minutes past the epoch, without deadline.
+    fn delivery<'a>(room: &'a RoomName, members: &'a [Member], frame: Bytes) -> Delivery<'a> {
+        Delivery {
+            room,
+            members,
+            frame,
+            now_ms: 600_000,
+            deadline: None,
+        }
+    }
+
     async fn store_with(members: &[(&str, &str)]) -> MemoryRoomStore {
         let store = MemoryRoomStore::default();
         for (r, c) in members {
@@ -200,9 +274,7 @@ mod tests {
         let report = group_send(
             &gw,
             &store,
-            &room("lobby"),
-            &members,
-            frame,
+            delivery(&room("lobby"), &old(&members), frame),
             &FanoutSettings::default(),
         )
         .await;
@@ -226,9 +298,7 @@ mod tests {
         let report = group_send(
             &gw,
             &store,
-            &room("lobby"),
-            &members,
-            Bytes::from_static(b"x"),
+            delivery(&room("lobby"), &old(&members), Bytes::from_static(b"x")),
             &FanoutSettings::default(),
         )
         .await;
@@ -252,9 +322,7 @@ mod tests {
         let report = group_send(
             &gw,
             &store,
-            &room("lobby"),
-            &members,
-            Bytes::from_static(b"x"),
+            delivery(&room("lobby"), &old(&members), Bytes::from_static(b"x")),
             &FanoutSettings::default(),
         )
         .await;
@@ -277,9 +345,7 @@ mod tests {
         let report = group_send(
             &gw,
             &store,
-            &room("lobby"),
-            &[id("a")],
-            Bytes::from_static(b"x"),
+            delivery(&room("lobby"), &old(&[id("a")]), Bytes::from_static(b"x")),
             &settings,
         )
         .await;
@@ -303,9 +369,7 @@ mod tests {
         let report = group_send(
             &gw,
             &store,
-            &room("lobby"),
-            &members,
-            Bytes::from_static(b"x"),
+            delivery(&room("lobby"), &old(&members), Bytes::from_static(b"x")),
             &FanoutSettings::default(),
         )
         .await;
@@ -320,6 +384,64 @@ mod tests {
                 .len(),
             2
         );
+    }
+
+    #[tokio::test]
+    async fn a_newcomer_answering_410_within_the_grace_period_is_kept_and_an_old_one_pruned() {
+        let store = store_with(&[("lobby", "new"), ("lobby", "old")]).await;
+        let gw = RecordingGateway::new();
+        gw.mark_gone(&id("new"));
+        gw.mark_gone(&id("old"));
+        let now = 600_000;
+        let members = [
+            Member {
+                conn: id("new"),
+                connected_at_ms: now - 1_000,
+            },
+            Member {
+                conn: id("old"),
+                connected_at_ms: now - 60_000,
+            },
+        ];
+
+        let report = group_send(
+            &gw,
+            &store,
+            delivery(&room("lobby"), &members, Bytes::from_static(b"x")),
+            &FanoutSettings::default(),
+        )
+        .await;
+
+        assert_eq!(report.not_yet_open, vec![id("new")]);
+        assert_eq!(report.pruned, vec![id("old")]);
+        assert_eq!(
+            store.members(&room("lobby"), 0).await.expect("members"),
+            vec![id("new")]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_post_starts_once_the_deadline_is_near_and_the_skipped_are_reported() {
+        let store = store_with(&[("lobby", "a"), ("lobby", "b")]).await;
+        let gw = RecordingGateway::new();
+        let members = old(&[id("a"), id("b")]);
+        let settings = FanoutSettings::default();
+        let deadline = tokio::time::Instant::now() + settings.deadline_margin / 2;
+
+        let report = group_send(
+            &gw,
+            &store,
+            Delivery {
+                deadline: Some(deadline),
+                ..delivery(&room("lobby"), &members, Bytes::from_static(b"x"))
+            },
+            &settings,
+        )
+        .await;
+
+        assert_eq!(report.delivered, 0);
+        assert_eq!(report.skipped.len(), 2);
+        assert_eq!(gw.attempts(&id("a")), 0);
     }
 
     #[test]

@@ -29,8 +29,9 @@ where
     lambda_runtime::run(service_fn(|event: LambdaEvent<WebsocketRequest>| {
         let route = &route;
         async move {
+            let deadline = deadline(event.context.deadline, crate::handlers::now_ms());
             route
-                .handle(&event.payload)
+                .handle(&event.payload, deadline)
                 .await
                 .map_err(|e| diagnostic(&e))
         }
@@ -52,6 +53,19 @@ pub async fn serve_authorizer() -> Result<(), Error> {
     .await
 }
 
+/// The invocation's deadline (`Lambda-Runtime-Deadline-Ms`, epoch ms) on tokio's clock; `None` when the value
+/// is no epoch time at all. Lambda sends one; `cargo lambda watch` (1.9) sends the timeout itself (600000), which
+/// read as a date lies in 1970 and would make every fan-out skip every post.
+fn deadline(deadline_ms: u64, now_ms: i64) -> Option<tokio::time::Instant> {
+    const DAY_MS: i64 = 24 * 60 * 60 * 1000;
+    let deadline_ms = i64::try_from(deadline_ms).ok()?;
+    if deadline_ms < now_ms - DAY_MS {
+        return None;
+    }
+    let left = u64::try_from(deadline_ms - now_ms).unwrap_or(0);
+    Some(tokio::time::Instant::now() + std::time::Duration::from_millis(left))
+}
+
 /// The runtime's report of a failed invocation: `errorType` = [`HandlerError::kind`], the message = its chain.
 pub fn diagnostic(err: &HandlerError) -> Diagnostic {
     Diagnostic {
@@ -64,6 +78,26 @@ pub fn diagnostic(err: &HandlerError) -> Diagnostic {
 mod tests {
     use super::*;
     use crate::rooms::StoreError;
+
+    #[test]
+    fn an_epoch_deadline_is_kept_and_a_bare_timeout_is_not_taken_for_one() {
+        let now = 1_800_000_000_000;
+
+        let real = deadline(1_800_000_009_000, now).expect("an epoch deadline");
+        let left = real - tokio::time::Instant::now();
+
+        assert!(
+            left > std::time::Duration::from_secs(8) && left <= std::time::Duration::from_secs(9)
+        );
+        assert!(
+            deadline(600_000, now).is_none(),
+            "cargo lambda watch's 600000"
+        );
+        assert!(
+            deadline(1_799_999_999_000, now).is_some(),
+            "a passed deadline is still one"
+        );
+    }
 
     #[test]
     fn a_handler_error_becomes_a_diagnostic_naming_its_kind_and_cause() {

@@ -16,7 +16,7 @@ use crate::fanout::FanoutSettings;
 use crate::gateway::{AwsGateway, Gateway};
 use crate::handlers::connect::OriginPolicy;
 use crate::handlers::{connect, default, disconnect};
-use crate::rooms::{RedisRoomStore, Retention, RoomStore, StoreError};
+use crate::rooms::{Limits, RedisRoomStore, Retention, RoomStore, StoreError};
 use crate::secrets::{self, SecretError};
 
 /// A failure to build a function's dependencies at cold start.
@@ -147,15 +147,26 @@ pub async fn connect_store(cfg: &Config) -> Result<Arc<dyn RoomStore>, StartupEr
         Arc::new(
             RedisRoomStore::cluster(&url, tls_roots, prefix, lifetime)
                 .await?
-                .with_retention(retention(cfg)),
+                .with_retention(retention(cfg))
+                .with_limits(limits(cfg)),
         )
     } else {
         Arc::new(
             RedisRoomStore::single_node(&url, tls_roots, prefix, lifetime)
                 .await?
-                .with_retention(retention(cfg)),
+                .with_retention(retention(cfg))
+                .with_limits(limits(cfg)),
         )
     })
+}
+
+/// What the stores enforce: `MAX_ROOM_MEMBERS`, `RATE_LIMIT_PER_SEC`, `RATE_LIMIT_BURST`.
+pub fn limits(cfg: &Config) -> Limits {
+    Limits {
+        max_members: cfg.max_room_members,
+        messages_per_sec: cfg.rate_limit_per_sec,
+        burst: cfg.rate_limit_burst,
+    }
 }
 
 /// How much history the stores keep: `HISTORY_MAX_MESSAGES` and `HISTORY_TTL_SECS`.
@@ -166,11 +177,12 @@ pub fn retention(cfg: &Config) -> Retention {
     }
 }
 
-/// [`FanoutSettings`] with `FANOUT_MAX_IN_FLIGHT` and `FANOUT_MAX_ATTEMPTS` applied.
+/// [`FanoutSettings`] with `FANOUT_MAX_IN_FLIGHT`, `FANOUT_MAX_ATTEMPTS` and `PRUNE_GRACE_SECS` applied.
 pub fn fanout_settings(cfg: &Config) -> FanoutSettings {
     FanoutSettings {
         max_in_flight: cfg.fanout_max_in_flight,
         max_attempts: cfg.fanout_max_attempts,
+        prune_grace: cfg.prune_grace,
         ..FanoutSettings::default()
     }
 }

@@ -335,6 +335,13 @@ pub enum ServerFrame<'a> {
         /// Why the frame was refused.
         error: &'a str,
     },
+    /// A chat message that did not get through: `{"error": ..., "undelivered": <the text>}`, to its sender.
+    Undelivered {
+        /// What happened.
+        error: &'a str,
+        /// The message's text, for the sender to send again.
+        undelivered: &'a str,
+    },
     /// The answer to a ping: `{"pong": <epoch ms>}`.
     Pong {
         /// The server's clock.

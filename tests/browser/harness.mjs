@@ -43,7 +43,7 @@ for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
  * Starts the emulator on a free port and resolves once it printed its "listening" line.
  * @returns {Promise<{base: string, port: number, stop: () => Promise<void>, output: () => string}>}
  */
-export async function startEmulator(args = []) {
+export async function startEmulator(args = [], env = {}) {
   const bin = process.env.WSCHAT_EMULATOR_BIN || join(REPO, 'target', 'debug', 'wschat-emulator');
   if (!existsSync(bin)) {
     throw new Error(
@@ -53,7 +53,9 @@ export async function startEmulator(args = []) {
     );
   }
   const extra = (process.env.WSCHAT_EMULATOR_ARGS || '').split(/\s+/).filter(Boolean);
-  const child = spawn(bin, ['--port', '0', ...args, ...extra], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(bin, ['--port', '0', ...args, ...extra], {
+    cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env },
+  });
   running.add(child);
   let output = '';
   child.stderr.setEncoding('utf8');
@@ -102,6 +104,55 @@ export async function startEmulator(args = []) {
       clearTimeout(timer);
     },
   };
+}
+
+/** A TCP port on 127.0.0.1 that was free a moment ago. */
+export async function freePort() {
+  const { createServer } = await import('node:net');
+  const server = createServer();
+  await new Promise((resolvePort) => server.listen(0, '127.0.0.1', resolvePort));
+  const { port } = server.address();
+  await new Promise((done) => server.close(done));
+  return port;
+}
+
+/**
+ * A redis-server of the test's own on a free port, that the test can kill and start again (empty) on the same
+ * port. Needs redis-server on the PATH (tools/scripts/with-redis.sh installs it for `make test`).
+ * @returns {Promise<{url: string, kill: () => Promise<void>, start: () => Promise<void>}>}
+ */
+export async function startRedis() {
+  const { connect } = await import('node:net');
+  const port = await freePort();
+  let child = null;
+  const listening = () => new Promise((ok) => {
+    const socket = connect(port, '127.0.0.1', () => { socket.end(); ok(true); });
+    socket.on('error', () => ok(false));
+  });
+  const redis = {
+    url: `redis://127.0.0.1:${port}`,
+    async start() {
+      child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
+        '--dir', ARTIFACTS, '--dbfilename', `unused-${port}.rdb`], { stdio: 'ignore' });
+      running.add(child);
+      const deadline = Date.now() + 10_000;
+      while (!(await listening())) {
+        if (Date.now() > deadline) throw new Error(`redis-server did not listen on ${port} within 10 s`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    },
+    async kill() {
+      if (!child) return;
+      const dead = new Promise((done) => child.once('exit', done));
+      child.kill('SIGKILL');
+      await dead;
+      running.delete(child);
+      child = null;
+    },
+  };
+  mkdirSync(ARTIFACTS, { recursive: true });
+  await redis.start();
+  return redis;
 }
 
 /** Launches Debian's Chromium headless. Playwright gives each launch a fresh temporary profile directory. */

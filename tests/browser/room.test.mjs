@@ -104,11 +104,15 @@ test('server_error_frames_are_shown_apart_from_chat_lines', TEST_OPTIONS, async 
 
     toPage.send(JSON.stringify({ error: 'frame has no "message" field' }));
     toPage.send('this is not JSON <b>');
+    // What API Gateway itself pushes when an integration fails: it has a "message", but it is no chat line.
+    toPage.send(JSON.stringify({ message: 'Internal server error', connectionId: 'abc=', requestId: 'r-1' }));
     await waitForLogText(page, 'frame has no "message" field');
     await waitForLogText(page, 'not JSON');
+    await waitForLogText(page, 'Internal server error');
 
     const errors = page.locator('#chat-log .line.error[role="alert"]');
-    assert.equal(await errors.count(), 2);
+    assert.equal(await errors.count(), 3);
+    assert.match(await errors.nth(2).textContent(), /^Server error: Internal server error\. Your last message may not have been delivered\.$/);
     assert.match(await errors.first().textContent(), /^Server error: frame has no "message" field$/);
     assert.deepEqual(await chatLines(page), ['a normal line'], 'errors are not chat lines');
     const [chatColor, errorColor] = await page.evaluate(() => [

@@ -13,7 +13,7 @@ use tokio_tungstenite::tungstenite::Message;
 use wschat_emulator::backend::{InProcessOptions, StoreChoice};
 use wschat_emulator::{BackendChoice, Emulator, Options};
 use wschat_tests::{
-    Client, DownStore, Mode, SIGNED, TestChat, WAIT, encode, eventually, http, members_of,
+    Client, FlakyStore, Mode, SIGNED, TestChat, WAIT, encode, eventually, http, members_of,
     unique_room,
 };
 
@@ -249,7 +249,8 @@ async fn connection_closes_with_1001_at_the_maximum_duration() {
 
 #[tokio::test]
 async fn failing_default_integration_leaves_the_socket_open() {
-    // Every /@connections call is throttled, so group_send delivers to nobody and the handler errors.
+    // Every /@connections call is throttled, so group_send delivers to nobody, and the handler's error frame to the
+    // sender is throttled too: nothing can reach alice, and the handler answers 502.
     let options = Options {
         throttle_rate: 1.0,
         ..Options::default()
@@ -375,7 +376,7 @@ fn is_status(err: &tokio_tungstenite::tungstenite::Error, status: u16) -> bool {
 #[tokio::test]
 async fn connect_handler_error_rejects_the_handshake_with_500() {
     let emulator = emulator_with(BackendChoice::InProcess(InProcessOptions {
-        store: StoreChoice::Shared(Arc::new(DownStore)),
+        store: StoreChoice::Shared(Arc::new(FlakyStore::down())),
         config: Config::default(),
     }))
     .await;
@@ -480,7 +481,8 @@ async fn lambda_mode_authorizer_deny_is_403_and_unauthorized_is_401() {
 }
 
 #[tokio::test]
-async fn lambda_mode_default_function_error_leaves_the_socket_open() {
+async fn lambda_mode_default_function_error_is_answered_like_api_gateway_and_leaves_the_socket_open()
+ {
     let invoke_url = fake_invoke_api(|function, _| match function {
         "ws-authorize" => (200, allow(function)),
         "ws-default" => (
@@ -498,7 +500,28 @@ async fn lambda_mode_default_function_error_leaves_the_socket_open() {
     alice.say("first").await;
     alice.say("second").await;
 
-    alice.expect_silence(Duration::from_millis(500)).await;
+    // API Gateway's own answer to a failed integration, once per failed message.
+    let ids = {
+        let (_, body) = http(
+            "GET",
+            &format!("http://{}/_emulator/connections", emulator.addr()),
+            &[],
+            Vec::new(),
+        )
+        .await;
+        serde_json::from_slice::<Value>(&body).expect("JSON")
+    };
+    let conn = ids[0]["connectionId"].as_str().expect("id").to_owned();
+    for _ in 0..2 {
+        let frame = alice.recv_json().await;
+        assert_eq!(frame["message"], "Internal server error", "{frame}");
+        assert_eq!(frame["connectionId"], conn.as_str());
+        assert!(
+            frame["requestId"].as_str().is_some_and(|r| !r.is_empty()),
+            "{frame}"
+        );
+    }
+    alice.expect_silence(Duration::from_millis(300)).await;
     let (status, body) = http(
         "GET",
         &format!("http://{}/_emulator/connections", emulator.addr()),

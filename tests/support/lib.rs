@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use chat_shared::config::{Config, KeyPrefix, MAX_CONNECTION_LIFETIME};
 use chat_shared::rooms::{
-    HistoryPage, MemoryRoomStore, Published, RedisRoomStore, RoomStore, StoreError,
+    HistoryPage, JoinOutcome, MemoryRoomStore, PublishOutcome, RedisRoomStore, RoomStore, Sender,
+    StoreError,
 };
 use chat_shared::wire::{ConnectionId, Epoch, RoomName};
 use futures_util::{SinkExt as _, StreamExt as _};
@@ -121,7 +122,7 @@ impl TestChat {
                 emulator: None,
                 addr: SocketAddr::from(([0, 0, 0, 0], 0)),
                 deployed_url: Some(url.trim_end_matches('/').to_owned()),
-                rooms: Arc::new(DownStore),
+                rooms: Arc::new(FlakyStore::down()),
                 data: Data::OutOfReach,
                 options,
             };
@@ -273,48 +274,95 @@ enum Data {
     OutOfReach,
 }
 
-/// A room store that is down: every call fails as an unreachable Redis would. It stands in for a deployed
-/// stage's Redis (out of the tests' reach) and makes handlers meet an infrastructure failure.
-pub struct DownStore;
+/// A room store that can be switched off: while down, every call fails as an unreachable Redis would. Always
+/// down, it stands in for a deployed stage's Redis (out of the tests' reach); switched, it makes the handlers meet
+/// an infrastructure failure halfway through a chat.
+pub struct FlakyStore {
+    inner: Arc<dyn RoomStore>,
+    down: std::sync::atomic::AtomicBool,
+}
 
-fn down() -> StoreError {
-    StoreError::Corrupt {
-        key: "the room store is down (or out of the tests' reach)".into(),
+impl FlakyStore {
+    /// A store that works (rooms in memory) until [`FlakyStore::set_down`].
+    pub fn new() -> Self {
+        Self {
+            inner: Arc::new(MemoryRoomStore::default()),
+            down: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// A store that is down for good.
+    pub fn down() -> Self {
+        let store = Self::new();
+        store.set_down(true);
+        store
+    }
+
+    /// Switches the store off (`true`) or back on.
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn check(&self) -> Result<&dyn RoomStore, StoreError> {
+        if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+            Err(StoreError::Corrupt {
+                key: "the room store is down (or out of the tests' reach)".into(),
+            })
+        } else {
+            Ok(self.inner.as_ref())
+        }
+    }
+}
+
+impl Default for FlakyStore {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
 #[async_trait::async_trait]
-impl RoomStore for DownStore {
-    async fn join(&self, _: &RoomName, _: &ConnectionId, _: i64) -> Result<(), StoreError> {
-        Err(down())
+impl RoomStore for FlakyStore {
+    async fn join(
+        &self,
+        room: &RoomName,
+        conn: &ConnectionId,
+        at: i64,
+    ) -> Result<JoinOutcome, StoreError> {
+        self.check()?.join(room, conn, at).await
     }
-    async fn room_of(&self, _: &ConnectionId) -> Result<Option<RoomName>, StoreError> {
-        Err(down())
+    async fn room_of(&self, conn: &ConnectionId) -> Result<Option<RoomName>, StoreError> {
+        self.check()?.room_of(conn).await
     }
-    async fn members(&self, _: &RoomName, _: i64) -> Result<Vec<ConnectionId>, StoreError> {
-        Err(down())
+    async fn members(&self, room: &RoomName, now: i64) -> Result<Vec<ConnectionId>, StoreError> {
+        self.check()?.members(room, now).await
     }
-    async fn publish(&self, _: &RoomName, _: &str, _: i64) -> Result<Published, StoreError> {
-        Err(down())
+    async fn publish(
+        &self,
+        room: &RoomName,
+        sender: &Sender<'_>,
+        json: &str,
+        now: i64,
+    ) -> Result<PublishOutcome, StoreError> {
+        self.check()?.publish(room, sender, json, now).await
     }
     async fn history(
         &self,
-        _: &RoomName,
-        _: Option<u64>,
-        _: Option<&Epoch>,
-        _: i64,
+        room: &RoomName,
+        after: Option<u64>,
+        epoch: Option<&Epoch>,
+        now: i64,
     ) -> Result<HistoryPage, StoreError> {
-        Err(down())
+        self.check()?.history(room, after, epoch, now).await
     }
     async fn leave(
         &self,
-        _: &ConnectionId,
-        _: Option<&RoomName>,
+        conn: &ConnectionId,
+        room: Option<&RoomName>,
     ) -> Result<Option<RoomName>, StoreError> {
-        Err(down())
+        self.check()?.leave(conn, room).await
     }
-    async fn prune(&self, _: &RoomName, _: &[ConnectionId]) -> Result<(), StoreError> {
-        Err(down())
+    async fn prune(&self, room: &RoomName, gone: &[ConnectionId]) -> Result<(), StoreError> {
+        self.check()?.prune(room, gone).await
     }
 }
 

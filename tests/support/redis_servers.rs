@@ -96,6 +96,143 @@ impl Servers {
     }
 }
 
+impl Servers {
+    /// The process id of server `name`.
+    ///
+    /// # Panics
+    /// When no server of that name runs.
+    pub fn pid(&self, name: &str) -> u32 {
+        self.children
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, child)| child.id())
+            .unwrap_or_else(|| panic!("no server named {name}"))
+    }
+
+    /// Kills server `name` (SIGKILL, like a crashed node) and waits for it; its directory stays.
+    pub fn kill(&mut self, name: &str) {
+        if let Some(i) = self.children.iter().position(|(n, _)| n == name) {
+            let (_, mut child) = self.children.remove(i);
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A redis-server a test owns and mistreats: paused (SIGSTOP, like a stalled node), killed, restarted with or
+/// without its data (a failover that kept the data, or a node replaced, evicted or flushed).
+pub struct FaultRedis {
+    servers: Servers,
+    port: u16,
+}
+
+impl FaultRedis {
+    const NAME: &'static str = "fault";
+
+    /// Starts one on a free port.
+    pub async fn start() -> Self {
+        for _ in 0..3 {
+            let port = free_ports(1)[0];
+            let mut servers = Servers::scratch();
+            if servers
+                .redis_server(Self::NAME, port, &Self::args(port))
+                .await
+            {
+                return Self { servers, port };
+            }
+        }
+        panic!("no free port for a redis-server after 3 attempts");
+    }
+
+    /// Starts one on `port`, which the caller reserved (the Lambda-mode fault stack's functions point at it).
+    pub async fn start_on(port: u16) -> Self {
+        let mut servers = Servers::scratch();
+        assert!(
+            servers
+                .redis_server(Self::NAME, port, &Self::args(port))
+                .await,
+            "port {port} is taken: is another fault test running against the fault stack?"
+        );
+        Self { servers, port }
+    }
+
+    fn args(port: u16) -> Vec<String> {
+        vec!["--port".to_owned(), port.to_string()]
+    }
+
+    /// `redis://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.servers.pid(Self::NAME).to_string();
+        let status = Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill {signal} {pid} failed");
+    }
+
+    /// Stops the process (SIGSTOP): connections stay open, nothing is answered.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a paused process go on (SIGCONT): it answers what queued up meanwhile.
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    /// Kills the process: connections are refused until [`FaultRedis::restart_empty`] or
+    /// [`FaultRedis::restart_with_data`].
+    pub fn kill(&mut self) {
+        self.servers.kill(Self::NAME);
+    }
+
+    /// Kills it and starts a new, empty one on the same port.
+    pub async fn restart_empty(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_file(self.servers.dir.join(Self::NAME).join("dump.rdb"));
+        self.start_again().await;
+    }
+
+    /// Saves its data and kills it: [`FaultRedis::start_again`] brings it back with that data.
+    pub fn kill_after_saving(&mut self) {
+        run(
+            "redis-cli SAVE",
+            Command::new("redis-cli").args(["-p", &self.port.to_string(), "SAVE"]),
+        );
+        self.kill();
+    }
+
+    /// Saves its data, kills it and starts a new one on the same port that loads the data.
+    pub async fn restart_with_data(&mut self) {
+        self.kill_after_saving();
+        self.start_again().await;
+    }
+
+    /// Starts the server again after [`FaultRedis::kill`].
+    pub async fn start_again(&mut self) {
+        let port = self.port;
+        assert!(
+            self.servers
+                .redis_server(Self::NAME, port, &Self::args(port))
+                .await,
+            "port {port} was taken while the fault redis-server was down"
+        );
+    }
+}
+
+impl Drop for FaultRedis {
+    fn drop(&mut self) {
+        // A stopped process ignores SIGKILL's delivery until continued on some systems: continue it first.
+        if self.servers.children.iter().any(|(n, _)| n == Self::NAME) {
+            self.signal("-CONT");
+        }
+    }
+}
+
 impl Drop for Servers {
     fn drop(&mut self) {
         for (_, child) in &mut self.children {

@@ -6,6 +6,11 @@
 #   tools/scripts/lambda-stack.sh                 serve the chat on 127.0.0.1:$PORT (3000) until Ctrl-C
 #   tools/scripts/lambda-stack.sh -- CMD ARGS...  start the stack on free ports, run CMD, stop everything
 #
+# In command mode (the tests) it also starts a second set of functions, the fault stack, for the tests that stop,
+# pause and restart Redis (tests/e2e/faults.rs): they point at a Redis port and an emulator port that the tests
+# themselves serve, one test at a time (WSCHAT_FAULT_REDIS_PORT, WSCHAT_FAULT_EMULATOR_PORT,
+# WSCHAT_FAULT_INVOKE_URL), with MAX_ROOM_MEMBERS=3 so the room cap can be met.
+#
 # Uses REDIS_URL when it is set; otherwise starts a private redis-server. Installs cargo-lambda (pip, in
 # .venv-tools) when it is missing. Everything it starts is stopped when it exits.
 set -euo pipefail
@@ -45,14 +50,16 @@ if [ "$command_mode" = 1 ]; then port=$(free_port); else port=${PORT:-3000}; fi
 invoke_port=$(free_port)
 logs="$repo/target/lambda-stack"
 mkdir -p "$logs"
-watch_pid=
+watch_pids=()
 emulator_pid=
 tail_pid=
+fault_redis_pid=
 cleanup() {
   [ -n "$tail_pid" ] && kill "$tail_pid" 2>/dev/null
   [ -n "$emulator_pid" ] && kill "$emulator_pid" 2>/dev/null && wait "$emulator_pid" 2>/dev/null
+  [ -n "$fault_redis_pid" ] && kill "$fault_redis_pid" 2>/dev/null && wait "$fault_redis_pid" 2>/dev/null
   # cargo lambda watch runs each function as `cargo run` children: stop the whole process group.
-  [ -n "$watch_pid" ] && kill -- "-$watch_pid" 2>/dev/null && wait "$watch_pid" 2>/dev/null
+  for pid in "${watch_pids[@]}"; do kill -- "-$pid" 2>/dev/null && wait "$pid" 2>/dev/null; done
   true
 }
 trap cleanup EXIT INT TERM
@@ -60,37 +67,59 @@ trap cleanup EXIT INT TERM
 echo "lambda-stack: building the functions and the emulator" >&2
 cargo build --quiet -p ws-connect -p ws-disconnect -p ws-default -p ws-authorize -p wschat-emulator
 
+# watch_functions NAME INVOKE_PORT REDIS_URL MANAGEMENT_ENDPOINT [EXTRA_ENV]: cargo lambda watch on INVOKE_PORT.
+watch_functions() {
+  # Dummy credentials: the SDK signs every call; the emulator only checks that it is signed.
+  setsid cargo lambda watch -A 127.0.0.1 -P "$2" \
+    --env-var "REDIS_URL=$3,WS_MANAGEMENT_ENDPOINT=$4,AWS_ACCESS_KEY_ID=local,AWS_SECRET_ACCESS_KEY=local,AWS_REGION=us-east-1,RUST_LOG=${RUST_LOG:-info}${5:+,$5}" \
+    >"$logs/$1.log" 2>&1 &
+  watch_pids+=($!)
+  wait_for_port "$2" 120 || { echo "lambda-stack: cargo lambda watch ($1) did not start; see $logs/$1.log" >&2; tail -20 "$logs/$1.log" >&2; exit 1; }
+}
+
+# Warm every function once (watch starts each on its first invoke) with events that change nothing.
+warm_up() { # NAME INVOKE_PORT
+  local ctx='"requestContext":{"connectionId":"warmup0000000A=","connectedAt":1,"requestTimeEpoch":1,"routeKey":"$connect","eventType":"CONNECT","stage":"local"}'
+  local fn_event fn status
+  for fn_event in \
+    "ws-authorize|{\"type\":\"REQUEST\",$ctx}" \
+    "ws-connect|{$ctx}" \
+    "ws-disconnect|{$ctx}" \
+    "ws-default|{$ctx,\"body\":\"warm-up\"}"; do
+    fn=${fn_event%%|*}
+    status=$(curl -s -o /dev/null -w "%{http_code}" --max-time 300 -H 'content-type: application/json' \
+      -d "${fn_event#*|}" "http://127.0.0.1:$2/2015-03-31/functions/$fn/invocations") || status=000
+    [ "$status" = 200 ] || { echo "lambda-stack: warm-up of $fn ($1) answered $status; see $logs/$1.log" >&2; tail -20 "$logs/$1.log" >&2; exit 1; }
+  done
+}
+
 endpoint="http://127.0.0.1:$port/local"
-# Dummy credentials: the SDK signs every call; the emulator only checks that it is signed.
-setsid cargo lambda watch -A 127.0.0.1 -P "$invoke_port" \
-  --env-var "REDIS_URL=$REDIS_URL,WS_MANAGEMENT_ENDPOINT=$endpoint,AWS_ACCESS_KEY_ID=local,AWS_SECRET_ACCESS_KEY=local,AWS_REGION=us-east-1,RUST_LOG=${RUST_LOG:-info}" \
-  >"$logs/watch.log" 2>&1 &
-watch_pid=$!
-wait_for_port "$invoke_port" 120 || { echo "lambda-stack: cargo lambda watch did not start; see $logs/watch.log" >&2; tail -20 "$logs/watch.log" >&2; exit 1; }
+watch_functions watch "$invoke_port" "$REDIS_URL" "$endpoint"
 
 target/debug/wschat-emulator --port "$port" --lambda-invoke-url "http://127.0.0.1:$invoke_port" >"$logs/emulator.log" 2>&1 &
 emulator_pid=$!
 wait_for_port "$port" 30 || { echo "lambda-stack: the emulator did not start; see $logs/emulator.log" >&2; tail -20 "$logs/emulator.log" >&2; exit 1; }
 
-# Warm every function once (watch starts each on its first invoke) with events that change nothing.
-warm() { # function event-json
-  curl -s -o /dev/null -w "%{http_code}" --max-time 300 -H 'content-type: application/json' \
-    -d "$2" "http://127.0.0.1:$invoke_port/2015-03-31/functions/$1/invocations"
-}
-ctx='"requestContext":{"connectionId":"warmup0000000A=","connectedAt":1,"requestTimeEpoch":1,"routeKey":"$connect","eventType":"CONNECT","stage":"local"}'
-for fn_event in \
-  "ws-authorize|{\"type\":\"REQUEST\",$ctx}" \
-  "ws-connect|{$ctx}" \
-  "ws-disconnect|{$ctx}" \
-  "ws-default|{$ctx,\"body\":\"warm-up\"}"; do
-  fn=${fn_event%%|*}
-  status=$(warm "$fn" "${fn_event#*|}") || status=000
-  [ "$status" = 200 ] || { echo "lambda-stack: warm-up of $fn answered $status; see $logs/watch.log" >&2; tail -20 "$logs/watch.log" >&2; exit 1; }
-done
+warm_up watch "$invoke_port"
 echo "lambda-stack: chat at http://127.0.0.1:$port/ (functions via cargo lambda watch on :$invoke_port, Redis $REDIS_URL)" >&2
 
 export WSCHAT_LAMBDA_EMULATOR_URL="http://127.0.0.1:$port"
 if [ "$command_mode" = 1 ]; then
+  # The fault stack: functions whose Redis and emulator ports the fault tests serve themselves. Warmed up against
+  # a Redis started here for the purpose and stopped before the tests run.
+  fault_redis_port=$(free_port)
+  fault_emulator_port=$(free_port)
+  fault_invoke_port=$(free_port)
+  watch_functions fault-watch "$fault_invoke_port" "redis://127.0.0.1:$fault_redis_port" \
+    "http://127.0.0.1:$fault_emulator_port/local" "MAX_ROOM_MEMBERS=3"
+  redis-server --port "$fault_redis_port" --bind 127.0.0.1 --save "" --appendonly no --dir "$logs" \
+    --dbfilename fault-warmup.rdb --daemonize no --loglevel warning >"$logs/fault-redis.log" 2>&1 &
+  fault_redis_pid=$!
+  wait_for_port "$fault_redis_port" 10 || { echo "lambda-stack: the fault stack's redis-server did not start" >&2; exit 1; }
+  warm_up fault-watch "$fault_invoke_port"
+  kill "$fault_redis_pid"; wait "$fault_redis_pid" 2>/dev/null || true; fault_redis_pid=
+  export WSCHAT_FAULT_REDIS_PORT="$fault_redis_port" WSCHAT_FAULT_EMULATOR_PORT="$fault_emulator_port"
+  export WSCHAT_FAULT_INVOKE_URL="http://127.0.0.1:$fault_invoke_port"
   "$@"
 else
   echo "lambda-stack: logs in $logs/; Ctrl-C stops everything" >&2

@@ -9,7 +9,7 @@ use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxy
 use tracing::{info, warn};
 
 use super::{HandlerError, Route, connection_id, response};
-use crate::rooms::RoomStore;
+use crate::rooms::{JoinOutcome, RoomStore};
 use crate::wire::{RoomName, RoomNameError};
 
 /// What `$connect` needs.
@@ -88,11 +88,20 @@ pub async fn handle(
             return Ok(response(400, Some(&reason)));
         }
     };
-    deps.rooms
+    match deps
+        .rooms
         .join(&room, &conn, event.request_context.connected_at)
-        .await?;
-    info!(connection = %conn, room = %room, "joined");
-    Ok(response(200, None))
+        .await?
+    {
+        JoinOutcome::Joined => {
+            info!(connection = %conn, room = %room, "joined");
+            Ok(response(200, None))
+        }
+        JoinOutcome::RoomFull => {
+            warn!(connection = %conn, room = %room, "handshake rejected: the room is full");
+            Ok(response(403, Some("this room is full")))
+        }
+    }
 }
 
 #[async_trait::async_trait]
@@ -100,6 +109,7 @@ impl Route for Deps {
     async fn handle(
         &self,
         event: &ApiGatewayWebsocketProxyRequest,
+        _deadline: Option<tokio::time::Instant>,
     ) -> Result<ApiGatewayProxyResponse, HandlerError> {
         handle(event, self).await
     }
@@ -196,5 +206,40 @@ mod tests {
         assert!(policy.allows(None));
         assert!(!policy.allows(Some("https://evil.example.com")));
         assert_eq!(OriginPolicy::parse("*"), OriginPolicy::Any);
+    }
+
+    #[tokio::test]
+    async fn connect_to_a_full_room_is_rejected_with_403_and_a_member_may_come_back() {
+        let store = Arc::new(
+            MemoryRoomStore::default().with_limits(crate::rooms::Limits {
+                max_members: 2,
+                ..crate::rooms::Limits::default()
+            }),
+        );
+        let deps = Deps {
+            rooms: store.clone(),
+            origins: OriginPolicy::Any,
+        };
+        let join =
+            |conn: &'static str| fixtures::connect(conn, json!({ "room": "lobby" }), json!({}));
+
+        let statuses = [
+            handle(&join("a"), &deps).await.expect("a").status_code,
+            handle(&join("b"), &deps).await.expect("b").status_code,
+            handle(&join("c"), &deps).await.expect("c").status_code,
+            handle(&join("a"), &deps)
+                .await
+                .expect("a again")
+                .status_code,
+        ];
+
+        assert_eq!(statuses, [200, 200, 403, 200]);
+        assert_eq!(
+            store
+                .room_of(&ConnectionId::parse("c").expect("id"))
+                .await
+                .expect("room_of"),
+            None
+        );
     }
 }

@@ -15,12 +15,12 @@
 use std::sync::Arc;
 
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::{HandlerError, Route, authorizer_room, connection_id, event_time_ms, now_ms, response};
-use crate::fanout::{FanoutSettings, group_send};
+use crate::fanout::{Delivery, FanoutSettings, group_send};
 use crate::gateway::Gateway;
-use crate::rooms::RoomStore;
+use crate::rooms::{JoinOutcome, PublishOutcome, RoomStore, Sender, StoreError};
 use crate::wire::{
     CHAT_FRAME_OVERHEAD, ClientFrame, ConnectionId, Epoch, FrameError, MAX_FRAME_BYTES,
     MAX_POST_BYTES, RoomName, ServerFrame, history_frames,
@@ -37,19 +37,36 @@ pub struct Deps {
     pub fanout: FanoutSettings,
 }
 
-/// Handles one `$default` event.
+/// Handles one `$default` event with no deadline (tests, the emulator).
 ///
 /// # Errors
-/// [`HandlerError`] when the store fails, or when no member at all could be reached.
+/// [`HandlerError`] when the event is not one API Gateway would send. A store or delivery failure is not an
+/// error: the sender is told (`{"error"}`) and the response is a 5xx.
 pub async fn handle(
     event: &ApiGatewayWebsocketProxyRequest,
     deps: &Deps,
+) -> Result<ApiGatewayProxyResponse, HandlerError> {
+    handle_until(event, deps, None).await
+}
+
+/// Handles one `$default` event; no post starts shortly before `deadline` (the Lambda's own).
+///
+/// Infrastructure failures are answered, not raised: a message that could not be stored or delivered gets
+/// `{"error", "undelivered"}` to its sender and a 5xx response, so API Gateway does not push its own
+/// `{"message": "Internal server error"}` frame, which a tutorial page would show as a chat line.
+///
+/// # Errors
+/// [`HandlerError::BadEvent`] when the event has no connection id.
+pub async fn handle_until(
+    event: &ApiGatewayWebsocketProxyRequest,
+    deps: &Deps,
+    deadline: Option<tokio::time::Instant>,
 ) -> Result<ApiGatewayProxyResponse, HandlerError> {
     let ctx = &event.request_context;
     let sender = connection_id(ctx)?;
     let frame = match ClientFrame::parse(event.body.as_deref(), event.is_base64_encoded) {
         Ok(frame) => frame,
-        Err(err) => return refuse(deps, &sender, &err).await,
+        Err(err) => return Ok(refuse(deps, &sender, &err).await),
     };
     // The message is encoded once, here, and checked before the room is looked up: an oversized message costs
     // no round trip.
@@ -59,34 +76,72 @@ pub async fn handle(
             let json = serde_json::to_string(&message).unwrap_or_default();
             let size = json.len() + CHAT_FRAME_OVERHEAD;
             if size > MAX_POST_BYTES {
-                return refuse(deps, &sender, &FrameError::TooLarge(size)).await;
+                return Ok(refuse(deps, &sender, &FrameError::TooLarge(size)).await);
             }
-            Request::Chat { json }
+            Request::Chat { message, json }
         }
         ClientFrame::History { after, epoch } => Request::History { after, epoch },
         ClientFrame::Ping => Request::Ping,
     };
+    let undelivered = match &request {
+        Request::Chat { message, .. } => Some(message.as_str()),
+        _ => None,
+    };
     let room = match authorizer_room(ctx) {
         Some(room) => room,
-        None => match deps.rooms.room_of(&sender).await? {
-            Some(room) => room,
-            None => {
+        None => match deps.rooms.room_of(&sender).await {
+            Ok(Some(room)) => room,
+            Ok(None) => {
                 warn!(connection = %sender, "message from a connection in no room");
                 let error = "this connection is in no room (its membership expired); reconnect";
-                post_error(deps, &sender, error).await;
+                tell(deps, &sender, error, undelivered).await;
                 return Ok(response(410, Some(error)));
             }
+            Err(err) => return Ok(store_down(deps, &sender, &err, undelivered).await),
         },
     };
     let now = event_time_ms(ctx);
     match request {
-        Request::Chat { json } => chat(deps, &sender, &room, &json, now).await,
+        Request::Chat { message, json } => {
+            // API Gateway's messageId is unique per message; without one (a hand-made event), an id of this
+            // invocation's own still keeps the store's retry from numbering the message twice.
+            let own_id;
+            let message_id = match ctx.message_id.as_deref() {
+                Some(id) => id,
+                None => {
+                    own_id = format!("{:016x}", fastrand::u64(..));
+                    &own_id
+                }
+            };
+            let who = Sender {
+                conn: &sender,
+                connected_at_ms: ctx.connected_at,
+                message_id: Some(message_id),
+            };
+            let chat = Chat {
+                room: &room,
+                sender: who,
+                message: &message,
+                json: &json,
+                now,
+                deadline,
+            };
+            Ok(chat.send(deps).await)
+        }
         Request::History { after, epoch } => {
-            history(deps, &sender, &room, after, epoch.as_ref(), now).await
+            Ok(history(deps, &sender, &room, after, epoch.as_ref(), now).await)
         }
         Request::Ping => {
             // The heartbeat writes the membership again, so a member that Redis forgot is back at once.
-            deps.rooms.join(&room, &sender, ctx.connected_at).await?;
+            match deps.rooms.join(&room, &sender, ctx.connected_at).await {
+                Ok(JoinOutcome::Joined) => {}
+                Ok(JoinOutcome::RoomFull) => {
+                    let error = "this room is full: your connection is not a member any more; reconnect later";
+                    tell(deps, &sender, error, None).await;
+                    return Ok(response(403, Some(error)));
+                }
+                Err(err) => return Ok(store_down(deps, &sender, &err, None).await),
+            }
             let pong = ServerFrame::Pong { pong: now_ms() }.encode();
             if let Err(err) = deps.gateway.post_to_connection(&sender, pong).await {
                 let err: &dyn std::error::Error = &err;
@@ -99,8 +154,9 @@ pub async fn handle(
 
 /// A parsed frame, ready for the store.
 enum Request {
-    /// Chat, the message already encoded as a JSON string.
+    /// Chat: the text, and the same encoded as a JSON string.
     Chat {
+        message: String,
         json: String,
     },
     History {
@@ -110,45 +166,90 @@ enum Request {
     Ping,
 }
 
-/// Numbers and stores one chat message, then sends it to every member of the room.
-async fn chat(
-    deps: &Deps,
-    sender: &ConnectionId,
-    room: &RoomName,
-    message_json: &str,
+/// One chat message on its way: stored and numbered, then sent to every member of the room.
+struct Chat<'a> {
+    room: &'a RoomName,
+    sender: Sender<'a>,
+    message: &'a str,
+    json: &'a str,
     now: i64,
-) -> Result<ApiGatewayProxyResponse, HandlerError> {
-    let published = deps.rooms.publish(room, message_json, now).await?;
-    let members = published.members.len();
-    let report = group_send(
-        deps.gateway.as_ref(),
-        deps.rooms.as_ref(),
-        room,
-        &published.members,
-        bytes::Bytes::from(published.frame),
-        &deps.fanout,
-    )
-    .await;
-    info!(
-        connection = %sender,
-        room = %room,
-        seq = published.seq,
-        epoch = %published.epoch,
-        members,
-        delivered = report.delivered,
-        pruned = report.pruned.len(),
-        retried = report.retried,
-        failed = report.failed.len(),
-        prune_failed = report.prune_failed,
-        "group_send done"
-    );
-    if report.delivered == 0 && !report.failed.is_empty() {
-        return Err(HandlerError::Undeliverable {
-            failed: report.failed.len(),
+    deadline: Option<tokio::time::Instant>,
+}
+
+impl Chat<'_> {
+    async fn send(self, deps: &Deps) -> ApiGatewayProxyResponse {
+        let conn = self.sender.conn;
+        let published = match deps
+            .rooms
+            .publish(self.room, &self.sender, self.json, self.now)
+            .await
+        {
+            Ok(PublishOutcome::Published(published)) => published,
+            Ok(PublishOutcome::RateLimited { retry_after_ms }) => {
+                warn!(connection = %conn, room = %self.room, retry_after_ms, "rate limited");
+                let error = format!(
+                    "too many messages: this one was not delivered; wait {:.1} s before sending again",
+                    retry_after_ms as f64 / 1000.0
+                );
+                tell(deps, conn, &error, Some(self.message)).await;
+                return response(429, Some(&error));
+            }
+            Err(err) => return store_down(deps, conn, &err, Some(self.message)).await,
+        };
+        let members = published.members.len();
+        let delivery = Delivery {
+            room: self.room,
+            members: &published.members,
+            frame: bytes::Bytes::from(published.frame),
+            now_ms: self.now,
+            deadline: self.deadline,
+        };
+        let report = group_send(
+            deps.gateway.as_ref(),
+            deps.rooms.as_ref(),
+            delivery,
+            &deps.fanout,
+        )
+        .await;
+        info!(
+            connection = %conn,
+            room = %self.room,
+            seq = published.seq,
+            epoch = %published.epoch,
             members,
-        });
+            delivered = report.delivered,
+            pruned = report.pruned.len(),
+            not_yet_open = report.not_yet_open.len(),
+            retried = report.retried,
+            failed = report.failed.len(),
+            skipped = report.skipped.len(),
+            prune_failed = report.prune_failed,
+            "group_send done"
+        );
+        let missed = report.failed.len() + report.skipped.len();
+        if missed == 0 {
+            return response(200, None);
+        }
+        let error = if report.delivered == 0 {
+            format!(
+                "your message was not delivered: none of the {members} members could be reached"
+            )
+        } else {
+            format!(
+                "your message reached {} of {members} members; the others may see it only after reconnecting",
+                report.delivered
+            )
+        };
+        warn!(connection = %conn, room = %self.room, missed, "delivery incomplete");
+        tell(
+            deps,
+            conn,
+            &error,
+            (report.delivered == 0).then_some(self.message),
+        )
+        .await;
+        response(502, Some(&error))
     }
-    Ok(response(200, None))
 }
 
 /// Sends the sender the retained messages after `after`, in frames under the 32 KB frame limit, in order.
@@ -159,8 +260,11 @@ async fn history(
     after: Option<u64>,
     epoch: Option<&Epoch>,
     now: i64,
-) -> Result<ApiGatewayProxyResponse, HandlerError> {
-    let page = deps.rooms.history(room, after, epoch, now).await?;
+) -> ApiGatewayProxyResponse {
+    let page = match deps.rooms.history(room, after, epoch, now).await {
+        Ok(page) => page,
+        Err(err) => return store_down(deps, sender, &err, None).await,
+    };
     let frames = history_frames(&page.epoch, &page.frames, page.complete, MAX_FRAME_BYTES);
     info!(
         connection = %sender,
@@ -179,7 +283,25 @@ async fn history(
             break;
         }
     }
-    Ok(response(200, None))
+    response(200, None)
+}
+
+/// The room store failed (after its one retry): the sender hears that its message (if any) was not delivered,
+/// and API Gateway gets a 503 response, not a Lambda error.
+async fn store_down(
+    deps: &Deps,
+    sender: &ConnectionId,
+    err: &StoreError,
+    undelivered: Option<&str>,
+) -> ApiGatewayProxyResponse {
+    error!(connection = %sender, error = %super::error_chain(err), "room store unavailable");
+    let error = if undelivered.is_some() {
+        "your message was not delivered: the chat's storage is unavailable right now; try again in a moment"
+    } else {
+        "the chat's storage is unavailable right now; try again in a moment"
+    };
+    tell(deps, sender, error, undelivered).await;
+    response(503, Some(error))
 }
 
 #[async_trait::async_trait]
@@ -187,25 +309,28 @@ impl Route for Deps {
     async fn handle(
         &self,
         event: &ApiGatewayWebsocketProxyRequest,
+        deadline: Option<tokio::time::Instant>,
     ) -> Result<ApiGatewayProxyResponse, HandlerError> {
-        handle(event, self).await
+        handle_until(event, self, deadline).await
     }
 }
 
 /// Answers a bad frame: `{"error": ...}` to its sender alone, nothing broadcast, the connection left open.
-async fn refuse(
-    deps: &Deps,
-    sender: &ConnectionId,
-    err: &FrameError,
-) -> Result<ApiGatewayProxyResponse, HandlerError> {
+async fn refuse(deps: &Deps, sender: &ConnectionId, err: &FrameError) -> ApiGatewayProxyResponse {
     let reason = err.to_string();
     warn!(connection = %sender, reason, "frame refused");
-    post_error(deps, sender, &reason).await;
-    Ok(response(400, Some(&reason)))
+    tell(deps, sender, &reason, None).await;
+    response(400, Some(&reason))
 }
 
-async fn post_error(deps: &Deps, sender: &ConnectionId, error: &str) {
-    let frame = ServerFrame::Error { error }.encode();
+/// `{"error": …}` to the sender alone, with `"undelivered": <the text>` when a chat message did not get through
+/// (the page puts it back in the composer).
+async fn tell(deps: &Deps, sender: &ConnectionId, error: &str, undelivered: Option<&str>) {
+    let frame = match undelivered {
+        Some(undelivered) => ServerFrame::Undelivered { error, undelivered },
+        None => ServerFrame::Error { error },
+    }
+    .encode();
     if let Err(err) = deps.gateway.post_to_connection(sender, frame).await {
         let err: &dyn std::error::Error = &err;
         warn!(connection = %sender, error = err, "could not send the error frame");
@@ -219,7 +344,7 @@ mod tests {
     use super::*;
     use crate::gateway::RecordingGateway;
     use crate::handlers::fixtures;
-    use crate::rooms::MemoryRoomStore;
+    use crate::rooms::{Limits, MemoryRoomStore};
     use crate::wire::RoomName;
 
     struct World {
@@ -391,25 +516,123 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn delivering_to_nobody_is_an_infrastructure_error() {
-        let w = world(&[("lobby", "a")]).await;
-        w.gateway.mark_forbidden(&id("a"));
+    async fn a_member_that_cannot_be_reached_is_reported_to_the_sender_with_a_5xx() {
+        let w = world(&[("lobby", "a"), ("lobby", "b")]).await;
+        w.gateway.mark_forbidden(&id("b"));
 
-        let result = handle(
+        let resp = handle(
             &fixtures::message("a", r#"{"message":"hi"}"#, None),
             &w.deps,
         )
-        .await;
+        .await
+        .expect("answered, not raised");
 
+        assert_eq!(resp.status_code, 502);
+        let frames = json_frames(&w.gateway, "a");
+        assert_eq!(frames[0]["message"], "hi");
+        let error = frames[1]["error"].as_str().expect("an error frame");
+        assert!(error.contains("reached 1 of 2 members"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn delivering_to_nobody_is_a_5xx_answer_not_a_lambda_error() {
+        let w = world(&[("lobby", "a")]).await;
+        w.gateway.mark_forbidden(&id("a"));
+
+        let resp = handle(
+            &fixtures::message("a", r#"{"message":"hi"}"#, None),
+            &w.deps,
+        )
+        .await
+        .expect("answered, not raised");
+
+        assert_eq!(resp.status_code, 502);
+    }
+
+    #[tokio::test]
+    async fn a_sender_over_its_rate_limit_is_told_and_nothing_is_broadcast() {
+        let store = Arc::new(MemoryRoomStore::default().with_limits(Limits {
+            burst: 3,
+            messages_per_sec: 1,
+            ..Limits::default()
+        }));
+        let gateway = Arc::new(RecordingGateway::new());
+        store
+            .join(&room_("lobby"), &id("b"), 1_000)
+            .await
+            .expect("join");
+        let deps = Deps {
+            rooms: store.clone(),
+            gateway: gateway.clone(),
+            fanout: FanoutSettings::default(),
+        };
+
+        let mut statuses = Vec::new();
+        for n in 0..4 {
+            let body = json!({ "message": format!("m{n}") }).to_string();
+            let resp = handle(&fixtures::message("a", &body, Some("lobby")), &deps)
+                .await
+                .expect("handled");
+            statuses.push(resp.status_code);
+        }
+
+        assert_eq!(statuses, [200, 200, 200, 429]);
+        assert_eq!(
+            chats(&gateway, "b"),
+            said(&[("m0", 1), ("m1", 2), ("m2", 3)])
+        );
+        let refusal = json_frames(&gateway, "a").pop().expect("told");
         assert!(
-            matches!(
-                result,
-                Err(HandlerError::Undeliverable {
-                    failed: 1,
-                    members: 1
-                })
-            ),
-            "{result:?}"
+            refusal["error"]
+                .as_str()
+                .expect("error")
+                .contains("too many messages"),
+            "{refusal}"
+        );
+        assert_eq!(
+            refusal["undelivered"], "m3",
+            "the text comes back to the sender"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_chat_message_makes_its_sender_a_member_again() {
+        let w = world(&[("lobby", "b")]).await;
+        // "a" is in no store entry (Redis lost it), but the authorizer context names its room.
+        handle(
+            &fixtures::message("a", r#"{"message":"back"}"#, Some("lobby")),
+            &w.deps,
+        )
+        .await
+        .expect("handled");
+
+        assert_eq!(
+            chats(&w.gateway, "a"),
+            said(&[("back", 1)]),
+            "the sender hears itself"
+        );
+        assert_eq!(
+            w.store
+                .members(&room_("lobby"), 2_000)
+                .await
+                .expect("members"),
+            vec![id("a"), id("b")]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_retried_message_keeps_its_seq() {
+        let w = world(&[("lobby", "a")]).await;
+        let mut event = fixtures::message("a", r#"{"message":"once"}"#, Some("lobby"));
+        event.request_context.message_id = Some("m-1".into());
+
+        handle(&event, &w.deps).await.expect("first");
+        handle(&event, &w.deps).await.expect("retried");
+
+        assert_eq!(
+            chats(&w.gateway, "a"),
+            said(&[("once", 1), ("once", 1)]),
+            "the same frame twice (pages drop the repeat), never a second seq"
         );
     }
 

@@ -40,6 +40,7 @@ impl Route for Deps {
     async fn handle(
         &self,
         event: &ApiGatewayWebsocketProxyRequest,
+        _deadline: Option<tokio::time::Instant>,
     ) -> Result<ApiGatewayProxyResponse, HandlerError> {
         handle(event, self).await
     }

@@ -29,14 +29,6 @@ pub enum HandlerError {
     /// The event is not one API Gateway would send (no connection id).
     #[error("malformed event")]
     BadEvent(#[from] ConnectionIdError),
-    /// No member could be reached: every post failed for a reason other than 410.
-    #[error("group_send delivered to nobody: {failed} of {members} posts failed")]
-    Undeliverable {
-        /// Posts that failed.
-        failed: usize,
-        /// Members of the room.
-        members: usize,
-    },
 }
 
 impl HandlerError {
@@ -45,7 +37,6 @@ impl HandlerError {
         match self {
             Self::Store(_) => "RoomStoreError",
             Self::BadEvent(_) => "MalformedEvent",
-            Self::Undeliverable { .. } => "Undeliverable",
         }
     }
 }
@@ -54,13 +45,14 @@ impl HandlerError {
 /// `handle`. The Lambda mains serve one (`lambda::serve`, feature `lambda`) and the emulator dispatches to them by name.
 #[async_trait::async_trait]
 pub trait Route: Send + Sync {
-    /// Handles one event of this route.
+    /// Handles one event of this route; `deadline` is when the invocation must be done (the Lambda's).
     ///
     /// # Errors
     /// [`HandlerError`] for an infrastructure failure.
     async fn handle(
         &self,
         event: &ApiGatewayWebsocketProxyRequest,
+        deadline: Option<tokio::time::Instant>,
     ) -> Result<ApiGatewayProxyResponse, HandlerError>;
 }
 
@@ -169,7 +161,7 @@ pub(crate) mod fixtures {
     fn context(conn: &str, route: &str, event_type: &str) -> serde_json::Value {
         json!({
             "routeKey": route, "eventType": event_type, "connectionId": conn, "messageDirection": "IN",
-            "connectedAt": 1_000, "requestTimeEpoch": 2_000, "stage": "local", "apiId": "local",
+            "connectedAt": 1_000, "requestTimeEpoch": 100_000, "stage": "local", "apiId": "local",
             "domainName": "127.0.0.1:3000", "requestId": "r", "identity": { "sourceIp": "127.0.0.1" }
         })
     }

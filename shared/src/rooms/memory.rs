@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{HistoryPage, MAX_CONNECTION_LIFETIME, Published, Retention, RoomStore, StoreError};
+use super::{
+    HistoryPage, JoinOutcome, Limits, MAX_CONNECTION_LIFETIME, Member, PublishOutcome, Published,
+    Retention, RoomStore, Sender, StoreError,
+};
 use crate::wire::{ConnectionId, Epoch, RoomName, chat_frame};
 
 /// A [`RoomStore`] held in process memory. Membership and history expire like the Redis store's.
@@ -15,6 +18,7 @@ use crate::wire::{ConnectionId, Epoch, RoomName, chat_frame};
 pub struct MemoryRoomStore {
     lifetime_ms: i64,
     retention: Retention,
+    limits: Limits,
     state: Mutex<State>,
 }
 
@@ -26,6 +30,10 @@ struct State {
     conns: HashMap<ConnectionId, RoomName>,
     /// room → its sequence and retained messages
     histories: HashMap<RoomName, RoomHistory>,
+    /// (room, connection) → its rate-limit bucket: tokens left, and when they were counted (ms)
+    buckets: HashMap<(RoomName, ConnectionId), (f64, i64)>,
+    /// (room, message id) → the seq and ts it got, until the time (ms) it is forgotten
+    seen: HashMap<(RoomName, String), (u64, i64, i64)>,
 }
 
 /// One room's history: what Redis keeps in the room's `seq` hash and `history` list.
@@ -54,8 +62,16 @@ impl MemoryRoomStore {
         Self {
             lifetime_ms: millis(lifetime),
             retention: Retention::default(),
+            limits: Limits::default(),
             state: Mutex::default(),
         }
+    }
+
+    /// The same store enforcing `limits`.
+    #[must_use]
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// The same store keeping `retention` of each room's history.
@@ -79,11 +95,43 @@ impl MemoryRoomStore {
     }
 }
 
+/// How long a message id is remembered, so a retried publish is not numbered twice (the Redis store's too).
+pub(crate) const SEEN_FOR_MS: i64 = 60_000;
+
 fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 impl State {
+    /// The live members of `room` with their join times, sorted, after dropping those that joined before `cutoff`.
+    fn live_member_times(&mut self, room: &RoomName, cutoff: i64) -> Vec<Member> {
+        let live = self.live_members(room, cutoff);
+        let joined = self.rooms.get(room);
+        live.into_iter()
+            .map(|conn| Member {
+                connected_at_ms: joined
+                    .and_then(|m| m.get(&conn))
+                    .copied()
+                    .unwrap_or_default(),
+                conn,
+            })
+            .collect()
+    }
+
+    /// Writes `conn` into `room` (leaving any other room).
+    fn add(&mut self, room: &RoomName, conn: &ConnectionId, connected_at_ms: i64) {
+        if let Some(previous) = self.conns.get(conn).cloned()
+            && previous != *room
+        {
+            self.remove(&previous, conn);
+        }
+        self.conns.insert(conn.clone(), room.clone());
+        self.rooms
+            .entry(room.clone())
+            .or_default()
+            .insert(conn.clone(), connected_at_ms);
+    }
+
     /// The live members of `room`, sorted, after dropping those that joined before `cutoff`.
     fn live_members(&mut self, room: &RoomName, cutoff: i64) -> Vec<ConnectionId> {
         let expired: Vec<ConnectionId> = self
@@ -153,18 +201,15 @@ impl RoomStore for MemoryRoomStore {
         room: &RoomName,
         conn: &ConnectionId,
         connected_at_ms: i64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<JoinOutcome, StoreError> {
         let mut state = self.state();
-        if let Some(previous) = state.conns.get(conn).cloned() {
-            state.remove(&previous, conn);
+        // The clock of the join itself: members older than the lifetime do not count towards the cap.
+        let live = state.live_members(room, connected_at_ms.saturating_sub(self.lifetime_ms));
+        if live.len() >= self.limits.max_members && !live.contains(conn) {
+            return Ok(JoinOutcome::RoomFull);
         }
-        state.conns.insert(conn.clone(), room.clone());
-        state
-            .rooms
-            .entry(room.clone())
-            .or_default()
-            .insert(conn.clone(), connected_at_ms);
-        Ok(())
+        state.add(room, conn, connected_at_ms);
+        Ok(JoinOutcome::Joined)
     }
 
     async fn room_of(&self, conn: &ConnectionId) -> Result<Option<RoomName>, StoreError> {
@@ -174,15 +219,57 @@ impl RoomStore for MemoryRoomStore {
     async fn publish(
         &self,
         room: &RoomName,
+        sender: &Sender<'_>,
         message_json: &str,
         now_ms: i64,
-    ) -> Result<Published, StoreError> {
+    ) -> Result<PublishOutcome, StoreError> {
         let cutoff = now_ms.saturating_sub(self.lifetime_ms);
         let ttl_ms = millis(self.retention.ttl);
         let max = self.retention.max_messages;
         let mut state = self.state();
-        let members = state.live_members(room, cutoff);
+        state.seen.retain(|_, (_, _, until)| *until > now_ms);
+        let seen_key = sender.message_id.map(|id| (room.clone(), id.to_owned()));
+        let repeat = seen_key
+            .as_ref()
+            .and_then(|key| state.seen.get(key))
+            .copied();
+        if repeat.is_none() {
+            let limits = self.limits;
+            let bucket = state
+                .buckets
+                .entry((room.clone(), sender.conn.clone()))
+                .or_insert((f64::from(limits.burst), now_ms));
+            let elapsed_s = (now_ms - bucket.1).max(0) as f64 / 1000.0;
+            let tokens = (bucket.0 + elapsed_s * f64::from(limits.messages_per_sec))
+                .min(f64::from(limits.burst));
+            *bucket = (tokens, now_ms);
+            if tokens < 1.0 {
+                let wait = (1.0 - tokens) * 1000.0 / f64::from(limits.messages_per_sec);
+                return Ok(PublishOutcome::RateLimited {
+                    retry_after_ms: wait.ceil() as u64,
+                });
+            }
+            bucket.0 = tokens - 1.0;
+        }
+        state.add(room, sender.conn, sender.connected_at_ms);
+        let members = state.live_member_times(room, cutoff);
         let history = state.history(room, now_ms, ttl_ms);
+        if let Some((seq, ts, _)) = repeat {
+            // A retried publish: the frame it got the first time, if still retained.
+            let first = history.seq + 1 - history.frames.len() as u64;
+            if let Some(frame) = seq
+                .checked_sub(first)
+                .and_then(|i| history.frames.get(usize::try_from(i).ok()?))
+            {
+                return Ok(PublishOutcome::Published(Published {
+                    frame: frame.clone(),
+                    seq,
+                    epoch: history.epoch.clone(),
+                    ts,
+                    members,
+                }));
+            }
+        }
         history.seq += 1;
         history.ts = history.ts.max(now_ms);
         history.expires_at_ms = now_ms.saturating_add(ttl_ms);
@@ -191,13 +278,24 @@ impl RoomStore for MemoryRoomStore {
         while history.frames.len() > max {
             history.frames.pop_front();
         }
-        Ok(Published {
+        let published = Published {
             frame,
             seq: history.seq,
             epoch: history.epoch.clone(),
             ts: history.ts,
             members,
-        })
+        };
+        if let Some(key) = seen_key {
+            state.seen.insert(
+                key,
+                (
+                    published.seq,
+                    published.ts,
+                    now_ms.saturating_add(SEEN_FOR_MS),
+                ),
+            );
+        }
+        Ok(PublishOutcome::Published(published))
     }
 
     async fn history(

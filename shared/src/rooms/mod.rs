@@ -37,6 +37,70 @@ impl Default for Retention {
     }
 }
 
+/// What the store enforces per room and per connection, in the same round trips as the writes they guard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// `$connect` into a room with this many live members is refused (`MAX_ROOM_MEMBERS`).
+    pub max_members: usize,
+    /// Chat messages a connection may send per second, sustained (`RATE_LIMIT_PER_SEC`).
+    pub messages_per_sec: u32,
+    /// Messages a connection may send at once after a quiet spell (`RATE_LIMIT_BURST`).
+    pub burst: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_members: crate::config::DEFAULT_MAX_ROOM_MEMBERS,
+            messages_per_sec: crate::config::DEFAULT_RATE_LIMIT_PER_SEC,
+            burst: crate::config::DEFAULT_RATE_LIMIT_BURST,
+        }
+    }
+}
+
+/// A live member of a room and when it joined (`connectedAt`, epoch ms).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Member {
+    /// The connection.
+    pub conn: ConnectionId,
+    /// When it connected: a 410 for a member this young is API Gateway not having opened it yet.
+    pub connected_at_ms: i64,
+}
+
+/// Who sends a chat message: it is (re)made a member of the room in the same round trip, so a member the store
+/// forgot (Redis lost its data) is back as soon as it talks.
+#[derive(Debug, Clone, Copy)]
+pub struct Sender<'a> {
+    /// The sender's connection.
+    pub conn: &'a ConnectionId,
+    /// Its `connectedAt` (epoch ms).
+    pub connected_at_ms: i64,
+    /// API Gateway's id of this message (`messageId`): a publish retried after a lost answer returns the first
+    /// attempt's frame instead of numbering the message twice.
+    pub message_id: Option<&'a str>,
+}
+
+/// What [`RoomStore::publish`] decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PublishOutcome {
+    /// Numbered and stored: send it.
+    Published(Published),
+    /// The sender is over its rate limit: nothing was stored.
+    RateLimited {
+        /// When the sender may send again.
+        retry_after_ms: u64,
+    },
+}
+
+/// What [`RoomStore::join`] decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinOutcome {
+    /// A member now (or still).
+    Joined,
+    /// The room has [`Limits::max_members`] live members; nothing was written.
+    RoomFull,
+}
+
 /// What [`RoomStore::publish`] did: the message's place in the room's history and who is in the room.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Published {
@@ -48,8 +112,8 @@ pub struct Published {
     pub epoch: Epoch,
     /// When the store accepted it (epoch ms; never less than the previous message's).
     pub ts: i64,
-    /// The live members of the room, the sender included if it is a member.
-    pub members: Vec<ConnectionId>,
+    /// The live members of the room, the sender included.
+    pub members: Vec<Member>,
 }
 
 /// What [`RoomStore::history`] found.
@@ -67,7 +131,8 @@ pub struct HistoryPage {
 /// Room membership storage. Implementations must be safe to share between concurrent invocations.
 #[async_trait]
 pub trait RoomStore: Send + Sync {
-    /// Records `conn` as a member of `room`, joined at `connected_at_ms` (epoch milliseconds).
+    /// Records `conn` as a member of `room`, joined at `connected_at_ms` (epoch milliseconds), unless the room
+    /// is full (a member already in it is always written again). Idempotent.
     ///
     /// # Errors
     /// [`StoreError`] when the backing store cannot be reached or refuses the write.
@@ -76,7 +141,7 @@ pub trait RoomStore: Send + Sync {
         room: &RoomName,
         conn: &ConnectionId,
         connected_at_ms: i64,
-    ) -> Result<(), StoreError>;
+    ) -> Result<JoinOutcome, StoreError>;
 
     /// The room `conn` joined, unless it left or its membership expired.
     ///
@@ -84,18 +149,21 @@ pub trait RoomStore: Send + Sync {
     /// [`StoreError`] when the backing store cannot be read.
     async fn room_of(&self, conn: &ConnectionId) -> Result<Option<RoomName>, StoreError>;
 
-    /// The chat hot path, in one round trip: assigns `message_json` (the message as a JSON string) the room's next
-    /// `seq` (starting a new epoch when the room has no history), appends the chat frame to the room's bounded
-    /// history, drops members past their lifetime and returns the frame and the live members.
+    /// The chat hot path, in one round trip: takes a token from the sender's rate limit, writes the sender's
+    /// membership again, assigns `message_json` (the message as a JSON string) the room's next `seq` (starting a
+    /// new epoch when the room has no history), appends the chat frame to the room's bounded history, drops members
+    /// past their lifetime and returns the frame and the live members. Safe to retry: a message id seen in the last
+    /// minute returns the frame it got then.
     ///
     /// # Errors
     /// [`StoreError`] when the backing store cannot be reached or refuses the write.
     async fn publish(
         &self,
         room: &RoomName,
+        sender: &Sender<'_>,
         message_json: &str,
         now_ms: i64,
-    ) -> Result<Published, StoreError>;
+    ) -> Result<PublishOutcome, StoreError>;
 
     /// The retained chat frames of `room` after seq `after` of history `epoch` (the current history when `epoch`
     /// is `None`; the most recent frames when `after` is `None`), in one round trip. A room without history gets
@@ -128,7 +196,7 @@ pub trait RoomStore: Send + Sync {
         room: Option<&RoomName>,
     ) -> Result<Option<RoomName>, StoreError>;
 
-    /// Removes connections that API Gateway reported gone (410) from `room`.
+    /// Removes connections that API Gateway reported gone (410) from `room`. Idempotent.
     ///
     /// # Errors
     /// [`StoreError`] when the backing store cannot be reached.

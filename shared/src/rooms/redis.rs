@@ -55,14 +55,34 @@ use futures_util::future::try_join_all;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
-use redis::{AsyncCommands, TlsCertificates};
+use redis::io::tcp::{TcpSettings, socket2};
+use redis::{AsyncCommands, IntoConnectionInfo, TlsCertificates};
+use tracing::warn;
 
-use super::{HistoryPage, Published, Retention, RoomStore, StoreError};
+use super::{
+    HistoryPage, JoinOutcome, Limits, Member, PublishOutcome, Published, Retention, RoomStore,
+    Sender, StoreError,
+};
 use crate::config::KeyPrefix;
 use crate::wire::{ConnectionId, Epoch, RoomName};
 
-/// How long connecting to one node, or one reply, may take before the attempt fails.
+/// How long connecting to one node, or one reply, may take before the attempt fails. A failed attempt is retried
+/// once (see [`RedisRoomStore::retrying`]), so Redis may stall for up to twice this before a caller sees an error.
 const TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The sockets' settings: no Nagle delay on small commands; keepalive probes after 10 s of silence, so a peer
+/// that vanished (a failover, a replaced node) is noticed without traffic; and `TCP_USER_TIMEOUT`, so a socket
+/// whose sent data stays unacknowledged for 5 s is abandoned (and the manager reconnects) instead of waited on.
+fn tcp_settings() -> TcpSettings {
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(Duration::from_secs(10))
+        .with_interval(Duration::from_secs(5))
+        .with_retries(3);
+    TcpSettings::default()
+        .set_nodelay(true)
+        .set_keepalive(keepalive)
+        .set_user_timeout(Duration::from_secs(5))
+}
 /// How many times the connection manager tries to re-establish a dropped connection, and the cluster client to
 /// re-route a request after `MOVED`/`ASK` or a node failure. Neither resends a request that failed on a single
 /// node's dropped connection: that request's error reaches the caller.
@@ -89,29 +109,93 @@ local function current_epoch(candidate, ttl)
 end
 ";
 
-/// The chat hot path. ARGV: 1 member cutoff (ms), 2 now (ms), 3 the message as a JSON string, 4 a fresh epoch,
-/// 5 messages kept, 6 history TTL (ms). Returns `{frame, seq, epoch, ts, member...}`, all strings. The frame is
-/// built exactly as `wire::chat_frame` builds it (a test holds the two together).
+/// The chat hot path. KEYS: 1 members, 2 seq, 3 history, 4 the sender's rate bucket, 5 the message id's key.
+/// ARGV: 1 member cutoff (ms), 2 now (ms), 3 the message as a JSON string, 4 a fresh epoch, 5 messages kept,
+/// 6 history TTL (ms), 7 the sender, 8 its connectedAt, 9 the membership lifetime (ms), 10 `1` when KEYS[5] names
+/// a message id, 11 messages per second, 12 burst, 13 how long a message id is remembered (ms).
+/// Returns `{"limited", retry_after_ms}` or `{"ok", frame, seq, epoch, ts, member, connectedAt, ...}`, all
+/// strings. The frame is built exactly as `wire::chat_frame` builds it (a test holds the two together).
 const PUBLISH_LUA: &str = r#"
+local now = tonumber(ARGV[2])
+local repeat_seq, repeat_ts
+if ARGV[10] == '1' then
+  local seen = redis.call('GET', KEYS[5])
+  if seen then
+    local sep = string.find(seen, ':', 1, true)
+    repeat_seq = tonumber(string.sub(seen, 1, sep - 1))
+    repeat_ts = string.sub(seen, sep + 1)
+  end
+end
+if not repeat_seq then
+  -- Token bucket: `t` tokens at time `at`, refilled at ARGV[11] per second up to ARGV[12].
+  local rate, burst = tonumber(ARGV[11]), tonumber(ARGV[12])
+  local bucket = redis.call('HMGET', KEYS[4], 't', 'at')
+  local tokens = tonumber(bucket[1]) or burst
+  local at = tonumber(bucket[2]) or now
+  if now > at then
+    tokens = math.min(burst, tokens + (now - at) * rate / 1000)
+    at = now
+  end
+  local keep = math.ceil(burst * 1000 / rate) + 1000
+  if tokens < 1 then
+    redis.call('HSET', KEYS[4], 't', tostring(tokens), 'at', string.format('%d', at))
+    redis.call('PEXPIRE', KEYS[4], keep)
+    return {'limited', string.format('%d', math.ceil((1 - tokens) * 1000 / rate))}
+  end
+  redis.call('HSET', KEYS[4], 't', tostring(tokens - 1), 'at', string.format('%d', at))
+  redis.call('PEXPIRE', KEYS[4], keep)
+end
+-- The sender is alive (it is talking): make it a member again, whatever the store forgot.
+redis.call('ZADD', KEYS[1], ARGV[8], ARGV[7])
+redis.call('PEXPIRE', KEYS[1], ARGV[9])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1])
 local epoch = current_epoch(ARGV[4], ARGV[6])
-local seq = redis.call('HINCRBY', KEYS[2], 'seq', 1)
-local ts = tonumber(ARGV[2])
-local last_ts = tonumber(redis.call('HGET', KEYS[2], 'ts') or '0')
-if last_ts > ts then ts = last_ts end
-local seq_s = string.format('%d', seq)
-local ts_s = string.format('%d', ts)
-redis.call('HSET', KEYS[2], 'ts', ts_s)
-local frame = '{"message":' .. ARGV[3] .. ',"seq":' .. seq_s .. ',"epoch":"' .. epoch .. '","ts":' .. ts_s .. '}'
-redis.call('RPUSH', KEYS[3], frame)
-redis.call('LTRIM', KEYS[3], -tonumber(ARGV[5]), -1)
-redis.call('PEXPIRE', KEYS[3], ARGV[6])
-redis.call('PEXPIRE', KEYS[2], ARGV[6])
-local out = {frame, seq_s, epoch, ts_s}
-local members = redis.call('ZRANGE', KEYS[1], 0, -1)
+local frame, seq_s, ts_s
+if repeat_seq then
+  local last = tonumber(redis.call('HGET', KEYS[2], 'seq'))
+  local len = redis.call('LLEN', KEYS[3])
+  local index = repeat_seq - (last - len + 1)
+  if index >= 0 and index < len then
+    frame = redis.call('LINDEX', KEYS[3], index)
+    seq_s = string.format('%d', repeat_seq)
+    ts_s = repeat_ts
+  end
+end
+if not frame then
+  local seq = redis.call('HINCRBY', KEYS[2], 'seq', 1)
+  local ts = now
+  local last_ts = tonumber(redis.call('HGET', KEYS[2], 'ts') or '0')
+  if last_ts > ts then ts = last_ts end
+  seq_s = string.format('%d', seq)
+  ts_s = string.format('%d', ts)
+  redis.call('HSET', KEYS[2], 'ts', ts_s)
+  frame = '{"message":' .. ARGV[3] .. ',"seq":' .. seq_s .. ',"epoch":"' .. epoch .. '","ts":' .. ts_s .. '}'
+  redis.call('RPUSH', KEYS[3], frame)
+  redis.call('LTRIM', KEYS[3], -tonumber(ARGV[5]), -1)
+  redis.call('PEXPIRE', KEYS[3], ARGV[6])
+  redis.call('PEXPIRE', KEYS[2], ARGV[6])
+  if ARGV[10] == '1' then
+    redis.call('SET', KEYS[5], seq_s .. ':' .. ts_s, 'PX', ARGV[13])
+  end
+end
+local out = {'ok', frame, seq_s, epoch, ts_s}
+local members = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
 for i = 1, #members do out[#out + 1] = members[i] end
 return out
 "#;
+
+/// `$connect`'s membership write, refused when the room is full. KEYS: 1 members. ARGV: 1 member cutoff (ms),
+/// 2 the connection, 3 its connectedAt, 4 the membership lifetime (ms), 5 the most members. Returns 1 (joined)
+/// or 0 (full). Sent as `EVAL` inside the join pipeline: it is short, and `$connect` is not the hot path.
+const JOIN_LUA: &str = r"
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1])
+if not redis.call('ZSCORE', KEYS[1], ARGV[2]) and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[5]) then
+  return 0
+end
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return 1
+";
 
 /// A history request. ARGV: 1 after (`-1` for none), 2 the client's epoch (`` for none), 3 a fresh epoch,
 /// 4 history TTL (ms). Returns `{epoch, complete ("1"/"0"), frame...}`. Mirrors `MemoryRoomStore::history`.
@@ -148,6 +232,7 @@ pub struct RedisRoomStore<C = ConnectionManager> {
     prefix: String,
     lifetime_ms: i64,
     retention: Retention,
+    limits: Limits,
     live_members: redis::Script,
     publish: redis::Script,
     history: redis::Script,
@@ -186,9 +271,13 @@ impl RedisRoomStore<ConnectionManager> {
         prefix: &KeyPrefix,
         lifetime: Duration,
     ) -> Result<Self, StoreError> {
+        let info = url
+            .into_connection_info()
+            .map_err(redis_err("connect"))?
+            .set_tcp_settings(tcp_settings());
         let client = match roots {
-            None => redis::Client::open(url),
-            Some(roots) => redis::Client::build_with_tls(url, roots),
+            None => redis::Client::open(info),
+            Some(roots) => redis::Client::build_with_tls(info, roots),
         }
         .map_err(redis_err("connect"))?;
         let config = ConnectionManagerConfig::new()
@@ -218,7 +307,8 @@ impl RedisRoomStore<ClusterConnection> {
         let mut builder = ClusterClient::builder([url])
             .connection_timeout(TIMEOUT)
             .response_timeout(TIMEOUT)
-            .retries(RECONNECT_ATTEMPTS);
+            .retries(RECONNECT_ATTEMPTS)
+            .tcp_settings(tcp_settings());
         if let Some(roots) = roots {
             builder = builder.certs(roots);
         }
@@ -246,6 +336,7 @@ where
             prefix: prefix.as_str().to_owned(),
             lifetime_ms: i64::try_from(lifetime.as_millis()).unwrap_or(i64::MAX),
             retention: Retention::default(),
+            limits: Limits::default(),
             live_members: redis::Script::new(LIVE_MEMBERS_SCRIPT),
             publish: redis::Script::new(&format!("{CURRENT_EPOCH_LUA}{PUBLISH_LUA}")),
             history: redis::Script::new(&format!("{CURRENT_EPOCH_LUA}{HISTORY_LUA}")),
@@ -258,6 +349,46 @@ where
     pub fn with_retention(mut self, retention: Retention) -> Self {
         self.retention = retention;
         self
+    }
+
+    /// The same store enforcing `limits`.
+    #[must_use]
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The hash holding `conn`'s rate-limit bucket in `room` (in the room's slot, for the publish script).
+    pub fn rate_key(&self, room: &RoomName, conn: &ConnectionId) -> String {
+        format!(
+            "{}rate:{{{}}}:{}",
+            self.prefix,
+            room.as_str(),
+            conn.as_str()
+        )
+    }
+
+    /// The key remembering which seq message `id` got in `room` (in the room's slot).
+    pub fn message_key(&self, room: &RoomName, id: &str) -> String {
+        format!("{}msg:{{{}}}:{}", self.prefix, room.as_str(), id)
+    }
+
+    /// Runs `attempt` and, when it fails for want of a connection (dropped, refused, timed out), once more. The
+    /// connection manager reconnects in the background after a dropped connection but hands the failed request's
+    /// error back; every operation here is idempotent (a publish through its message id), so one retry turns a
+    /// Redis restart or a short stall into a slower answer instead of a lost message.
+    async fn retrying<T, F, Fut>(&self, op: &'static str, attempt: F) -> Result<T, StoreError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        match attempt().await {
+            Err(err) if err.is_io_error() => {
+                warn!(op, error = %err, "Redis request failed; retrying once");
+                attempt().await.map_err(redis_err(op))
+            }
+            other => other.map_err(redis_err(op)),
+        }
     }
 
     /// The hash holding `room`'s epoch, last seq and last ts.
@@ -344,16 +475,41 @@ impl Batch {
         &mut self.pipes[last]
     }
 
-    async fn run<C>(self, conn: &C) -> redis::RedisResult<()>
+    async fn run<C>(&self, conn: &C) -> redis::RedisResult<()>
     where
         C: ConnectionLike + Clone + Send + Sync,
     {
-        try_join_all(self.pipes.into_iter().map(|pipe| {
+        try_join_all(self.pipes.iter().map(|pipe| {
             let mut conn = conn.clone();
             async move { pipe.query_async::<()>(&mut conn).await }
         }))
         .await
         .map(drop)
+    }
+
+    /// Runs the batch and returns the one reply the first pipeline does not ignore.
+    async fn run_first<C, T>(&self, conn: &C) -> redis::RedisResult<T>
+    where
+        C: ConnectionLike + Clone + Send + Sync,
+        T: redis::FromRedisValue,
+    {
+        let (first, rest) = self.pipes.split_first().ok_or_else(|| {
+            redis::RedisError::from((redis::ErrorKind::Client, "an empty batch has no reply"))
+        })?;
+        let mut first_conn = conn.clone();
+        let (reply, ()) = futures_util::future::try_join(
+            async move { first.query_async::<(T,)>(&mut first_conn).await },
+            async {
+                try_join_all(rest.iter().map(|pipe| {
+                    let mut conn = conn.clone();
+                    async move { pipe.query_async::<()>(&mut conn).await }
+                }))
+                .await
+                .map(drop)
+            },
+        )
+        .await?;
+        Ok(reply.0)
     }
 }
 
@@ -371,17 +527,23 @@ where
         room: &RoomName,
         conn: &ConnectionId,
         connected_at_ms: i64,
-    ) -> Result<(), StoreError> {
-        let room_key = self.room_key(room);
+    ) -> Result<JoinOutcome, StoreError> {
         let ttl = self.lifetime_ms;
-        // Not MULTI: the two keys live in different slots. Each command is idempotent, so a retried join is safe.
+        // Not MULTI: the two keys live in different slots. Both writes are idempotent, so a retried join is safe.
+        // The script and the SET go together (one round trip on one node); a full room's SET is undone below,
+        // which only a refused handshake pays for.
         let mut batch = self.batch();
         batch
             .slot()
-            .zadd(&room_key, conn.as_str(), connected_at_ms)
-            .ignore()
-            .pexpire(&room_key, ttl)
-            .ignore();
+            .cmd("EVAL")
+            .arg(JOIN_LUA)
+            .arg(1)
+            .arg(self.room_key(room))
+            .arg(connected_at_ms.saturating_sub(ttl))
+            .arg(conn.as_str())
+            .arg(connected_at_ms)
+            .arg(ttl)
+            .arg(self.limits.max_members);
         batch
             .slot()
             .cmd("SET")
@@ -390,56 +552,101 @@ where
             .arg("PX")
             .arg(ttl)
             .ignore();
-        batch.run(&self.conn).await.map_err(redis_err("join"))
+        let joined: i64 = self
+            .retrying("join", || batch.run_first(&self.conn))
+            .await?;
+        if joined == 1 {
+            return Ok(JoinOutcome::Joined);
+        }
+        self.retrying("join", || async {
+            self.conn().del::<_, ()>(self.conn_key(conn)).await
+        })
+        .await?;
+        Ok(JoinOutcome::RoomFull)
     }
 
     async fn room_of(&self, conn: &ConnectionId) -> Result<Option<RoomName>, StoreError> {
         let raw: Option<String> = self
-            .conn()
-            .get(self.conn_key(conn))
-            .await
-            .map_err(redis_err("room_of"))?;
+            .retrying("room_of", || async {
+                self.conn().get(self.conn_key(conn)).await
+            })
+            .await?;
         self.parse_room(conn, raw)
     }
 
     async fn publish(
         &self,
         room: &RoomName,
+        sender: &Sender<'_>,
         message_json: &str,
         now_ms: i64,
-    ) -> Result<Published, StoreError> {
+    ) -> Result<PublishOutcome, StoreError> {
         let cutoff = now_ms.saturating_sub(self.lifetime_ms);
-        let raw: Vec<String> = self
-            .publish
-            .key(self.room_key(room))
+        let epoch = Epoch::random();
+        let message_key = self.message_key(room, sender.message_id.unwrap_or_default());
+        let mut invocation = self.publish.key(self.room_key(room));
+        invocation
             .key(self.seq_key(room))
             .key(self.history_key(room))
+            .key(self.rate_key(room, sender.conn))
+            .key(message_key)
             .arg(cutoff)
             .arg(now_ms)
             .arg(message_json)
-            .arg(Epoch::random().as_str())
+            .arg(epoch.as_str())
             .arg(self.retention.max_messages)
             .arg(self.ttl_ms())
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(redis_err("publish"))?;
+            .arg(sender.conn.as_str())
+            .arg(sender.connected_at_ms)
+            .arg(self.lifetime_ms)
+            .arg(if sender.message_id.is_some() {
+                "1"
+            } else {
+                "0"
+            })
+            .arg(self.limits.messages_per_sec)
+            .arg(self.limits.burst)
+            .arg(super::memory::SEEN_FOR_MS);
+        let raw: Vec<String> = self
+            .retrying("publish", || async {
+                invocation.invoke_async(&mut self.conn()).await
+            })
+            .await?;
         let corrupt = || StoreError::Corrupt {
             key: self.seq_key(room),
         };
         let mut raw = raw.into_iter();
+        match raw.next().as_deref() {
+            Some("limited") => {
+                let retry_after_ms = raw.next().and_then(|ms| ms.parse().ok()).unwrap_or(1000);
+                return Ok(PublishOutcome::RateLimited { retry_after_ms });
+            }
+            Some("ok") => {}
+            _ => return Err(corrupt()),
+        }
         let (Some(frame), Some(seq), Some(epoch), Some(ts)) =
             (raw.next(), raw.next(), raw.next(), raw.next())
         else {
             return Err(corrupt());
         };
-        Ok(Published {
+        let mut members = Vec::new();
+        while let (Some(id), Some(score)) = (raw.next(), raw.next()) {
+            // A member that does not parse was not written by us; skip it rather than fail the whole room.
+            if let Ok(conn) = ConnectionId::parse(&id) {
+                let connected_at_ms = score.parse::<f64>().map_or(0, |s| s as i64);
+                members.push(Member {
+                    conn,
+                    connected_at_ms,
+                });
+            }
+        }
+        Ok(PublishOutcome::Published(Published {
             frame,
             seq: seq.parse().map_err(|_| corrupt())?,
             epoch: Epoch::parse(&epoch).map_err(|_| corrupt())?,
             ts: ts.parse().map_err(|_| corrupt())?,
-            // A member that does not parse was not written by us; skip it rather than fail the whole room.
-            members: raw.filter_map(|id| ConnectionId::parse(&id).ok()).collect(),
-        })
+            members,
+        }))
     }
 
     async fn history(
@@ -450,28 +657,28 @@ where
         _now_ms: i64,
     ) -> Result<HistoryPage, StoreError> {
         let after = after.map_or(-1, |a| i64::try_from(a).unwrap_or(i64::MAX));
-        let raw: Vec<String> = self
-            .history
-            .key(self.room_key(room))
+        let mut invocation = self.history.key(self.room_key(room));
+        invocation
             .key(self.seq_key(room))
             .key(self.history_key(room))
             .arg(after)
             .arg(epoch.map_or("", Epoch::as_str))
             .arg(Epoch::random().as_str())
-            .arg(self.ttl_ms())
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(redis_err("history"))?;
+            .arg(self.ttl_ms());
+        let raw: Vec<String> = self
+            .retrying("history", || async {
+                invocation.invoke_async(&mut self.conn()).await
+            })
+            .await?;
+        let corrupt = || StoreError::Corrupt {
+            key: self.seq_key(room),
+        };
         let mut raw = raw.into_iter();
         let (Some(epoch), Some(complete)) = (raw.next(), raw.next()) else {
-            return Err(StoreError::Corrupt {
-                key: self.seq_key(room),
-            });
+            return Err(corrupt());
         };
         Ok(HistoryPage {
-            epoch: Epoch::parse(&epoch).map_err(|_| StoreError::Corrupt {
-                key: self.seq_key(room),
-            })?,
+            epoch: Epoch::parse(&epoch).map_err(|_| corrupt())?,
             complete: complete == "1",
             frames: raw.collect(),
         })
@@ -479,13 +686,13 @@ where
 
     async fn members(&self, room: &RoomName, now_ms: i64) -> Result<Vec<ConnectionId>, StoreError> {
         let cutoff = now_ms.saturating_sub(self.lifetime_ms);
+        let mut invocation = self.live_members.key(self.room_key(room));
+        invocation.arg(cutoff);
         let raw: Vec<String> = self
-            .live_members
-            .key(self.room_key(room))
-            .arg(cutoff)
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(redis_err("members"))?;
+            .retrying("members", || async {
+                invocation.invoke_async(&mut self.conn()).await
+            })
+            .await?;
         // A member that does not parse was not written by us; skip it rather than fail the whole room.
         Ok(raw
             .iter()
@@ -501,21 +708,22 @@ where
         let room = match room {
             Some(room) => room.clone(),
             None => {
-                let raw: Option<String> = redis::cmd("GETDEL")
-                    .arg(self.conn_key(conn))
-                    .query_async(&mut self.conn())
-                    .await
-                    .map_err(redis_err("leave"))?;
+                let raw: Option<String> = self
+                    .retrying("leave", || async {
+                        redis::cmd("GETDEL")
+                            .arg(self.conn_key(conn))
+                            .query_async(&mut self.conn())
+                            .await
+                    })
+                    .await?;
                 match self.parse_room(conn, raw)? {
                     Some(room) => room,
                     None => return Ok(None),
                 }
             }
         };
-        self.removal(&room, std::slice::from_ref(conn))
-            .run(&self.conn)
-            .await
-            .map_err(redis_err("leave"))?;
+        let removal = self.removal(&room, std::slice::from_ref(conn));
+        self.retrying("leave", || removal.run(&self.conn)).await?;
         Ok(Some(room))
     }
 
@@ -523,9 +731,7 @@ where
         if gone.is_empty() {
             return Ok(());
         }
-        self.removal(room, gone)
-            .run(&self.conn)
-            .await
-            .map_err(redis_err("prune"))
+        let removal = self.removal(room, gone);
+        self.retrying("prune", || removal.run(&self.conn)).await
     }
 }

@@ -10,7 +10,7 @@ use chat_shared::config::Config;
 use chat_shared::gateway::AwsGateway;
 use chat_shared::handlers::{HandlerError, Route, authorize, connect, default, disconnect};
 use chat_shared::rooms::{MemoryRoomStore, RoomStore};
-use chat_shared::startup::{StartupError, connect_store, retention};
+use chat_shared::startup::{StartupError, connect_store, limits, retention};
 use chat_shared::{ProxyResponse, WebsocketRequest};
 use serde_json::Value;
 
@@ -120,7 +120,9 @@ impl InProcess {
         let rooms: Arc<dyn RoomStore> = match &options.store {
             StoreChoice::Redis => connect_store(cfg).await?,
             StoreChoice::Memory => Arc::new(
-                MemoryRoomStore::new(cfg.membership_lifetime).with_retention(retention(cfg)),
+                MemoryRoomStore::new(cfg.membership_lifetime)
+                    .with_retention(retention(cfg))
+                    .with_limits(limits(cfg)),
             ),
             StoreChoice::Shared(rooms) => rooms.clone(),
         };
@@ -170,7 +172,7 @@ impl Backend for InProcess {
             }
             Function::Route(route) => {
                 let request: WebsocketRequest = serde_json::from_value(event)?;
-                to_json(&route.handle(&request).await?)
+                to_json(&route.handle(&request, None).await?)
             }
         }
     }

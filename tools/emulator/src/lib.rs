@@ -61,6 +61,9 @@ pub struct Options {
     /// A random extra delay, up to this much, added to each `/@connections` call: concurrent fan-outs then finish
     /// in any order, as on AWS, so pages and tests meet out-of-order delivery.
     pub management_jitter: Duration,
+    /// How long after a successful `$connect` PostToConnection still answers 410, as on AWS, where a connection
+    /// becomes postable only once the handshake completed. Fan-outs running meanwhile meet the newcomer's 410.
+    pub open_delay: Duration,
     /// Share of `/@connections` calls answered with 429, to exercise throttling (0.0–1.0).
     pub throttle_rate: f64,
     /// Which function serves which route.
@@ -77,6 +80,7 @@ impl Default for Options {
             max_duration: Duration::from_secs(2 * 60 * 60),
             management_latency: Duration::ZERO,
             management_jitter: Duration::ZERO,
+            open_delay: Duration::ZERO,
             throttle_rate: 0.0,
             // The template is compiled in and a unit test follows it, so this cannot fail in a released binary.
             routes: RouteTable::deployed()
@@ -92,6 +96,8 @@ pub fn default_web_dir() -> PathBuf {
 
 /// Where the functions run.
 #[derive(Debug, Clone)]
+// Built once per emulator and moved once: the size difference between the variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum BackendChoice {
     /// The shared handlers, in this process.
     InProcess(InProcessOptions),

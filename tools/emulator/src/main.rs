@@ -45,6 +45,9 @@ struct Args {
     /// Up to this many random milliseconds more on each /@connections call (reorders concurrent deliveries).
     #[arg(long, default_value_t = 0)]
     management_jitter_ms: u64,
+    /// Milliseconds after a successful $connect during which posts to the new connection answer 410 (as on AWS).
+    #[arg(long, default_value_t = 0)]
+    open_delay_ms: u64,
     /// Share of /@connections calls answered 429 LimitExceeded (0.0-1.0).
     #[arg(long, default_value_t = 0.0)]
     throttle_rate: f64,
@@ -72,6 +75,7 @@ async fn main() -> anyhow::Result<()> {
         max_duration: seconds(args.max_duration_secs, "max-duration-secs")?,
         management_latency: Duration::from_millis(args.management_latency_ms),
         management_jitter: Duration::from_millis(args.management_jitter_ms),
+        open_delay: Duration::from_millis(args.open_delay_ms),
         throttle_rate: args.throttle_rate,
         ..Options::default()
     };

@@ -12,6 +12,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -135,6 +136,7 @@ async fn post_to_connection(
         let Some(tx) = state
             .connections()
             .get(id)
+            .filter(|handle| Instant::now() >= handle.postable_at)
             .map(|handle| handle.outbound.clone())
         else {
             return gone();

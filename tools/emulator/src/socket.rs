@@ -51,6 +51,9 @@ pub(crate) struct Handle {
     pub(crate) outbound: mpsc::Sender<Outbound>,
     pub(crate) control: mpsc::Sender<Control>,
     pub(crate) last_active_at: Arc<AtomicI64>,
+    /// Before this instant PostToConnection answers 410: on AWS a connection is not postable the moment
+    /// `$connect` returns, only once the handshake completed ([`crate::Options::open_delay`]).
+    pub(crate) postable_at: Instant,
 }
 
 /// Runs the authorizer and `$connect` before accepting; rejects with their status, or upgrades.
@@ -203,8 +206,10 @@ fn accept(
         outbound: outbound_tx,
         control: control_tx,
         last_active_at: last_active_at.clone(),
+        postable_at: Instant::now() + state.options.open_delay,
     };
-    // Registered now: once $connect has returned 2xx the connection exists for PostToConnection.
+    // Registered now: once $connect has returned 2xx the connection exists for GET /@connections; posts get 410
+    // until `postable_at`, as on AWS right after $connect.
     state
         .connections()
         .insert(info.connection_id.clone(), handle);
@@ -365,10 +370,35 @@ async fn on_text(state: &AppState, info: &ConnectionInfo, body: &str, now: i64) 
         return;
     };
     let event = events::message(info, route, body, now);
-    invoke_logged(state, conn, route, function, event).await;
+    let request_id = event["requestContext"]["requestId"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    if !invoke_logged(state, conn, route, function, event).await {
+        // What API Gateway pushes to the sender when a message's integration fails (a Lambda error, a timeout,
+        // a throttle): the client sees it as an ordinary frame.
+        let frame = serde_json::json!({
+            "message": "Internal server error",
+            "connectionId": conn,
+            "requestId": request_id,
+        });
+        let outbound = state.connections().get(conn).map(|h| h.outbound.clone());
+        if let Some(outbound) = outbound {
+            let _ = outbound
+                .send(Outbound::Text(Utf8Bytes::from(frame.to_string())))
+                .await;
+        }
+    }
 }
 
-async fn invoke_logged(state: &AppState, conn: &str, route: &str, function: &str, event: Value) {
+/// Invokes `function` and logs one line; `false` when the integration failed.
+async fn invoke_logged(
+    state: &AppState,
+    conn: &str,
+    route: &str,
+    function: &str,
+    event: Value,
+) -> bool {
     let started = Instant::now();
     let result = state.backend.invoke(function, event).await;
     let ms = started.elapsed().as_millis();
@@ -379,10 +409,12 @@ async fn invoke_logged(state: &AppState, conn: &str, route: &str, function: &str
                 .and_then(Value::as_u64)
                 .unwrap_or(200);
             info!(target: "apigw", connection = %conn, route, function, status, ms, "event");
+            true
         }
         Err(err) => {
             let err: &dyn std::error::Error = &err;
             warn!(target: "apigw", connection = %conn, route, function, ms, error = err, "integration failed");
+            false
         }
     }
 }
