@@ -16,7 +16,7 @@ use crate::fanout::FanoutSettings;
 use crate::gateway::{AwsGateway, Gateway};
 use crate::handlers::connect::OriginPolicy;
 use crate::handlers::{connect, default, disconnect};
-use crate::rooms::{Limits, RedisRoomStore, Retention, RoomStore, StoreError};
+use crate::rooms::{Limits, Policy, RedisRoomStore, Retention, RoomStore, StoreError};
 use crate::secrets::{self, SecretError};
 
 /// A failure to build a function's dependencies at cold start.
@@ -147,33 +147,30 @@ pub async fn connect_store(cfg: &Config) -> Result<Arc<dyn RoomStore>, StartupEr
         Arc::new(
             RedisRoomStore::cluster(&url, tls_roots, prefix, lifetime)
                 .await?
-                .with_retention(retention(cfg))
-                .with_limits(limits(cfg)),
+                .with_policy(policy(cfg)),
         )
     } else {
         Arc::new(
             RedisRoomStore::single_node(&url, tls_roots, prefix, lifetime)
                 .await?
-                .with_retention(retention(cfg))
-                .with_limits(limits(cfg)),
+                .with_policy(policy(cfg)),
         )
     })
 }
 
-/// What the stores enforce: `MAX_ROOM_MEMBERS`, `RATE_LIMIT_PER_SEC`, `RATE_LIMIT_BURST`.
-pub fn limits(cfg: &Config) -> Limits {
-    Limits {
-        max_members: cfg.max_room_members,
-        messages_per_sec: cfg.rate_limit_per_sec,
-        burst: cfg.rate_limit_burst,
-    }
-}
-
-/// How much history the stores keep: `HISTORY_MAX_MESSAGES` and `HISTORY_TTL_SECS`.
-pub fn retention(cfg: &Config) -> Retention {
-    Retention {
-        max_messages: cfg.history_max_messages,
-        ttl: cfg.history_ttl,
+/// What the stores keep and enforce: `HISTORY_MAX_MESSAGES`, `HISTORY_TTL_SECS`, `MAX_ROOM_MEMBERS`,
+/// `RATE_LIMIT_PER_SEC`, `RATE_LIMIT_BURST`.
+pub fn policy(cfg: &Config) -> Policy {
+    Policy {
+        retention: Retention {
+            max_messages: cfg.history_max_messages,
+            ttl: cfg.history_ttl,
+        },
+        limits: Limits {
+            max_members: cfg.max_room_members,
+            messages_per_sec: cfg.rate_limit_per_sec,
+            burst: cfg.rate_limit_burst,
+        },
     }
 }
 

@@ -211,9 +211,12 @@ mod tests {
     #[tokio::test]
     async fn connect_to_a_full_room_is_rejected_with_403_and_a_member_may_come_back() {
         let store = Arc::new(
-            MemoryRoomStore::default().with_limits(crate::rooms::Limits {
-                max_members: 2,
-                ..crate::rooms::Limits::default()
+            MemoryRoomStore::default().with_policy(crate::rooms::Policy {
+                limits: crate::rooms::Limits {
+                    max_members: 2,
+                    ..crate::rooms::Limits::default()
+                },
+                ..crate::rooms::Policy::default()
             }),
         );
         let deps = Deps {

@@ -344,7 +344,7 @@ mod tests {
     use super::*;
     use crate::gateway::RecordingGateway;
     use crate::handlers::fixtures;
-    use crate::rooms::{Limits, MemoryRoomStore};
+    use crate::rooms::{Limits, MemoryRoomStore, Policy};
     use crate::wire::RoomName;
 
     struct World {
@@ -551,10 +551,13 @@ mod tests {
 
     #[tokio::test]
     async fn a_sender_over_its_rate_limit_is_told_and_nothing_is_broadcast() {
-        let store = Arc::new(MemoryRoomStore::default().with_limits(Limits {
-            burst: 3,
-            messages_per_sec: 1,
-            ..Limits::default()
+        let store = Arc::new(MemoryRoomStore::default().with_policy(Policy {
+            limits: Limits {
+                burst: 3,
+                messages_per_sec: 1,
+                ..Limits::default()
+            },
+            ..Policy::default()
         }));
         let gateway = Arc::new(RecordingGateway::new());
         store

@@ -8,8 +8,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::{
-    HistoryPage, JoinOutcome, Limits, MAX_CONNECTION_LIFETIME, Member, PublishOutcome, Published,
-    Retention, RoomStore, Sender, StoreError,
+    HistoryPage, JoinOutcome, MAX_CONNECTION_LIFETIME, Member, Policy, PublishOutcome, Published,
+    RoomStore, SEEN_FOR_MS, Sender, StoreError,
 };
 use crate::wire::{ConnectionId, Epoch, RoomName, chat_frame};
 
@@ -17,8 +17,7 @@ use crate::wire::{ConnectionId, Epoch, RoomName, chat_frame};
 #[derive(Debug)]
 pub struct MemoryRoomStore {
     lifetime_ms: i64,
-    retention: Retention,
-    limits: Limits,
+    policy: Policy,
     state: Mutex<State>,
 }
 
@@ -57,27 +56,19 @@ impl Default for MemoryRoomStore {
 }
 
 impl MemoryRoomStore {
-    /// A store whose memberships last `lifetime`, keeping the default [`Retention`] of history.
+    /// A store whose memberships last `lifetime`, with the default [`Policy`].
     pub fn new(lifetime: Duration) -> Self {
         Self {
             lifetime_ms: millis(lifetime),
-            retention: Retention::default(),
-            limits: Limits::default(),
+            policy: Policy::default(),
             state: Mutex::default(),
         }
     }
 
-    /// The same store enforcing `limits`.
+    /// The same store keeping history and enforcing limits as `policy` says.
     #[must_use]
-    pub fn with_limits(mut self, limits: Limits) -> Self {
-        self.limits = limits;
-        self
-    }
-
-    /// The same store keeping `retention` of each room's history.
-    #[must_use]
-    pub fn with_retention(mut self, retention: Retention) -> Self {
-        self.retention = retention;
+    pub fn with_policy(mut self, policy: Policy) -> Self {
+        self.policy = policy;
         self
     }
 
@@ -94,9 +85,6 @@ impl MemoryRoomStore {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
-
-/// How long a message id is remembered, so a retried publish is not numbered twice (the Redis store's too).
-pub(crate) const SEEN_FOR_MS: i64 = 60_000;
 
 fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
@@ -205,7 +193,7 @@ impl RoomStore for MemoryRoomStore {
         let mut state = self.state();
         // The clock of the join itself: members older than the lifetime do not count towards the cap.
         let live = state.live_members(room, connected_at_ms.saturating_sub(self.lifetime_ms));
-        if live.len() >= self.limits.max_members && !live.contains(conn) {
+        if live.len() >= self.policy.limits.max_members && !live.contains(conn) {
             return Ok(JoinOutcome::RoomFull);
         }
         state.add(room, conn, connected_at_ms);
@@ -224,8 +212,8 @@ impl RoomStore for MemoryRoomStore {
         now_ms: i64,
     ) -> Result<PublishOutcome, StoreError> {
         let cutoff = now_ms.saturating_sub(self.lifetime_ms);
-        let ttl_ms = millis(self.retention.ttl);
-        let max = self.retention.max_messages;
+        let ttl_ms = millis(self.policy.retention.ttl);
+        let max = self.policy.retention.max_messages;
         let mut state = self.state();
         state.seen.retain(|_, (_, _, until)| *until > now_ms);
         let seen_key = sender.message_id.map(|id| (room.clone(), id.to_owned()));
@@ -234,7 +222,7 @@ impl RoomStore for MemoryRoomStore {
             .and_then(|key| state.seen.get(key))
             .copied();
         if repeat.is_none() {
-            let limits = self.limits;
+            let limits = self.policy.limits;
             let bucket = state
                 .buckets
                 .entry((room.clone(), sender.conn.clone()))
@@ -305,7 +293,7 @@ impl RoomStore for MemoryRoomStore {
         epoch: Option<&Epoch>,
         now_ms: i64,
     ) -> Result<HistoryPage, StoreError> {
-        let ttl_ms = millis(self.retention.ttl);
+        let ttl_ms = millis(self.policy.retention.ttl);
         let mut state = self.state();
         let history = state.history(room, now_ms, ttl_ms);
         let retained = history.frames.len() as u64;

@@ -19,6 +19,9 @@ pub use self::redis::RedisRoomStore;
 
 pub use crate::config::MAX_CONNECTION_LIFETIME;
 
+/// How long a store remembers a message id, so a publish retried after a lost answer is not numbered twice.
+pub(crate) const SEEN_FOR_MS: i64 = 60_000;
+
 /// How much of a room's history the store keeps (`HISTORY_MAX_MESSAGES`, `HISTORY_TTL_SECS`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Retention {
@@ -35,6 +38,16 @@ impl Default for Retention {
             ttl: crate::config::DEFAULT_HISTORY_TTL,
         }
     }
+}
+
+/// What a store keeps and enforces besides membership lifetime: one value, so every store takes the same
+/// settings the same way (`startup::policy` reads them from the configuration).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Policy {
+    /// How much history is kept.
+    pub retention: Retention,
+    /// The room cap and the rate limit.
+    pub limits: Limits,
 }
 
 /// What the store enforces per room and per connection, in the same round trips as the writes they guard.

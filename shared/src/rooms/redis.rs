@@ -60,8 +60,8 @@ use redis::{AsyncCommands, IntoConnectionInfo, TlsCertificates};
 use tracing::warn;
 
 use super::{
-    HistoryPage, JoinOutcome, Limits, Member, PublishOutcome, Published, Retention, RoomStore,
-    Sender, StoreError,
+    HistoryPage, JoinOutcome, Member, Policy, PublishOutcome, Published, RoomStore, Sender,
+    StoreError,
 };
 use crate::config::KeyPrefix;
 use crate::wire::{ConnectionId, Epoch, RoomName};
@@ -231,8 +231,7 @@ pub struct RedisRoomStore<C = ConnectionManager> {
     conn: C,
     prefix: String,
     lifetime_ms: i64,
-    retention: Retention,
-    limits: Limits,
+    policy: Policy,
     live_members: redis::Script,
     publish: redis::Script,
     history: redis::Script,
@@ -335,8 +334,7 @@ where
             conn,
             prefix: prefix.as_str().to_owned(),
             lifetime_ms: i64::try_from(lifetime.as_millis()).unwrap_or(i64::MAX),
-            retention: Retention::default(),
-            limits: Limits::default(),
+            policy: Policy::default(),
             live_members: redis::Script::new(LIVE_MEMBERS_SCRIPT),
             publish: redis::Script::new(&format!("{CURRENT_EPOCH_LUA}{PUBLISH_LUA}")),
             history: redis::Script::new(&format!("{CURRENT_EPOCH_LUA}{HISTORY_LUA}")),
@@ -344,17 +342,10 @@ where
         }
     }
 
-    /// The same store keeping `retention` of each room's history.
+    /// The same store keeping history and enforcing limits as `policy` says.
     #[must_use]
-    pub fn with_retention(mut self, retention: Retention) -> Self {
-        self.retention = retention;
-        self
-    }
-
-    /// The same store enforcing `limits`.
-    #[must_use]
-    pub fn with_limits(mut self, limits: Limits) -> Self {
-        self.limits = limits;
+    pub fn with_policy(mut self, policy: Policy) -> Self {
+        self.policy = policy;
         self
     }
 
@@ -402,7 +393,7 @@ where
     }
 
     fn ttl_ms(&self) -> i64 {
-        i64::try_from(self.retention.ttl.as_millis()).unwrap_or(i64::MAX)
+        i64::try_from(self.policy.retention.ttl.as_millis()).unwrap_or(i64::MAX)
     }
 
     /// The sorted-set key holding `room`'s members.
@@ -543,7 +534,7 @@ where
             .arg(conn.as_str())
             .arg(connected_at_ms)
             .arg(ttl)
-            .arg(self.limits.max_members);
+            .arg(self.policy.limits.max_members);
         batch
             .slot()
             .cmd("SET")
@@ -594,7 +585,7 @@ where
             .arg(now_ms)
             .arg(message_json)
             .arg(epoch.as_str())
-            .arg(self.retention.max_messages)
+            .arg(self.policy.retention.max_messages)
             .arg(self.ttl_ms())
             .arg(sender.conn.as_str())
             .arg(sender.connected_at_ms)
@@ -604,9 +595,9 @@ where
             } else {
                 "0"
             })
-            .arg(self.limits.messages_per_sec)
-            .arg(self.limits.burst)
-            .arg(super::memory::SEEN_FOR_MS);
+            .arg(self.policy.limits.messages_per_sec)
+            .arg(self.policy.limits.burst)
+            .arg(super::SEEN_FOR_MS);
         let raw: Vec<String> = self
             .retrying("publish", || async {
                 invocation.invoke_async(&mut self.conn()).await

@@ -10,7 +10,7 @@ use chat_shared::config::Config;
 use chat_shared::gateway::AwsGateway;
 use chat_shared::handlers::{HandlerError, Route, authorize, connect, default, disconnect};
 use chat_shared::rooms::{MemoryRoomStore, RoomStore};
-use chat_shared::startup::{StartupError, connect_store, limits, retention};
+use chat_shared::startup::{StartupError, connect_store, policy};
 use chat_shared::{ProxyResponse, WebsocketRequest};
 use serde_json::Value;
 
@@ -119,11 +119,9 @@ impl InProcess {
         let cfg = &options.config;
         let rooms: Arc<dyn RoomStore> = match &options.store {
             StoreChoice::Redis => connect_store(cfg).await?,
-            StoreChoice::Memory => Arc::new(
-                MemoryRoomStore::new(cfg.membership_lifetime)
-                    .with_retention(retention(cfg))
-                    .with_limits(limits(cfg)),
-            ),
+            StoreChoice::Memory => {
+                Arc::new(MemoryRoomStore::new(cfg.membership_lifetime).with_policy(policy(cfg)))
+            }
             StoreChoice::Shared(rooms) => rooms.clone(),
         };
         let gateway = Arc::new(AwsGateway::local(management_endpoint));
