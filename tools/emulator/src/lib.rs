@@ -34,6 +34,7 @@ use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::serve::ListenerExt as _;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tower::ServiceExt as _;
@@ -147,6 +148,13 @@ impl Emulator {
         let (shutdown, on_shutdown) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let closing = state.clone();
+            // TCP_NODELAY on every accepted socket: HTTP answers and WebSocket frames are small writes, and Nagle's
+            // algorithm meeting the peer's delayed ACK would hold each for ~40 ms.
+            let listener = listener.tap_io(|tcp| {
+                if let Err(err) = tcp.set_nodelay(true) {
+                    tracing::debug!(error = %err, "could not set TCP_NODELAY");
+                }
+            });
             let served = axum::serve(
                 listener,
                 app.into_make_service_with_connect_info::<SocketAddr>(),

@@ -1,7 +1,12 @@
-//! `wschat-loadtest`: how long one chat message takes to reach every member of a large room when every
-//! PostToConnection takes as long as API Gateway's does.
+//! `wschat-loadtest`: the benchmarks behind `make bench`.
 //!
-//! For each fan-out concurrency (`FANOUT_MAX_IN_FLIGHT`) it starts an emulator on a free 127.0.0.1 port with a
+//! * `fanout`: how long one chat message takes to reach every member of a large room when every
+//!   PostToConnection takes as long as API Gateway's does.
+//! * `matrix` ([`matrix`]): throughput, latency, loss and CPU per delivered frame of any chat server speaking the
+//!   tutorial's protocol, over a matrix of rooms × clients × messages in flight.
+//! * `report`: the matrix results of several targets side by side, as a Markdown table with ratios.
+//!
+//! `fanout`: for each fan-out concurrency (`FANOUT_MAX_IN_FLIGHT`) it starts an emulator on a free 127.0.0.1 port with a
 //! fixed latency added to every `/@connections` call, runs the real `$default` handler in process (posting through
 //! the real AWS SDK adapter), connects `--members` WebSocket clients to one room, sends `--messages` messages one
 //! after the other and measures, for each, the time from send until the last member has it. The results of all
@@ -19,8 +24,22 @@ use tokio_tungstenite::tungstenite::Message;
 use wschat_emulator::backend::{InProcessOptions, StoreChoice};
 use wschat_emulator::{BackendChoice, Emulator, Options};
 
-/// Fan-out benchmark for wschat.
+mod matrix;
+mod report;
+
+/// The wschat benchmarks.
 #[derive(Debug, Parser)]
+enum Command {
+    /// One message to every member of a large room, at several fan-out concurrencies.
+    Fanout(Args),
+    /// Rooms × clients × in-flight against any chat server (see `make bench`).
+    Matrix(matrix::MatrixArgs),
+    /// The JSON lines of several `matrix` runs as one Markdown table, with ratios to a baseline target.
+    Report(report::ReportArgs),
+}
+
+/// Fan-out benchmark arguments.
+#[derive(Debug, clap::Args)]
 struct Args {
     /// Members in the room (the sender is one of them).
     #[arg(long, default_value_t = 1000)]
@@ -48,7 +67,14 @@ struct Sample {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+    match Command::parse() {
+        Command::Fanout(args) => fanout(args).await,
+        Command::Matrix(args) => matrix::run(&args).await.map(drop),
+        Command::Report(args) => report::run(&args),
+    }
+}
+
+async fn fanout(args: Args) -> anyhow::Result<()> {
     if args.members == 0 || args.messages == 0 || args.in_flight.is_empty() {
         bail!("--members, --messages and --in-flight must be positive");
     }
