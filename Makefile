@@ -39,5 +39,5 @@ destroy: ## Delete the deployed stack and empty its buckets
 run-lambda: ## Chat at http://127.0.0.1:$(PORT) backed by the real Lambda binaries (cargo lambda watch), Redis and the AWS SDK
 	PORT=$(PORT) tools/scripts/lambda-stack.sh
 
-bench: ## Fan-out benchmark: 1,000 members, 20 ms per PostToConnection, several concurrencies side by side
-	$(CARGO) run --release -p wschat-loadtest -- --members 1000 --latency-ms 20
+bench: ## Every benchmark in one run: fan-out to 1,000 members, and the matrix against wschat (in-process, Lambda mode) and the Channels tutorial
+	bash tools/scripts/bench.sh

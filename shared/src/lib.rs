@@ -24,6 +24,7 @@ pub mod handlers;
 pub mod lambda;
 pub mod rooms;
 pub mod secrets;
+pub mod signed;
 pub mod startup;
 pub mod telemetry;
 pub mod wire;

@@ -1,15 +1,14 @@
-//! The Redis URL from AWS Secrets Manager (`REDIS_URL_SECRET_ARN`), read once at cold start. Beside
-//! [`crate::gateway::aws`], the only code that sees the AWS SDK.
+//! The Redis URL from AWS Secrets Manager (`REDIS_URL_SECRET_ARN`), read once at cold start with one signed
+//! `GetSecretValue` call ([`crate::signed`]), so the functions link no second SDK client for a single request.
 //!
 //! The URL may hold a password: it is never logged, and no error here carries it.
 
 use std::time::Duration;
 
-use aws_sdk_secretsmanager::config::BehaviorVersion;
-use aws_sdk_secretsmanager::config::timeout::TimeoutConfig;
-use aws_sdk_secretsmanager::error::SdkError;
-use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueError;
+use bytes::Bytes;
 use tracing::info;
+
+use crate::signed::{BoxError, SignedClient};
 
 /// How long reading the secret may take at cold start. A function in a VPC without a route to Secrets Manager (no
 /// NAT, no interface endpoint) would otherwise hang until its own timeout.
@@ -18,9 +17,19 @@ const SECRET_TIMEOUT: Duration = Duration::from_secs(5);
 /// Why a secret's value cannot be used. Never carries the value itself.
 #[derive(Debug, thiserror::Error)]
 pub enum SecretError {
-    /// GetSecretValue failed (no permission, no such secret, no route to Secrets Manager, timeout, ...).
+    /// GetSecretValue could not be sent or answered (no route to Secrets Manager, timeout, ...).
     #[error("GetSecretValue failed")]
-    Fetch(#[source] Box<SdkError<GetSecretValueError>>),
+    Fetch(#[source] BoxError),
+    /// Secrets Manager refused (no permission, no such secret, ...): its error type and message.
+    #[error("GetSecretValue answered {status}: {kind}: {message}")]
+    Refused {
+        /// HTTP status.
+        status: u16,
+        /// `__type`, e.g. `ResourceNotFoundException`.
+        kind: String,
+        /// Its `message`.
+        message: String,
+    },
     /// The secret holds binary data, not a SecretString.
     #[error("the secret has no SecretString")]
     NoString,
@@ -29,37 +38,59 @@ pub enum SecretError {
     NotAUrl,
 }
 
-/// The URL stored in the secret `arn`, read with the environment's credentials and region (the function's role).
+/// The URL stored in the secret `arn`, read with the environment's credentials from the environment's region.
 ///
 /// # Errors
 /// [`SecretError`] when the secret cannot be read or is not a URL.
 pub async fn read_url(arn: &str) -> Result<String, SecretError> {
-    let sdk = aws_config::defaults(BehaviorVersion::latest()).load().await;
-    let client = aws_sdk_secretsmanager::Client::from_conf(
-        aws_sdk_secretsmanager::config::Builder::from(&sdk)
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .operation_timeout(SECRET_TIMEOUT)
-                    .build(),
-            )
-            .build(),
+    let client = SignedClient::from_env(SECRET_TIMEOUT);
+    // The secret's own region (an ARN's fourth field) decides the endpoint.
+    let region = arn.split(':').nth(3).filter(|r| !r.is_empty()).map_or_else(
+        || std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".to_owned()),
+        str::to_owned,
     );
-    url_from_secret(&client, arn).await
+    url_from_secret(
+        &client,
+        &format!("https://secretsmanager.{region}.amazonaws.com/"),
+        arn,
+    )
+    .await
 }
 
-/// GetSecretValue on `arn` through `client`, checked to be a URL; the value is never logged.
+/// GetSecretValue on `arn` at `endpoint`, checked to be a URL; the value is never logged.
 async fn url_from_secret(
-    client: &aws_sdk_secretsmanager::Client,
+    client: &SignedClient,
+    endpoint: &str,
     arn: &str,
 ) -> Result<String, SecretError> {
     info!(arn, "reading the Redis URL from Secrets Manager");
-    let output = client
-        .get_secret_value()
-        .secret_id(arn)
-        .send()
+    let body = serde_json::json!({ "SecretId": arn }).to_string();
+    let answer = client
+        .send(
+            "secretsmanager",
+            "POST",
+            endpoint,
+            &[
+                ("content-type", "application/x-amz-json-1.1"),
+                ("x-amz-target", "secretsmanager.GetSecretValue"),
+            ],
+            Bytes::from(body),
+        )
         .await
-        .map_err(|e| SecretError::Fetch(Box::new(e)))?;
-    let url = output.secret_string().ok_or(SecretError::NoString)?.trim();
+        .map_err(SecretError::Fetch)?;
+    let value: serde_json::Value = serde_json::from_slice(&answer.body).unwrap_or_default();
+    if !(200..300).contains(&answer.status) {
+        let text = |field: &str| value[field].as_str().unwrap_or_default().to_owned();
+        return Err(SecretError::Refused {
+            status: answer.status,
+            kind: text("__type"),
+            message: text("message"),
+        });
+    }
+    let url = value["SecretString"]
+        .as_str()
+        .ok_or(SecretError::NoString)?
+        .trim();
     if !url.contains("://") {
         return Err(SecretError::NotAUrl);
     }
@@ -70,8 +101,7 @@ async fn url_from_secret(
 mod tests {
     use std::sync::{Arc, Mutex};
 
-    use aws_sdk_secretsmanager::config::retry::RetryConfig;
-    use aws_sdk_secretsmanager::config::{Credentials, Region};
+    use aws_credential_types::Credentials;
     use axum::extract::State;
     use axum::http::{HeaderMap, StatusCode, header};
     use axum::response::IntoResponse;
@@ -79,23 +109,26 @@ mod tests {
     use super::*;
     use crate::handlers::error_chain;
 
-    /// What the fake received: the `X-Amz-Target` header and the body of each request.
-    type Seen = Arc<Mutex<Vec<(String, String)>>>;
+    /// What the fake received: the `X-Amz-Target` header, the body and the `Authorization` header of each request.
+    type Seen = Arc<Mutex<Vec<(String, String, String)>>>;
 
-    /// A Secrets Manager stand-in on a free port that answers every request with `status` and `body`, and a client
-    /// pointed at it.
-    async fn fake_secrets_manager(
-        status: u16,
-        body: &'static str,
-    ) -> (aws_sdk_secretsmanager::Client, Seen) {
+    /// A Secrets Manager stand-in on a free port that answers every request with `status` and `body`; a client and
+    /// the endpoint to point it at.
+    async fn fake_secrets_manager(status: u16, body: &'static str) -> (SignedClient, String, Seen) {
         let seen = Seen::default();
         let answer = move |State(seen): State<Seen>, headers: HeaderMap, request: String| async move {
-            let target = headers
-                .get("x-amz-target")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default()
-                .to_owned();
-            seen.lock().expect("lock").push((target, request));
+            let header = |name: &str| {
+                headers
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            seen.lock().expect("lock").push((
+                header("x-amz-target"),
+                request,
+                header("authorization"),
+            ));
             (
                 StatusCode::from_u16(status).expect("status"),
                 [(header::CONTENT_TYPE, "application/x-amz-json-1.1")],
@@ -111,41 +144,52 @@ mod tests {
             .expect("bind");
         let endpoint = format!("http://{}", listener.local_addr().expect("address"));
         tokio::spawn(async move { axum::serve(listener, app).await });
-        let config = aws_sdk_secretsmanager::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("eu-west-1"))
-            .credentials_provider(Credentials::new("test", "test", None, None, "test"))
-            .endpoint_url(endpoint)
-            .retry_config(RetryConfig::disabled())
-            .build();
-        (aws_sdk_secretsmanager::Client::from_conf(config), seen)
+        let client = SignedClient::new(
+            "eu-west-1",
+            Credentials::new("test", "test", None, None, "test"),
+            Duration::from_secs(5),
+        );
+        (client, format!("{endpoint}/"), seen)
     }
 
     #[tokio::test]
     async fn the_secret_string_becomes_the_redis_url() {
         let arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:wschat/redis-AbCdEf";
         let body = r#"{"ARN":"arn:aws:secretsmanager:eu-west-1:123456789012:secret:wschat/redis-AbCdEf","Name":"wschat/redis","SecretString":"rediss://default:p%40ss@cache.example:6379\n","VersionId":"v1"}"#;
-        let (client, seen) = fake_secrets_manager(200, body).await;
+        let (client, endpoint, seen) = fake_secrets_manager(200, body).await;
 
-        let url = url_from_secret(&client, arn).await.expect("secret read");
+        let url = url_from_secret(&client, &endpoint, arn)
+            .await
+            .expect("secret read");
 
         assert_eq!(url, "rediss://default:p%40ss@cache.example:6379");
         let seen = seen.lock().expect("lock").clone();
         assert_eq!(seen.len(), 1, "{seen:?}");
         assert_eq!(seen[0].0, "secretsmanager.GetSecretValue");
+        assert!(
+            seen[0].2.starts_with("AWS4-HMAC-SHA256 Credential=test/"),
+            "signed: {seen:?}"
+        );
         assert!(seen[0].1.contains(arn), "{seen:?}");
     }
 
     #[tokio::test]
     async fn a_secret_that_cannot_be_read_keeps_the_cause() {
         let body = r#"{"__type":"ResourceNotFoundException","message":"Secrets Manager can't find the specified secret."}"#;
-        let (client, _) = fake_secrets_manager(400, body).await;
+        let (client, endpoint, _) = fake_secrets_manager(400, body).await;
 
-        let err = url_from_secret(&client, "arn:aws:secretsmanager:eu-west-1:1:secret:gone")
-            .await
-            .expect_err("no such secret");
+        let err = url_from_secret(
+            &client,
+            &endpoint,
+            "arn:aws:secretsmanager:eu-west-1:1:secret:gone",
+        )
+        .await
+        .expect_err("no such secret");
 
-        assert!(matches!(&err, SecretError::Fetch(_)), "{err:?}");
+        assert!(
+            matches!(&err, SecretError::Refused { status: 400, .. }),
+            "{err:?}"
+        );
         let chain = error_chain(&err);
         assert!(chain.contains("ResourceNotFoundException"), "{chain}");
     }
@@ -153,11 +197,15 @@ mod tests {
     #[tokio::test]
     async fn a_secret_that_is_not_a_url_is_refused_without_showing_it() {
         let body = r#"{"Name":"wschat/redis","SecretString":"{\"password\":\"hunter2\"}"}"#;
-        let (client, _) = fake_secrets_manager(200, body).await;
+        let (client, endpoint, _) = fake_secrets_manager(200, body).await;
 
-        let err = url_from_secret(&client, "arn:aws:secretsmanager:eu-west-1:1:secret:json")
-            .await
-            .expect_err("JSON, not a URL");
+        let err = url_from_secret(
+            &client,
+            &endpoint,
+            "arn:aws:secretsmanager:eu-west-1:1:secret:json",
+        )
+        .await
+        .expect_err("JSON, not a URL");
 
         assert!(matches!(err, SecretError::NotAUrl), "{err:?}");
         let shown = format!("{} {err:?}", error_chain(&err));
@@ -167,11 +215,15 @@ mod tests {
     #[tokio::test]
     async fn a_secret_without_a_string_is_refused() {
         let body = r#"{"Name":"wschat/redis","SecretBinary":"aGVsbG8="}"#;
-        let (client, _) = fake_secrets_manager(200, body).await;
+        let (client, endpoint, _) = fake_secrets_manager(200, body).await;
 
-        let err = url_from_secret(&client, "arn:aws:secretsmanager:eu-west-1:1:secret:bin")
-            .await
-            .expect_err("binary secret");
+        let err = url_from_secret(
+            &client,
+            &endpoint,
+            "arn:aws:secretsmanager:eu-west-1:1:secret:bin",
+        )
+        .await
+        .expect_err("binary secret");
 
         assert!(matches!(err, SecretError::NoString), "{err:?}");
     }

@@ -13,7 +13,7 @@ use tracing::{info, warn};
 
 use crate::config::{Config, ConfigError, REDIS_CA_CERT_PATH, REDIS_URL, REDIS_URL_SECRET_ARN};
 use crate::fanout::FanoutSettings;
-use crate::gateway::{AwsGateway, Gateway};
+use crate::gateway::{DirectGateway, Gateway};
 use crate::handlers::connect::OriginPolicy;
 use crate::handlers::{connect, default, disconnect};
 use crate::rooms::{Limits, Policy, RedisRoomStore, Retention, RoomStore, StoreError};
@@ -239,7 +239,7 @@ impl default::Deps {
         let cfg = Config::from_env()?;
         let endpoint = cfg.require_management_endpoint()?;
         let rooms = connect_store(&cfg).await?;
-        let gateway = AwsGateway::from_env(endpoint).await;
+        let gateway = DirectGateway::from_env(endpoint);
         Ok(Self::from_config(&cfg, rooms, Arc::new(gateway)))
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use chat_shared::config::Config;
-use chat_shared::gateway::{AwsGateway, Gateway as _, GatewayError};
+use chat_shared::gateway::{AwsGateway, DirectGateway, Gateway, GatewayError};
 use chat_shared::wire::ConnectionId;
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
@@ -21,34 +21,88 @@ fn id(raw: &str) -> ConnectionId {
     ConnectionId::parse(raw).expect("id")
 }
 
-#[tokio::test]
-async fn post_to_connection_through_the_aws_sdk_reaches_the_client() {
-    let chat = TestChat::start(Mode::Memory).await;
-    let mut alice = chat.join(&unique_room("sdk")).await;
-    let conn = chat.connection_ids().await.remove(0);
-    let gateway = AwsGateway::local(&chat.management_endpoint());
-
-    gateway
-        .post_to_connection(
-            &id(&conn),
-            Bytes::from_static(br#"{"message":"from the SDK"}"#),
-        )
-        .await
-        .expect("200");
-
-    assert_eq!(alice.recv_message().await, "from the SDK");
+/// Both PostToConnection clients, pointed at `endpoint`: the SDK's and the direct one the functions use.
+fn clients(endpoint: &str) -> [(&'static str, Box<dyn Gateway>); 2] {
+    [
+        ("SDK client", Box::new(AwsGateway::local(endpoint))),
+        ("direct client", Box::new(DirectGateway::local(endpoint))),
+    ]
 }
 
 #[tokio::test]
-async fn post_to_an_unknown_connection_is_gone_through_the_aws_sdk() {
+async fn post_to_connection_through_either_client_reaches_the_client() {
     let chat = TestChat::start(Mode::Memory).await;
-    let gateway = AwsGateway::local(&chat.management_endpoint());
+    let mut alice = chat.join(&unique_room("sdk")).await;
+    let conn = chat.connection_ids().await.remove(0);
 
-    let result = gateway
-        .post_to_connection(&id("NoSuchConn000A="), Bytes::from_static(b"x"))
-        .await;
+    for (name, gateway) in clients(&chat.management_endpoint()) {
+        let text = format!("from the {name}");
+        gateway
+            .post_to_connection(
+                &id(&conn),
+                Bytes::from(serde_json::json!({ "message": text }).to_string()),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e:?}"));
 
-    assert!(matches!(result, Err(GatewayError::Gone)), "{result:?}");
+        assert_eq!(alice.recv_message().await, text);
+    }
+}
+
+#[tokio::test]
+async fn every_answer_of_the_management_api_is_classified_alike_by_both_clients() {
+    let chat = TestChat::start(Mode::Memory).await;
+    let _alice = chat.join(&unique_room("codes")).await;
+    let conn = id(&chat.connection_ids().await.remove(0));
+    let wrong_stage = chat.management_endpoint().replace("/local", "/prod");
+
+    for (name, gateway) in clients(&chat.management_endpoint()) {
+        let unknown = gateway
+            .post_to_connection(&id("NoSuchConn000A="), Bytes::from_static(b"x"))
+            .await;
+        let too_large = gateway
+            .post_to_connection(&conn, Bytes::from(vec![b'x'; 129 * 1024]))
+            .await;
+
+        assert!(
+            matches!(unknown, Err(GatewayError::Gone)),
+            "{name}: {unknown:?}"
+        );
+        assert!(
+            matches!(too_large, Err(GatewayError::PayloadTooLarge)),
+            "{name}: {too_large:?}"
+        );
+    }
+    for (name, gateway) in clients(&wrong_stage) {
+        let forbidden = gateway
+            .post_to_connection(&conn, Bytes::from_static(b"x"))
+            .await;
+        assert!(
+            matches!(forbidden, Err(GatewayError::Forbidden(_))),
+            "{name}: {forbidden:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_throttled_post_is_classified_alike_by_both_clients() {
+    let options = Options {
+        throttle_rate: 1.0,
+        ..Options::default()
+    };
+    let chat = TestChat::start_with(Mode::Memory, options).await;
+    let _alice = chat.join(&unique_room("throttled")).await;
+    let conn = id(&chat.connection_ids().await.remove(0));
+
+    for (name, gateway) in clients(&chat.management_endpoint()) {
+        let result = gateway
+            .post_to_connection(&conn, Bytes::from_static(b"x"))
+            .await;
+        assert!(
+            matches!(result, Err(GatewayError::Throttled)),
+            "{name}: {result:?}"
+        );
+    }
 }
 
 #[tokio::test]

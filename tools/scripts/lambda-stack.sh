@@ -13,6 +13,9 @@
 #
 # Uses REDIS_URL when it is set; otherwise starts a private redis-server. Installs cargo-lambda (pip, in
 # .venv-tools) when it is missing. Everything it starts is stopped when it exits.
+#   LAMBDA_RELEASE=1         release builds of the functions and the emulator (make bench)
+#   WSCHAT_FUNCTION_ENV=A=1,B=2  more environment for the functions (e.g. RATE_LIMIT_PER_SEC for a benchmark)
+#   WSCHAT_NO_FAULT_STACK=1  no fault stack in command mode
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$repo"
@@ -64,14 +67,17 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-echo "lambda-stack: building the functions and the emulator" >&2
-cargo build --quiet -p ws-connect -p ws-disconnect -p ws-default -p ws-authorize -p wschat-emulator
+profile_flag=; profile_dir=debug
+if [ "${LAMBDA_RELEASE:-}" = 1 ]; then profile_flag=--release; profile_dir=release; fi
+echo "lambda-stack: building the functions and the emulator ($profile_dir)" >&2
+cargo build --quiet $profile_flag -p ws-connect -p ws-disconnect -p ws-default -p ws-authorize -p wschat-emulator
 
 # watch_functions NAME INVOKE_PORT REDIS_URL MANAGEMENT_ENDPOINT [EXTRA_ENV]: cargo lambda watch on INVOKE_PORT.
 watch_functions() {
   # Dummy credentials: the SDK signs every call; the emulator only checks that it is signed.
-  setsid cargo lambda watch -A 127.0.0.1 -P "$2" \
-    --env-var "REDIS_URL=$3,WS_MANAGEMENT_ENDPOINT=$4,AWS_ACCESS_KEY_ID=local,AWS_SECRET_ACCESS_KEY=local,AWS_REGION=us-east-1,RUST_LOG=${RUST_LOG:-info}${5:+,$5}" \
+  local extra="${5:-}${WSCHAT_FUNCTION_ENV:+${5:+,}$WSCHAT_FUNCTION_ENV}"
+  setsid cargo lambda watch $profile_flag -A 127.0.0.1 -P "$2" \
+    --env-var "REDIS_URL=$3,WS_MANAGEMENT_ENDPOINT=$4,AWS_ACCESS_KEY_ID=local,AWS_SECRET_ACCESS_KEY=local,AWS_REGION=us-east-1,RUST_LOG=${RUST_LOG:-info}${extra:+,$extra}" \
     >"$logs/$1.log" 2>&1 &
   watch_pids+=($!)
   wait_for_port "$2" 120 || { echo "lambda-stack: cargo lambda watch ($1) did not start; see $logs/$1.log" >&2; tail -20 "$logs/$1.log" >&2; exit 1; }
@@ -96,15 +102,15 @@ warm_up() { # NAME INVOKE_PORT
 endpoint="http://127.0.0.1:$port/local"
 watch_functions watch "$invoke_port" "$REDIS_URL" "$endpoint"
 
-target/debug/wschat-emulator --port "$port" --lambda-invoke-url "http://127.0.0.1:$invoke_port" >"$logs/emulator.log" 2>&1 &
+"target/$profile_dir/wschat-emulator" --port "$port" --lambda-invoke-url "http://127.0.0.1:$invoke_port" >"$logs/emulator.log" 2>&1 &
 emulator_pid=$!
 wait_for_port "$port" 30 || { echo "lambda-stack: the emulator did not start; see $logs/emulator.log" >&2; tail -20 "$logs/emulator.log" >&2; exit 1; }
 
 warm_up watch "$invoke_port"
 echo "lambda-stack: chat at http://127.0.0.1:$port/ (functions via cargo lambda watch on :$invoke_port, Redis $REDIS_URL)" >&2
 
-export WSCHAT_LAMBDA_EMULATOR_URL="http://127.0.0.1:$port"
-if [ "$command_mode" = 1 ]; then
+export WSCHAT_LAMBDA_EMULATOR_URL="http://127.0.0.1:$port" WSCHAT_LAMBDA_EMULATOR_PID="$emulator_pid"
+if [ "$command_mode" = 1 ] && [ "${WSCHAT_NO_FAULT_STACK:-}" != 1 ]; then
   # The fault stack: functions whose Redis and emulator ports the fault tests serve themselves. Warmed up against
   # a Redis started here for the purpose and stopped before the tests run.
   fault_redis_port=$(free_port)
@@ -120,6 +126,8 @@ if [ "$command_mode" = 1 ]; then
   kill "$fault_redis_pid"; wait "$fault_redis_pid" 2>/dev/null || true; fault_redis_pid=
   export WSCHAT_FAULT_REDIS_PORT="$fault_redis_port" WSCHAT_FAULT_EMULATOR_PORT="$fault_emulator_port"
   export WSCHAT_FAULT_INVOKE_URL="http://127.0.0.1:$fault_invoke_port"
+fi
+if [ "$command_mode" = 1 ]; then
   "$@"
 else
   echo "lambda-stack: logs in $logs/; Ctrl-C stops everything" >&2

@@ -1,9 +1,12 @@
 //! Pushing frames to connections: API Gateway's Management API (`POST /@connections/{id}`) behind a trait.
 //!
-//! The trait speaks our types: `GatewayError::Gone`, never an SDK error type. [`aws`] is the only module in the
-//! workspace that sees the AWS SDK; [`recording`] is the fake the unit tests use.
+//! The trait speaks our types: `GatewayError::Gone`, never an SDK error type. [`aws`] posts through the SDK client;
+//! [`direct`] posts with the SDK's signer and credentials over one keep-alive HTTP client, without the SDK
+//! client's per-call machinery (the functions use it; see its module docs for why); [`recording`] is the fake the
+//! unit tests use. With [`crate::secrets`], these are the only modules that see the AWS SDK's crates.
 
 pub mod aws;
+pub mod direct;
 pub mod recording;
 
 use async_trait::async_trait;
@@ -12,6 +15,7 @@ use bytes::Bytes;
 use crate::wire::ConnectionId;
 
 pub use self::aws::AwsGateway;
+pub use self::direct::DirectGateway;
 pub use self::recording::RecordingGateway;
 
 /// A boxed error from below the adapter (the SDK, the HTTP stack).

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chat_shared::config::Config;
-use chat_shared::gateway::AwsGateway;
+use chat_shared::gateway::DirectGateway;
 use chat_shared::handlers::{HandlerError, Route, authorize, connect, default, disconnect};
 use chat_shared::rooms::{MemoryRoomStore, RoomStore};
 use chat_shared::startup::{StartupError, connect_store, policy};
@@ -108,7 +108,8 @@ impl InProcessOptions {
 }
 
 impl InProcess {
-    /// Builds the handlers' dependencies; posts go through the real AWS SDK adapter to `management_endpoint`.
+    /// Builds the handlers' dependencies; posts go through the functions' own Management API client
+    /// ([`DirectGateway`]) to `management_endpoint`.
     ///
     /// # Errors
     /// [`StartupError`] when Redis is misconfigured or cannot be reached.
@@ -124,7 +125,7 @@ impl InProcess {
             }
             StoreChoice::Shared(rooms) => rooms.clone(),
         };
-        let gateway = Arc::new(AwsGateway::local(management_endpoint));
+        let gateway = Arc::new(DirectGateway::local(management_endpoint));
         let route = |r: Arc<dyn Route>| Function::Route(r);
         Ok(Self {
             functions: vec![

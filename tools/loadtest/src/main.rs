@@ -5,6 +5,7 @@
 //! * `matrix` ([`matrix`]): throughput, latency, loss and CPU per delivered frame of any chat server speaking the
 //!   tutorial's protocol, over a matrix of rooms × clients × messages in flight.
 //! * `report`: the matrix results of several targets side by side, as a Markdown table with ratios.
+//! * `gateway`: CPU per PostToConnection of the SDK client and of the direct client.
 //!
 //! `fanout`: for each fan-out concurrency (`FANOUT_MAX_IN_FLIGHT`) it starts an emulator on a free 127.0.0.1 port with a
 //! fixed latency added to every `/@connections` call, runs the real `$default` handler in process (posting through
@@ -24,6 +25,7 @@ use tokio_tungstenite::tungstenite::Message;
 use wschat_emulator::backend::{InProcessOptions, StoreChoice};
 use wschat_emulator::{BackendChoice, Emulator, Options};
 
+mod gateway;
 mod matrix;
 mod report;
 
@@ -36,6 +38,8 @@ enum Command {
     Matrix(matrix::MatrixArgs),
     /// The JSON lines of several `matrix` runs as one Markdown table, with ratios to a baseline target.
     Report(report::ReportArgs),
+    /// CPU per PostToConnection of the SDK client and the direct client, against a running emulator.
+    Gateway(gateway::GatewayArgs),
 }
 
 /// Fan-out benchmark arguments.
@@ -71,6 +75,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Fanout(args) => fanout(args).await,
         Command::Matrix(args) => matrix::run(&args).await.map(drop),
         Command::Report(args) => report::run(&args),
+        Command::Gateway(args) => gateway::run(&args).await,
     }
 }
 

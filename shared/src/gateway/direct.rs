@@ -1,0 +1,99 @@
+//! PostToConnection with the SDK's own signer over one keep-alive HTTP client ([`crate::signed`]), without the SDK
+//! client's per-call machinery: the functions' gateway (the README's "Where the CPU goes" has the profile that
+//! justifies it). It behaves as [`super::AwsGateway`] does, and the same tests hold both to it: the endpoint is
+//! the stage URL, `/@connections/{id}` is appended with the id percent-encoded as a path segment, errors are
+//! classified by status (410, 429, 403, 413), and nothing is retried here ([`crate::fanout`] retries 429).
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_credential_types::Credentials;
+use bytes::Bytes;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+
+use super::{BoxError, Gateway, GatewayError};
+use crate::signed::SignedClient;
+use crate::wire::ConnectionId;
+
+/// How long one PostToConnection may take before it counts as failed (as the SDK adapter's operation timeout).
+const OPERATION_TIMEOUT: Duration = Duration::from_secs(5);
+/// What a connection id keeps unescaped in the path: RFC 3986 unreserved characters (the SDK escapes `=` too).
+const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// [`Gateway`] posting straight to the Management API.
+#[derive(Debug, Clone)]
+pub struct DirectGateway {
+    client: SignedClient,
+    /// The stage URL without a trailing slash.
+    endpoint: String,
+}
+
+impl DirectGateway {
+    /// A gateway for `endpoint` with the region and credentials Lambda puts in the environment.
+    pub fn from_env(endpoint: &str) -> Self {
+        Self::with_client(endpoint, SignedClient::from_env(OPERATION_TIMEOUT))
+    }
+
+    /// A gateway for a local emulator: fixed dummy credentials and region, no environment read.
+    pub fn local(endpoint: &str) -> Self {
+        let credentials = Credentials::new("local", "local", None, None, "wschat-local");
+        Self::with_client(
+            endpoint,
+            SignedClient::new("us-east-1", credentials, OPERATION_TIMEOUT),
+        )
+    }
+
+    fn with_client(endpoint: &str, client: SignedClient) -> Self {
+        Self {
+            client,
+            endpoint: endpoint.trim_end_matches('/').to_owned(),
+        }
+    }
+}
+
+#[async_trait]
+impl Gateway for DirectGateway {
+    async fn post_to_connection(
+        &self,
+        conn: &ConnectionId,
+        data: Bytes,
+    ) -> Result<(), GatewayError> {
+        let uri = format!(
+            "{}/@connections/{}",
+            self.endpoint,
+            utf8_percent_encode(conn.as_str(), PATH_SEGMENT)
+        );
+        let answer = self
+            .client
+            .send(
+                "execute-api",
+                "POST",
+                &uri,
+                &[("content-type", "application/octet-stream")],
+                data,
+            )
+            .await
+            .map_err(GatewayError::Other)?;
+        match answer.status {
+            200..=299 => Ok(()),
+            410 => Err(GatewayError::Gone),
+            429 => Err(GatewayError::Throttled),
+            413 => Err(GatewayError::PayloadTooLarge),
+            403 => Err(GatewayError::Forbidden(said(answer.status, &answer.body))),
+            _ => Err(GatewayError::Other(said(answer.status, &answer.body))),
+        }
+    }
+}
+
+/// An error naming the status and what the service said.
+fn said(status: u16, body: &[u8]) -> BoxError {
+    format!(
+        "the Management API answered {status}: {}",
+        String::from_utf8_lossy(&body[..body.len().min(300)])
+    )
+    .into()
+}

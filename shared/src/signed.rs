@@ -1,0 +1,143 @@
+//! AWS API requests signed with the SDK's own SigV4 signer (`aws-sigv4`), over one keep-alive HTTP/1.1 client
+//! (hyper, rustls on the aws-lc-rs provider the SDK builds too), with the credentials Lambda puts in the
+//! environment. Used for the two AWS calls the functions make: PostToConnection ([`crate::gateway::direct`]) and,
+//! at cold start, GetSecretValue ([`crate::secrets`]).
+//!
+//! Why not the SDK clients: their per-call machinery (interceptors, retry and identity-resolution layers,
+//! endpoint resolution, serializers, a copy of the body) costs several times what signing and HTTP cost together
+//! (README, "Where the CPU goes"), and the SDK with `aws-config`'s provider chain (SSO, STS, IMDS, ECS, profiles)
+//! is most of a function binary's size. Lambda always provides `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
+//! `AWS_SESSION_TOKEN` and `AWS_REGION` to a function, and refreshes them with the execution environment.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use aws_credential_types::Credentials;
+use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+use aws_sigv4::sign::v4;
+use aws_smithy_runtime_api::client::identity::Identity;
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+/// A boxed error from below (the signer, the HTTP stack).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// One signed request's answer: the status and the body.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// HTTP status.
+    pub status: u16,
+    /// The body, read to the end (so the connection goes back to the pool).
+    pub body: Bytes,
+}
+
+/// A client that signs requests for one region with one identity.
+#[derive(Clone)]
+pub struct SignedClient {
+    client: HttpsClient,
+    region: Arc<str>,
+    identity: Identity,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for SignedClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignedClient")
+            .field("region", &self.region)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SignedClient {
+    /// The region and credentials of the environment (`AWS_REGION`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
+    /// `AWS_SESSION_TOKEN`), as Lambda sets them.
+    pub fn from_env(timeout: Duration) -> Self {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let credentials = Credentials::new(
+            var("AWS_ACCESS_KEY_ID").unwrap_or_default(),
+            var("AWS_SECRET_ACCESS_KEY").unwrap_or_default(),
+            var("AWS_SESSION_TOKEN"),
+            None,
+            "environment",
+        );
+        let region = var("AWS_REGION")
+            .or_else(|| var("AWS_DEFAULT_REGION"))
+            .unwrap_or_else(|| "us-east-1".to_owned());
+        Self::new(&region, credentials, timeout)
+    }
+
+    /// A client for `region` signing with `credentials`.
+    pub fn new(region: &str, credentials: Credentials, timeout: Duration) -> Self {
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        // Small requests and answers: no Nagle delay.
+        http.set_nodelay(true);
+        http.set_keepalive(Some(Duration::from_secs(30)));
+        http.set_connect_timeout(Some(timeout));
+        let builder = hyper_rustls::HttpsConnectorBuilder::new();
+        let builder = match builder.with_native_roots() {
+            Ok(builder) => builder,
+            // No system roots at all: http still works, https fails per call with a certificate error.
+            Err(_) => hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(
+                rustls::ClientConfig::builder()
+                    .with_root_certificates(rustls::RootCertStore::empty())
+                    .with_no_client_auth(),
+            ),
+        };
+        let connector = builder.https_or_http().enable_http1().wrap_connector(http);
+        Self {
+            client: Client::builder(TokioExecutor::new())
+                .pool_idle_timeout(Duration::from_secs(60))
+                .build(connector),
+            region: region.into(),
+            identity: credentials.into(),
+            timeout,
+        }
+    }
+
+    /// Signs `method uri` with `headers` and `body` for `service`, sends it, and reads the answer.
+    ///
+    /// # Errors
+    /// When the request cannot be signed or sent, or no answer comes within the timeout.
+    pub async fn send(
+        &self,
+        service: &str,
+        method: &str,
+        uri: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+    ) -> Result<Answer, BoxError> {
+        let params = v4::SigningParams::builder()
+            .identity(&self.identity)
+            .region(&self.region)
+            .name(service)
+            .time(SystemTime::now())
+            .settings(SigningSettings::default())
+            .build()?
+            .into();
+        let signable = SignableRequest::new(
+            method,
+            uri,
+            headers.iter().copied(),
+            SignableBody::Bytes(&body),
+        )?;
+        let (instructions, _signature) = sign(signable, &params)?.into_parts();
+        let mut request = http::Request::builder().method(method).uri(uri);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let mut request = request.body(Full::new(body))?;
+        instructions.apply_to_request_http1x(&mut request);
+        let response = tokio::time::timeout(self.timeout, self.client.request(request))
+            .await
+            .map_err(|_| format!("{service} did not answer within {:?}", self.timeout))??;
+        let status = response.status().as_u16();
+        let body = response.into_body().collect().await?.to_bytes();
+        Ok(Answer { status, body })
+    }
+}

@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# `make bench`: every benchmark in one run, on this machine, loopback only.
+#   1. fan-out: one message to 1,000 members with 20 ms per PostToConnection, at several concurrencies;
+#   2. the matrix (rooms x clients x messages in flight) against
+#        - wschat in process (release emulator, rooms in memory: `make run`),
+#        - wschat in Lambda mode (release functions behind cargo lambda watch, Redis, the Management API client),
+#        - the Django Channels tutorial (daphne + channels_redis on a private redis-server),
+#      with CPU per delivered frame of each process, then one table with ratios to the tutorial.
+# Installs what it needs (redis-server with apt, cargo-lambda and the tutorial's packages with pip, in git-ignored
+# venvs). Results: target/bench/*.jsonl and the tables on stdout.
+#   BENCH_SECONDS (3)  how long every client sends, per cell
+#   BENCH_CELLS        the matrix (default 1x2:4,1x10:4,1x50:4,10x10:4,1x50:1)
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$repo"
+seconds=${BENCH_SECONDS:-3}
+cells=${BENCH_CELLS:-1x2:4,1x10:4,1x50:4,10x10:4,1x50:1}
+out="$repo/target/bench"
+rm -rf "$out"; mkdir -p "$out"
+# The benchmark floods on purpose: lift the per-connection rate limit and the room cap for it.
+limits="RATE_LIMIT_PER_SEC=1000000,RATE_LIMIT_BURST=1000000"
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+wait_for_port() { # port seconds
+  local deadline=$((SECONDS + $2))
+  until python3 -c "import socket,sys; socket.create_connection(('127.0.0.1',$1),1)" 2>/dev/null; do
+    [ $SECONDS -lt $deadline ] || return 1
+    sleep 0.2
+  done
+}
+pids=()
+cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done; }
+trap cleanup EXIT INT TERM
+
+echo "bench: building (release)" >&2
+cargo build --quiet --release -p wschat-loadtest -p wschat-emulator
+load=target/release/wschat-loadtest
+
+echo; echo "## Fan-out: one message to 1,000 members, 20 ms per PostToConnection"
+"$load" fanout --members 1000 --latency-ms 20
+
+echo; echo "## Matrix, ${seconds} s per cell"
+# wschat in process, rooms in memory (make run).
+port=$(free_port)
+env RATE_LIMIT_PER_SEC=1000000 RATE_LIMIT_BURST=1000000 RUST_LOG=warn \
+  target/release/wschat-emulator --port "$port" >"$out/inprocess.log" 2>&1 &
+emulator=$!; pids+=("$emulator")
+wait_for_port "$port" 30
+"$load" matrix --name "wschat in-process" --url "ws://127.0.0.1:$port/local?room={room}" --cells "$cells" \
+  --seconds "$seconds" --cpu "emulator=$emulator" --json "$out/matrix.jsonl"
+kill "$emulator"; wait "$emulator" 2>/dev/null || true
+
+# wschat in Lambda mode: release functions, Redis, the Management API client posting to the release emulator.
+LAMBDA_RELEASE=1 WSCHAT_NO_FAULT_STACK=1 WSCHAT_FUNCTION_ENV="$limits" RUST_LOG=warn \
+  tools/scripts/lambda-stack.sh -- bash -c '
+    url="${WSCHAT_LAMBDA_EMULATOR_URL/http:/ws:}/local?room={room}"
+    "$0" matrix --name "wschat Lambda mode" --url "$url" --cells "$1" --seconds "$2" \
+      --cpu ws-default=comm:ws-default --cpu "emulator=$WSCHAT_LAMBDA_EMULATOR_PID" --json "$3"' \
+  "$load" "$cells" "$seconds" "$out/matrix.jsonl"
+
+# The Django Channels tutorial: daphne + channels_redis on a private redis-server.
+venv="$repo/.venv-bench"
+reqs=tools/bench/channels_tutorial/requirements.txt
+if [ ! -x "$venv/bin/daphne" ] || ! cmp -s "$reqs" "$venv/requirements.txt"; then
+  echo "bench: installing the Channels tutorial's packages into .venv-bench (pip)" >&2
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$reqs"
+  cp "$reqs" "$venv/requirements.txt"
+fi
+tools/scripts/with-redis.sh -- bash -c '
+  port=$(python3 -c "import socket; s=socket.socket(); s.bind((\"127.0.0.1\",0)); print(s.getsockname()[1]); s.close()")
+  cd tools/bench/channels_tutorial
+  REDIS_URL="$WSCHAT_TEST_REDIS_URL" BENCH_DB="$3/bench.sqlite3" "$4/bin/daphne" -b 127.0.0.1 -p "$port" \
+    mysite.asgi:application >"$3/daphne.log" 2>&1 &
+  daphne=$!
+  trap "kill $daphne 2>/dev/null; wait $daphne 2>/dev/null" EXIT
+  for _ in $(seq 1 100); do
+    python3 -c "import socket; socket.create_connection((\"127.0.0.1\",$port),1)" 2>/dev/null && break; sleep 0.2
+  done
+  redis_pid=$(pgrep -f "redis-server 127.0.0.1:${WSCHAT_TEST_REDIS_URL##*:}" | head -1)
+  cd "$5"
+  "$0" matrix --name "Channels tutorial" --url "ws://127.0.0.1:$port/ws/chat/{room}/" --cells "$1" \
+    --seconds "$2" --cpu "daphne=$daphne" --cpu "redis=$redis_pid" --json "$3/matrix.jsonl"' \
+  "$load" "$cells" "$seconds" "$out" "$venv" "$repo"
+
+echo; echo "## Side by side (ratios: delivered msgs/s against the Channels tutorial)"
+"$load" report --baseline "Channels tutorial" "$out/matrix.jsonl"
