@@ -10,11 +10,12 @@
 //! * [`config`]: the environment variables, their defaults and parsing; plain data, no I/O, no crate imports.
 //! * [`startup`]: cold start, from a [`config::Config`] to each route's `Deps` (secret, CA file, Redis, the SDK).
 //! * [`secrets`]: the Redis URL from Secrets Manager.
+//! * [`signed`]: AWS requests signed with the SDK's own signer over one keep-alive HTTP client.
 //! * [`telemetry`]: logs. `lambda` (feature `lambda`): the runtime glue every function's `main` shares.
 //!
-//! Only [`gateway::aws`] and [`secrets`] see the AWS SDK. Imports run one way, each module using only those
-//! before it: `config`, `wire` → `rooms`, `gateway` → `fanout` → `handlers` → `secrets`, `startup` → `lambda`;
-//! nothing imports in a circle.
+//! Only [`gateway`] and [`signed`] see the AWS SDK's crates. Imports run one way, each module using only those
+//! before it: `config`, `wire`, `signed` → `rooms`, `gateway`, `secrets` → `fanout` → `handlers` → `startup` →
+//! `lambda`; nothing imports in a circle.
 
 pub mod config;
 pub mod fanout;

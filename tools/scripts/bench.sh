@@ -10,6 +10,7 @@
 # venvs). Results: target/bench/*.jsonl and the tables on stdout.
 #   BENCH_SECONDS (3)  how long every client sends, per cell
 #   BENCH_CELLS        the matrix (default 1x2:4,1x10:4,1x50:4,10x10:4,1x50:1)
+#   BENCH_SKIP_INPROCESS=1, BENCH_SKIP_LAMBDA=1  leave a target out
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$repo"
@@ -38,11 +39,14 @@ echo "bench: building (release)" >&2
 cargo build --quiet --release -p wschat-loadtest -p wschat-emulator
 load=target/release/wschat-loadtest
 
-echo; echo "## Fan-out: one message to 1,000 members, 20 ms per PostToConnection"
-"$load" fanout --members 1000 --latency-ms 20
+if [ "${BENCH_SKIP_FANOUT:-}" != 1 ]; then
+  echo; echo "## Fan-out: one message to 1,000 members, 20 ms per PostToConnection"
+  "$load" fanout --members 1000 --latency-ms 20
+fi
 
 echo; echo "## Matrix, ${seconds} s per cell"
 # wschat in process, rooms in memory (make run).
+if [ "${BENCH_SKIP_INPROCESS:-}" != 1 ]; then
 port=$(free_port)
 env RATE_LIMIT_PER_SEC=1000000 RATE_LIMIT_BURST=1000000 RUST_LOG=warn \
   target/release/wschat-emulator --port "$port" >"$out/inprocess.log" 2>&1 &
@@ -51,14 +55,17 @@ wait_for_port "$port" 30
 "$load" matrix --name "wschat in-process" --url "ws://127.0.0.1:$port/local?room={room}" --cells "$cells" \
   --seconds "$seconds" --cpu "emulator=$emulator" --json "$out/matrix.jsonl"
 kill "$emulator"; wait "$emulator" 2>/dev/null || true
+fi
 
 # wschat in Lambda mode: release functions, Redis, the Management API client posting to the release emulator.
+if [ "${BENCH_SKIP_LAMBDA:-}" != 1 ]; then
 LAMBDA_RELEASE=1 WSCHAT_NO_FAULT_STACK=1 WSCHAT_FUNCTION_ENV="$limits" RUST_LOG=warn \
   tools/scripts/lambda-stack.sh -- bash -c '
     url="${WSCHAT_LAMBDA_EMULATOR_URL/http:/ws:}/local?room={room}"
     "$0" matrix --name "wschat Lambda mode" --url "$url" --cells "$1" --seconds "$2" \
       --cpu ws-default=comm:ws-default --cpu "emulator=$WSCHAT_LAMBDA_EMULATOR_PID" --json "$3"' \
-  "$load" "$cells" "$seconds" "$out/matrix.jsonl"
+  "$load" "$cells" "$seconds" "$out/matrix.jsonl" || echo "bench: the Lambda-mode run failed (see above)"
+fi
 
 # The Django Channels tutorial: daphne + channels_redis on a private redis-server.
 venv="$repo/.venv-bench"
@@ -82,6 +89,7 @@ tools/scripts/with-redis.sh -- bash -c '
   redis_pid=$(pgrep -f "redis-server 127.0.0.1:${WSCHAT_TEST_REDIS_URL##*:}" | head -1)
   cd "$5"
   "$0" matrix --name "Channels tutorial" --url "ws://127.0.0.1:$port/ws/chat/{room}/" --cells "$1" \
+    --origin "http://127.0.0.1:$port" \
     --seconds "$2" --cpu "daphne=$daphne" --cpu "redis=$redis_pid" --json "$3/matrix.jsonl"' \
   "$load" "$cells" "$seconds" "$out" "$venv" "$repo"
 

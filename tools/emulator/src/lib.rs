@@ -20,11 +20,12 @@ pub mod lambda;
 mod management;
 pub mod routes;
 mod socket;
+mod state;
 mod timefmt;
 
-use std::collections::HashMap;
+pub use crate::state::{Options, default_web_dir};
+
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -36,64 +37,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::serve::ListenerExt as _;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tower::ServiceExt as _;
 
 use crate::backend::{Backend, InProcess, InProcessOptions};
-use crate::events::ConnectionInfo;
 use crate::lambda::LambdaInvoke;
-use crate::routes::RouteTable;
-
-/// How the emulator behaves; every API Gateway limit can be shortened for tests.
-#[derive(Debug, Clone)]
-pub struct Options {
-    /// The stage name: the path of the WebSocket URL and of the Management API (`/local/@connections`).
-    pub stage: String,
-    /// The folder of static pages to serve.
-    pub web_dir: PathBuf,
-    /// Run the route table's `$connect` authorizer, as the deployed API does.
-    pub authorizer: bool,
-    /// Close a connection that received nothing for this long (API Gateway: 10 minutes).
-    pub idle_timeout: Duration,
-    /// Close every connection after this long (API Gateway: 2 hours).
-    pub max_duration: Duration,
-    /// Added to every `/@connections` call, like the milliseconds the real API takes.
-    pub management_latency: Duration,
-    /// A random extra delay, up to this much, added to each `/@connections` call: concurrent fan-outs then finish
-    /// in any order, as on AWS, so pages and tests meet out-of-order delivery.
-    pub management_jitter: Duration,
-    /// How long after a successful `$connect` PostToConnection still answers 410, as on AWS, where a connection
-    /// becomes postable only once the handshake completed. Fan-outs running meanwhile meet the newcomer's 410.
-    pub open_delay: Duration,
-    /// Share of `/@connections` calls answered with 429, to exercise throttling (0.0–1.0).
-    pub throttle_rate: f64,
-    /// Which function serves which route.
-    pub routes: RouteTable,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Self {
-            stage: "local".to_owned(),
-            web_dir: default_web_dir(),
-            authorizer: true,
-            idle_timeout: Duration::from_secs(10 * 60),
-            max_duration: Duration::from_secs(2 * 60 * 60),
-            management_latency: Duration::ZERO,
-            management_jitter: Duration::ZERO,
-            open_delay: Duration::ZERO,
-            throttle_rate: 0.0,
-            // The template is compiled in and a unit test follows it, so this cannot fail in a released binary.
-            routes: RouteTable::deployed()
-                .expect("infra/template.yaml names every route's function"),
-        }
-    }
-}
-
-/// `web/` of this repository.
-pub fn default_web_dir() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../web"))
-}
+use crate::state::{AppState, Inner};
 
 /// Where the functions run.
 #[derive(Debug, Clone)]
@@ -203,39 +152,6 @@ impl Drop for Emulator {
     }
 }
 
-/// Shared state of the server.
-#[derive(Clone)]
-pub(crate) struct AppState(Arc<Inner>);
-
-pub(crate) struct Inner {
-    pub(crate) options: Options,
-    pub(crate) backend: Arc<dyn Backend>,
-    pub(crate) connections: Mutex<HashMap<String, socket::Handle>>,
-}
-
-impl std::ops::Deref for AppState {
-    type Target = Inner;
-    fn deref(&self) -> &Inner {
-        &self.0
-    }
-}
-
-impl AppState {
-    fn connections(&self) -> std::sync::MutexGuard<'_, HashMap<String, socket::Handle>> {
-        self.connections
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    fn close_all(&self, code: u16, reason: &'static str) {
-        for handle in self.connections().values() {
-            let _ = handle
-                .control
-                .try_send(socket::Control::Close { code, reason });
-        }
-    }
-}
-
 fn router(state: AppState) -> Router {
     Router::new()
         .route("/@connections/{id}", management::routes())
@@ -289,11 +205,4 @@ async fn upgrade_or_static(
         Ok(response) => response.into_response(),
         Err(err) => (StatusCode::INTERNAL_SERVER_ERROR, err.to_string()).into_response(),
     }
-}
-
-/// What the handshake hands to the socket task.
-pub(crate) struct NewConnection {
-    pub(crate) info: ConnectionInfo,
-    pub(crate) outbound: mpsc::Receiver<socket::Outbound>,
-    pub(crate) control: mpsc::Receiver<socket::Control>,
 }

@@ -25,8 +25,7 @@ use serde_json::json;
 use tokio::sync::mpsc::error::TrySendError;
 use tracing::info;
 
-use crate::AppState;
-use crate::socket::{Control, Outbound};
+use crate::state::{AppState, Control, Outbound};
 use crate::timefmt::iso8601;
 
 pub(crate) fn routes() -> MethodRouter<AppState> {

@@ -9,7 +9,6 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgr
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
 use chat_shared::wire::MAX_FRAME_BYTES;
 use futures_util::{SinkExt as _, StreamExt as _};
 use serde_json::{Map, Value};
@@ -17,44 +16,8 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use crate::events::{self, ConnectionInfo};
+use crate::state::{AppState, Control, Handle, NewConnection, OUTBOUND_BUFFER, Outbound};
 use crate::timefmt::now_ms;
-use crate::{AppState, NewConnection};
-
-/// Frames queued for one client before PostToConnection answers 429 ("client side buffer is full").
-pub(crate) const OUTBOUND_BUFFER: usize = 256;
-
-/// A frame on its way to the client.
-#[derive(Debug)]
-pub(crate) enum Outbound {
-    /// Valid UTF-8 data: a text frame.
-    Text(Utf8Bytes),
-    /// Anything else: a binary frame.
-    Binary(Bytes),
-}
-
-/// An order from the gateway to the connection.
-#[derive(Debug)]
-pub(crate) enum Control {
-    /// Close the socket with this code (DELETE /@connections, shutdown).
-    Close {
-        /// WebSocket close code.
-        code: u16,
-        /// Close reason.
-        reason: &'static str,
-    },
-}
-
-/// What the registry keeps per live connection.
-pub(crate) struct Handle {
-    pub(crate) info: ConnectionInfo,
-    pub(crate) query: Vec<(String, String)>,
-    pub(crate) outbound: mpsc::Sender<Outbound>,
-    pub(crate) control: mpsc::Sender<Control>,
-    pub(crate) last_active_at: Arc<AtomicI64>,
-    /// Before this instant PostToConnection answers 410: on AWS a connection is not postable the moment
-    /// `$connect` returns, only once the handshake completed ([`crate::Options::open_delay`]).
-    pub(crate) postable_at: Instant,
-}
 
 /// Runs the authorizer and `$connect` before accepting; rejects with their status, or upgrades.
 pub(crate) async fn handshake(

@@ -18,6 +18,7 @@ use futures_util::{SinkExt as _, StreamExt as _};
 use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 
 /// One cell of the matrix: `RxN:K`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -82,6 +83,10 @@ pub struct MatrixArgs {
     /// Append one JSON line per cell to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Send this `Origin` header, as a browser on the chat's page would (Channels' `AllowedHostsOriginValidator`
+    /// refuses a handshake without one).
+    #[arg(long)]
+    pub origin: Option<String>,
 }
 
 /// What one cell measured.
@@ -142,9 +147,14 @@ pub async fn run(args: &MatrixArgs) -> anyhow::Result<Vec<CellResult>> {
     }
     let mut results = Vec::new();
     for (index, cell) in args.cells.iter().enumerate() {
-        let result = run_cell(args, *cell, index)
-            .await
-            .with_context(|| format!("cell {cell}"))?;
+        // A cell that fails (the target stops accepting connections, say) is reported and the others still run.
+        let result = match run_cell(args, *cell, index).await {
+            Ok(result) => result,
+            Err(err) => {
+                println!("{:<14} {:<10} FAILED: {err:#}", args.name, cell.to_string());
+                continue;
+            }
+        };
         println!(
             "{:<14} {:<10} {:>10.0} msg/s  p50 {:>7.1} ms  p99 {:>7.1} ms  lost {}  dup {}  cross {}  cpu {:?}",
             result.target,
@@ -190,9 +200,13 @@ async fn run_cell(args: &MatrixArgs, cell: Cell, index: usize) -> anyhow::Result
         let url = args
             .url
             .replace("{room}", &format!("bench{index}r{room}t{tag}"));
+        let mut request = url.as_str().into_client_request()?;
+        if let Some(origin) = &args.origin {
+            request.headers_mut().insert("Origin", origin.parse()?);
+        }
         let (ws, _) = tokio::time::timeout(
             Duration::from_secs(10),
-            tokio_tungstenite::connect_async(url.as_str()),
+            tokio_tungstenite::connect_async(request),
         )
         .await
         .context("connecting timed out")??;
@@ -438,5 +452,65 @@ mod tests {
         assert_eq!(parse(r#"{"message":"c3:17","seq":9}"#), Some((3, 17)));
         assert_eq!(parse(r#"{"message":"hello"}"#), None);
         assert_eq!(parse("not json"), None);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_tiny_matrix_against_the_emulator_delivers_everything_once() {
+        use chat_shared::config::Config;
+        use wschat_emulator::backend::{InProcessOptions, StoreChoice};
+        use wschat_emulator::{BackendChoice, Emulator, Options};
+
+        // The rate limit is lifted: the matrix floods on purpose.
+        let backend = BackendChoice::InProcess(InProcessOptions {
+            store: StoreChoice::Memory,
+            config: Config {
+                rate_limit_per_sec: 1_000_000,
+                rate_limit_burst: 1_000_000,
+                ..Config::default()
+            },
+        });
+        let emulator = Emulator::start(
+            "127.0.0.1:0".parse().expect("addr"),
+            Options::default(),
+            backend,
+        )
+        .await
+        .expect("emulator");
+        let args = MatrixArgs {
+            name: "smoke".into(),
+            url: format!("ws://{}/local?room={{room}}", emulator.addr()),
+            cells: vec!["2x3:2".parse().expect("cell")],
+            seconds: 0.3,
+            cpu: vec![format!("self={}", std::process::id())],
+            json: None,
+            origin: None,
+        };
+
+        let results = run(&args).await.expect("the matrix runs");
+
+        assert_eq!(results.len(), 1);
+        let r = &results[0];
+        assert!(r.delivered > 0, "{r:?}");
+        assert_eq!((r.lost, r.duplicates, r.cross_room), (0, 0, 0), "{r:?}");
+        assert!(
+            r.p50_ms.is_finite() && r.cpu_us_per_frame[0].1 > 0.0,
+            "{r:?}"
+        );
+        emulator.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_non_loopback_target_is_refused() {
+        let args = MatrixArgs {
+            name: "x".into(),
+            url: "ws://10.0.0.1/?room={room}".into(),
+            cells: vec!["1x2:1".parse().expect("cell")],
+            seconds: 0.1,
+            cpu: vec![],
+            json: None,
+            origin: None,
+        };
+
+        assert!(run(&args).await.is_err());
     }
 }

@@ -1,0 +1,143 @@
+//! The emulator's shared state: its [`Options`], the live connections' registry (what `/@connections` and the
+//! socket tasks both reach), and what the handshake hands a socket task. The server (`lib.rs`), the sockets
+//! (`socket.rs`) and the Management API (`management.rs`) all use this module and none of them each other's
+//! internals, so no module imports in a circle.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicI64;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::Utf8Bytes;
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use crate::backend::Backend;
+use crate::events::ConnectionInfo;
+use crate::routes::RouteTable;
+
+/// How the emulator behaves; every API Gateway limit can be shortened for tests.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The stage name: the path of the WebSocket URL and of the Management API (`/local/@connections`).
+    pub stage: String,
+    /// The folder of static pages to serve.
+    pub web_dir: PathBuf,
+    /// Run the route table's `$connect` authorizer, as the deployed API does.
+    pub authorizer: bool,
+    /// Close a connection that received nothing for this long (API Gateway: 10 minutes).
+    pub idle_timeout: Duration,
+    /// Close every connection after this long (API Gateway: 2 hours).
+    pub max_duration: Duration,
+    /// Added to every `/@connections` call, like the milliseconds the real API takes.
+    pub management_latency: Duration,
+    /// A random extra delay, up to this much, added to each `/@connections` call: concurrent fan-outs then finish
+    /// in any order, as on AWS, so pages and tests meet out-of-order delivery.
+    pub management_jitter: Duration,
+    /// How long after a successful `$connect` PostToConnection still answers 410, as on AWS, where a connection
+    /// becomes postable only once the handshake completed. Fan-outs running meanwhile meet the newcomer's 410.
+    pub open_delay: Duration,
+    /// Share of `/@connections` calls answered with 429, to exercise throttling (0.0–1.0).
+    pub throttle_rate: f64,
+    /// Which function serves which route.
+    pub routes: RouteTable,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            stage: "local".to_owned(),
+            web_dir: default_web_dir(),
+            authorizer: true,
+            idle_timeout: Duration::from_secs(10 * 60),
+            max_duration: Duration::from_secs(2 * 60 * 60),
+            management_latency: Duration::ZERO,
+            management_jitter: Duration::ZERO,
+            open_delay: Duration::ZERO,
+            throttle_rate: 0.0,
+            // The template is compiled in and a unit test follows it, so this cannot fail in a released binary.
+            routes: RouteTable::deployed()
+                .expect("infra/template.yaml names every route's function"),
+        }
+    }
+}
+
+/// `web/` of this repository.
+pub fn default_web_dir() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../web"))
+}
+
+/// Frames queued for one client before PostToConnection answers 429 ("client side buffer is full").
+pub(crate) const OUTBOUND_BUFFER: usize = 256;
+
+/// A frame on its way to the client.
+#[derive(Debug)]
+pub(crate) enum Outbound {
+    /// Valid UTF-8 data: a text frame.
+    Text(Utf8Bytes),
+    /// Anything else: a binary frame.
+    Binary(Bytes),
+}
+
+/// An order from the gateway to the connection.
+#[derive(Debug)]
+pub(crate) enum Control {
+    /// Close the socket with this code (DELETE /@connections, shutdown).
+    Close {
+        /// WebSocket close code.
+        code: u16,
+        /// Close reason.
+        reason: &'static str,
+    },
+}
+
+/// What the registry keeps per live connection.
+pub(crate) struct Handle {
+    pub(crate) info: ConnectionInfo,
+    pub(crate) query: Vec<(String, String)>,
+    pub(crate) outbound: mpsc::Sender<Outbound>,
+    pub(crate) control: mpsc::Sender<Control>,
+    pub(crate) last_active_at: Arc<AtomicI64>,
+    /// Before this instant PostToConnection answers 410: on AWS a connection is not postable the moment
+    /// `$connect` returns, only once the handshake completed ([`Options::open_delay`]).
+    pub(crate) postable_at: Instant,
+}
+
+/// Shared state of the server.
+#[derive(Clone)]
+pub(crate) struct AppState(pub(crate) Arc<Inner>);
+
+pub(crate) struct Inner {
+    pub(crate) options: Options,
+    pub(crate) backend: Arc<dyn Backend>,
+    pub(crate) connections: Mutex<HashMap<String, Handle>>,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub(crate) fn connections(&self) -> std::sync::MutexGuard<'_, HashMap<String, Handle>> {
+        self.connections
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(crate) fn close_all(&self, code: u16, reason: &'static str) {
+        for handle in self.connections().values() {
+            let _ = handle.control.try_send(Control::Close { code, reason });
+        }
+    }
+}
+
+/// What the handshake hands to the socket task.
+pub(crate) struct NewConnection {
+    pub(crate) info: ConnectionInfo,
+    pub(crate) outbound: mpsc::Receiver<Outbound>,
+    pub(crate) control: mpsc::Receiver<Control>,
+}
