@@ -102,11 +102,12 @@ warm_up() { # NAME INVOKE_PORT
 endpoint="http://127.0.0.1:$port/local"
 watch_functions watch "$invoke_port" "$REDIS_URL" "$endpoint"
 
+
+warm_up watch "$invoke_port"
+# Only now the page port: a browser that connects the moment it opens meets warm functions, not a cold compile.
 "target/$profile_dir/wschat-emulator" --port "$port" --lambda-invoke-url "http://127.0.0.1:$invoke_port" >"$logs/emulator.log" 2>&1 &
 emulator_pid=$!
 wait_for_port "$port" 30 || { echo "lambda-stack: the emulator did not start; see $logs/emulator.log" >&2; tail -20 "$logs/emulator.log" >&2; exit 1; }
-
-warm_up watch "$invoke_port"
 echo "lambda-stack: chat at http://127.0.0.1:$port/ (functions via cargo lambda watch on :$invoke_port, Redis $REDIS_URL)" >&2
 
 export WSCHAT_LAMBDA_EMULATOR_URL="http://127.0.0.1:$port" WSCHAT_LAMBDA_EMULATOR_PID="$emulator_pid"

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chat_shared::config::Config;
-use chat_shared::gateway::DirectGateway;
+use chat_shared::gateway::{DirectGateway, Gateway, GatewayError};
 use chat_shared::handlers::{HandlerError, Route, authorize, connect, default, disconnect};
 use chat_shared::rooms::{MemoryRoomStore, RoomStore};
 use chat_shared::startup::{StartupError, connect_store, policy};
@@ -125,7 +125,10 @@ impl InProcess {
             }
             StoreChoice::Shared(rooms) => rooms.clone(),
         };
-        let gateway = Arc::new(DirectGateway::local(management_endpoint));
+        let gateway = Arc::new(OneProcess {
+            inner: DirectGateway::local(management_endpoint),
+            permits: tokio::sync::Semaphore::new(PROCESS_POSTS_IN_FLIGHT),
+        });
         let route = |r: Arc<dyn Route>| Function::Route(r);
         Ok(Self {
             functions: vec![
@@ -149,6 +152,30 @@ impl InProcess {
     /// The names of the functions it runs.
     pub fn functions(&self) -> impl Iterator<Item = &'static str> + '_ {
         self.functions.iter().map(|(name, _)| *name)
+    }
+}
+
+/// Posts in flight at once across every in-process invocation. On AWS each invocation runs in a sandbox of its
+/// own, with its own `FANOUT_MAX_IN_FLIGHT`; in one process, 200 overlapping messages × 64 posts each would open
+/// thousands of sockets to this very emulator and starve it, so the in-process backend shares one bound.
+const PROCESS_POSTS_IN_FLIGHT: usize = 256;
+
+/// The functions' gateway with [`PROCESS_POSTS_IN_FLIGHT`] shared by every invocation of this process.
+struct OneProcess {
+    inner: DirectGateway,
+    permits: tokio::sync::Semaphore,
+}
+
+#[async_trait]
+impl Gateway for OneProcess {
+    async fn post_to_connection(
+        &self,
+        conn: &chat_shared::wire::ConnectionId,
+        data: bytes::Bytes,
+    ) -> Result<(), GatewayError> {
+        // Closed never: the semaphore lives as long as the gateway.
+        let _permit = self.permits.acquire().await;
+        self.inner.post_to_connection(conn, data).await
     }
 }
 
