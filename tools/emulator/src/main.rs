@@ -93,6 +93,14 @@ async fn main() -> anyhow::Result<()> {
         }) => "in-process handlers, rooms in Redis".to_owned(),
         BackendChoice::InProcess(_) => "in-process handlers, rooms in memory".to_owned(),
     };
+    if !args.host.is_loopback() {
+        // Anyone who can reach the port can post to any connection: the Management API here checks that a
+        // request is signed, not who signed it.
+        tracing::warn!(
+            host = %args.host,
+            "listening on a non-loopback address: the emulator's /@connections does not verify signatures"
+        );
+    }
     let emulator = Emulator::start(SocketAddr::new(args.host, args.port), options, backend).await?;
     // Scripts and tests read this exact line to learn the port.
     println!("wschat emulator listening on http://{}", emulator.addr());
