@@ -21,16 +21,8 @@ rm -rf "$out"; mkdir -p "$out"
 # The benchmark floods on purpose: lift the per-connection rate limit and the room cap for it.
 limits="RATE_LIMIT_PER_SEC=1000000,RATE_LIMIT_BURST=1000000"
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
-wait_for_port() { # port seconds
-  local deadline=$((SECONDS + $2))
-  until python3 -c "import socket,sys; socket.create_connection(('127.0.0.1',$1),1)" 2>/dev/null; do
-    [ $SECONDS -lt $deadline ] || return 1
-    sleep 0.2
-  done
-}
+# shellcheck source=tools/scripts/common.sh
+source "$repo/tools/scripts/common.sh"
 pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done; }
 trap cleanup EXIT INT TERM

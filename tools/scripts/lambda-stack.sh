@@ -38,16 +38,8 @@ if ! command -v cargo-lambda >/dev/null 2>&1; then
   export PATH="$repo/.venv-tools/bin:$PATH"
 fi
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
-wait_for_port() { # port seconds
-  local deadline=$((SECONDS + $2))
-  until python3 -c "import socket,sys; socket.create_connection(('127.0.0.1',$1),1)" 2>/dev/null; do
-    [ $SECONDS -lt $deadline ] || return 1
-    sleep 0.2
-  done
-}
+# shellcheck source=tools/scripts/common.sh
+source "$repo/tools/scripts/common.sh"
 
 if [ "$command_mode" = 1 ]; then port=$(free_port); else port=${PORT:-3000}; fi
 invoke_port=$(free_port)

@@ -22,9 +22,8 @@ if ! command -v redis-server >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >&2
 fi
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
+# shellcheck source=tools/scripts/common.sh
+source "$(dirname "$0")/common.sh"
 
 dir=$(mktemp -d "${TMPDIR:-/tmp}/wschat-redis.XXXXXX")
 pid=

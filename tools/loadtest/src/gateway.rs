@@ -62,7 +62,7 @@ pub async fn run(args: &GatewayArgs) -> anyhow::Result<()> {
         for _ in 0..args.in_flight {
             gateway.post_to_connection(&conn, frame.clone()).await?;
         }
-        let cpu = self_cpu_ns()?;
+        let cpu = crate::matrix::process_cpu_ns(std::process::id())?;
         let started = Instant::now();
         let outcomes: Vec<_> = futures_util::stream::iter(0..args.posts)
             .map(|_| {
@@ -74,7 +74,9 @@ pub async fn run(args: &GatewayArgs) -> anyhow::Result<()> {
             .collect()
             .await;
         let wall = started.elapsed();
-        let cpu_us = (self_cpu_ns()? - cpu) as f64 / 1000.0 / args.posts as f64;
+        let cpu_us = (crate::matrix::process_cpu_ns(std::process::id())? - cpu) as f64
+            / 1000.0
+            / args.posts as f64;
         let failed = outcomes.iter().filter(|o| o.is_err()).count();
         anyhow::ensure!(failed == 0, "{failed} posts failed with {name}");
         println!(
@@ -89,20 +91,6 @@ pub async fn run(args: &GatewayArgs) -> anyhow::Result<()> {
         results[0] / results[1]
     );
     Ok(())
-}
-
-/// This process's CPU time (all threads), ns.
-fn self_cpu_ns() -> anyhow::Result<u64> {
-    let mut total = 0;
-    for task in std::fs::read_dir("/proc/self/task")? {
-        let stat = std::fs::read_to_string(task?.path().join("schedstat")).unwrap_or_default();
-        total += stat
-            .split_whitespace()
-            .next()
-            .and_then(|ns| ns.parse::<u64>().ok())
-            .unwrap_or(0);
-    }
-    Ok(total)
 }
 
 /// A plain HTTP/1.0 GET on loopback, without pulling in an HTTP client crate for one request.

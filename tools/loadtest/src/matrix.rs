@@ -413,7 +413,10 @@ fn pids_named(name: &str) -> anyhow::Result<Vec<u32>> {
 }
 
 /// The sum of every thread's run time (`schedstat`'s first field, ns).
-fn process_cpu_ns(pid: u32) -> anyhow::Result<u64> {
+///
+/// # Errors
+/// When the process's task list cannot be read.
+pub(crate) fn process_cpu_ns(pid: u32) -> anyhow::Result<u64> {
     let mut total = 0;
     for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
         let stat = std::fs::read_to_string(task?.path().join("schedstat")).unwrap_or_default();
