@@ -18,7 +18,14 @@ use crate::backend::{Backend, InvokeError};
 pub struct LambdaInvoke {
     base: String,
     client: Client<HttpConnector, Full<Bytes>>,
+    /// Invocations in flight at once, over all functions (a reserved-concurrency stand-in).
+    in_flight: std::sync::Arc<tokio::sync::Semaphore>,
 }
+
+/// Invocations the emulator keeps in flight at once in Lambda mode. `cargo lambda watch` (1.9) stalls when a
+/// couple of hundred invocations arrive together (measured: 200 overlapping chat messages, none answered within
+/// 8 s); AWS would run them in parallel sandboxes up to the function's reserved concurrency. The rest wait here.
+const MAX_INVOCATIONS_IN_FLIGHT: usize = 32;
 
 impl LambdaInvoke {
     /// A backend for the Invoke API at `base` (e.g. `http://127.0.0.1:9000`).
@@ -34,13 +41,19 @@ impl LambdaInvoke {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         let client = Client::builder(TokioExecutor::new()).build(connector);
-        Ok(Self { base, client })
+        Ok(Self {
+            base,
+            client,
+            in_flight: std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_INVOCATIONS_IN_FLIGHT)),
+        })
     }
 }
 
 #[async_trait]
 impl Backend for LambdaInvoke {
     async fn invoke(&self, function: &str, event: Value) -> Result<Value, InvokeError> {
+        // Never closed: the semaphore lives as long as the backend.
+        let _permit = self.in_flight.acquire().await;
         let uri = format!("{}/2015-03-31/functions/{function}/invocations", self.base);
         let request = hyper::Request::post(uri)
             .header("content-type", "application/json")
