@@ -44,17 +44,13 @@ pub enum SecretError {
 /// [`SecretError`] when the secret cannot be read or is not a URL.
 pub async fn read_url(arn: &str) -> Result<String, SecretError> {
     let client = SignedClient::from_env(SECRET_TIMEOUT);
-    // The secret's own region (an ARN's fourth field) decides the endpoint.
-    let region = arn.split(':').nth(3).filter(|r| !r.is_empty()).map_or_else(
-        || std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".to_owned()),
-        str::to_owned,
-    );
-    url_from_secret(
-        &client,
-        &format!("https://secretsmanager.{region}.amazonaws.com/"),
-        arn,
-    )
-    .await
+    // The secret's own region (an ARN's fourth field) decides the endpoint, and the signature must name it too.
+    let client = match arn.split(':').nth(3).filter(|r| !r.is_empty()) {
+        Some(region) => client.in_region(region),
+        None => client,
+    };
+    let endpoint = format!("https://secretsmanager.{}.amazonaws.com/", client.region());
+    url_from_secret(&client, &endpoint, arn).await
 }
 
 /// GetSecretValue on `arn` at `endpoint`, checked to be a URL; the value is never logged.
@@ -210,6 +206,29 @@ mod tests {
         assert!(matches!(err, SecretError::NotAUrl), "{err:?}");
         let shown = format!("{} {err:?}", error_chain(&err));
         assert!(!shown.contains("hunter2"), "{shown}");
+    }
+
+    #[tokio::test]
+    async fn a_client_moved_to_the_secrets_region_signs_for_that_region() {
+        let body = r#"{"SecretString":"redis://cache.example:6379"}"#;
+        let (client, endpoint, seen) = fake_secrets_manager(200, body).await;
+        let client = client.in_region("ap-south-1");
+
+        url_from_secret(
+            &client,
+            &endpoint,
+            "arn:aws:secretsmanager:ap-south-1:1:secret:x",
+        )
+        .await
+        .expect("secret read");
+
+        let seen = seen.lock().expect("lock").clone();
+        assert!(
+            seen[0]
+                .2
+                .contains("/ap-south-1/secretsmanager/aws4_request"),
+            "{seen:?}"
+        );
     }
 
     #[tokio::test]

@@ -71,6 +71,18 @@ impl SignedClient {
         Self::new(&region, credentials, timeout)
     }
 
+    /// The region requests are signed for.
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+
+    /// The same client signing for `region` (a call to another region's endpoint must be signed for it).
+    #[must_use]
+    pub fn in_region(mut self, region: &str) -> Self {
+        self.region = region.into();
+        self
+    }
+
     /// A client for `region` signing with `credentials`.
     pub fn new(region: &str, credentials: Credentials, timeout: Duration) -> Self {
         let mut http = HttpConnector::new();
