@@ -57,6 +57,8 @@ export class RoomSequence {
   /** A connection opened: ask for what was missed since `last` (or the recent history on a first visit). */
   resume() {
     this.synced = false;
+    // An answer cut short by the lost connection must not count towards the new one.
+    this.answerOldest = Infinity;
     this.requestHistory(this.epoch === null ? null : this.last, this.epoch);
   }
 
