@@ -50,50 +50,56 @@ pub fn table(results: &[CellResult], baseline: &str) -> String {
         }
         by.insert((r.target.as_str(), r.cell.as_str()), r);
     }
-    let mut out = String::new();
-    out.push_str(&format!(
-        "| delivered msgs/s (p50 ms, lost) | {} |\n|---|{}\n",
+    let delivered = grid(
+        "delivered msgs/s (p50 ms, lost)",
+        &cells,
+        &targets,
+        |target, cell| match by.get(&(target, cell)) {
+            None => "—".to_owned(),
+            Some(r) => {
+                let ratio = by
+                    .get(&(baseline, cell))
+                    .filter(|_| target != baseline)
+                    .map(|b| format!(", **{:.1}×**", r.delivered_per_sec / b.delivered_per_sec))
+                    .unwrap_or_default();
+                format!(
+                    "{:.0} ({:.1}, {}){ratio}",
+                    r.delivered_per_sec, r.p50_ms, r.lost
+                )
+            }
+        },
+    );
+    let cpu = grid(
+        "CPU µs per delivered frame",
+        &cells,
+        &targets,
+        |target, cell| match by.get(&(target, cell)) {
+            Some(r) if !r.cpu_us_per_frame.is_empty() => r
+                .cpu_us_per_frame
+                .iter()
+                .map(|(label, us)| format!("{label} {us:.1}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            _ => "—".to_owned(),
+        },
+    );
+    format!("{delivered}\n{cpu}")
+}
+
+/// One Markdown table: a row per target, a column per cell, `text` in each.
+fn grid(
+    title: &str,
+    cells: &[&str],
+    targets: &[&str],
+    text: impl Fn(&str, &str) -> String,
+) -> String {
+    let mut out = format!(
+        "| {title} | {} |\n|---|{}\n",
         cells.join(" | "),
         "---|".repeat(cells.len())
-    ));
-    for target in &targets {
-        let row: Vec<String> = cells
-            .iter()
-            .map(|cell| match by.get(&(*target, *cell)) {
-                None => "—".to_owned(),
-                Some(r) => {
-                    let ratio = by
-                        .get(&(baseline, *cell))
-                        .filter(|_| target != &baseline)
-                        .map(|b| format!(", **{:.1}×**", r.delivered_per_sec / b.delivered_per_sec))
-                        .unwrap_or_default();
-                    format!(
-                        "{:.0} ({:.1}, {}){ratio}",
-                        r.delivered_per_sec, r.p50_ms, r.lost
-                    )
-                }
-            })
-            .collect();
-        out.push_str(&format!("| {target} | {} |\n", row.join(" | ")));
-    }
-    out.push_str(&format!(
-        "\n| CPU µs per delivered frame | {} |\n|---|{}\n",
-        cells.join(" | "),
-        "---|".repeat(cells.len())
-    ));
-    for target in &targets {
-        let row: Vec<String> = cells
-            .iter()
-            .map(|cell| match by.get(&(*target, *cell)) {
-                Some(r) if !r.cpu_us_per_frame.is_empty() => r
-                    .cpu_us_per_frame
-                    .iter()
-                    .map(|(label, us)| format!("{label} {us:.1}"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                _ => "—".to_owned(),
-            })
-            .collect();
+    );
+    for target in targets {
+        let row: Vec<String> = cells.iter().map(|cell| text(target, cell)).collect();
         out.push_str(&format!("| {target} | {} |\n", row.join(" | ")));
     }
     out
