@@ -13,8 +13,8 @@ use tokio_tungstenite::tungstenite::Message;
 use wschat_emulator::backend::{InProcessOptions, StoreChoice};
 use wschat_emulator::{BackendChoice, Emulator, Options};
 use wschat_tests::{
-    Client, FlakyStore, Mode, SIGNED, TestChat, WAIT, encode, eventually, http, members_of,
-    unique_room,
+    Client, FlakyStore, Mode, SIGNED, StandInLambda, TestChat, WAIT, allow_with, encode,
+    eventually, http, members_of, unique_room,
 };
 
 fn id(raw: &str) -> ConnectionId {
@@ -234,6 +234,299 @@ async fn delete_connection_closes_the_socket_and_runs_disconnect() {
 }
 
 #[tokio::test]
+async fn a_single_frame_of_200_kb_closes_with_a_1009_close_frame() {
+    let chat = TestChat::start(Mode::Memory).await;
+    let mut alice = chat.join(&unique_room("huge")).await;
+
+    alice
+        .send_text(&format!(r#"{{"message":"{}"}}"#, "x".repeat(200 * 1024)))
+        .await;
+
+    let close = alice
+        .recv_close(WAIT)
+        .await
+        .expect("a close frame, not a dropped socket");
+    assert_eq!(u16::from(close.code), 1009);
+}
+
+/// Sends `text` as one message in frames of at most `frame` bytes (a first text frame, then continuations).
+async fn send_in_frames(client: &mut Client, text: &str, frame: usize) {
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    let chunks: Vec<&[u8]> = text.as_bytes().chunks(frame).collect();
+    for (i, chunk) in chunks.iter().enumerate() {
+        let opcode = if i == 0 { Data::Text } else { Data::Continue };
+        let last = i + 1 == chunks.len();
+        client
+            .send(Message::Frame(Frame::message(
+                chunk.to_vec(),
+                OpCode::Data(opcode),
+                last,
+            )))
+            .await;
+    }
+}
+
+/// A stand-in API whose authorizer allows every connection into `lobby` and whose functions answer 200.
+async fn lobby_lambda() -> StandInLambda {
+    StandInLambda::start(|function, _| {
+        Box::pin(async move {
+            match function.as_str() {
+                "ws-authorize" => (200, allow_with(serde_json::json!({ "room": "lobby" }))),
+                _ => (200, serde_json::json!({ "statusCode": 200 })),
+            }
+        })
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_message_of_up_to_128_kb_in_frames_of_32_kb_reaches_the_function_whole() {
+    let lambda = lobby_lambda().await;
+    let emulator = emulator_with(BackendChoice::Lambda {
+        invoke_url: lambda.url.clone(),
+    })
+    .await;
+    let mut alice = Client::connect(&format!("ws://{}/local?room=lobby", emulator.addr()), None)
+        .await
+        .expect("open");
+    let text = format!(r#"{{"message":"{}"}}"#, "y".repeat(127 * 1024));
+
+    send_in_frames(&mut alice, &text, 32 * 1024).await;
+    alice.say("and then a small one").await;
+
+    let bodies = || {
+        lambda
+            .calls()
+            .into_iter()
+            .filter(|(f, _)| f == "ws-default")
+            .map(|(_, e)| e["body"].as_str().unwrap_or_default().to_owned())
+            .collect::<Vec<_>>()
+    };
+    eventually("both messages reached ws-default", || async {
+        bodies().len() == 2
+    })
+    .await;
+    assert!(
+        bodies().contains(&text),
+        "the fragmented message arrives whole"
+    );
+}
+
+#[tokio::test]
+async fn a_message_over_128_kb_in_frames_of_32_kb_closes_with_1009() {
+    let lambda = lobby_lambda().await;
+    let emulator = emulator_with(BackendChoice::Lambda {
+        invoke_url: lambda.url.clone(),
+    })
+    .await;
+    let mut alice = Client::connect(&format!("ws://{}/local?room=lobby", emulator.addr()), None)
+        .await
+        .expect("open");
+
+    send_in_frames(&mut alice, &"z".repeat(128 * 1024 + 1), 32 * 1024).await;
+
+    let close = alice.recv_close(WAIT).await.expect("close frame");
+    assert_eq!(u16::from(close.code), 1009);
+    assert!(
+        !lambda.invoked().contains(&"ws-default".to_owned()),
+        "nothing of it was delivered"
+    );
+}
+
+#[tokio::test]
+async fn authorizer_context_numbers_and_booleans_reach_later_events_as_strings() {
+    let lambda = StandInLambda::start(|function, _| {
+        Box::pin(async move {
+            match function.as_str() {
+                "ws-authorize" => (
+                    200,
+                    allow_with(serde_json::json!({ "room": "lobby", "n": 7, "ok": true })),
+                ),
+                _ => (200, serde_json::json!({ "statusCode": 200 })),
+            }
+        })
+    })
+    .await;
+    let emulator = emulator_with(BackendChoice::Lambda {
+        invoke_url: lambda.url.clone(),
+    })
+    .await;
+    let mut alice = Client::connect(&format!("ws://{}/local?room=lobby", emulator.addr()), None)
+        .await
+        .expect("open");
+
+    alice.say("hi").await;
+
+    let event = || {
+        lambda
+            .calls()
+            .into_iter()
+            .find(|(f, _)| f == "ws-default")
+            .map(|(_, e)| e)
+    };
+    eventually("ws-default ran", || async { event().is_some() }).await;
+    assert_eq!(
+        event().expect("event")["requestContext"]["authorizer"],
+        serde_json::json!({ "room": "lobby", "n": "7", "ok": "true", "principalId": "p" })
+    );
+}
+
+#[tokio::test]
+async fn authorizer_context_objects_arrays_and_nulls_fail_the_handshake_with_500() {
+    let lambda = StandInLambda::start(|function, event| {
+        Box::pin(async move {
+            let value = match event["queryStringParameters"]["room"].as_str() {
+                Some("object") => serde_json::json!({ "a": 1 }),
+                Some("array") => serde_json::json!(["a"]),
+                Some("null") => Value::Null,
+                _ => serde_json::json!("fine"),
+            };
+            match function.as_str() {
+                "ws-authorize" => (
+                    200,
+                    allow_with(serde_json::json!({ "room": "lobby", "extra": value })),
+                ),
+                _ => (200, serde_json::json!({ "statusCode": 200 })),
+            }
+        })
+    })
+    .await;
+    let emulator = emulator_with(BackendChoice::Lambda {
+        invoke_url: lambda.url.clone(),
+    })
+    .await;
+    let url = |room: &str| format!("ws://{}/local?room={room}", emulator.addr());
+
+    for room in ["object", "array", "null"] {
+        let err = Client::connect(&url(room), None)
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{room}: accepted"));
+        assert!(is_status(&err, 500), "{room}: {err:?}");
+    }
+    Client::connect(&url("string"), None)
+        .await
+        .expect("a string value is fine");
+    assert_eq!(
+        lambda
+            .invoked()
+            .iter()
+            .filter(|f| *f == "ws-connect")
+            .count(),
+        1,
+        "$connect ran only for the accepted handshake"
+    );
+}
+
+#[tokio::test]
+async fn an_integration_slower_than_the_timeout_is_answered_endpoint_request_timed_out() {
+    let lambda = StandInLambda::start(|function, event| {
+        Box::pin(async move {
+            let slow = event["body"].as_str().is_some_and(|b| b.contains("slow"))
+                || event["queryStringParameters"]["room"] == "slow";
+            if slow && function != "ws-authorize" {
+                tokio::time::sleep(Duration::from_millis(1500)).await;
+            }
+            match function.as_str() {
+                "ws-authorize" => (200, allow_with(serde_json::json!({ "room": "lobby" }))),
+                _ => (200, serde_json::json!({ "statusCode": 200 })),
+            }
+        })
+    })
+    .await;
+    let options = Options {
+        integration_timeout: Duration::from_millis(300),
+        ..Options::default()
+    };
+    let emulator = Emulator::start(
+        "127.0.0.1:0".parse().expect("addr"),
+        options,
+        BackendChoice::Lambda {
+            invoke_url: lambda.url.clone(),
+        },
+    )
+    .await
+    .expect("starts");
+    let url = |room: &str| format!("ws://{}/local?room={room}", emulator.addr());
+
+    let err = Client::connect(&url("slow"), None)
+        .await
+        .err()
+        .expect("a $connect past the timeout fails the handshake");
+    assert!(is_status(&err, 504), "{err:?}");
+
+    let mut alice = Client::connect(&url("lobby"), None).await.expect("open");
+    alice.say("slow one").await;
+    let frame = alice.recv_json().await;
+    assert_eq!(frame["message"], "Endpoint request timed out", "{frame}");
+    assert!(frame["connectionId"].as_str().is_some(), "{frame}");
+    alice.say("quick one").await;
+    alice.expect_silence(Duration::from_millis(300)).await;
+}
+
+/// Posts `count` frames to `conn` every 150 ms through the Management API.
+async fn keep_posting(endpoint: String, conn: String, count: usize) {
+    let gateway = DirectGateway::local(&endpoint);
+    for i in 0..count {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let frame = Bytes::from(serde_json::json!({ "message": format!("post {i}") }).to_string());
+        if gateway.post_to_connection(&id(&conn), frame).await.is_err() {
+            return;
+        }
+    }
+}
+
+#[tokio::test]
+async fn by_default_frames_sent_to_a_client_do_not_keep_it_from_idling_out() {
+    let options = Options {
+        idle_timeout: Duration::from_millis(800),
+        ..Options::default()
+    };
+    let chat = TestChat::start_with(Mode::Memory, options).await;
+    let mut alice = chat.join(&unique_room("listener")).await;
+    let conn = chat.connection_ids().await.remove(0);
+    tokio::spawn(keep_posting(chat.management_endpoint(), conn, 20));
+
+    let mut received = 0;
+    let close = loop {
+        match alice.recv_frame(WAIT).await {
+            Message::Text(_) => received += 1,
+            Message::Close(frame) => break frame.expect("close frame"),
+            other => panic!("{other:?}"),
+        }
+    };
+
+    assert_eq!(u16::from(close.code), 1001);
+    assert!(
+        received < 20,
+        "closed while posts were still coming ({received})"
+    );
+}
+
+#[tokio::test]
+async fn with_idle_reset_on_send_frames_sent_to_a_client_keep_it_open() {
+    let options = Options {
+        idle_timeout: Duration::from_millis(800),
+        idle_reset_on_send: true,
+        ..Options::default()
+    };
+    let chat = TestChat::start_with(Mode::Memory, options).await;
+    let mut alice = chat.join(&unique_room("listener")).await;
+    let conn = chat.connection_ids().await.remove(0);
+    tokio::spawn(keep_posting(chat.management_endpoint(), conn, 12));
+
+    for i in 0..12 {
+        assert_eq!(alice.recv_message().await, format!("post {i}"));
+    }
+    let close = alice
+        .recv_close(WAIT)
+        .await
+        .expect("idles out after the posts stop");
+    assert_eq!(u16::from(close.code), 1001);
+}
+
+#[tokio::test]
 async fn text_frame_over_32_kb_closes_with_1009() {
     let chat = TestChat::start(Mode::Memory).await;
     let mut alice = chat.join(&unique_room("big")).await;
@@ -445,26 +738,12 @@ async fn connect_handler_error_rejects_the_handshake_with_500() {
 
 /// A stand-in for `cargo lambda watch`'s Invoke API that answers each function with a canned response.
 async fn fake_invoke_api(answer: fn(&str, &Value) -> (u16, Value)) -> String {
-    use axum::extract::Path;
-    use axum::routing::post;
-    let app = axum::Router::new().route(
-        "/2015-03-31/functions/{function}/invocations",
-        post(
-            move |Path(function): Path<String>, axum::Json(event): axum::Json<Value>| async move {
-                let (status, body) = answer(&function, &event);
-                (
-                    axum::http::StatusCode::from_u16(status).expect("status"),
-                    axum::Json(body),
-                )
-            },
-        ),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
-    format!("http://{addr}")
+    StandInLambda::start(move |function, event| {
+        let answered = answer(&function, &event);
+        Box::pin(async move { answered })
+    })
+    .await
+    .url
 }
 
 fn allow(_: &str) -> Value {

@@ -114,6 +114,15 @@ impl TestChat {
     /// # Panics
     /// When the emulator cannot start, or Redis cannot be reached in [`Mode::Redis`].
     pub async fn start_with(mode: Mode, options: Options) -> Self {
+        Self::start_configured(mode, options, Config::default()).await
+    }
+
+    /// Starts the chat in `mode` with `options`, its in-process handlers reading `config` (ignored in
+    /// [`Mode::Lambda`] and [`Mode::Deployed`], whose functions read their own environment).
+    ///
+    /// # Panics
+    /// When the emulator cannot start, or Redis cannot be reached in [`Mode::Redis`].
+    pub async fn start_configured(mode: Mode, options: Options, config: Config) -> Self {
         if mode == Mode::Deployed {
             let url = std::env::var(DEPLOYED_ENV).unwrap_or_else(|_| {
                 panic!("{DEPLOYED_ENV} is not set: point it at a deployed stage (wss://…/prod)")
@@ -163,7 +172,7 @@ impl TestChat {
         }
         let backend = BackendChoice::InProcess(InProcessOptions {
             store: StoreChoice::Shared(rooms.clone()),
-            config: Config::default(),
+            config,
         });
         let addr: SocketAddr = "127.0.0.1:0".parse().expect("address");
         let emulator = Emulator::start(addr, options.clone(), backend)
@@ -523,6 +532,24 @@ impl Client {
         self.next_json().await
     }
 
+    /// The next frame that is not a ping or pong: text, binary or close (a dropped socket reads as a close
+    /// without a frame).
+    ///
+    /// # Panics
+    /// When nothing arrives within `within`.
+    pub async fn recv_frame(&mut self, within: Duration) -> Message {
+        loop {
+            let next = tokio::time::timeout(within, self.ws.next())
+                .await
+                .expect("a frame arrives in time");
+            match next {
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                Some(Ok(message)) => return message,
+                None | Some(Err(_)) => return Message::Close(None),
+            }
+        }
+    }
+
     /// The next data frame off the socket, parsed as JSON.
     async fn next_json(&mut self) -> Value {
         loop {
@@ -686,4 +713,80 @@ macro_rules! all_modes {
             $crate::all_modes!(@local $name);
         }
     )+};
+}
+
+/// What a stand-in function answers: the Invoke API's status and body.
+pub type Answer = std::pin::Pin<Box<dyn std::future::Future<Output = (u16, Value)> + Send>>;
+
+/// A stand-in for any server of the Lambda Invoke API (`cargo lambda watch`, `sam local start-lambda`, …):
+/// `POST /2015-03-31/functions/{name}/invocations` answered by a closure, every call recorded.
+pub struct StandInLambda {
+    /// `http://127.0.0.1:PORT`, for `--lambda-invoke-url`.
+    pub url: String,
+    calls: Arc<std::sync::Mutex<Vec<(String, Value)>>>,
+}
+
+impl StandInLambda {
+    /// Serves `answer(function, event)` on a free loopback port.
+    ///
+    /// # Panics
+    /// When no port can be bound.
+    pub async fn start(answer: impl Fn(String, Value) -> Answer + Send + Sync + 'static) -> Self {
+        use axum::extract::{Path, State};
+        use axum::routing::post;
+        type Shared = (
+            Arc<dyn Fn(String, Value) -> Answer + Send + Sync>,
+            Arc<std::sync::Mutex<Vec<(String, Value)>>>,
+        );
+        let calls: Arc<std::sync::Mutex<Vec<(String, Value)>>> = Arc::default();
+        let shared: Shared = (Arc::new(answer), calls.clone());
+        let app = axum::Router::new()
+            .route(
+                "/2015-03-31/functions/{function}/invocations",
+                post(
+                    |State((answer, calls)): State<Shared>,
+                     Path(function): Path<String>,
+                     axum::Json(event): axum::Json<Value>| async move {
+                        calls
+                            .lock()
+                            .expect("calls")
+                            .push((function.clone(), event.clone()));
+                        let (status, body) = answer(function, event).await;
+                        (
+                            axum::http::StatusCode::from_u16(status).expect("status"),
+                            axum::Json(body),
+                        )
+                    },
+                ),
+            )
+            .with_state(shared);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
+        Self {
+            url: format!("http://{addr}"),
+            calls,
+        }
+    }
+
+    /// Every invocation so far: the function's name and the event, in arrival order.
+    pub fn calls(&self) -> Vec<(String, Value)> {
+        self.calls.lock().expect("calls").clone()
+    }
+
+    /// The names of the functions invoked so far, in arrival order.
+    pub fn invoked(&self) -> Vec<String> {
+        self.calls().into_iter().map(|(name, _)| name).collect()
+    }
+}
+
+/// An authorizer's Allow answer with `context`.
+pub fn allow_with(context: Value) -> Value {
+    serde_json::json!({
+        "principalId": "p",
+        "policyDocument": { "Version": "2012-10-17", "Statement": [{ "Action": "execute-api:Invoke", "Effect": "Allow", "Resource": "*" }] },
+        "context": context
+    })
 }

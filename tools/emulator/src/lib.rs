@@ -16,8 +16,10 @@
 
 pub mod backend;
 pub mod events;
+pub mod faults;
 pub mod lambda;
 mod management;
+pub mod meter;
 pub mod routes;
 mod socket;
 mod state;
@@ -61,6 +63,7 @@ pub enum BackendChoice {
 /// A running emulator.
 pub struct Emulator {
     addr: SocketAddr,
+    state: AppState,
     shutdown: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -88,12 +91,27 @@ impl Emulator {
             ),
             BackendChoice::Lambda { invoke_url } => Arc::new(LambdaInvoke::new(&invoke_url)?),
         };
+        let redis = match options.meter_redis_url.as_deref() {
+            Some(url) => match meter::RedisCounter::start(url).await {
+                Ok(counter) => Some(counter),
+                Err(err) => {
+                    tracing::warn!(error = %err, "the cost meter cannot read Redis's command count; Redis is not priced");
+                    None
+                }
+            },
+            None => None,
+        };
+        let faults = options.faults();
+        faults.validate().map_err(anyhow::Error::msg)?;
         let state = AppState(Arc::new(Inner {
+            meter: meter::Meter::new(options.prices.clone(), redis),
+            faults: Mutex::new(faults),
             options,
             backend,
             connections: Mutex::default(),
         }));
         let app = router(state.clone());
+        let kept = state.clone();
         let (shutdown, on_shutdown) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let closing = state.clone();
@@ -120,6 +138,7 @@ impl Emulator {
         });
         Ok(Self {
             addr,
+            state: kept,
             shutdown: Some(shutdown),
             task,
         })
@@ -135,12 +154,19 @@ impl Emulator {
         format!("http://{}/{stage}", self.addr)
     }
 
-    /// Closes every connection (each gets its `$disconnect`) and stops serving.
-    pub async fn shutdown(mut self) {
+    /// What the cost meter counted so far (the JSON of `GET /_emulator/metrics`).
+    pub async fn metrics(&self) -> serde_json::Value {
+        self.state.metrics().await
+    }
+
+    /// Closes every connection (each gets its `$disconnect`), stops serving, and returns the cost meter's final
+    /// counts.
+    pub async fn shutdown(mut self) -> serde_json::Value {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
         let _ = tokio::time::timeout(Duration::from_secs(5), &mut self.task).await;
+        self.state.metrics().await
     }
 }
 
@@ -152,14 +178,31 @@ impl Drop for Emulator {
     }
 }
 
+/// The warning to print when the emulator listens on `host`, if any: beyond loopback, anyone who can reach the
+/// port can post to any connection, because the emulator's `/@connections` checks that a request is signed,
+/// not who signed it.
+pub fn exposure_warning(host: std::net::IpAddr) -> Option<&'static str> {
+    (!host.is_loopback()).then_some(
+        "listening on a non-loopback address: the emulator's /@connections does not verify signatures, \
+         so anyone who reaches this port can post to or close any connection",
+    )
+}
+
 fn router(state: AppState) -> Router {
     Router::new()
         .route("/@connections/{id}", management::routes())
         .route("/{stage}/@connections/{id}", management::routes())
         .route("/_emulator/connections", get(management::list))
+        .route("/_emulator/metrics", get(metrics))
+        .route("/_emulator/faults", get(faults::show).post(faults::change))
         .route("/config.js", get(config_js))
         .fallback(upgrade_or_static)
         .with_state(state)
+}
+
+/// `GET /_emulator/metrics`: what AWS would bill so far ([`meter`]).
+async fn metrics(State(state): State<AppState>) -> Response {
+    axum::Json(state.metrics().await).into_response()
 }
 
 /// `/config.js`: tells the pages where the WebSocket API is (this emulator, at the host the page came from).
@@ -204,5 +247,19 @@ async fn upgrade_or_static(
     {
         Ok(response) => response.into_response(),
         Err(err) => (StatusCode::INTERNAL_SERVER_ERROR, err.to_string()).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_non_loopback_address_is_warned_about() {
+        assert!(exposure_warning("127.0.0.1".parse().expect("ip")).is_none());
+        assert!(exposure_warning("::1".parse().expect("ip")).is_none());
+        let warning = exposure_warning("0.0.0.0".parse().expect("ip")).expect("warned");
+        assert!(warning.contains("signatures"), "{warning}");
+        assert!(exposure_warning("192.168.1.20".parse().expect("ip")).is_some());
     }
 }

@@ -8,6 +8,8 @@ use anyhow::Context as _;
 use chat_shared::config::Config;
 use clap::Parser;
 use wschat_emulator::backend::{InProcessOptions, StoreChoice};
+use wschat_emulator::meter::Prices;
+use wschat_emulator::routes::{Naming, RouteTable};
 use wschat_emulator::{BackendChoice, Emulator, Options};
 
 /// A local API Gateway WebSocket API for wschat: serves web/, runs the handlers, answers /@connections.
@@ -26,10 +28,23 @@ struct Args {
     /// Folder of static pages to serve.
     #[arg(long, env = "WSCHAT_WEB_DIR")]
     web_dir: Option<PathBuf>,
-    /// Invoke real Lambda binaries through this Lambda Invoke API (e.g. `cargo lambda watch`'s
-    /// http://127.0.0.1:9000) instead of running the handlers in process.
+    /// Invoke the functions through this Lambda Invoke API (`cargo lambda watch`'s http://127.0.0.1:9000,
+    /// `sam local start-lambda`'s http://127.0.0.1:3001, or any server of that API) instead of running wschat's
+    /// handlers in process.
     #[arg(long, env = "LAMBDA_INVOKE_URL")]
     lambda_invoke_url: Option<String>,
+    /// A SAM/CloudFormation template to read the routes, the authorizer and the functions' memory from, at start
+    /// (default: wschat's own infra/template.yaml, built in).
+    #[arg(long, env = "WSCHAT_TEMPLATE")]
+    template: Option<PathBuf>,
+    /// Invoke functions by their template logical id (`logical-id`, as `sam local start-lambda` names them) or
+    /// by `Metadata.BuildProperties.Binary` (`binary`, as `cargo lambda watch` does).
+    #[arg(long, default_value = "binary")]
+    function_names: wschat_emulator::routes::Naming,
+    /// A JSON file of prices for the cost meter (`GET /_emulator/metrics`); fields it omits keep the
+    /// us-east-1 list prices.
+    #[arg(long)]
+    prices: Option<PathBuf>,
     /// Do not run the $connect authorizer (events then carry no requestContext.authorizer).
     #[arg(long)]
     no_authorizer: bool,
@@ -48,19 +63,41 @@ struct Args {
     /// Milliseconds after a successful $connect during which posts to the new connection answer 410 (as on AWS).
     #[arg(long, default_value_t = 0)]
     open_delay_ms: u64,
-    /// Share of /@connections calls answered 429 LimitExceeded (0.0-1.0).
+    /// Share of /@connections calls answered 429 LimitExceeded (0.0-1.0; also POST /_emulator/faults).
     #[arg(long, default_value_t = 0.0)]
     throttle_rate: f64,
+    /// Share of /@connections calls to live connections answered 410 Gone (0.0-1.0).
+    #[arg(long, default_value_t = 0.0)]
+    gone_rate: f64,
+    /// Share of $disconnect events never sent, as AWS may skip them (0.0-1.0).
+    #[arg(long, default_value_t = 0.0)]
+    drop_disconnect_rate: f64,
+    /// Milliseconds the gateway waits for an integration (API Gateway: 29000).
+    #[arg(long, default_value_t = 29_000)]
+    integration_timeout_ms: u64,
+    /// Let frames sent to a client reset its idle timer too (by default only the client's messages do).
+    #[arg(long)]
+    idle_reset_on_send: bool,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     chat_shared::telemetry::init();
     let args = Args::parse();
-    anyhow::ensure!(
-        (0.0..=1.0).contains(&args.throttle_rate),
-        "--throttle-rate must be between 0 and 1"
-    );
+    let naming = args.function_names;
+    let routes = match &args.template {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            RouteTable::from_template_named(&text, naming)
+                .with_context(|| format!("cannot follow the routes of {}", path.display()))?
+        }
+        None => RouteTable::from_template_named(wschat_emulator::routes::TEMPLATE, naming)?,
+    };
+    let prices = match &args.prices {
+        Some(path) => Prices::from_file(path)?,
+        None => Prices::default(),
+    };
     let seconds = |s: f64, name: &str| {
         Duration::try_from_secs_f64(s)
             .with_context(|| format!("--{name} must be a positive number of seconds"))
@@ -77,10 +114,25 @@ async fn main() -> anyhow::Result<()> {
         management_jitter: Duration::from_millis(args.management_jitter_ms),
         open_delay: Duration::from_millis(args.open_delay_ms),
         throttle_rate: args.throttle_rate,
+        gone_rate: args.gone_rate,
+        drop_disconnect_rate: args.drop_disconnect_rate,
+        integration_timeout: Duration::from_millis(args.integration_timeout_ms),
+        idle_reset_on_send: args.idle_reset_on_send,
+        prices,
+        routes,
         ..Options::default()
     };
     // The same variables the functions read (REDIS_URL, ALLOWED_ORIGINS, FANOUT_*...).
     let config = Config::from_env()?;
+    // The cost meter counts Redis commands on a single server it can reach (not a cluster).
+    let options = Options {
+        meter_redis_url: config.redis_url.clone().filter(|_| !config.redis_cluster),
+        ..options
+    };
+    anyhow::ensure!(
+        args.lambda_invoke_url.is_some() || naming == Naming::Binary,
+        "--function-names logical-id needs --lambda-invoke-url: the in-process handlers go by binary name"
+    );
     let backend = match args.lambda_invoke_url {
         Some(invoke_url) => BackendChoice::Lambda { invoke_url },
         None => BackendChoice::InProcess(InProcessOptions::from_config(config)),
@@ -93,13 +145,8 @@ async fn main() -> anyhow::Result<()> {
         }) => "in-process handlers, rooms in Redis".to_owned(),
         BackendChoice::InProcess(_) => "in-process handlers, rooms in memory".to_owned(),
     };
-    if !args.host.is_loopback() {
-        // Anyone who can reach the port can post to any connection: the Management API here checks that a
-        // request is signed, not who signed it.
-        tracing::warn!(
-            host = %args.host,
-            "listening on a non-loopback address: the emulator's /@connections does not verify signatures"
-        );
+    if let Some(warning) = wschat_emulator::exposure_warning(args.host) {
+        tracing::warn!(host = %args.host, "{warning}");
     }
     let emulator = Emulator::start(SocketAddr::new(args.host, args.port), options, backend).await?;
     // Scripts and tests read this exact line to learn the port.
@@ -111,7 +158,8 @@ async fn main() -> anyhow::Result<()> {
         "ready: open http://{}/ in a browser", emulator.addr()
     );
     shutdown_signal().await;
-    emulator.shutdown().await;
+    let metrics = emulator.shutdown().await;
+    tracing::info!("{}", wschat_emulator::meter::summary(&metrics));
     Ok(())
 }
 

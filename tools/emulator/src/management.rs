@@ -7,12 +7,12 @@
 //! | `DELETE` (DeleteConnection) | 204, socket closed, `$disconnect` runs | 403, 410, 429 |
 //!
 //! Errors carry `x-amzn-ErrorType` and a JSON `message`, which is what the AWS SDKs read. Unsigned calls and
-//! calls to another stage get 403, as on AWS. Two knobs make local runs realistic: a fixed latency per call and
-//! a share of calls answered 429.
+//! calls to another stage get 403, as on AWS. The fault switches ([`crate::faults`]) add latency and answer a
+//! share of calls 429 or 410, at run time.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -25,6 +25,7 @@ use serde_json::json;
 use tokio::sync::mpsc::error::TrySendError;
 use tracing::info;
 
+use crate::faults::Faults;
 use crate::state::{AppState, Control, Outbound};
 use crate::timefmt::iso8601;
 
@@ -56,8 +57,9 @@ async fn admit(
     params: &HashMap<String, String>,
     headers: &HeaderMap,
 ) -> Result<String, Response> {
-    let jitter = state.options.management_jitter;
-    let latency = state.options.management_latency + jitter.mul_f64(fastrand::f64());
+    let faults = state.faults();
+    let latency = Duration::from_millis(faults.post_latency_ms)
+        + Duration::from_millis(faults.post_jitter_ms).mul_f64(fastrand::f64());
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
@@ -82,12 +84,16 @@ async fn admit(
             Some("Forbidden"),
         ));
     }
-    if state.options.throttle_rate > 0.0 && fastrand::f64() < state.options.throttle_rate {
+    if Faults::roll(faults.throttle_rate) {
         return Err(aws_error(
             StatusCode::TOO_MANY_REQUESTS,
             "LimitExceededException",
             Some("Rate exceeded"),
         ));
+    }
+    // A live connection answered 410 as if it were stale (a fault switched on at run time).
+    if Faults::roll(faults.gone_rate) {
+        return Err(gone());
     }
     params.get("id").cloned().ok_or_else(gone)
 }
@@ -140,12 +146,16 @@ async fn post_to_connection(
         else {
             return gone();
         };
+        let bytes = body.len();
         let frame = match axum::extract::ws::Utf8Bytes::try_from(body.clone()) {
             Ok(text) => Outbound::Text(text),
             Err(_) => Outbound::Binary(body),
         };
         match tx.try_send(frame) {
-            Ok(()) => StatusCode::OK.into_response(),
+            Ok(()) => {
+                state.meter.sent(bytes);
+                StatusCode::OK.into_response()
+            }
             // The client is not reading fast enough: AWS's "client side buffer is full".
             Err(TrySendError::Full(_)) => aws_error(
                 StatusCode::TOO_MANY_REQUESTS,

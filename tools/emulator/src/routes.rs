@@ -1,13 +1,57 @@
 //! The route table: which function API Gateway invokes for each route key, and the `$connect` authorizer, read
 //! from the deploy template so the emulator and the deployed API cannot disagree.
 
+use std::collections::BTreeMap;
+use std::str::FromStr;
+
 /// One route of the API: which function API Gateway invokes for a route key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
     /// `$connect`, `$disconnect`, `$default` or a custom key matched against `$request.body.action`.
     pub key: String,
-    /// The Lambda function (the workspace binary) behind it.
+    /// The Lambda function behind it, by the name the backend invokes it with ([`Naming`]).
     pub function: String,
+}
+
+/// Which name of a template's function the emulator invokes it by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Naming {
+    /// `Metadata.BuildProperties.Binary`: the cargo binary, as `cargo lambda watch` serves it (and as the
+    /// in-process backend knows the handlers).
+    #[default]
+    Binary,
+    /// The template's logical id (`DefaultFunction`), as `sam local start-lambda` serves it, for functions in
+    /// any language.
+    LogicalId,
+}
+
+impl FromStr for Naming {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "binary" => Ok(Self::Binary),
+            "logical-id" => Ok(Self::LogicalId),
+            other => Err(format!("expected binary or logical-id, got {other}")),
+        }
+    }
+}
+
+/// What a function costs to run, as the template configures it (for the cost meter).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FunctionSpec {
+    /// `MemorySize` in MB (the function's, else `Globals.Function`'s, else Lambda's default 128).
+    pub memory_mb: u32,
+    /// `Architectures: [arm64]` (priced lower per GB-second than x86_64, Lambda's default).
+    pub arm64: bool,
+}
+
+impl Default for FunctionSpec {
+    fn default() -> Self {
+        Self {
+            memory_mb: 128,
+            arm64: false,
+        }
+    }
 }
 
 /// The API's routes and its `$connect` authorizer.
@@ -21,6 +65,8 @@ pub struct RouteTable {
     pub routes: Vec<Route>,
     /// The REQUEST authorizer's function on `$connect`, if any.
     pub authorizer: Option<String>,
+    /// Memory and architecture of every function above, by the same names.
+    pub functions: BTreeMap<String, FunctionSpec>,
 }
 
 /// The deploy template, as built into this binary.
@@ -53,6 +99,15 @@ impl RouteTable {
     /// # Errors
     /// [`TemplateError`] naming the resource or property that does not fit.
     pub fn from_template(text: &str) -> Result<Self, TemplateError> {
+        Self::from_template_named(text, Naming::Binary)
+    }
+
+    /// [`RouteTable::from_template`], naming each function as `naming` says. With [`Naming::LogicalId`] the
+    /// functions need no `BuildProperties` (any runtime, any language).
+    ///
+    /// # Errors
+    /// [`TemplateError`] naming the resource or property that does not fit.
+    pub fn from_template_named(text: &str, naming: Naming) -> Result<Self, TemplateError> {
         use serde_norway::Value;
         let shape = |msg: String| TemplateError::Shape(msg);
         let root: Value = serde_norway::from_str(text)?;
@@ -100,8 +155,56 @@ impl RouteTable {
                 .map(str::to_owned)
                 .ok_or_else(|| shape(format!("{function} has no Metadata.BuildProperties.Binary")))
         };
-        let function_of = |uri: &Value, what: &str| -> Result<String, TemplateError> {
-            binary(&referenced(uri, what)?)
+        // A literal, or `!Ref Parameter` resolved to the parameter's Default.
+        let resolve = |value: &Value| -> Option<Value> {
+            match value {
+                Value::Tagged(tagged) if tagged.tag == "Ref" => {
+                    let name = tagged.value.as_str()?;
+                    root.get("Parameters")?.get(name)?.get("Default").cloned()
+                }
+                other => Some(other.clone()),
+            }
+        };
+        // A function property, else the one under `Globals.Function`.
+        let setting = |function: &str, prop: &str| -> Option<Value> {
+            let own = resource(function)
+                .ok()?
+                .get("Properties")
+                .and_then(|p| p.get(prop));
+            let global = root
+                .get("Globals")
+                .and_then(|g| g.get("Function"))
+                .and_then(|f| f.get(prop));
+            resolve(own.or(global)?)
+        };
+        let spec_of = |function: &str| {
+            let memory_mb = setting(function, "MemorySize").and_then(|v| match v {
+                Value::Number(n) => n.as_u64(),
+                Value::String(s) => s.parse().ok(),
+                _ => None,
+            });
+            let arm64 = setting(function, "Architectures")
+                .and_then(|v| v.as_sequence().and_then(|s| s.first()).and_then(&resolve))
+                .is_some_and(|arch| arch.as_str() == Some("arm64"));
+            FunctionSpec {
+                memory_mb: memory_mb
+                    .and_then(|m| u32::try_from(m).ok())
+                    .unwrap_or(FunctionSpec::default().memory_mb),
+                arm64,
+            }
+        };
+        let mut functions = BTreeMap::new();
+        let mut function_of = |uri: &Value, what: &str| -> Result<String, TemplateError> {
+            let logical_id = referenced(uri, what)?;
+            let name = match naming {
+                Naming::Binary => binary(&logical_id)?,
+                Naming::LogicalId => {
+                    resource(&logical_id)?;
+                    logical_id.clone()
+                }
+            };
+            functions.insert(name.clone(), spec_of(&logical_id));
+            Ok(name)
         };
 
         let mut routes = Vec::new();
@@ -133,7 +236,11 @@ impl RouteTable {
             return Err(shape("no AWS::ApiGatewayV2::Route".into()));
         }
         routes.sort_by(|a, b| a.key.cmp(&b.key));
-        Ok(Self { routes, authorizer })
+        Ok(Self {
+            routes,
+            authorizer,
+            functions,
+        })
     }
 
     /// The function for `route_key`.
@@ -142,6 +249,11 @@ impl RouteTable {
             .iter()
             .find(|r| r.key == route_key)
             .map(|r| r.function.as_str())
+    }
+
+    /// What `function` costs to run (Lambda's defaults for a name the template does not have).
+    pub fn spec(&self, function: &str) -> FunctionSpec {
+        self.functions.get(function).copied().unwrap_or_default()
     }
 
     /// The route keys, in table order.
@@ -182,6 +294,85 @@ Resources:
 
         assert_eq!(table.function_for("sendmessage"), Some("ws-send"));
         assert_eq!(table.authorizer, None);
+    }
+
+    #[test]
+    fn the_deploy_template_gives_every_function_its_memory_and_architecture() {
+        let table = RouteTable::deployed().expect("infra/template.yaml can be followed");
+
+        for function in ["ws-connect", "ws-disconnect", "ws-default", "ws-authorize"] {
+            assert_eq!(
+                table.spec(function),
+                FunctionSpec {
+                    memory_mb: 256,
+                    arm64: true
+                },
+                "{function}: Globals.Function's !Ref parameters, resolved to their defaults"
+            );
+        }
+    }
+
+    const PYTHON_TEMPLATE: &str = r#"
+Globals:
+  Function: { Runtime: python3.12, MemorySize: 512 }
+Resources:
+  ConnectRoute:
+    Type: AWS::ApiGatewayV2::Route
+    Properties:
+      RouteKey: $connect
+      AuthorizerId: !Ref Auth
+      Target: !Sub "integrations/${ConnectIntegration}"
+  ConnectIntegration:
+    Type: AWS::ApiGatewayV2::Integration
+    Properties: { IntegrationUri: !Sub "arn:${AWS::Partition}:apigateway:${AWS::Region}:lambda:path/2015-03-31/functions/${OnConnect.Arn}/invocations" }
+  Auth:
+    Type: AWS::ApiGatewayV2::Authorizer
+    Properties: { AuthorizerUri: !Sub "arn:aws:apigateway:r:lambda:path/2015-03-31/functions/${Gatekeeper.Arn}/invocations" }
+  OnConnect:
+    Type: AWS::Serverless::Function
+    Properties: { Handler: app.connect, MemorySize: 1024, Architectures: [arm64] }
+  Gatekeeper:
+    Type: AWS::Serverless::Function
+    Properties: { Handler: app.authorize }
+"#;
+
+    #[test]
+    fn by_logical_id_a_template_of_any_runtime_is_followed_without_build_properties() {
+        let table = RouteTable::from_template_named(PYTHON_TEMPLATE, Naming::LogicalId)
+            .expect("no BuildProperties needed");
+
+        assert_eq!(table.function_for("$connect"), Some("OnConnect"));
+        assert_eq!(table.authorizer.as_deref(), Some("Gatekeeper"));
+        assert_eq!(
+            table.spec("OnConnect"),
+            FunctionSpec {
+                memory_mb: 1024,
+                arm64: true
+            }
+        );
+        assert_eq!(
+            table.spec("Gatekeeper"),
+            FunctionSpec {
+                memory_mb: 512,
+                arm64: false
+            },
+            "Globals.Function's MemorySize, Lambda's default architecture"
+        );
+    }
+
+    #[test]
+    fn by_binary_a_function_without_build_properties_is_an_error_that_names_it() {
+        let err = RouteTable::from_template_named(PYTHON_TEMPLATE, Naming::Binary)
+            .expect_err("no Binary to invoke");
+
+        assert!(err.to_string().contains("OnConnect"), "{err}");
+    }
+
+    #[test]
+    fn naming_parses_from_the_command_line_spelling() {
+        assert_eq!("logical-id".parse(), Ok(Naming::LogicalId));
+        assert_eq!("binary".parse(), Ok(Naming::Binary));
+        assert!("LogicalId".parse::<Naming>().is_err());
     }
 
     #[test]

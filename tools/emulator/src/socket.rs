@@ -9,13 +9,15 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgr
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use chat_shared::wire::MAX_FRAME_BYTES;
+use chat_shared::wire::{MAX_FRAME_BYTES, MAX_POST_BYTES};
 use futures_util::{SinkExt as _, StreamExt as _};
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
+use crate::backend::InvokeError;
 use crate::events::{self, ConnectionInfo};
+use crate::faults::Faults;
 use crate::state::{AppState, Control, Handle, NewConnection, OUTBOUND_BUFFER, Outbound};
 use crate::timefmt::now_ms;
 
@@ -77,17 +79,23 @@ pub(crate) async fn handshake(
         return accept(state, upgrade, info, query, None);
     };
     let started = Instant::now();
-    let result = state
-        .backend
-        .invoke(function, events::connect(&info, &headers, &query, now))
-        .await;
+    let result = invoke(
+        &state,
+        function,
+        events::connect(&info, &headers, &query, now),
+    )
+    .await;
     let ms = started.elapsed().as_millis();
     let response = match result {
         Ok(response) => response,
         Err(err) => {
+            let status = match err {
+                Failure::TimedOut => StatusCode::GATEWAY_TIMEOUT,
+                Failure::Failed(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            };
             let err: &dyn std::error::Error = &err;
-            warn!(target: "apigw", connection = %conn, route = "$connect", function, ms, error = err, "integration failed: 500");
-            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+            warn!(target: "apigw", connection = %conn, route = "$connect", function, ms, error = err, status = status.as_u16(), "integration failed");
+            return status.into_response();
         }
     };
     let status = response
@@ -118,9 +126,9 @@ async fn authorize(
     function: &str,
     event: Value,
 ) -> Result<Map<String, Value>, StatusCode> {
-    let response = match state.backend.invoke(function, event).await {
+    let response = match invoke(state, function, event).await {
         Ok(response) => response,
-        Err(crate::backend::InvokeError::Function { error_message, .. })
+        Err(Failure::Failed(InvokeError::Function { error_message, .. }))
             if error_message == "Unauthorized" =>
         {
             return Err(StatusCode::UNAUTHORIZED);
@@ -131,6 +139,10 @@ async fn authorize(
             return Err(StatusCode::INTERNAL_SERVER_ERROR);
         }
     };
+    if serde_json::to_vec(&response).map_or(0, |r| r.len()) > MAX_AUTHORIZER_RESULT_BYTES {
+        warn!(target: "apigw", function, "authorizer result over 8 KB: 500");
+        return Err(StatusCode::INTERNAL_SERVER_ERROR);
+    }
     let allowed = response
         .pointer("/policyDocument/Statement")
         .and_then(Value::as_array)
@@ -142,15 +154,72 @@ async fn authorize(
     if !allowed {
         return Err(StatusCode::FORBIDDEN);
     }
-    let mut context = response
-        .get("context")
-        .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default();
+    let mut context = match response.get("context") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(context)) => context_as_delivered(context).map_err(|key| {
+            warn!(target: "apigw", function, key, "authorizer context value is not a string, number or boolean: 500");
+            StatusCode::INTERNAL_SERVER_ERROR
+        })?,
+        Some(_) => {
+            warn!(target: "apigw", function, "authorizer context is not an object: 500");
+            return Err(StatusCode::INTERNAL_SERVER_ERROR);
+        }
+    };
     if let Some(principal) = response.get("principalId") {
         context.insert("principalId".to_owned(), principal.clone());
     }
     Ok(context)
+}
+
+/// API Gateway's limit on what an authorizer returns.
+const MAX_AUTHORIZER_RESULT_BYTES: usize = 8 * 1024;
+
+/// The authorizer context as later events carry it: API Gateway accepts only string, number and boolean values
+/// (an object, array or null makes the authorizer's answer invalid: the handshake fails with 500) and passes
+/// every value on as a string. `Err` names the first key whose value is refused.
+fn context_as_delivered(context: &Map<String, Value>) -> Result<Map<String, Value>, String> {
+    context
+        .iter()
+        .map(|(key, value)| {
+            let text = match value {
+                Value::String(s) => s.clone(),
+                Value::Number(n) => n.to_string(),
+                Value::Bool(b) => b.to_string(),
+                _ => return Err(key.clone()),
+            };
+            Ok((key.clone(), Value::String(text)))
+        })
+        .collect()
+}
+
+/// Why the gateway got no answer from an integration.
+#[derive(Debug, thiserror::Error)]
+enum Failure {
+    /// The function failed or could not be invoked.
+    #[error(transparent)]
+    Failed(#[from] InvokeError),
+    /// No answer within the integration timeout.
+    #[error("the integration timed out")]
+    TimedOut,
+}
+
+/// Invokes `function` as API Gateway does: metered, and waited for at most the integration timeout. The
+/// invocation runs in a task of its own, so a timed-out function runs on (and is billed) as a Lambda does after
+/// API Gateway stopped waiting.
+async fn invoke(state: &AppState, function: &str, event: Value) -> Result<Value, Failure> {
+    let (task_state, name) = (state.clone(), function.to_owned());
+    let task = tokio::spawn(async move {
+        let started = Instant::now();
+        let result = task_state.backend.invoke(&name, event).await;
+        let spec = task_state.options.routes.spec(&name);
+        task_state.meter.invoked(&name, spec, started.elapsed());
+        result
+    });
+    match tokio::time::timeout(state.options.integration_timeout, task).await {
+        Ok(Ok(result)) => Ok(result?),
+        Ok(Err(panicked)) => Err(InvokeError::Transport(Box::new(panicked)).into()),
+        Err(_) => Err(Failure::TimedOut),
+    }
 }
 
 fn accept(
@@ -176,9 +245,11 @@ fn accept(
     state
         .connections()
         .insert(info.connection_id.clone(), handle);
+    // API Gateway's limits: frames of at most 32 KB, and a message of at most 128 KB in as many frames as it
+    // takes. Past either, the read fails and `run` closes with 1009.
     let mut upgrade = upgrade
-        .max_message_size(4 * MAX_FRAME_BYTES)
-        .max_frame_size(4 * MAX_FRAME_BYTES);
+        .max_message_size(MAX_POST_BYTES)
+        .max_frame_size(MAX_FRAME_BYTES);
     if let Some(protocol) = protocol {
         upgrade.set_selected_protocol(protocol);
     }
@@ -222,8 +293,13 @@ async fn run(
         mut control,
     } = new;
     let conn = info.connection_id.clone();
+    let opened = Instant::now();
+    state.meter.opened();
     let (mut sink, mut stream) = socket.split();
     let (close_tx, mut close_rx) = mpsc::channel::<CloseFrame>(1);
+    // When the gateway last sent the client a frame ([`crate::Options::idle_reset_on_send`]).
+    let last_sent_at = Arc::new(AtomicI64::new(info.connected_at));
+    let sent_at = last_sent_at.clone();
 
     // The writer owns the sink: frames from PostToConnection, then at most one close frame.
     let writer = tokio::spawn(async move {
@@ -251,6 +327,7 @@ async fn run(
                     if sink.send(message).await.is_err() {
                         break;
                     }
+                    sent_at.store(now_ms(), Ordering::Relaxed);
                 }
             }
         }
@@ -265,9 +342,7 @@ async fn run(
         tokio::select! {
             message = stream.next() => match message {
                 Some(Ok(Message::Text(text))) => {
-                    if text.len() > MAX_FRAME_BYTES {
-                        break Ending { code: 1009, reason: "Message too big".into(), gateway_closes: true };
-                    }
+                    state.meter.received(text.len());
                     let now = now_ms();
                     last_active_at.store(now, Ordering::Relaxed);
                     idle.as_mut().reset(tokio::time::Instant::now() + state.options.idle_timeout);
@@ -284,9 +359,23 @@ async fn run(
                     let (code, reason) = frame.map_or((1005, String::new()), |f| (f.code, f.reason.to_string()));
                     break Ending { code, reason, gateway_closes: false };
                 }
+                Some(Err(err)) if too_big(&err) => {
+                    break Ending { code: 1009, reason: "Message too big".into(), gateway_closes: true };
+                }
                 Some(Err(_)) | None => break Ending { code: 1006, reason: "Going away".into(), gateway_closes: false },
             },
-            () = &mut idle => break Ending { code: 1001, reason: "Going away".into(), gateway_closes: true },
+            () = &mut idle => {
+                if state.options.idle_reset_on_send {
+                    let idle_ms = i64::try_from(state.options.idle_timeout.as_millis()).unwrap_or(i64::MAX);
+                    let left = last_sent_at.load(Ordering::Relaxed).saturating_add(idle_ms) - now_ms();
+                    if left > 0 {
+                        let left = Duration::from_millis(left.unsigned_abs());
+                        idle.as_mut().reset(tokio::time::Instant::now() + left);
+                        continue;
+                    }
+                }
+                break Ending { code: 1001, reason: "Going away".into(), gateway_closes: true };
+            }
             () = &mut max_duration => break Ending { code: 1001, reason: "Going away".into(), gateway_closes: true },
             order = control.recv() => {
                 let (code, reason) = match order {
@@ -309,15 +398,35 @@ async fn run(
     }
     drop(close_tx);
     let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
+    state.meter.closed(opened.elapsed());
 
     disconnect(&state, &info, ending.code, &ending.reason).await;
 }
 
-/// Sends the `$disconnect` event, if the API has that route.
+/// A read that failed on API Gateway's size limits (a frame over 32 KB, a message over 128 KB).
+fn too_big(err: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(err) = source {
+        if matches!(
+            err.downcast_ref::<tungstenite::Error>(),
+            Some(tungstenite::Error::Capacity(_))
+        ) {
+            return true;
+        }
+        source = err.source();
+    }
+    false
+}
+
+/// Sends the `$disconnect` event, if the API has that route (and the fault switches do not drop it).
 async fn disconnect(state: &AppState, info: &ConnectionInfo, code: u16, reason: &str) {
+    if Faults::roll(state.faults().drop_disconnect_rate) {
+        info!(target: "apigw", connection = %info.connection_id, route = "$disconnect", "dropped (fault switch)");
+        return;
+    }
     if let Some(function) = state.options.routes.function_for("$disconnect") {
         let event = events::disconnect(info, code, reason, now_ms());
-        invoke_logged(state, &info.connection_id, "$disconnect", function, event).await;
+        let _ = invoke_logged(state, &info.connection_id, "$disconnect", function, event).await;
     }
 }
 
@@ -337,33 +446,37 @@ async fn on_text(state: &AppState, info: &ConnectionInfo, body: &str, now: i64) 
         .as_str()
         .unwrap_or_default()
         .to_owned();
-    if !invoke_logged(state, conn, route, function, event).await {
-        // What API Gateway pushes to the sender when a message's integration fails (a Lambda error, a timeout,
-        // a throttle): the client sees it as an ordinary frame.
+    if let Err(failure) = invoke_logged(state, conn, route, function, event).await {
+        // What API Gateway pushes to the sender when a message's integration fails (a Lambda error, a throttle)
+        // or times out: the client sees it as an ordinary frame.
+        let message = match failure {
+            Failure::TimedOut => "Endpoint request timed out",
+            Failure::Failed(_) => "Internal server error",
+        };
         let frame = serde_json::json!({
-            "message": "Internal server error",
+            "message": message,
             "connectionId": conn,
             "requestId": request_id,
-        });
+        })
+        .to_string();
         let outbound = state.connections().get(conn).map(|h| h.outbound.clone());
         if let Some(outbound) = outbound {
-            let _ = outbound
-                .send(Outbound::Text(Utf8Bytes::from(frame.to_string())))
-                .await;
+            state.meter.sent(frame.len());
+            let _ = outbound.send(Outbound::Text(Utf8Bytes::from(frame))).await;
         }
     }
 }
 
-/// Invokes `function` and logs one line; `false` when the integration failed.
+/// Invokes `function` and logs one line.
 async fn invoke_logged(
     state: &AppState,
     conn: &str,
     route: &str,
     function: &str,
     event: Value,
-) -> bool {
+) -> Result<(), Failure> {
     let started = Instant::now();
-    let result = state.backend.invoke(function, event).await;
+    let result = invoke(state, function, event).await;
     let ms = started.elapsed().as_millis();
     match result {
         Ok(response) => {
@@ -372,12 +485,12 @@ async fn invoke_logged(
                 .and_then(Value::as_u64)
                 .unwrap_or(200);
             info!(target: "apigw", connection = %conn, route, function, status, ms, "event");
-            true
+            Ok(())
         }
         Err(err) => {
-            let err: &dyn std::error::Error = &err;
-            warn!(target: "apigw", connection = %conn, route, function, ms, error = err, "integration failed");
-            false
+            let error: &dyn std::error::Error = &err;
+            warn!(target: "apigw", connection = %conn, route, function, ms, error, "integration failed");
+            Err(err)
         }
     }
 }

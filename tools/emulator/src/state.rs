@@ -15,6 +15,8 @@ use tokio::sync::mpsc;
 
 use crate::backend::Backend;
 use crate::events::ConnectionInfo;
+use crate::faults::Faults;
+use crate::meter::{Meter, Prices};
 use crate::routes::RouteTable;
 
 /// How the emulator behaves; every API Gateway limit can be shortened for tests.
@@ -40,8 +42,37 @@ pub struct Options {
     pub open_delay: Duration,
     /// Share of `/@connections` calls answered with 429, to exercise throttling (0.0–1.0).
     pub throttle_rate: f64,
+    /// Share of `/@connections` calls to live connections answered with 410 (0.0–1.0).
+    pub gone_rate: f64,
+    /// Share of `$disconnect` events never sent (AWS delivers them on a best-effort basis; 0.0–1.0).
+    pub drop_disconnect_rate: f64,
+    /// How long the gateway waits for an integration (API Gateway: 29 s, not configurable there). The function
+    /// runs on; its caller gets `Endpoint request timed out`.
+    pub integration_timeout: Duration,
+    /// Whether frames sent to the client also reset the idle timer. AWS documents the 10-minute idle timeout
+    /// without saying which direction counts; the default assumes only the client's own messages do (the
+    /// stricter reading, so a page that passes here keeps its connection on AWS either way).
+    pub idle_reset_on_send: bool,
+    /// What the cost meter charges.
+    pub prices: Prices,
+    /// A Redis whose command count the cost meter reads (`INFO commandstats`), when it can see one.
+    pub meter_redis_url: Option<String>,
     /// Which function serves which route.
     pub routes: RouteTable,
+}
+
+impl Options {
+    /// The fault switches these options start with.
+    pub fn faults(&self) -> Faults {
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        Faults {
+            drop_disconnect_rate: self.drop_disconnect_rate,
+            gone_rate: self.gone_rate,
+            throttle_rate: self.throttle_rate,
+            post_latency_ms: ms(self.management_latency),
+            post_jitter_ms: ms(self.management_jitter),
+        }
+    }
 }
 
 impl Default for Options {
@@ -56,6 +87,12 @@ impl Default for Options {
             management_jitter: Duration::ZERO,
             open_delay: Duration::ZERO,
             throttle_rate: 0.0,
+            gone_rate: 0.0,
+            drop_disconnect_rate: 0.0,
+            integration_timeout: Duration::from_secs(29),
+            idle_reset_on_send: false,
+            prices: Prices::default(),
+            meter_redis_url: None,
             // The template is compiled in and a unit test follows it, so this cannot fail in a released binary.
             routes: RouteTable::deployed()
                 .expect("infra/template.yaml names every route's function"),
@@ -112,6 +149,8 @@ pub(crate) struct Inner {
     pub(crate) options: Options,
     pub(crate) backend: Arc<dyn Backend>,
     pub(crate) connections: Mutex<HashMap<String, Handle>>,
+    pub(crate) faults: Mutex<Faults>,
+    pub(crate) meter: Meter,
 }
 
 impl std::ops::Deref for AppState {
@@ -126,6 +165,31 @@ impl AppState {
         self.connections
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(crate) fn faults(&self) -> Faults {
+        self.faults
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    pub(crate) fn set_faults(&self, faults: Faults) {
+        *self
+            .faults
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = faults;
+    }
+
+    /// The cost meter's counts and prices, open connections included.
+    pub(crate) async fn metrics(&self) -> serde_json::Value {
+        let now = crate::timefmt::now_ms();
+        let live: Vec<Duration> = self
+            .connections()
+            .values()
+            .map(|h| Duration::from_millis(u64::try_from(now - h.info.connected_at).unwrap_or(0)))
+            .collect();
+        self.meter.snapshot(live).await
     }
 
     pub(crate) fn close_all(&self, code: u16, reason: &'static str) {
