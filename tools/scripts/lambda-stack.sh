@@ -100,7 +100,17 @@ warm_up watch "$invoke_port"
 "target/$profile_dir/wschat-emulator" --port "$port" --lambda-invoke-url "http://127.0.0.1:$invoke_port" >"$logs/emulator.log" 2>&1 &
 emulator_pid=$!
 wait_for_port "$port" 30 || { echo "lambda-stack: the emulator did not start; see $logs/emulator.log" >&2; tail -20 "$logs/emulator.log" >&2; exit 1; }
-echo "lambda-stack: chat at http://127.0.0.1:$port/ (functions via cargo lambda watch on :$invoke_port, Redis $REDIS_URL)" >&2
+# Ready means a WebSocket handshake goes through the authorizer and $connect at once: the first one, made here,
+# must be answered 101 within 5 s (curl drops it after the upgrade, which runs $disconnect too).
+handshake=$(curl -s -o /dev/null -w "%{http_code}" --max-time 5 --http1.1 \
+  -H "Connection: Upgrade" -H "Upgrade: websocket" -H "Sec-WebSocket-Version: 13" \
+  -H "Sec-WebSocket-Key: d3NjaGF0LXJlYWR5LXByb2Jl" "http://127.0.0.1:$port/local?room=ready-probe") || true
+case "$handshake" in
+  101) ;;
+  *) echo "lambda-stack: the first handshake after start answered '$handshake', not 101; see $logs/emulator.log" >&2
+     tail -20 "$logs/emulator.log" >&2; exit 1 ;;
+esac
+echo "lambda-stack: ready: chat at http://127.0.0.1:$port/ (functions via cargo lambda watch on :$invoke_port, Redis $REDIS_URL)" >&2
 
 export WSCHAT_LAMBDA_EMULATOR_URL="http://127.0.0.1:$port" WSCHAT_LAMBDA_EMULATOR_PID="$emulator_pid"
 if [ "$command_mode" = 1 ] && [ "${WSCHAT_NO_FAULT_STACK:-}" != 1 ]; then

@@ -6,6 +6,7 @@
 //!   tutorial's protocol, over a matrix of rooms × clients × messages in flight.
 //! * `report`: the matrix results of several targets side by side, as a Markdown table with ratios.
 //! * `gateway`: CPU per PostToConnection of the SDK client and of the direct client.
+//! * `cost` ([`cost`]): what 1,000 chat messages cost on AWS at several room sizes, by the emulator's cost meter.
 //!
 //! `fanout`: for each fan-out concurrency (`FANOUT_MAX_IN_FLIGHT`) it starts an emulator on a free 127.0.0.1 port with a
 //! fixed latency added to every `/@connections` call, runs the real `$default` handler in process (posting through
@@ -25,6 +26,7 @@ use tokio_tungstenite::tungstenite::Message;
 use wschat_emulator::backend::{InProcessOptions, StoreChoice};
 use wschat_emulator::{BackendChoice, Emulator, Options};
 
+mod cost;
 mod gateway;
 mod matrix;
 mod report;
@@ -40,6 +42,8 @@ enum Command {
     Report(report::ReportArgs),
     /// CPU per PostToConnection of the SDK client and the direct client, against a running emulator.
     Gateway(gateway::GatewayArgs),
+    /// What 1,000 chat messages cost on AWS at several room sizes, by the emulator's cost meter.
+    Cost(cost::CostArgs),
 }
 
 /// Fan-out benchmark arguments.
@@ -76,6 +80,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Matrix(args) => matrix::run(&args).await.map(drop),
         Command::Report(args) => report::run(&args),
         Command::Gateway(args) => gateway::run(&args).await,
+        Command::Cost(args) => cost::run(&args).await,
     }
 }
 
@@ -120,6 +125,41 @@ async fn fanout(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The sending half of a member's WebSocket.
+type Sink = futures_util::stream::SplitSink<
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    Message,
+>;
+
+/// Connects `members` clients to `url`, one after the other; each reports the text frames it receives on `seen`,
+/// tagged with its index. Returns their sending halves, in order.
+async fn connect_members(
+    url: &str,
+    members: usize,
+    seen: &mpsc::UnboundedSender<(usize, String)>,
+) -> anyhow::Result<Vec<Sink>> {
+    let mut sinks = Vec::with_capacity(members);
+    for index in 0..members {
+        let (ws, _) = tokio::time::timeout(
+            Duration::from_secs(10),
+            tokio_tungstenite::connect_async(url),
+        )
+        .await
+        .context("connecting a member timed out")??;
+        let (sink, mut stream) = ws.split();
+        sinks.push(sink);
+        let seen = seen.clone();
+        tokio::spawn(async move {
+            while let Some(Ok(frame)) = stream.next().await {
+                if let Message::Text(text) = frame {
+                    let _ = seen.send((index, text.to_string()));
+                }
+            }
+        });
+    }
+    Ok(sinks)
+}
+
 async fn run(args: &Args, in_flight: usize) -> anyhow::Result<Sample> {
     let options = Options {
         management_latency: Duration::from_millis(args.latency_ms),
@@ -139,28 +179,10 @@ async fn run(args: &Args, in_flight: usize) -> anyhow::Result<Sample> {
     // Every member reports each frame it receives on one channel, tagged with its index.
     let (seen_tx, mut seen_rx) = mpsc::unbounded_channel::<(usize, String)>();
     let connect_started = Instant::now();
-    let mut sender = None;
-    for index in 0..args.members {
-        let (ws, _) = tokio::time::timeout(
-            Duration::from_secs(10),
-            tokio_tungstenite::connect_async(url.as_str()),
-        )
-        .await
-        .context("connecting a member timed out")??;
-        let (sink, mut stream) = ws.split();
-        if index == 0 {
-            sender = Some(sink);
-        }
-        let seen_tx = seen_tx.clone();
-        tokio::spawn(async move {
-            while let Some(Ok(frame)) = stream.next().await {
-                if let Message::Text(text) = frame {
-                    let _ = seen_tx.send((index, text.to_string()));
-                }
-            }
-        });
-    }
+    let mut sinks = connect_members(&url, args.members, &seen_tx).await?;
     let connect_ms = connect_started.elapsed().as_secs_f64() * 1000.0;
+    sinks.truncate(1);
+    let sender = sinks.pop();
     let mut sender = sender.context("no members")?;
 
     let mut times = Vec::with_capacity(args.messages);
