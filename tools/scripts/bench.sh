@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make bench`: every benchmark in one run, on this machine, loopback only.
 #   1. fan-out: one message to 1,000 members with 20 ms per PostToConnection, at several concurrencies;
+#      then the cost per 1,000 chat messages at room sizes 2, 10, 100 and 1,000 (the emulator's cost meter);
 #   2. the matrix (rooms x clients x messages in flight) against
 #        - wschat in process (release emulator, rooms in memory: `make run`),
 #        - wschat in Lambda mode (release functions behind cargo lambda watch, Redis, the Management API client),
@@ -10,7 +11,7 @@
 # venvs). Results: target/bench/*.jsonl and the tables on stdout.
 #   BENCH_SECONDS (3)  how long every client sends, per cell
 #   BENCH_CELLS        the matrix (default 1x2:4,1x10:4,1x50:4,10x10:4,1x50:1)
-#   BENCH_SKIP_INPROCESS=1, BENCH_SKIP_LAMBDA=1  leave a target out
+#   BENCH_SKIP_FANOUT=1, BENCH_SKIP_COST=1, BENCH_SKIP_INPROCESS=1, BENCH_SKIP_LAMBDA=1  leave a part out
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$repo"
@@ -28,12 +29,18 @@ cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; wait "$
 trap cleanup EXIT INT TERM
 
 echo "bench: building (release)" >&2
-cargo build --quiet --release -p wschat-loadtest -p wschat-emulator
-load=target/release/wschat-loadtest
+# The tools in the speed-optimised `fast` profile; the Lambda functions in `release`, size-optimised as deployed.
+cargo build --quiet --profile fast -p wschat-loadtest -p wschat-emulator
+load=target/fast/wschat-loadtest
 
 if [ "${BENCH_SKIP_FANOUT:-}" != 1 ]; then
   echo; echo "## Fan-out: one message to 1,000 members, 20 ms per PostToConnection"
   "$load" fanout --members 1000 --latency-ms 20
+fi
+
+if [ "${BENCH_SKIP_COST:-}" != 1 ]; then
+  echo; echo "## What 1,000 chat messages cost on AWS, by room size (the emulator's cost meter, rooms in Redis)"
+  tools/scripts/with-redis.sh -- bash -c '"$0" cost --redis-url "$WSCHAT_TEST_REDIS_URL"' "$load"
 fi
 
 echo; echo "## Matrix, ${seconds} s per cell"
@@ -41,7 +48,7 @@ echo; echo "## Matrix, ${seconds} s per cell"
 if [ "${BENCH_SKIP_INPROCESS:-}" != 1 ]; then
 port=$(free_port)
 env RATE_LIMIT_PER_SEC=1000000 RATE_LIMIT_BURST=1000000 RUST_LOG=warn \
-  target/release/wschat-emulator --port "$port" >"$out/inprocess.log" 2>&1 &
+  target/fast/wschat-emulator --port "$port" >"$out/inprocess.log" 2>&1 &
 emulator=$!; pids+=("$emulator")
 wait_for_port "$port" 30
 "$load" matrix --name "wschat in-process" --url "ws://127.0.0.1:$port/local?room={room}" --cells "$cells" \

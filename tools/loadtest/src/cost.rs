@@ -136,7 +136,20 @@ async fn price(args: &CostArgs, size: usize) -> anyhow::Result<Priced> {
             }
         }
     }
-    let after = emulator.metrics().await;
+    // A message is everyone's before its invocation has returned (and been metered): wait for the last ones.
+    let requests = |v: &Value| {
+        v.pointer("/lambda/functions/ws-default/requests")
+            .and_then(Value::as_u64)
+    };
+    let wanted = requests(&before).unwrap_or(0) + args.messages as u64;
+    let mut after = emulator.metrics().await;
+    for _ in 0..250 {
+        if requests(&after).unwrap_or(0) >= wanted {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        after = emulator.metrics().await;
+    }
     drop(members);
     emulator.shutdown().await;
     let number =
