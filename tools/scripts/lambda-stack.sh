@@ -108,7 +108,7 @@ wait_for_port "$port" 30 || { echo "lambda-stack: the emulator did not start; se
 # must be answered 101 within 5 s (curl drops it after the upgrade, which runs $disconnect too).
 handshake=$(curl -s -o /dev/null -w "%{http_code}" --max-time 5 --http1.1 \
   -H "Connection: Upgrade" -H "Upgrade: websocket" -H "Sec-WebSocket-Version: 13" \
-  -H "Sec-WebSocket-Key: d3NjaGF0LXJlYWR5LXByb2Jl" "http://127.0.0.1:$port/local?room=ready-probe") || true
+  -H "Sec-WebSocket-Key: d3NjaGF0LXJlYWR5LXByb2Jl" "http://127.0.0.1:$port/local?room=ready_probe") || true
 case "$handshake" in
   101) ;;
   *) echo "lambda-stack: the first handshake after start answered '$handshake', not 101; see $logs/emulator.log" >&2
