@@ -1,7 +1,10 @@
-// The lobby: pick a room name, check it with the server's rule, go to room.html?room=<name>.
-import { checkRoomName, linkWithWs, recentRooms, forgetRooms } from './shared.js';
+// The lobby: an optional display name (remembered in this browser) and a room name, both checked with the
+// server's rules, then room.html?room=<room>&name=<name>.
+import { checkDisplayName, checkRoomName, forgetRooms, linkWithWs, recentRooms, saveName, savedName } from './shared.js';
 
 const form = document.getElementById('room-form');
+const nameInput = document.getElementById('display-name-input');
+const nameError = document.getElementById('display-name-error');
 const input = document.getElementById('room-name-input');
 const error = document.getElementById('room-name-error');
 const recent = document.getElementById('recent');
@@ -19,8 +22,33 @@ function clearError() {
   input.removeAttribute('aria-invalid');
 }
 
+/** The room page's address: the room, and the name when there is one. */
+function roomLink(room, name) {
+  return linkWithWs('room.html', name ? { room, name } : { room });
+}
+
+/** The name typed, checked; shows why it is refused. `undefined` when refused. */
+function checkedName() {
+  const check = checkDisplayName(nameInput.value);
+  if (!check.ok) {
+    nameError.textContent = check.reason;
+    nameError.hidden = false;
+    nameInput.setAttribute('aria-invalid', 'true');
+    nameInput.focus();
+    return undefined;
+  }
+  nameError.hidden = true;
+  nameInput.removeAttribute('aria-invalid');
+  saveName(check.name);
+  return check.name;
+}
+
+nameInput.value = savedName();
+
 form.addEventListener('submit', (event) => {
   event.preventDefault();
+  const person = checkedName();
+  if (person === undefined) return;
   // NFC: a letter typed as base + combining accent ("e\u0301") becomes the one character the rule accepts ("é").
   const name = input.value.trim().normalize('NFC');
   const check = checkRoomName(name);
@@ -30,7 +58,7 @@ form.addEventListener('submit', (event) => {
     return;
   }
   clearError();
-  window.location.assign(linkWithWs('room.html', { room: name }));
+  window.location.assign(roomLink(name, person));
 });
 
 // Once the name is fixed, take the message away; do not nag while the person is still typing.
@@ -43,7 +71,8 @@ function renderRecent() {
   recentList.replaceChildren();
   for (const room of rooms) {
     const a = document.createElement('a');
-    a.href = linkWithWs('room.html', { room });
+    a.href = roomLink(room, checkDisplayName(nameInput.value).name ?? null);
+    a.dataset.room = room;
     a.textContent = room;
     const li = document.createElement('li');
     li.append(a);
@@ -51,6 +80,15 @@ function renderRecent() {
   }
   recent.hidden = rooms.length === 0;
 }
+
+// A recent room goes with the name as it is typed now, not as it was when the list was drawn.
+recentList.addEventListener('click', (event) => {
+  const a = event.target.closest('a');
+  if (!a) return;
+  event.preventDefault();
+  const person = checkedName();
+  if (person !== undefined) window.location.assign(roomLink(a.dataset.room, person));
+});
 
 document.getElementById('recent-clear').addEventListener('click', () => {
   forgetRooms();

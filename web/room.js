@@ -11,7 +11,9 @@
 // Browsers never see the HTTP status of a refused handshake: a refused connection closes with code 1006
 // without ever firing `open`. So the room name is checked here with the server's rule before any attempt,
 // and several closes in a row that never reached `open` are reported as a refusal instead of retried forever.
-import { checkRoomName, linkWithWs, params, rememberRoom, socketUrl, websocketBase } from './shared.js';
+import {
+  checkDisplayName, checkRoomName, linkWithWs, params, rememberRoom, savedName, socketUrl, websocketBase,
+} from './shared.js';
 import { RoomSequence, isSequenced } from './sequence.js';
 
 const BASE_DELAY_MS = 500; // first retry waits up to this long
@@ -42,6 +44,11 @@ const newMessages = $('new-messages');
 Object.defineProperty(log, 'value', { get: () => log.textContent, configurable: true });
 
 const room = params().get('room');
+// `?name=` (the lobby puts it there), else the name this browser used last; checked with the server's rule.
+const nameCheck = checkDisplayName(params().get('name') ?? savedName());
+const myName = nameCheck.ok ? nameCheck.name : null;
+// Texts this tab sent whose echo has not come back yet: the echo that matches one is this tab's own message.
+const pendingOwn = [];
 let url = null; // the socket URL, once the room and server address are known
 
 let socket = null; // the current WebSocket; null while waiting or after the page closed it
@@ -56,7 +63,9 @@ let canRetry = false;
 let unseen = 0;
 let pingTimer = 0;
 
+// Times in the reader's own locale and time zone.
 const timeFormat = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit' });
+const fullTimeFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'medium' });
 
 // ---------------------------------------------------------------------------------------------- the log
 
@@ -70,17 +79,34 @@ function scrollToBottom() {
   newMessages.hidden = true;
 }
 
+/** The last chat line's sender, for grouping: `{user, own, at}`, or null after anything else. */
+let lastChat = null;
+const GROUP_MS = 5 * 60_000; // consecutive messages of one person within this long share one name label
+
 /**
- * Appends one line. `kind` is "chat", "system" or "error". Text goes in with textContent only.
- * A newline text node follows each line so the log's textContent reads like the tutorial's textarea.
+ * Appends one line. `kind` is "chat", "system" or "error". Text goes in with textContent only; the sender's
+ * name and the time are attributes drawn by CSS, so they can never be HTML and the log's textContent reads like
+ * the tutorial's textarea (a newline text node follows each line).
+ * `who` (chat lines): `{user: string | null, own: boolean}`.
  */
-function appendLine(kind, text, at = Date.now(), seq = null) {
+function appendLine(kind, text, at = Date.now(), seq = null, who = null) {
   const follow = atBottom();
   const line = document.createElement('p');
   line.className = `line ${kind}`;
   line.textContent = text;
   line.dataset.time = timeFormat.format(new Date(at));
+  line.title = fullTimeFormat.format(new Date(at));
   if (seq !== null) line.dataset.seq = String(seq);
+  if (kind === 'chat' && who) {
+    line.dataset.user = who.user ?? 'Anonymous';
+    if (who.user === null) line.classList.add('anonymous');
+    if (who.own) line.classList.add('own');
+    const same = lastChat && lastChat.user === who.user && lastChat.own === who.own && at - lastChat.at < GROUP_MS;
+    if (same) line.classList.add('grouped');
+    lastChat = { user: who.user, own: who.own, at };
+  } else {
+    lastChat = null;
+  }
   if (kind === 'error') line.setAttribute('role', 'alert');
   log.append(line, '\n');
   while (log.childNodes.length > MAX_LINES * 2) {
@@ -116,17 +142,18 @@ new ResizeObserver(() => {
 
 const storageKey = `wschat.room.${room}`;
 
-/** What this tab showed of the room before a reload: `{epoch, last, frames}`, or nothing. */
+/** What this tab showed of the room before a reload: `{epoch, last, frames, own}` (own: seqs it sent). */
 function loadKept() {
   try {
     const kept = JSON.parse(window.sessionStorage.getItem(storageKey) || 'null');
     if (kept && typeof kept.epoch === 'string' && Number.isSafeInteger(kept.last) && Array.isArray(kept.frames)) {
-      return { epoch: kept.epoch, last: kept.last, frames: kept.frames.filter(isSequenced) };
+      const own = Array.isArray(kept.own) ? kept.own.filter(Number.isSafeInteger) : [];
+      return { epoch: kept.epoch, last: kept.last, frames: kept.frames.filter(isSequenced), own };
     }
   } catch {
     // Storage disabled or garbled: start empty.
   }
-  return { epoch: null, last: 0, frames: [] };
+  return { epoch: null, last: 0, frames: [], own: [] };
 }
 
 const kept = loadKept();
@@ -136,21 +163,40 @@ function saveKept() {
     kept.epoch = sequence.epoch;
     kept.last = sequence.last;
     kept.frames = kept.frames.slice(-KEPT_MESSAGES);
+    const first = kept.frames.length ? kept.frames[0].seq : Infinity;
+    kept.own = kept.own.filter((seq) => seq >= first);
     window.sessionStorage.setItem(storageKey, JSON.stringify(kept));
   } catch {
     // Full or disabled: a reload then shows the server's recent history instead.
   }
 }
 
-function showChat(frame) {
-  appendLine('chat', frame.message, Number.isFinite(frame.ts) ? frame.ts : Date.now(), frame.seq ?? null);
+/** The sender of a chat frame as the page shows it. */
+function senderOf(frame) {
+  return typeof frame.user === 'string' && frame.user !== '' ? frame.user : null;
+}
+
+/** Whether a frame arriving now is the echo of a message this tab sent (and takes it off the pending list). */
+function claimOwn(frame) {
+  if (senderOf(frame) !== myName) return false;
+  const i = pendingOwn.indexOf(frame.message);
+  if (i < 0) return false;
+  pendingOwn.splice(i, 1);
+  return true;
+}
+
+function showChat(frame, own = false) {
+  const at = Number.isFinite(frame.ts) ? frame.ts : Date.now();
+  appendLine('chat', frame.message, at, frame.seq ?? null, { user: senderOf(frame), own });
 }
 
 const sequence = new RoomSequence({
   epoch: kept.epoch,
   last: kept.last,
   deliver(frame) {
-    showChat(frame);
+    const own = claimOwn(frame);
+    if (own) kept.own.push(frame.seq);
+    showChat(frame, own);
     kept.frames.push(frame);
     saveKept();
   },
@@ -162,6 +208,7 @@ const sequence = new RoomSequence({
   notice(kind) {
     if (kind === 'reset') {
       kept.frames = [];
+      kept.own = [];
       appendLine('system', 'The server lost this room’s history; the conversation starts again from here.');
     } else {
       appendLine('system', 'Some earlier messages are no longer available.');
@@ -199,7 +246,7 @@ function receive(data) {
       return;
     }
     if (typeof frame.message === 'string') {
-      appendLine('chat', frame.message); // a server without sequence numbers
+      showChat(frame, claimOwn(frame)); // a server without sequence numbers
       return;
     }
   }
@@ -381,6 +428,8 @@ function showComposerError(text) {
 
 /** A message the server could not deliver goes back into the composer (unless the reader typed something new). */
 function giveBack(text) {
+  const pending = pendingOwn.indexOf(text);
+  if (pending >= 0) pendingOwn.splice(pending, 1);
   if (input.value === '' || input.value === text) {
     input.value = text;
     showComposerError('Not delivered; your message is back here. Send it again when you like.');
@@ -412,6 +461,8 @@ $('chat-form').addEventListener('submit', (event) => {
     return;
   }
   socket.send(frame);
+  pendingOwn.push(text);
+  if (pendingOwn.length > 100) pendingOwn.shift();
   hideComposerError();
   input.value = '';
   input.focus();
@@ -443,19 +494,25 @@ function start() {
     refuse('Rejected', `This room name will not be accepted by the server. ${check.reason}`, null);
     return;
   }
+  if (!nameCheck.ok) {
+    refuse('Rejected', `This name will not be accepted by the server. ${nameCheck.reason}`, null);
+    return;
+  }
   const base = websocketBase();
   if (!base.ok) {
     refuse('Rejected', base.reason, null);
     return;
   }
-  url = socketUrl(base.url, room);
+  url = socketUrl(base.url, room, myName);
+  $('my-name').textContent = myName ? `as ${myName}` : 'anonymously';
   try {
     $('server-info').textContent = `Server: ${new URL(base.url).host} (from ${base.source})`;
   } catch {
     // websocketBase already parsed it; nothing to show otherwise.
   }
   if (kept.frames.length > 0) {
-    for (const frame of kept.frames) showChat(frame);
+    const own = new Set(kept.own);
+    for (const frame of kept.frames) showChat(frame, own.has(frame.seq));
     appendLine('system', 'Earlier messages of this tab, restored after a reload.');
   }
   input.focus();

@@ -90,16 +90,64 @@ export function websocketBase() {
 }
 
 /**
- * `<base>?room=<name>`, or `<base>&room=<name>` when the base already has a query.
+ * `<base>?room=<room>`, or `<base>&room=<room>` when the base already has a query; `&name=<name>` when given.
  * @param {string} base
  * @param {string} room
+ * @param {string | null} [name]
  */
-export function socketUrl(base, room) {
+export function socketUrl(base, room, name = null) {
   const hash = base.indexOf('#');
   const clean = hash >= 0 ? base.slice(0, hash) : base;
   let sep = '?';
   if (clean.includes('?')) sep = clean.endsWith('?') || clean.endsWith('&') ? '' : '&';
-  return `${clean}${sep}room=${encodeURIComponent(room)}`;
+  const named = name ? `&name=${encodeURIComponent(name)}` : '';
+  return `${clean}${sep}room=${encodeURIComponent(room)}${named}`;
+}
+
+/** Longest display name, in characters (code points), like the server's MAX_DISPLAY_NAME_CHARS. */
+export const MAX_DISPLAY_NAME_CHARS = 32;
+
+/** Control and format characters (line breaks, zero-width and bidi characters): the server refuses them. */
+const INVISIBLE = /[\p{Cc}\p{Cf}]/u;
+
+/**
+ * The server's rule for `?name=` (shared/src/wire.rs, DisplayName::parse): NFC, trimmed, 1–32 characters, no
+ * control or format characters. An empty name means anonymous, which is fine.
+ * @param {string} raw
+ * @returns {{ok: true, name: string | null} | {ok: false, reason: string}}
+ */
+export function checkDisplayName(raw) {
+  const name = raw.normalize('NFC').trim();
+  if (name.length === 0) return { ok: true, name: null };
+  if (INVISIBLE.test(name)) {
+    return { ok: false, reason: 'Names cannot contain line breaks or invisible characters.' };
+  }
+  const chars = [...name].length;
+  if (chars > MAX_DISPLAY_NAME_CHARS) {
+    return { ok: false, reason: `Names can be at most ${MAX_DISPLAY_NAME_CHARS} characters long (this one has ${chars}).` };
+  }
+  return { ok: true, name };
+}
+
+const NAME_KEY = 'wschat.name';
+
+/** The display name this browser used last ('' when none, or storage is unavailable). */
+export function savedName() {
+  try {
+    return window.localStorage.getItem(NAME_KEY) || '';
+  } catch {
+    return '';
+  }
+}
+
+/** Remembers the display name (an empty one forgets it). */
+export function saveName(name) {
+  try {
+    if (name) window.localStorage.setItem(NAME_KEY, name);
+    else window.localStorage.removeItem(NAME_KEY);
+  } catch {
+    // Storage disabled: the name is asked again next time.
+  }
 }
 
 const RECENT_KEY = 'wschat.recentRooms';

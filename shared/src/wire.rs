@@ -7,8 +7,9 @@
 //! * `{"action": "ping"}`: a heartbeat that also re-asserts the sender's membership.
 //!
 //! Server → client:
-//! * `{"message": "<text>", "seq": n, "epoch": "<epoch>", "ts": <epoch ms>}` to every member ([`chat_frame`]):
-//!   the tutorial's frame plus fields, so the tutorial's page works unchanged;
+//! * `{"message": "<text>", "user": "<name>", "seq": n, "epoch": "<epoch>", "ts": <epoch ms>}` to every member
+//!   ([`chat_frame`]; `user` only when the sender connected with a name): the tutorial's frame plus fields, so the
+//!   tutorial's page works unchanged;
 //! * `{"history": [<chat frames>], "epoch": "<epoch>", "complete": <bool>}` to the one who asked, split into
 //!   frames under [`MAX_FRAME_BYTES`] where `complete` rides on the last one only ([`history_frames`]);
 //! * `{"pong": <epoch ms>}` and `{"error": "<reason>"}` to one connection only ([`ServerFrame`]).
@@ -83,6 +84,95 @@ impl fmt::Display for RoomName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
+}
+
+/// Longest display name, in characters (after normalization and trimming).
+pub const MAX_DISPLAY_NAME_CHARS: usize = 32;
+
+/// A person's display name, from `?name=` on the handshake: 1–32 characters in Unicode Normalization Form C,
+/// trimmed, with no control or format characters (so nothing invisible, no bidi overrides, no line breaks).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct DisplayName(String);
+
+/// Why a display name was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DisplayNameError {
+    /// Nothing left after trimming.
+    #[error("name is empty")]
+    Empty,
+    /// Longer than [`MAX_DISPLAY_NAME_CHARS`].
+    #[error("name is longer than {MAX_DISPLAY_NAME_CHARS} characters")]
+    TooLong,
+    /// A control or format character (line breaks, zero-width and bidi characters, ...).
+    #[error("name may not contain control or invisible characters (found U+{:04X})", *.0 as u32)]
+    BadCharacter(char),
+}
+
+impl DisplayName {
+    /// Normalizes (NFC), trims and checks a name.
+    ///
+    /// # Errors
+    /// [`DisplayNameError`] says which rule the name breaks.
+    pub fn parse(raw: &str) -> Result<Self, DisplayNameError> {
+        use unicode_normalization::UnicodeNormalization as _;
+        let normalized: String = raw.nfc().collect();
+        let name = normalized.trim();
+        if name.is_empty() {
+            return Err(DisplayNameError::Empty);
+        }
+        if let Some(bad) = name.chars().find(|c| c.is_control() || is_format_char(*c)) {
+            return Err(DisplayNameError::BadCharacter(bad));
+        }
+        if name.chars().count() > MAX_DISPLAY_NAME_CHARS {
+            return Err(DisplayNameError::TooLong);
+        }
+        Ok(Self(name.to_owned()))
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The name as a JSON string (quotes included).
+    pub fn to_json(&self) -> String {
+        serde_json::Value::from(self.0.as_str()).to_string()
+    }
+}
+
+impl fmt::Display for DisplayName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Unicode's format characters (general category Cf, Unicode 15.1): invisible characters that change how the
+/// text around them is shown. Listed here rather than pulled in with a general-category table.
+fn is_format_char(c: char) -> bool {
+    matches!(
+        u32::from(c),
+        0x00AD
+            | 0x0600..=0x0605
+            | 0x061C
+            | 0x06DD
+            | 0x070F
+            | 0x0890..=0x0891
+            | 0x08E2
+            | 0x180E
+            | 0x200B..=0x200F
+            | 0x202A..=0x202E
+            | 0x2060..=0x2064
+            | 0x2066..=0x206F
+            | 0xFEFF
+            | 0xFFF9..=0xFFFB
+            | 0x110BD
+            | 0x110CD
+            | 0x13430..=0x1343F
+            | 0x1BCA0..=0x1BCA3
+            | 0x1D173..=0x1D17A
+            | 0xE0001
+            | 0xE0020..=0xE007F
+    )
 }
 
 /// An API Gateway connection id (e.g. `L0SM9cOFvHcCIhw=`).
@@ -272,16 +362,25 @@ impl ClientFrame {
     }
 }
 
-/// The most a chat frame adds around its JSON-encoded message: `{"message":` … `,"seq":` (20 digits)
-/// `,"epoch":"` (64) `","ts":` (20) `}`.
-pub const CHAT_FRAME_OVERHEAD: usize = 160;
+/// The most a chat frame adds around its JSON-encoded message: `{"message":` … `,"user":` (a name of 32
+/// characters, JSON-escaped: up to 6 bytes each) `,"seq":` (20 digits) `,"epoch":"` (64) `","ts":` (20) `}`.
+pub const CHAT_FRAME_OVERHEAD: usize = 160 + 10 + 6 * MAX_DISPLAY_NAME_CHARS + 2;
 
-/// The chat frame every member receives: `{"message":<message_json>,"seq":n,"epoch":"e","ts":t}`, fields in this
-/// order. `message_json` is the message already encoded as a JSON string (quotes included). The Redis store's
-/// script builds the very same bytes; a test holds the two to it.
-pub fn chat_frame(message_json: &str, seq: u64, epoch: &Epoch, ts: i64) -> String {
+/// The chat frame every member receives: `{"message":<message_json>,"user":<name>,"seq":n,"epoch":"e","ts":t}`,
+/// fields in this order, `user` only for a sender with a name. `message_json` is the message already encoded as a
+/// JSON string (quotes included). The Redis store's script builds the very same bytes; a test holds the two to it.
+pub fn chat_frame(
+    message_json: &str,
+    user: Option<&DisplayName>,
+    seq: u64,
+    epoch: &Epoch,
+    ts: i64,
+) -> String {
+    let user = user
+        .map(|u| format!(r#","user":{}"#, u.to_json()))
+        .unwrap_or_default();
     format!(
-        r#"{{"message":{message_json},"seq":{seq},"epoch":"{epoch}","ts":{ts}}}"#,
+        r#"{{"message":{message_json}{user},"seq":{seq},"epoch":"{epoch}","ts":{ts}}}"#,
         epoch = epoch.as_str()
     )
 }
@@ -447,6 +546,7 @@ mod tests {
             let json = serde_json::to_string(&message).expect("a string encodes");
             let out = chat_frame(
                 &json,
+                None,
                 7,
                 &Epoch::parse("e1").expect("epoch"),
                 1_700_000_000_000,
@@ -523,7 +623,7 @@ mod tests {
     fn history_frames_stay_under_the_limit_in_order_and_only_the_last_says_complete() {
         let epoch = Epoch::parse("abc").expect("epoch");
         let chats: Vec<String> = (1..=50)
-            .map(|seq| chat_frame(&format!("\"{}\"", "x".repeat(90)), seq, &epoch, 1))
+            .map(|seq| chat_frame(&format!("\"{}\"", "x".repeat(90)), None, seq, &epoch, 1))
             .collect();
 
         let frames = history_frames(&epoch, &chats, false, 1024);
@@ -557,8 +657,8 @@ mod tests {
             )]
         );
 
-        let big = chat_frame(&format!("\"{}\"", "y".repeat(2000)), 1, &epoch, 1);
-        let small = chat_frame("\"hi\"", 2, &epoch, 1);
+        let big = chat_frame(&format!("\"{}\"", "y".repeat(2000)), None, 1, &epoch, 1);
+        let small = chat_frame("\"hi\"", None, 2, &epoch, 1);
         let frames = history_frames(&epoch, &[big, small], true, 1024);
         assert_eq!(frames.len(), 2);
         assert!(frames[1].len() <= 1024);
@@ -593,5 +693,63 @@ mod tests {
         .encode();
         let back: serde_json::Value = serde_json::from_slice(&out).expect("JSON");
         assert_eq!(back, serde_json::json!({ "error": "bad \"frame\"" }));
+    }
+
+    #[test]
+    fn a_chat_frame_names_its_sender_when_it_has_a_name() {
+        let ann = DisplayName::parse("Ann \"the\" <b>").expect("a name");
+        let out = chat_frame(
+            "\"hi\"",
+            Some(&ann),
+            3,
+            &Epoch::parse("e1").expect("epoch"),
+            5,
+        );
+
+        let back: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+        assert_eq!(
+            back,
+            serde_json::json!({ "message": "hi", "user": "Ann \"the\" <b>", "seq": 3, "epoch": "e1", "ts": 5 })
+        );
+        assert!(out.starts_with(r#"{"message":"hi","user":"#), "{out}");
+    }
+
+    #[test]
+    fn display_names_are_normalized_trimmed_and_bounded() {
+        // "é" as e + combining acute becomes the single code point U+00E9.
+        let name = DisplayName::parse("  Rene\u{301}e  ").expect("valid");
+        assert_eq!(name.as_str(), "Ren\u{e9}e");
+        assert_eq!(
+            DisplayName::parse(&"가".repeat(32)).map(|n| n.as_str().chars().count()),
+            Ok(32)
+        );
+        assert_eq!(
+            DisplayName::parse(&"x".repeat(33)),
+            Err(DisplayNameError::TooLong)
+        );
+        assert_eq!(DisplayName::parse(" \t "), Err(DisplayNameError::Empty));
+        assert_eq!(DisplayName::parse(""), Err(DisplayNameError::Empty));
+    }
+
+    #[test]
+    fn display_names_refuse_control_and_invisible_characters() {
+        for (raw, bad) in [
+            ("ann\nbob", '\n'),
+            ("a\u{0}", '\u{0}'),
+            ("a\u{200B}b", '\u{200B}'),
+            ("evil\u{202E}txt", '\u{202E}'),
+            ("\u{FEFF}x", '\u{FEFF}'),
+            ("a\u{E0041}", '\u{E0041}'),
+        ] {
+            assert_eq!(
+                DisplayName::parse(raw),
+                Err(DisplayNameError::BadCharacter(bad)),
+                "{raw:?}"
+            );
+        }
+        let err = DisplayName::parse("a\u{202E}")
+            .expect_err("refused")
+            .to_string();
+        assert!(err.contains("U+202E"), "{err}");
     }
 }

@@ -213,11 +213,11 @@ for (const [label, viewport] of [['phone_360x740', { width: 360, height: 740 }],
 test('a_room_with_a_few_messages', TEST_OPTIONS, async (t) => {
   // Produces the README screenshot (test-artifacts/browser/a_room_with_a_few_messages-1.png).
   await withPages(t, suite.browser, 2, async ([alice, bob]) => {
-    await openRoom(alice, suite.emulator.base, 'lobby');
-    await openRoom(bob, suite.emulator.base, 'lobby');
+    await openRoom(alice, suite.emulator.base, 'lobby', '&name=Alice');
+    await openRoom(bob, suite.emulator.base, 'lobby', '&name=Bob');
     const script = [
       [bob, 'Hi all! Is the local emulator up?'],
-      [alice, 'Yes: make emulator, then open http://127.0.0.1:3000/'],
+      [alice, 'Yes: make run, then open http://127.0.0.1:3000/'],
       [bob, 'Does <b>this</b> stay plain text?'],
       [alice, 'It does: every message goes in with textContent.'],
       [bob, 'Ünïcödé room names work too, e.g. #café_2'],

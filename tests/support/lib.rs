@@ -257,6 +257,26 @@ impl TestChat {
             .expect("handshake accepted")
     }
 
+    /// Connects a client to `room` with the display name `name` (`?room=…&name=…`).
+    ///
+    /// # Panics
+    /// When the handshake is rejected.
+    pub async fn join_as(&self, room: &str, name: &str) -> Client {
+        self.try_join_as(room, name)
+            .await
+            .expect("handshake accepted")
+    }
+
+    /// Connects a client to `room` as `name`, or the handshake's error.
+    ///
+    /// # Errors
+    /// The handshake's failure (`tungstenite::Error::Http` with the status when it was rejected).
+    pub async fn try_join_as(&self, room: &str, name: &str) -> Result<Client, tungstenite::Error> {
+        let origin = self.deployed_url.is_none().then(|| self.http_url(""));
+        let url = format!("{}&name={}", self.ws_url(room), encode(name));
+        Client::connect(&url, origin.as_deref()).await
+    }
+
     /// The ids of the live connections, oldest first (the emulator's `/_emulator/connections`).
     pub async fn connection_ids(&self) -> Vec<String> {
         let (status, body) = http(

@@ -1,5 +1,6 @@
 //! The `$connect` REQUEST authorizer: it lets every handshake through to `$connect` (which validates it and
-//! answers 400/403 with a reason) and, when the room name is valid, returns it as context. API Gateway then
+//! answers 400/403 with a reason) and, when the room name (and the display name, `?name=`) is valid, returns it
+//! as context. API Gateway then
 //! attaches that context as `requestContext.authorizer` to every later event of the connection, so `$default`
 //! knows the sender's room without asking Redis, and the hot path stays one round trip even on Redis Cluster,
 //! where the connection's key and the room's key live in different slots.
@@ -9,8 +10,8 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::AUTHORIZER_ROOM_KEY;
-use crate::wire::RoomName;
+use super::{AUTHORIZER_NAME_KEY, AUTHORIZER_ROOM_KEY};
+use crate::wire::{DisplayName, RoomName};
 
 /// The parts of a WebSocket REQUEST authorizer event this authorizer reads. (`aws_lambda_events`' type for it
 /// lacks `requestContext.connectionId`, which WebSocket authorizer events carry.)
@@ -68,6 +69,16 @@ pub fn handle(event: &AuthorizerRequest) -> AuthorizerResponse {
             Value::String(room.as_str().to_owned()),
         );
     }
+    let name = event
+        .query_string_parameters
+        .as_ref()
+        .and_then(|q| q.get(AUTHORIZER_NAME_KEY));
+    if let Some(name) = name.and_then(|n| DisplayName::parse(n).ok()) {
+        context.insert(
+            AUTHORIZER_NAME_KEY.to_owned(),
+            Value::String(name.as_str().to_owned()),
+        );
+    }
     let resource = event.method_arn.clone().unwrap_or_else(|| "*".to_owned());
     AuthorizerResponse {
         principal_id,
@@ -102,6 +113,18 @@ mod tests {
         assert_eq!(resp.context.get("room"), Some(&json!("lobby")));
         assert_eq!(resp.policy_document["Statement"][0]["Effect"], "Allow");
         assert_eq!(resp.principal_id, "c1");
+    }
+
+    #[test]
+    fn a_valid_name_is_carried_normalized_and_a_bad_one_is_left_for_connect_to_reject() {
+        let named = handle(&request(
+            json!({ "room": "lobby", "name": " Rene\u{301}e " }),
+        ));
+        let bad = handle(&request(json!({ "room": "lobby", "name": "a\u{202E}b" })));
+
+        assert_eq!(named.context.get("name"), Some(&json!("Ren\u{e9}e")));
+        assert_eq!(bad.context.get("name"), None);
+        assert_eq!(bad.context.get("room"), Some(&json!("lobby")));
     }
 
     #[test]

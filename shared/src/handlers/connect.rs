@@ -1,4 +1,4 @@
-//! `$connect`: validate the handshake, then join the room named by `?room=`.
+//! `$connect`: validate the handshake (origin, `?room=`, and `?name=` when given), then join the room.
 //!
 //! Runs while the upgrade is pending: a non-2xx answer rejects the handshake with that status. The connection
 //! does not exist yet, so nothing may be posted to it from here (API Gateway would answer 410).
@@ -10,7 +10,7 @@ use tracing::{info, warn};
 
 use super::{HandlerError, Route, connection_id, response};
 use crate::rooms::{JoinOutcome, RoomStore};
-use crate::wire::{RoomName, RoomNameError};
+use crate::wire::{DisplayName, RoomName, RoomNameError};
 
 /// What `$connect` needs.
 #[derive(Clone)]
@@ -88,6 +88,16 @@ pub async fn handle(
             return Ok(response(400, Some(&reason)));
         }
     };
+    // No `name` is an anonymous member; a `name` that breaks the rules is refused like a bad room.
+    if let Some(Err(reason)) = event
+        .query_string_parameters
+        .first("name")
+        .map(DisplayName::parse)
+    {
+        let reason = reason.to_string();
+        warn!(connection = %conn, reason, "handshake rejected: bad name");
+        return Ok(response(400, Some(&reason)));
+    }
     match deps
         .rooms
         .join(&room, &conn, event.request_context.connected_at)
@@ -171,6 +181,46 @@ mod tests {
                     .expect("room_of"),
                 None
             );
+        }
+    }
+
+    #[tokio::test]
+    async fn connect_with_a_bad_name_is_rejected_with_400_and_a_reason_and_without_one_is_anonymous()
+     {
+        let (deps, store) = deps(OriginPolicy::Any);
+        for (name, reason) in [
+            ("", "empty"),
+            (" \t", "empty"),
+            ("x".repeat(33).as_str(), "longer than 32"),
+            ("a\u{200B}b", "U+200B"),
+        ] {
+            let event =
+                fixtures::connect("c1", json!({ "room": "lobby", "name": name }), json!({}));
+
+            let resp = handle(&event, &deps).await.expect("handled");
+
+            assert_eq!(resp.status_code, 400, "{name:?}");
+            let body = match resp.body {
+                Some(aws_lambda_events::encodings::Body::Text(t)) => t,
+                other => panic!("{other:?}"),
+            };
+            assert!(body.contains(reason), "{name:?}: {body}");
+        }
+        assert!(
+            store
+                .members(&RoomName::parse("lobby").expect("room"), 0)
+                .await
+                .expect("read")
+                .is_empty()
+        );
+
+        for query in [
+            json!({ "room": "lobby" }),
+            json!({ "room": "lobby", "name": "Zoë" }),
+        ] {
+            let event = fixtures::connect("c2", query.clone(), json!({}));
+            let resp = handle(&event, &deps).await.expect("handled");
+            assert_eq!(resp.status_code, 200, "{query}");
         }
     }
 

@@ -17,7 +17,10 @@ use std::sync::Arc;
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use tracing::{debug, error, info, warn};
 
-use super::{HandlerError, Route, authorizer_room, connection_id, event_time_ms, now_ms, response};
+use super::{
+    HandlerError, Route, authorizer_name, authorizer_room, connection_id, event_time_ms, now_ms,
+    response,
+};
 use crate::fanout::{Delivery, FanoutSettings, group_send};
 use crate::gateway::Gateway;
 use crate::rooms::{JoinOutcome, PublishOutcome, RoomStore, Sender, StoreError};
@@ -113,10 +116,12 @@ pub async fn handle_until(
                     &own_id
                 }
             };
+            let name = authorizer_name(ctx);
             let who = Sender {
                 conn: &sender,
                 connected_at_ms: ctx.connected_at,
                 message_id: Some(message_id),
+                user: name.as_ref(),
             };
             let chat = Chat {
                 room: &room,
@@ -431,6 +436,27 @@ mod tests {
         handle(&event, &w.deps).await.expect("handled");
 
         assert_eq!(chats(&w.gateway, "b"), said(&[("via context", 1)]));
+    }
+
+    #[tokio::test]
+    async fn a_named_sender_s_messages_carry_its_name_and_an_anonymous_one_s_do_not() {
+        let w = world(&[("room_1", "a"), ("room_1", "b")]).await;
+        let mut named = fixtures::message("a", r#"{"message":"from ann"}"#, Some("room_1"));
+        named
+            .request_context
+            .authorizer
+            .fields
+            .insert("name".to_owned(), json!("Ann"));
+        let anonymous = fixtures::message("b", r#"{"message":"from nobody"}"#, Some("room_1"));
+
+        handle(&named, &w.deps).await.expect("handled");
+        handle(&anonymous, &w.deps).await.expect("handled");
+
+        let frames = json_frames(&w.gateway, "b");
+        assert_eq!(frames[0]["message"], "from ann");
+        assert_eq!(frames[0]["user"], "Ann");
+        assert_eq!(frames[1]["message"], "from nobody");
+        assert!(frames[1].get("user").is_none(), "{}", frames[1]);
     }
 
     #[tokio::test]

@@ -15,10 +15,13 @@ use aws_lambda_events::apigw::{
 use aws_lambda_events::encodings::Body;
 
 use crate::rooms::StoreError;
-use crate::wire::{ConnectionId, ConnectionIdError, RoomName};
+use crate::wire::{ConnectionId, ConnectionIdError, DisplayName, RoomName};
 
 /// The key under which the authorizer puts the room in its context (`requestContext.authorizer.room`).
 pub const AUTHORIZER_ROOM_KEY: &str = "room";
+
+/// The key under which the authorizer puts the sender's display name in its context.
+pub const AUTHORIZER_NAME_KEY: &str = "name";
 
 /// An infrastructure failure inside a handler.
 #[derive(Debug, thiserror::Error)]
@@ -94,6 +97,12 @@ pub fn connection_id(
 pub fn authorizer_room(ctx: &ApiGatewayWebsocketProxyRequestContext) -> Option<RoomName> {
     let raw = ctx.authorizer.fields.get(AUTHORIZER_ROOM_KEY)?.as_str()?;
     RoomName::parse(raw).ok()
+}
+
+/// The display name the authorizer context carries (none: an anonymous connection, or no authorizer).
+pub fn authorizer_name(ctx: &ApiGatewayWebsocketProxyRequestContext) -> Option<DisplayName> {
+    let raw = ctx.authorizer.fields.get(AUTHORIZER_NAME_KEY)?.as_str()?;
+    DisplayName::parse(raw).ok()
 }
 
 /// The event's time in epoch milliseconds (API Gateway's clock), or this machine's when the event has none.

@@ -261,7 +261,13 @@ impl RoomStore for MemoryRoomStore {
         history.seq += 1;
         history.ts = history.ts.max(now_ms);
         history.expires_at_ms = now_ms.saturating_add(ttl_ms);
-        let frame = chat_frame(message_json, history.seq, &history.epoch, history.ts);
+        let frame = chat_frame(
+            message_json,
+            sender.user,
+            history.seq,
+            &history.epoch,
+            history.ts,
+        );
         history.frames.push_back(frame.clone());
         while history.frames.len() > max {
             history.frames.pop_front();

@@ -12,7 +12,7 @@ use async_trait::async_trait;
 
 use std::time::Duration;
 
-use crate::wire::{ConnectionId, Epoch, RoomName};
+use crate::wire::{ConnectionId, DisplayName, Epoch, RoomName};
 
 pub use self::memory::MemoryRoomStore;
 pub use self::redis::RedisRoomStore;
@@ -91,6 +91,8 @@ pub struct Sender<'a> {
     /// API Gateway's id of this message (`messageId`): a publish retried after a lost answer returns the first
     /// attempt's frame instead of numbering the message twice.
     pub message_id: Option<&'a str>,
+    /// The sender's display name, carried in the frame as `user` (none: anonymous).
+    pub user: Option<&'a DisplayName>,
 }
 
 /// What [`RoomStore::publish`] decided.

@@ -64,7 +64,7 @@ use super::{
     StoreError,
 };
 use crate::config::KeyPrefix;
-use crate::wire::{ConnectionId, Epoch, RoomName};
+use crate::wire::{ConnectionId, DisplayName, Epoch, RoomName};
 
 /// How long connecting to one node, or one reply, may take before the attempt fails. A failed attempt is retried
 /// once (see [`RedisRoomStore::retrying`]), so Redis may stall for up to twice this before a caller sees an error.
@@ -112,7 +112,8 @@ end
 /// The chat hot path. KEYS: 1 members, 2 seq, 3 history, 4 the sender's rate bucket, 5 the message id's key.
 /// ARGV: 1 member cutoff (ms), 2 now (ms), 3 the message as a JSON string, 4 a fresh epoch, 5 messages kept,
 /// 6 history TTL (ms), 7 the sender, 8 its connectedAt, 9 the membership lifetime (ms), 10 `1` when KEYS[5] names
-/// a message id, 11 messages per second, 12 burst, 13 how long a message id is remembered (ms).
+/// a message id, 11 messages per second, 12 burst, 13 how long a message id is remembered (ms),
+/// 14 the sender's name as a JSON string (empty: anonymous).
 /// Returns `{"limited", retry_after_ms}` or `{"ok", frame, seq, epoch, ts, member, connectedAt, ...}`, all
 /// strings. The frame is built exactly as `wire::chat_frame` builds it (a test holds the two together).
 const PUBLISH_LUA: &str = r#"
@@ -169,7 +170,9 @@ if not frame then
   seq_s = string.format('%d', seq)
   ts_s = string.format('%d', ts)
   redis.call('HSET', KEYS[2], 'ts', ts_s)
-  frame = '{"message":' .. ARGV[3] .. ',"seq":' .. seq_s .. ',"epoch":"' .. epoch .. '","ts":' .. ts_s .. '}'
+  local user = ''
+  if ARGV[14] ~= '' then user = ',"user":' .. ARGV[14] end
+  frame = '{"message":' .. ARGV[3] .. user .. ',"seq":' .. seq_s .. ',"epoch":"' .. epoch .. '","ts":' .. ts_s .. '}'
   redis.call('RPUSH', KEYS[3], frame)
   redis.call('LTRIM', KEYS[3], -tonumber(ARGV[5]), -1)
   redis.call('PEXPIRE', KEYS[3], ARGV[6])
@@ -597,7 +600,8 @@ where
             })
             .arg(self.policy.limits.messages_per_sec)
             .arg(self.policy.limits.burst)
-            .arg(super::SEEN_FOR_MS);
+            .arg(super::SEEN_FOR_MS)
+            .arg(sender.user.map(DisplayName::to_json).unwrap_or_default());
         let raw: Vec<String> = self
             .retrying("publish", || async {
                 invocation.invoke_async(&mut self.conn()).await
