@@ -211,7 +211,7 @@ for (const [label, viewport] of [['phone_360x740', { width: 360, height: 740 }],
 }
 
 test('a_room_with_a_few_messages', TEST_OPTIONS, async (t) => {
-  // Produces the README screenshot (test-artifacts/browser/a_room_with_a_few_messages-1.png).
+  // Produces the README screenshot (test-artifacts/browser/a_room_with_a_few_messages-1.png, copied to tests/browser/screenshot-room.png for the README).
   await withPages(t, suite.browser, 2, async ([alice, bob]) => {
     await openRoom(alice, suite.emulator.base, 'lobby', '&name=Alice');
     await openRoom(bob, suite.emulator.base, 'lobby', '&name=Bob');
