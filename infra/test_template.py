@@ -226,8 +226,8 @@ class TemplateTest(unittest.TestCase):
         redis = {"REDIS_URL", "REDIS_URL_SECRET_ARN", "REDIS_CLUSTER", "REDIS_KEY_PREFIX", "MEMBERSHIP_TTL_SECS"}
         expected = {
             "ws-authorize": {"RUST_LOG"},
-            "ws-connect": {"RUST_LOG", "ALLOWED_ORIGINS", "MAX_ROOM_MEMBERS"} | redis,
-            "ws-disconnect": {"RUST_LOG"} | redis,
+            "ws-connect": {"RUST_LOG", "ALLOWED_ORIGINS", "MAX_ROOM_MEMBERS", "WS_MANAGEMENT_ENDPOINT"} | redis,
+            "ws-disconnect": {"RUST_LOG", "WS_MANAGEMENT_ENDPOINT"} | redis,
             "ws-default": {"RUST_LOG", "WS_MANAGEMENT_ENDPOINT", "FANOUT_MAX_IN_FLIGHT", "HISTORY_MAX_MESSAGES",
                            "HISTORY_TTL_SECS", "MAX_ROOM_MEMBERS", "RATE_LIMIT_PER_SEC", "RATE_LIMIT_BURST",
                            "PRUNE_GRACE_SECS"} | redis,
@@ -235,9 +235,10 @@ class TemplateTest(unittest.TestCase):
         for fid in self.functions:
             variables = effective_function_properties(self.template, fid)["Environment"]["Variables"]
             self.assertEqual(set(variables), expected[self.binary_of(fid)], fid)
-        default = effective_function_properties(self.template, self.function_by_binary("ws-default"))
-        endpoint = sub_string(default["Environment"]["Variables"]["WS_MANAGEMENT_ENDPOINT"])
-        self.assertEqual(endpoint, "https://${Api}.execute-api.${AWS::Region}.${AWS::URLSuffix}/${StageName}")
+        for binary in ("ws-connect", "ws-disconnect", "ws-default"):
+            function = effective_function_properties(self.template, self.function_by_binary(binary))
+            endpoint = sub_string(function["Environment"]["Variables"]["WS_MANAGEMENT_ENDPOINT"])
+            self.assertEqual(endpoint, "https://${Api}.execute-api.${AWS::Region}.${AWS::URLSuffix}/${StageName}", binary)
 
     def test_only_redis_functions_join_the_vpc_and_only_in_elasticache_mode(self):
         for fid in self.functions:
@@ -298,7 +299,7 @@ class TemplateTest(unittest.TestCase):
             for action in as_list(statement["Action"]):
                 self.assertNotIn("*", action, f"{rid}: {action}")
 
-    def test_only_ws_default_may_manage_connections_and_only_post_on_this_stage(self):
+    def test_only_the_route_functions_may_manage_connections_and_only_post_on_this_stage(self):
         holders = set()
         for rid, statement in self.allow_statements_by_resource():
             if "execute-api:ManageConnections" in as_list(statement["Action"]):
@@ -307,7 +308,11 @@ class TemplateTest(unittest.TestCase):
                     sub_string(statement["Resource"]),
                     "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${Api}/${StageName}/POST/@connections/*",
                 )
-        self.assertEqual(holders, {self.role_of(self.function_by_binary("ws-default"))})
+        # ws-default posts the chat; ws-connect and ws-disconnect post presence events; the authorizer never posts.
+        self.assertEqual(
+            holders,
+            {self.role_of(self.function_by_binary(b)) for b in ("ws-connect", "ws-disconnect", "ws-default")},
+        )
 
     def test_secret_read_is_one_secret_and_only_for_the_redis_functions(self):
         readers = set()

@@ -20,8 +20,8 @@ use futures_util::StreamExt;
 use crate::config::DEFAULT_PRUNE_GRACE;
 use crate::config::{DEFAULT_FANOUT_MAX_ATTEMPTS, DEFAULT_FANOUT_MAX_IN_FLIGHT};
 use crate::gateway::{Gateway, GatewayError};
-use crate::rooms::{Member, RoomStore};
-use crate::wire::{ConnectionId, RoomName};
+use crate::rooms::{Departed, Member, RoomStore};
+use crate::wire::{ConnectionId, RoomName, ServerFrame};
 
 /// Tuning for [`group_send`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -172,12 +172,84 @@ pub async fn group_send(
     }
     if !report.pruned.is_empty() {
         report.pruned.sort();
-        if let Err(err) = rooms.prune(room, &report.pruned).await {
-            tracing::warn!(error = %err, room = %room, "could not prune gone connections");
-            report.prune_failed = true;
+        match rooms.remove_gone(room, &report.pruned).await {
+            // Pruned members are members that left without a `$disconnect`: presence hears of it now.
+            Ok(departed) => announce_departures(gateway, rooms, &departed, settings).await,
+            Err(err) => {
+                tracing::warn!(error = %err, room = %room, "could not prune gone connections");
+                report.prune_failed = true;
+            }
         }
     }
     report
+}
+
+/// Tells `watchers` (the connections that asked for presence) `frame`, concurrently, once each: a presence event
+/// is a hint (the next one carries the right count again), so it is not retried. A watcher answered 410 is gone:
+/// it is pruned from `room`, without an announcement of its own (which would announce to the same watchers
+/// again); every other failure is logged.
+pub async fn announce(
+    gateway: &dyn Gateway,
+    rooms: &dyn RoomStore,
+    room: &RoomName,
+    watchers: &[ConnectionId],
+    frame: Bytes,
+    settings: &FanoutSettings,
+) {
+    if watchers.is_empty() {
+        return;
+    }
+    let post = |conn: ConnectionId| {
+        let frame = frame.clone();
+        async move {
+            let result = gateway.post_to_connection(&conn, frame).await;
+            (conn, result)
+        }
+    };
+    let mut posts = futures_util::stream::iter(watchers.to_vec())
+        .map(post)
+        .buffer_unordered(settings.max_in_flight.max(1));
+    let mut gone = Vec::new();
+    while let Some((conn, result)) = posts.next().await {
+        match result {
+            Ok(()) => {}
+            Err(GatewayError::Gone) => gone.push(conn),
+            Err(err) => {
+                let err: &dyn std::error::Error = &err;
+                tracing::warn!(connection = %conn, room = %room, error = err, "presence event not delivered");
+            }
+        }
+    }
+    if !gone.is_empty()
+        && let Err(err) = rooms.prune(room, &gone).await
+    {
+        tracing::warn!(error = %err, room = %room, "could not prune gone watchers");
+    }
+}
+
+/// Announces each member that left `departed.room` to its watchers: `{"left": <name or null>, "count": n}`.
+pub async fn announce_departures(
+    gateway: &dyn Gateway,
+    rooms: &dyn RoomStore,
+    departed: &Departed,
+    settings: &FanoutSettings,
+) {
+    for name in &departed.names {
+        let frame = ServerFrame::Left {
+            left: name.as_deref(),
+            count: departed.count,
+        }
+        .encode();
+        announce(
+            gateway,
+            rooms,
+            &departed.room,
+            &departed.watchers,
+            frame,
+            settings,
+        )
+        .await;
+    }
 }
 
 async fn post_with_retry(

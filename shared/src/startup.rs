@@ -15,7 +15,7 @@ use crate::config::{Config, ConfigError, REDIS_CA_CERT_PATH, REDIS_URL, REDIS_UR
 use crate::fanout::FanoutSettings;
 use crate::gateway::{DirectGateway, Gateway};
 use crate::handlers::connect::OriginPolicy;
-use crate::handlers::{connect, default, disconnect};
+use crate::handlers::{Announcer, connect, default, disconnect};
 use crate::rooms::{Limits, Policy, RedisRoomStore, Retention, RoomStore, StoreError};
 use crate::secrets::{self, SecretError};
 
@@ -190,33 +190,86 @@ impl connect::Deps {
         Self {
             rooms,
             origins: OriginPolicy::parse(&cfg.allowed_origins),
+            announcer: None,
+        }
+    }
+
+    /// The same, announcing joins to presence watchers through `gateway`.
+    #[must_use]
+    pub fn announcing(self, cfg: &Config, gateway: Arc<dyn Gateway>) -> Self {
+        Self {
+            announcer: Some(announcer(cfg, gateway)),
+            ..self
         }
     }
 
     /// Builds the dependencies from the environment (`REDIS_URL` or `REDIS_URL_SECRET_ARN`, `REDIS_CLUSTER`,
-    /// `ALLOWED_ORIGINS`, ...).
+    /// `ALLOWED_ORIGINS`, and `WS_MANAGEMENT_ENDPOINT` to announce joins, ...).
     ///
     /// # Errors
     /// [`StartupError`] when a variable is missing, the Redis URL's secret cannot be read, or Redis is unreachable.
     pub async fn from_env() -> Result<Self, StartupError> {
         let cfg = Config::from_env()?;
-        Ok(Self::from_config(&cfg, connect_store(&cfg).await?))
+        let deps = Self::from_config(&cfg, connect_store(&cfg).await?);
+        Ok(match env_gateway(&cfg) {
+            Some(gateway) => deps.announcing(&cfg, gateway),
+            None => deps,
+        })
+    }
+}
+
+/// Presence announcements with `cfg`'s fan-out tuning.
+fn announcer(cfg: &Config, gateway: Arc<dyn Gateway>) -> Announcer {
+    Announcer {
+        gateway,
+        settings: fanout_settings(cfg),
+    }
+}
+
+/// The Management API client `WS_MANAGEMENT_ENDPOINT` names, for the functions that only announce presence (they
+/// start without one, and then announce nothing).
+fn env_gateway(cfg: &Config) -> Option<Arc<dyn Gateway>> {
+    match cfg.management_endpoint.as_deref() {
+        Some(endpoint) => Some(Arc::new(DirectGateway::from_env(endpoint))),
+        None => {
+            tracing::warn!(
+                "WS_MANAGEMENT_ENDPOINT is not set: joins and leaves are not announced to presence"
+            );
+            None
+        }
     }
 }
 
 impl disconnect::Deps {
     /// `$disconnect`'s dependencies: a store.
     pub fn from_config(_cfg: &Config, rooms: Arc<dyn RoomStore>) -> Self {
-        Self { rooms }
+        Self {
+            rooms,
+            announcer: None,
+        }
     }
 
-    /// Builds the dependencies from the environment (`REDIS_URL` or `REDIS_URL_SECRET_ARN`, `REDIS_CLUSTER`, ...).
+    /// The same, announcing leaves to presence watchers through `gateway`.
+    #[must_use]
+    pub fn announcing(self, cfg: &Config, gateway: Arc<dyn Gateway>) -> Self {
+        Self {
+            announcer: Some(announcer(cfg, gateway)),
+            ..self
+        }
+    }
+
+    /// Builds the dependencies from the environment (`REDIS_URL` or `REDIS_URL_SECRET_ARN`, `REDIS_CLUSTER`, and
+    /// `WS_MANAGEMENT_ENDPOINT` to announce leaves, ...).
     ///
     /// # Errors
     /// [`StartupError`] when a variable is missing, the Redis URL's secret cannot be read, or Redis is unreachable.
     pub async fn from_env() -> Result<Self, StartupError> {
         let cfg = Config::from_env()?;
-        Ok(Self::from_config(&cfg, connect_store(&cfg).await?))
+        let deps = Self::from_config(&cfg, connect_store(&cfg).await?);
+        Ok(match env_gateway(&cfg) {
+            Some(gateway) => deps.announcing(&cfg, gateway),
+            None => deps,
+        })
     }
 }
 

@@ -4,7 +4,8 @@
 //! * `{"message": "<text>"}`: chat (the Django Channels tutorial's format; extra fields are ignored);
 //! * `{"action": "history", "after": <seq>, "epoch": "<epoch>"}`: the retained messages after `after` (both
 //!   fields optional: without them, the most recent retained messages);
-//! * `{"action": "ping"}`: a heartbeat that also re-asserts the sender's membership.
+//! * `{"action": "ping"}`: a heartbeat that also re-asserts the sender's membership;
+//! * `{"action": "presence"}`: who is in the room, and a subscription to joins and leaves.
 //!
 //! Server → client:
 //! * `{"message": "<text>", "user": "<name>", "seq": n, "epoch": "<epoch>", "ts": <epoch ms>}` to every member
@@ -12,7 +13,9 @@
 //!   tutorial's page works unchanged;
 //! * `{"history": [<chat frames>], "epoch": "<epoch>", "complete": <bool>}` to the one who asked, split into
 //!   frames under [`MAX_FRAME_BYTES`] where `complete` rides on the last one only ([`history_frames`]);
-//! * `{"pong": <epoch ms>}` and `{"error": "<reason>"}` to one connection only ([`ServerFrame`]).
+//! * `{"pong": <epoch ms>}` and `{"error": "<reason>"}` to one connection only ([`ServerFrame`]);
+//! * `{"presence": {"count": n, "members": [<names>]}}` to the one who asked `{"action": "presence"}`, and from
+//!   then on `{"joined": <name or null>, "count": n}` / `{"left": …, "count": n}` to it when members come and go.
 //!
 //! Room names and connection ids are parsed once, here, into newtypes: inside the crate they never travel as bare
 //! strings.
@@ -235,6 +238,8 @@ pub enum ClientFrame {
     },
     /// `{"action": "ping"}`: heartbeat.
     Ping,
+    /// `{"action": "presence"}`: who is in the room; from then on, joins and leaves too.
+    Presence,
 }
 
 /// The name of one room's history. A room's history gets a new epoch (and `seq` restarts at 1) only when the old
@@ -302,7 +307,7 @@ pub enum FrameError {
     #[error("\"message\" must be a string")]
     MessageNotString,
     /// `action` names nothing this server does.
-    #[error("unknown action {0:?}; the actions are \"history\" and \"ping\"")]
+    #[error("unknown action {0:?}; the actions are \"history\", \"ping\" and \"presence\"")]
     UnknownAction(String),
     /// `after` is not a non-negative integer.
     #[error("\"after\" must be a non-negative integer (the last seq you have)")]
@@ -349,6 +354,7 @@ impl ClientFrame {
                 return Ok(Self::History { after, epoch });
             }
             Some("ping") => return Ok(Self::Ping),
+            Some("presence") => return Ok(Self::Presence),
             _ => {}
         }
         match object.remove("message") {
@@ -446,6 +452,34 @@ pub enum ServerFrame<'a> {
         /// The server's clock.
         pong: i64,
     },
+    /// The answer to a presence request: `{"presence": {"count": n, "members": [names]}}`.
+    Presence {
+        /// Who is here.
+        presence: PresenceBody<'a>,
+    },
+    /// To watchers: `{"joined": <name or null>, "count": n}`.
+    Joined {
+        /// The newcomer's name (`null`: anonymous).
+        joined: Option<&'a str>,
+        /// Members now.
+        count: usize,
+    },
+    /// To watchers: `{"left": <name or null>, "count": n}`.
+    Left {
+        /// The leaver's name (`null`: anonymous).
+        left: Option<&'a str>,
+        /// Members now.
+        count: usize,
+    },
+}
+
+/// The body of a presence answer.
+#[derive(Debug, Serialize)]
+pub struct PresenceBody<'a> {
+    /// Live members, anonymous ones included.
+    pub count: usize,
+    /// The named members' names (anonymous members are counted, not listed; at most 100).
+    pub members: &'a [String],
 }
 
 impl ServerFrame<'_> {

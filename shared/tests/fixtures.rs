@@ -32,6 +32,7 @@ async fn a_connection_lives_through_the_fixture_events() {
     let connect_deps = connect::Deps {
         rooms: store.clone(),
         origins: Default::default(),
+        announcer: None,
     };
     let resp = connect::handle(&fixture::<WebsocketRequest>("connect.json"), &connect_deps)
         .await
@@ -66,6 +67,7 @@ async fn a_connection_lives_through_the_fixture_events() {
 
     let disconnect_deps = disconnect::Deps {
         rooms: store.clone(),
+        announcer: None,
     };
     let resp = disconnect::handle(
         &fixture::<WebsocketRequest>("disconnect.json"),

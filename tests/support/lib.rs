@@ -12,10 +12,10 @@ use std::time::Duration;
 
 use chat_shared::config::{Config, KeyPrefix, MAX_CONNECTION_LIFETIME};
 use chat_shared::rooms::{
-    HistoryPage, JoinOutcome, MemoryRoomStore, PublishOutcome, RedisRoomStore, RoomStore, Sender,
-    StoreError,
+    Departed, Entered, HistoryPage, MemoryRoomStore, Presence, PublishOutcome, RedisRoomStore,
+    RoomStore, Sender, StoreError,
 };
-use chat_shared::wire::{ConnectionId, Epoch, RoomName};
+use chat_shared::wire::{ConnectionId, DisplayName, Epoch, RoomName};
 use futures_util::{SinkExt as _, StreamExt as _};
 use serde_json::Value;
 use tokio::net::TcpStream;
@@ -351,13 +351,22 @@ impl Default for FlakyStore {
 
 #[async_trait::async_trait]
 impl RoomStore for FlakyStore {
-    async fn join(
+    async fn enter(
         &self,
         room: &RoomName,
         conn: &ConnectionId,
         at: i64,
-    ) -> Result<JoinOutcome, StoreError> {
-        self.check()?.join(room, conn, at).await
+        name: Option<&DisplayName>,
+    ) -> Result<Entered, StoreError> {
+        self.check()?.enter(room, conn, at, name).await
+    }
+    async fn presence(
+        &self,
+        room: &RoomName,
+        conn: &ConnectionId,
+        now: i64,
+    ) -> Result<Presence, StoreError> {
+        self.check()?.presence(room, conn, now).await
     }
     async fn room_of(&self, conn: &ConnectionId) -> Result<Option<RoomName>, StoreError> {
         self.check()?.room_of(conn).await
@@ -383,15 +392,19 @@ impl RoomStore for FlakyStore {
     ) -> Result<HistoryPage, StoreError> {
         self.check()?.history(room, after, epoch, now).await
     }
-    async fn leave(
+    async fn depart(
         &self,
         conn: &ConnectionId,
         room: Option<&RoomName>,
-    ) -> Result<Option<RoomName>, StoreError> {
-        self.check()?.leave(conn, room).await
+    ) -> Result<Option<Departed>, StoreError> {
+        self.check()?.depart(conn, room).await
     }
-    async fn prune(&self, room: &RoomName, gone: &[ConnectionId]) -> Result<(), StoreError> {
-        self.check()?.prune(room, gone).await
+    async fn remove_gone(
+        &self,
+        room: &RoomName,
+        gone: &[ConnectionId],
+    ) -> Result<Departed, StoreError> {
+        self.check()?.remove_gone(room, gone).await
     }
 }
 

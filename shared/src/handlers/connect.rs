@@ -8,9 +8,10 @@ use std::sync::Arc;
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use tracing::{info, warn};
 
-use super::{HandlerError, Route, connection_id, response};
-use crate::rooms::{JoinOutcome, RoomStore};
-use crate::wire::{DisplayName, RoomName, RoomNameError};
+use super::{Announcer, HandlerError, Route, connection_id, response};
+use crate::fanout::announce;
+use crate::rooms::{Entered, RoomStore};
+use crate::wire::{DisplayName, RoomName, RoomNameError, ServerFrame};
 
 /// What `$connect` needs.
 #[derive(Clone)]
@@ -19,6 +20,8 @@ pub struct Deps {
     pub rooms: Arc<dyn RoomStore>,
     /// Which browser origins may connect.
     pub origins: OriginPolicy,
+    /// Who tells presence watchers about the newcomer (none: nobody is told).
+    pub announcer: Option<Announcer>,
 }
 
 /// Which browser origins may open a connection (`ALLOWED_ORIGINS`; the equivalent of Channels'
@@ -98,16 +101,47 @@ pub async fn handle(
         warn!(connection = %conn, reason, "handshake rejected: bad name");
         return Ok(response(400, Some(&reason)));
     }
+    let name = event
+        .query_string_parameters
+        .first("name")
+        .and_then(|n| DisplayName::parse(n).ok());
     match deps
         .rooms
-        .join(&room, &conn, event.request_context.connected_at)
+        .enter(
+            &room,
+            &conn,
+            event.request_context.connected_at,
+            name.as_ref(),
+        )
         .await?
     {
-        JoinOutcome::Joined => {
-            info!(connection = %conn, room = %room, "joined");
+        Entered::Joined {
+            fresh,
+            count,
+            watchers,
+        } => {
+            info!(connection = %conn, room = %room, count, "joined");
+            // Only the others: the newcomer's own connection is not open yet (a post to it would get 410), and it
+            // is not a watcher before it asks.
+            if let (true, Some(announcer)) = (fresh, &deps.announcer) {
+                let frame = ServerFrame::Joined {
+                    joined: name.as_ref().map(DisplayName::as_str),
+                    count,
+                }
+                .encode();
+                announce(
+                    announcer.gateway.as_ref(),
+                    deps.rooms.as_ref(),
+                    &room,
+                    &watchers,
+                    frame,
+                    &announcer.settings,
+                )
+                .await;
+            }
             Ok(response(200, None))
         }
-        JoinOutcome::RoomFull => {
+        Entered::RoomFull => {
             warn!(connection = %conn, room = %room, "handshake rejected: the room is full");
             Ok(response(403, Some("this room is full")))
         }
@@ -140,6 +174,7 @@ mod tests {
             Deps {
                 rooms: store.clone(),
                 origins,
+                announcer: None,
             },
             store,
         )
@@ -272,6 +307,7 @@ mod tests {
         let deps = Deps {
             rooms: store.clone(),
             origins: OriginPolicy::Any,
+            announcer: None,
         };
         let join =
             |conn: &'static str| fixtures::connect(conn, json!({ "room": "lobby" }), json!({}));

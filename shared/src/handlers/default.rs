@@ -23,10 +23,10 @@ use super::{
 };
 use crate::fanout::{Delivery, FanoutSettings, group_send};
 use crate::gateway::Gateway;
-use crate::rooms::{JoinOutcome, PublishOutcome, RoomStore, Sender, StoreError};
+use crate::rooms::{Entered, PublishOutcome, RoomStore, Sender, StoreError};
 use crate::wire::{
     CHAT_FRAME_OVERHEAD, ClientFrame, ConnectionId, Epoch, FrameError, MAX_FRAME_BYTES,
-    MAX_POST_BYTES, RoomName, ServerFrame, history_frames,
+    MAX_POST_BYTES, PresenceBody, RoomName, ServerFrame, history_frames,
 };
 
 /// What `$default` needs.
@@ -85,6 +85,7 @@ pub async fn handle_until(
         }
         ClientFrame::History { after, epoch } => Request::History { after, epoch },
         ClientFrame::Ping => Request::Ping,
+        ClientFrame::Presence => Request::Presence,
     };
     let undelivered = match &request {
         Request::Chat { message, .. } => Some(message.as_str()),
@@ -136,11 +137,18 @@ pub async fn handle_until(
         Request::History { after, epoch } => {
             Ok(history(deps, &sender, &room, after, epoch.as_ref(), now).await)
         }
+        Request::Presence => Ok(presence(deps, &sender, &room, now).await),
         Request::Ping => {
-            // The heartbeat writes the membership again, so a member that Redis forgot is back at once.
-            match deps.rooms.join(&room, &sender, ctx.connected_at).await {
-                Ok(JoinOutcome::Joined) => {}
-                Ok(JoinOutcome::RoomFull) => {
+            // The heartbeat writes the membership (and the name) again, so a member that Redis forgot is back at
+            // once.
+            let name = authorizer_name(ctx);
+            match deps
+                .rooms
+                .enter(&room, &sender, ctx.connected_at, name.as_ref())
+                .await
+            {
+                Ok(Entered::Joined { .. }) => {}
+                Ok(Entered::RoomFull) => {
                     let error = "this room is full: your connection is not a member any more; reconnect later";
                     tell(deps, &sender, error, None).await;
                     return Ok(response(403, Some(error)));
@@ -169,6 +177,33 @@ enum Request {
         epoch: Option<Epoch>,
     },
     Ping,
+    Presence,
+}
+
+/// Who is in the room, to the sender alone; the sender hears of joins and leaves from now on.
+async fn presence(
+    deps: &Deps,
+    sender: &ConnectionId,
+    room: &RoomName,
+    now: i64,
+) -> ApiGatewayProxyResponse {
+    let present = match deps.rooms.presence(room, sender, now).await {
+        Ok(present) => present,
+        Err(err) => return store_down(deps, sender, &err, None).await,
+    };
+    let frame = ServerFrame::Presence {
+        presence: PresenceBody {
+            count: present.count,
+            members: &present.names,
+        },
+    }
+    .encode();
+    if let Err(err) = deps.gateway.post_to_connection(sender, frame).await {
+        let err: &dyn std::error::Error = &err;
+        warn!(connection = %sender, error = err, "could not answer the presence request");
+        return response(502, Some("the presence answer could not be delivered"));
+    }
+    response(200, None)
 }
 
 /// One chat message on its way: stored and numbered, then sent to every member of the room.

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use tracing::info;
 
-use super::{HandlerError, Route, authorizer_room, connection_id, response};
+use super::{Announcer, HandlerError, Route, authorizer_room, connection_id, response};
+use crate::fanout::announce_departures;
 use crate::rooms::RoomStore;
 
 /// What `$disconnect` needs.
@@ -14,6 +15,8 @@ use crate::rooms::RoomStore;
 pub struct Deps {
     /// Room membership.
     pub rooms: Arc<dyn RoomStore>,
+    /// Who tells presence watchers about the leave (none: nobody is told).
+    pub announcer: Option<Announcer>,
 }
 
 /// Handles one `$disconnect` event.
@@ -26,10 +29,21 @@ pub async fn handle(
 ) -> Result<ApiGatewayProxyResponse, HandlerError> {
     let conn = connection_id(&event.request_context)?;
     let hint = authorizer_room(&event.request_context);
-    let left = deps.rooms.leave(&conn, hint.as_ref()).await?;
+    let left = deps.rooms.depart(&conn, hint.as_ref()).await?;
     let status = event.request_context.disconnect_status_code;
     match left {
-        Some(room) => info!(connection = %conn, room = %room, status, "left"),
+        Some(departed) => {
+            info!(connection = %conn, room = %departed.room, status, "left");
+            if let Some(announcer) = &deps.announcer {
+                announce_departures(
+                    announcer.gateway.as_ref(),
+                    deps.rooms.as_ref(),
+                    &departed,
+                    &announcer.settings,
+                )
+                .await;
+            }
+        }
         None => info!(connection = %conn, status, "disconnected while in no room"),
     }
     Ok(response(200, None))
@@ -61,6 +75,7 @@ mod tests {
         store.join(&room, &conn, 1_000).await.expect("join");
         let deps = Deps {
             rooms: store.clone(),
+            announcer: None,
         };
 
         let resp = handle(&fixtures::disconnect("c1"), &deps)
@@ -81,6 +96,7 @@ mod tests {
     async fn disconnect_of_an_unknown_connection_is_harmless() {
         let deps = Deps {
             rooms: Arc::new(MemoryRoomStore::default()),
+            announcer: None,
         };
 
         let resp = handle(&fixtures::disconnect("never-joined"), &deps)

@@ -23,6 +23,16 @@ pub const AUTHORIZER_ROOM_KEY: &str = "room";
 /// The key under which the authorizer puts the sender's display name in its context.
 pub const AUTHORIZER_NAME_KEY: &str = "name";
 
+/// How `$connect` and `$disconnect` tell presence watchers about joins and leaves: the Management API client and
+/// the fan-out tuning. Without one (no `WS_MANAGEMENT_ENDPOINT`), joins and leaves are not announced.
+#[derive(Clone)]
+pub struct Announcer {
+    /// Where the events are posted.
+    pub gateway: std::sync::Arc<dyn crate::gateway::Gateway>,
+    /// Concurrency of the posts.
+    pub settings: crate::fanout::FanoutSettings,
+}
+
 /// An infrastructure failure inside a handler.
 #[derive(Debug, thiserror::Error)]
 pub enum HandlerError {

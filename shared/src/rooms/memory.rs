@@ -8,10 +8,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::{
-    HistoryPage, JoinOutcome, MAX_CONNECTION_LIFETIME, Member, Policy, PublishOutcome, Published,
-    RoomStore, SEEN_FOR_MS, Sender, StoreError,
+    Departed, Entered, HistoryPage, MAX_CONNECTION_LIFETIME, MAX_PRESENCE_NAMES, Member, Policy,
+    Presence, PublishOutcome, Published, RoomStore, SEEN_FOR_MS, Sender, StoreError,
 };
-use crate::wire::{ConnectionId, Epoch, RoomName, chat_frame};
+use crate::wire::{ConnectionId, DisplayName, Epoch, RoomName, chat_frame};
 
 /// A [`RoomStore`] held in process memory. Membership and history expire like the Redis store's.
 #[derive(Debug)]
@@ -33,6 +33,10 @@ struct State {
     buckets: HashMap<(RoomName, ConnectionId), (f64, i64)>,
     /// (room, message id) → the seq and ts it got, until the time (ms) it is forgotten
     seen: HashMap<(RoomName, String), (u64, i64, i64)>,
+    /// connection → its display name (anonymous connections have none)
+    names: HashMap<ConnectionId, String>,
+    /// room → the connections that asked for presence
+    watchers: HashMap<RoomName, std::collections::BTreeSet<ConnectionId>>,
 }
 
 /// One room's history: what Redis keeps in the room's `seq` hash and `history` list.
@@ -157,16 +161,46 @@ impl State {
         history
     }
 
-    fn remove(&mut self, room: &RoomName, conn: &ConnectionId) {
-        if let Some(members) = self.rooms.get_mut(room) {
-            members.remove(conn);
-            if members.is_empty() {
-                self.rooms.remove(room);
-            }
+    /// Removes `conn` from `room`; its name if it was there (`None` if it was not a member).
+    fn remove(&mut self, room: &RoomName, conn: &ConnectionId) -> Option<Option<String>> {
+        let was = self
+            .rooms
+            .get_mut(room)
+            .and_then(|members| members.remove(conn))
+            .is_some();
+        if self.rooms.get(room).is_some_and(HashMap::is_empty) {
+            self.rooms.remove(room);
+        }
+        if let Some(watchers) = self.watchers.get_mut(room) {
+            watchers.remove(conn);
         }
         if self.conns.get(conn) == Some(room) {
             self.conns.remove(conn);
         }
+        let name = self.names.remove(conn);
+        was.then_some(name)
+    }
+
+    /// What presence announces after `names` left `room`.
+    fn departed(&self, room: RoomName, names: Vec<Option<String>>) -> Departed {
+        Departed {
+            count: self.rooms.get(&room).map_or(0, HashMap::len),
+            watchers: self
+                .watchers
+                .get(&room)
+                .map(|w| w.iter().cloned().collect())
+                .unwrap_or_default(),
+            room,
+            names,
+        }
+    }
+
+    /// The watchers of `room`, but `except`.
+    fn watchers_of(&self, room: &RoomName, except: &ConnectionId) -> Vec<ConnectionId> {
+        self.watchers
+            .get(room)
+            .map(|w| w.iter().filter(|c| *c != except).cloned().collect())
+            .unwrap_or_default()
     }
 }
 
@@ -184,20 +218,54 @@ impl RoomHistory {
 
 #[async_trait]
 impl RoomStore for MemoryRoomStore {
-    async fn join(
+    async fn enter(
         &self,
         room: &RoomName,
         conn: &ConnectionId,
         connected_at_ms: i64,
-    ) -> Result<JoinOutcome, StoreError> {
+        name: Option<&DisplayName>,
+    ) -> Result<Entered, StoreError> {
         let mut state = self.state();
         // The clock of the join itself: members older than the lifetime do not count towards the cap.
         let live = state.live_members(room, connected_at_ms.saturating_sub(self.lifetime_ms));
-        if live.len() >= self.policy.limits.max_members && !live.contains(conn) {
-            return Ok(JoinOutcome::RoomFull);
+        let fresh = !live.contains(conn);
+        if live.len() >= self.policy.limits.max_members && fresh {
+            return Ok(Entered::RoomFull);
         }
         state.add(room, conn, connected_at_ms);
-        Ok(JoinOutcome::Joined)
+        if let Some(name) = name {
+            state.names.insert(conn.clone(), name.as_str().to_owned());
+        }
+        Ok(Entered::Joined {
+            fresh,
+            count: live.len() + usize::from(fresh),
+            watchers: state.watchers_of(room, conn),
+        })
+    }
+
+    async fn presence(
+        &self,
+        room: &RoomName,
+        conn: &ConnectionId,
+        now_ms: i64,
+    ) -> Result<Presence, StoreError> {
+        let mut state = self.state();
+        let live = state.live_members(room, now_ms.saturating_sub(self.lifetime_ms));
+        state
+            .watchers
+            .entry(room.clone())
+            .or_default()
+            .insert(conn.clone());
+        let mut names: Vec<String> = live
+            .iter()
+            .filter_map(|c| state.names.get(c).cloned())
+            .collect();
+        names.sort();
+        names.truncate(MAX_PRESENCE_NAMES);
+        Ok(Presence {
+            count: live.len(),
+            names,
+        })
     }
 
     async fn room_of(&self, conn: &ConnectionId) -> Result<Option<RoomName>, StoreError> {
@@ -240,6 +308,11 @@ impl RoomStore for MemoryRoomStore {
             bucket.0 = tokens - 1.0;
         }
         state.add(room, sender.conn, sender.connected_at_ms);
+        if let Some(name) = sender.user {
+            state
+                .names
+                .insert(sender.conn.clone(), name.as_str().to_owned());
+        }
         let members = state.live_member_times(room, cutoff);
         let history = state.history(room, now_ms, ttl_ms);
         if let Some((seq, ts, _)) = repeat {
@@ -328,24 +401,26 @@ impl RoomStore for MemoryRoomStore {
         Ok(self.state().live_members(room, cutoff))
     }
 
-    async fn leave(
+    async fn depart(
         &self,
         conn: &ConnectionId,
         _room: Option<&RoomName>,
-    ) -> Result<Option<RoomName>, StoreError> {
+    ) -> Result<Option<Departed>, StoreError> {
         let mut state = self.state();
         let Some(room) = state.conns.get(conn).cloned() else {
             return Ok(None);
         };
-        state.remove(&room, conn);
-        Ok(Some(room))
+        let names = state.remove(&room, conn).into_iter().collect();
+        Ok(Some(state.departed(room, names)))
     }
 
-    async fn prune(&self, room: &RoomName, gone: &[ConnectionId]) -> Result<(), StoreError> {
+    async fn remove_gone(
+        &self,
+        room: &RoomName,
+        gone: &[ConnectionId],
+    ) -> Result<Departed, StoreError> {
         let mut state = self.state();
-        for conn in gone {
-            state.remove(room, conn);
-        }
-        Ok(())
+        let names = gone.iter().filter_map(|c| state.remove(room, c)).collect();
+        Ok(state.departed(room.clone(), names))
     }
 }

@@ -116,6 +116,47 @@ pub enum JoinOutcome {
     RoomFull,
 }
 
+/// Names a presence answer lists at most (the count is always exact): a bounded answer for a big room.
+pub const MAX_PRESENCE_NAMES: usize = 100;
+
+/// What [`RoomStore::enter`] did, with what presence needs to announce it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entered {
+    /// A member now.
+    Joined {
+        /// Not a member before (a ping's rejoin is not news).
+        fresh: bool,
+        /// Live members now, this one included.
+        count: usize,
+        /// The connections that asked for presence, this one excluded: they hear of the join.
+        watchers: Vec<ConnectionId>,
+    },
+    /// The room has [`Limits::max_members`] live members; nothing was written.
+    RoomFull,
+}
+
+/// The answer to a presence request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Presence {
+    /// Live members, anonymous ones included.
+    pub count: usize,
+    /// The named ones' names, sorted, at most [`MAX_PRESENCE_NAMES`].
+    pub names: Vec<String>,
+}
+
+/// Members that left a room (`$disconnect`, or pruned after a 410), with what presence needs to announce it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Departed {
+    /// The room they left.
+    pub room: RoomName,
+    /// For each member that was still there: its name (`None`: anonymous). Members already gone are not listed.
+    pub names: Vec<Option<String>>,
+    /// Live members left.
+    pub count: usize,
+    /// The connections that asked for presence and are still there: they hear of the leave.
+    pub watchers: Vec<ConnectionId>,
+}
+
 /// What [`RoomStore::publish`] did: the message's place in the room's history and who is in the room.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Published {
@@ -146,8 +187,21 @@ pub struct HistoryPage {
 /// Room membership storage. Implementations must be safe to share between concurrent invocations.
 #[async_trait]
 pub trait RoomStore: Send + Sync {
-    /// Records `conn` as a member of `room`, joined at `connected_at_ms` (epoch milliseconds), unless the room
-    /// is full (a member already in it is always written again). Idempotent.
+    /// Records `conn` as a member of `room`, joined at `connected_at_ms` (epoch milliseconds), with its display
+    /// name, unless the room is full (a member already in it is always written again), and says who to tell.
+    /// Idempotent.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the backing store cannot be reached or refuses the write.
+    async fn enter(
+        &self,
+        room: &RoomName,
+        conn: &ConnectionId,
+        connected_at_ms: i64,
+        name: Option<&DisplayName>,
+    ) -> Result<Entered, StoreError>;
+
+    /// [`RoomStore::enter`] without a name, for callers that need only the decision.
     ///
     /// # Errors
     /// [`StoreError`] when the backing store cannot be reached or refuses the write.
@@ -156,7 +210,24 @@ pub trait RoomStore: Send + Sync {
         room: &RoomName,
         conn: &ConnectionId,
         connected_at_ms: i64,
-    ) -> Result<JoinOutcome, StoreError>;
+    ) -> Result<JoinOutcome, StoreError> {
+        Ok(match self.enter(room, conn, connected_at_ms, None).await? {
+            Entered::Joined { .. } => JoinOutcome::Joined,
+            Entered::RoomFull => JoinOutcome::RoomFull,
+        })
+    }
+
+    /// The live members of `room` as presence shows them, in one round trip; `conn` is recorded as a watcher
+    /// (it hears of joins and leaves from now on).
+    ///
+    /// # Errors
+    /// [`StoreError`] when the backing store cannot be reached.
+    async fn presence(
+        &self,
+        room: &RoomName,
+        conn: &ConnectionId,
+        now_ms: i64,
+    ) -> Result<Presence, StoreError>;
 
     /// The room `conn` joined, unless it left or its membership expired.
     ///
@@ -200,8 +271,18 @@ pub trait RoomStore: Send + Sync {
     /// [`StoreError`] when the backing store cannot be read.
     async fn members(&self, room: &RoomName, now_ms: i64) -> Result<Vec<ConnectionId>, StoreError>;
 
-    /// Removes `conn` from its room and returns the room it left (`None` if it was in none).
+    /// Removes `conn` from its room and says what presence must announce (`None` if it was in no room).
     /// `room` is a hint (from the authorizer context) that saves looking the room up.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the backing store cannot be reached.
+    async fn depart(
+        &self,
+        conn: &ConnectionId,
+        room: Option<&RoomName>,
+    ) -> Result<Option<Departed>, StoreError>;
+
+    /// [`RoomStore::depart`], returning only the room left.
     ///
     /// # Errors
     /// [`StoreError`] when the backing store cannot be reached.
@@ -209,13 +290,28 @@ pub trait RoomStore: Send + Sync {
         &self,
         conn: &ConnectionId,
         room: Option<&RoomName>,
-    ) -> Result<Option<RoomName>, StoreError>;
+    ) -> Result<Option<RoomName>, StoreError> {
+        Ok(self.depart(conn, room).await?.map(|d| d.room))
+    }
 
-    /// Removes connections that API Gateway reported gone (410) from `room`. Idempotent.
+    /// Removes connections that API Gateway reported gone (410) from `room`, and says what presence must
+    /// announce. Idempotent.
     ///
     /// # Errors
     /// [`StoreError`] when the backing store cannot be reached.
-    async fn prune(&self, room: &RoomName, gone: &[ConnectionId]) -> Result<(), StoreError>;
+    async fn remove_gone(
+        &self,
+        room: &RoomName,
+        gone: &[ConnectionId],
+    ) -> Result<Departed, StoreError>;
+
+    /// [`RoomStore::remove_gone`] without the announcement.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the backing store cannot be reached.
+    async fn prune(&self, room: &RoomName, gone: &[ConnectionId]) -> Result<(), StoreError> {
+        self.remove_gone(room, gone).await.map(drop)
+    }
 }
 
 /// A room store failure. Client mistakes never end up here: only infrastructure does.

@@ -9,6 +9,8 @@
 //! | `wschat:conn:{<connection id>}` | string | the room name | lifetime after the join |
 //! | `wschat:seq:{<room>}` | hash | `epoch` (the history's name), `seq` (last seq assigned), `ts` (last ts) | `HISTORY_TTL_SECS` after the last message |
 //! | `wschat:history:{<room>}` | list | the newest `HISTORY_MAX_MESSAGES` chat frames, oldest first | as `seq` |
+//! | `wschat:names:{<room>}` | hash | connection id → display name, for named members | lifetime after the newest named join |
+//! | `wschat:watchers:{<room>}` | set | connections that asked for presence (they hear of joins and leaves) | lifetime after the newest request |
 //!
 //! The list always holds the frames of seqs `seq - LLEN + 1 ..= seq` (both are written by one script), so a
 //! history request finds "everything after seq N" with one `LRANGE`. When the `seq` hash is gone (expired,
@@ -22,7 +24,8 @@
 //!
 //! # Round trips
 //! Counted on one node; on a cluster each pipeline becomes one request per slot, sent concurrently.
-//! * `$connect` → one pipeline: `ZADD` + `PEXPIRE` on the room, `SET … PX` on the connection.
+//! * `$connect` → one pipeline: the join script on the room's slot (cap check, `ZADD`, `PEXPIRE`, `HSET` of the
+//!   name, `SMEMBERS` of the watchers to tell), `SET … PX` on the connection.
 //! * `$default` chat → one script on the room's three keys (one slot): drop members older than the lifetime,
 //!   assign the next seq (a new epoch if there is none), append the frame to the history, trim it, refresh its
 //!   expiry, return the frame and the live members. The sender's room comes from the authorizer context that API
@@ -30,8 +33,10 @@
 //!   connection key comes first.
 //! * `$default` history request → one script on the room's `seq` and `history` keys.
 //! * `$default` ping → the same pipeline as `$connect` (the membership is written again).
-//! * `$disconnect` → `ZREM` + `DEL` (one pipeline) when the room is known, else `GETDEL` first.
-//! * 410 during fan-out → one pipeline of `ZREM` + `DEL`s.
+//! * `$default` presence request → one script on the room's members, names and watchers (O(members)).
+//! * `$disconnect` → the removal script on the room's slot (`ZREM`, `HGET`/`HDEL` the name, `SREM`, `SMEMBERS`
+//!   the watchers) + `DEL` of the connection key, one pipeline, when the room is known; else `GETDEL` first.
+//! * 410 during fan-out → the same removal script for all the gone members + their `DEL`s, one pipeline.
 //!
 //! # Cluster mode
 //! With `REDIS_CLUSTER=true` ([`crate::startup::connect_store`]) the store talks through redis-rs's async cluster
@@ -60,8 +65,8 @@ use redis::{AsyncCommands, IntoConnectionInfo, TlsCertificates};
 use tracing::warn;
 
 use super::{
-    HistoryPage, JoinOutcome, Member, Policy, PublishOutcome, Published, RoomStore, Sender,
-    StoreError,
+    Departed, Entered, HistoryPage, MAX_PRESENCE_NAMES, Member, Policy, Presence, PublishOutcome,
+    Published, RoomStore, Sender, StoreError,
 };
 use crate::config::KeyPrefix;
 use crate::wire::{ConnectionId, DisplayName, Epoch, RoomName};
@@ -113,7 +118,8 @@ end
 /// ARGV: 1 member cutoff (ms), 2 now (ms), 3 the message as a JSON string, 4 a fresh epoch, 5 messages kept,
 /// 6 history TTL (ms), 7 the sender, 8 its connectedAt, 9 the membership lifetime (ms), 10 `1` when KEYS[5] names
 /// a message id, 11 messages per second, 12 burst, 13 how long a message id is remembered (ms),
-/// 14 the sender's name as a JSON string (empty: anonymous).
+/// 14 the sender's name as a JSON string (empty: anonymous), 15 the same name as text. KEYS[6] is the room's
+/// names hash, where the name is written again with the membership.
 /// Returns `{"limited", retry_after_ms}` or `{"ok", frame, seq, epoch, ts, member, connectedAt, ...}`, all
 /// strings. The frame is built exactly as `wire::chat_frame` builds it (a test holds the two together).
 const PUBLISH_LUA: &str = r#"
@@ -149,6 +155,10 @@ end
 -- The sender is alive (it is talking): make it a member again, whatever the store forgot.
 redis.call('ZADD', KEYS[1], ARGV[8], ARGV[7])
 redis.call('PEXPIRE', KEYS[1], ARGV[9])
+if ARGV[15] ~= '' then
+  redis.call('HSET', KEYS[6], ARGV[7], ARGV[15])
+  redis.call('PEXPIRE', KEYS[6], ARGV[9])
+end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1])
 local epoch = current_epoch(ARGV[4], ARGV[6])
 local frame, seq_s, ts_s
@@ -187,17 +197,67 @@ for i = 1, #members do out[#out + 1] = members[i] end
 return out
 "#;
 
-/// `$connect`'s membership write, refused when the room is full. KEYS: 1 members. ARGV: 1 member cutoff (ms),
-/// 2 the connection, 3 its connectedAt, 4 the membership lifetime (ms), 5 the most members. Returns 1 (joined)
-/// or 0 (full). Sent as `EVAL` inside the join pipeline: it is short, and `$connect` is not the hot path.
+/// `$connect`'s membership write, refused when the room is full. KEYS: 1 members, 2 names, 3 watchers. ARGV:
+/// 1 member cutoff (ms), 2 the connection, 3 its connectedAt, 4 the membership lifetime (ms), 5 the most members,
+/// 6 its display name (empty: anonymous, and a name already there stays). Returns `{"full"}` or
+/// `{"joined", fresh ("1"/"0"), count, watcher...}` (the watchers but the joiner). Sent as `EVAL` inside the join
+/// pipeline: it is short, and `$connect` is not the hot path.
 const JOIN_LUA: &str = r"
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1])
-if not redis.call('ZSCORE', KEYS[1], ARGV[2]) and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[5]) then
-  return 0
+local fresh = not redis.call('ZSCORE', KEYS[1], ARGV[2])
+if fresh and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[5]) then
+  return {'full'}
 end
 redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
-return 1
+if ARGV[6] ~= '' then
+  redis.call('HSET', KEYS[2], ARGV[2], ARGV[6])
+  redis.call('PEXPIRE', KEYS[2], ARGV[4])
+end
+local out = {'joined', fresh and '1' or '0', tostring(redis.call('ZCARD', KEYS[1]))}
+local watchers = redis.call('SMEMBERS', KEYS[3])
+for i = 1, #watchers do
+  if watchers[i] ~= ARGV[2] then out[#out + 1] = watchers[i] end
+end
+return out
+";
+
+/// A presence request. KEYS: 1 members, 2 names, 3 watchers. ARGV: 1 member cutoff (ms), 2 the asking
+/// connection (made a watcher), 3 the membership lifetime (ms), 4 the most names. Returns `{count, name...}`:
+/// the names of the earliest-joined named members, at most ARGV[4]. Costs one `HGET` per member until the list
+/// is full: O(members).
+const PRESENCE_LUA: &str = r"
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1])
+redis.call('SADD', KEYS[3], ARGV[2])
+redis.call('PEXPIRE', KEYS[3], ARGV[3])
+local members = redis.call('ZRANGE', KEYS[1], 0, -1)
+local out = {tostring(#members)}
+local limit = tonumber(ARGV[4])
+for i = 1, #members do
+  if #out > limit then break end
+  local name = redis.call('HGET', KEYS[2], members[i])
+  if name then out[#out + 1] = name end
+end
+return out
+";
+
+/// Members leaving (`$disconnect`, or a 410). KEYS: 1 members, 2 names, 3 watchers. ARGV: the connections.
+/// Returns `{count, removed, name...(removed of them, '' for anonymous), watcher...}`; only connections that were
+/// still members are counted as removed.
+const REMOVE_LUA: &str = r"
+local names = {}
+for i = 1, #ARGV do
+  if redis.call('ZREM', KEYS[1], ARGV[i]) == 1 then
+    names[#names + 1] = redis.call('HGET', KEYS[2], ARGV[i]) or ''
+  end
+  redis.call('HDEL', KEYS[2], ARGV[i])
+  redis.call('SREM', KEYS[3], ARGV[i])
+end
+local out = {tostring(redis.call('ZCARD', KEYS[1])), tostring(#names)}
+for i = 1, #names do out[#out + 1] = names[i] end
+local watchers = redis.call('SMEMBERS', KEYS[3])
+for i = 1, #watchers do out[#out + 1] = watchers[i] end
+return out
 ";
 
 /// A history request. ARGV: 1 after (`-1` for none), 2 the client's epoch (`` for none), 3 a fresh epoch,
@@ -238,6 +298,7 @@ pub struct RedisRoomStore<C = ConnectionManager> {
     live_members: redis::Script,
     publish: redis::Script,
     history: redis::Script,
+    presence: redis::Script,
     /// Split pipelines by hash slot: the cluster client refuses one that spans slots.
     per_slot: bool,
 }
@@ -341,6 +402,7 @@ where
             live_members: redis::Script::new(LIVE_MEMBERS_SCRIPT),
             publish: redis::Script::new(&format!("{CURRENT_EPOCH_LUA}{PUBLISH_LUA}")),
             history: redis::Script::new(&format!("{CURRENT_EPOCH_LUA}{HISTORY_LUA}")),
+            presence: redis::Script::new(PRESENCE_LUA),
             per_slot: false,
         }
     }
@@ -404,6 +466,16 @@ where
         format!("{}room:{{{}}}", self.prefix, room.as_str())
     }
 
+    /// The hash of `room`'s members' display names (connection → name).
+    pub fn names_key(&self, room: &RoomName) -> String {
+        format!("{}names:{{{}}}", self.prefix, room.as_str())
+    }
+
+    /// The set of `room`'s connections that asked for presence.
+    pub fn watchers_key(&self, room: &RoomName) -> String {
+        format!("{}watchers:{{{}}}", self.prefix, room.as_str())
+    }
+
     /// The string key holding the room `conn` joined.
     pub fn conn_key(&self, conn: &ConnectionId) -> String {
         format!("{}conn:{{{}}}", self.prefix, conn.as_str())
@@ -434,20 +506,61 @@ where
         .transpose()
     }
 
+    /// The removal script on the room's slot, whose reply comes first, then one `DEL` per connection key.
     fn removal(&self, room: &RoomName, gone: &[ConnectionId]) -> Batch {
         let mut batch = self.batch();
-        batch
+        let script = batch
             .slot()
-            .zrem(
-                self.room_key(room),
-                gone.iter().map(ConnectionId::as_str).collect::<Vec<_>>(),
-            )
-            .ignore();
+            .cmd("EVAL")
+            .arg(REMOVE_LUA)
+            .arg(3)
+            .arg(self.room_key(room))
+            .arg(self.names_key(room))
+            .arg(self.watchers_key(room));
+        for conn in gone {
+            script.arg(conn.as_str());
+        }
         // One DEL per key: a multi-key DEL would span slots on a cluster.
         for conn in gone {
             batch.slot().del(self.conn_key(conn)).ignore();
         }
         batch
+    }
+
+    /// Runs [`RedisRoomStore::removal`] and reads what presence must announce. The script goes as `EVAL`:
+    /// `$disconnect` and 410s are not the hot path.
+    async fn remove_members(
+        &self,
+        room: &RoomName,
+        gone: &[ConnectionId],
+        op: &'static str,
+    ) -> Result<Departed, StoreError> {
+        let removal = self.removal(room, gone);
+        let raw: Vec<String> = self.retrying(op, || removal.run_first(&self.conn)).await?;
+        let corrupt = || StoreError::Corrupt {
+            key: self.room_key(room),
+        };
+        let mut raw = raw.into_iter();
+        let count: usize = raw
+            .next()
+            .and_then(|c| c.parse().ok())
+            .ok_or_else(corrupt)?;
+        let removed: usize = raw
+            .next()
+            .and_then(|c| c.parse().ok())
+            .ok_or_else(corrupt)?;
+        let names = raw
+            .by_ref()
+            .take(removed)
+            .map(|n| (!n.is_empty()).then_some(n))
+            .collect();
+        let watchers = raw.filter_map(|w| ConnectionId::parse(&w).ok()).collect();
+        Ok(Departed {
+            room: room.clone(),
+            names,
+            count,
+            watchers,
+        })
     }
 }
 
@@ -467,18 +580,6 @@ impl Batch {
         }
         let last = self.pipes.len() - 1;
         &mut self.pipes[last]
-    }
-
-    async fn run<C>(&self, conn: &C) -> redis::RedisResult<()>
-    where
-        C: ConnectionLike + Clone + Send + Sync,
-    {
-        try_join_all(self.pipes.iter().map(|pipe| {
-            let mut conn = conn.clone();
-            async move { pipe.query_async::<()>(&mut conn).await }
-        }))
-        .await
-        .map(drop)
     }
 
     /// Runs the batch and returns the one reply the first pipeline does not ignore.
@@ -516,12 +617,13 @@ impl<C> RoomStore for RedisRoomStore<C>
 where
     C: ConnectionLike + Clone + Send + Sync,
 {
-    async fn join(
+    async fn enter(
         &self,
         room: &RoomName,
         conn: &ConnectionId,
         connected_at_ms: i64,
-    ) -> Result<JoinOutcome, StoreError> {
+        name: Option<&DisplayName>,
+    ) -> Result<Entered, StoreError> {
         let ttl = self.lifetime_ms;
         // Not MULTI: the two keys live in different slots. Both writes are idempotent, so a retried join is safe.
         // The script and the SET go together (one round trip on one node); a full room's SET is undone below,
@@ -531,13 +633,16 @@ where
             .slot()
             .cmd("EVAL")
             .arg(JOIN_LUA)
-            .arg(1)
+            .arg(3)
             .arg(self.room_key(room))
+            .arg(self.names_key(room))
+            .arg(self.watchers_key(room))
             .arg(connected_at_ms.saturating_sub(ttl))
             .arg(conn.as_str())
             .arg(connected_at_ms)
             .arg(ttl)
-            .arg(self.policy.limits.max_members);
+            .arg(self.policy.limits.max_members)
+            .arg(name.map_or("", DisplayName::as_str));
         batch
             .slot()
             .cmd("SET")
@@ -546,17 +651,56 @@ where
             .arg("PX")
             .arg(ttl)
             .ignore();
-        let joined: i64 = self
+        let raw: Vec<String> = self
             .retrying("join", || batch.run_first(&self.conn))
             .await?;
-        if joined == 1 {
-            return Ok(JoinOutcome::Joined);
+        let mut raw = raw.into_iter();
+        if raw.next().as_deref() == Some("joined") {
+            let fresh = raw.next().as_deref() == Some("1");
+            let count = raw.next().and_then(|c| c.parse().ok()).unwrap_or(0);
+            let watchers = raw.filter_map(|w| ConnectionId::parse(&w).ok()).collect();
+            return Ok(Entered::Joined {
+                fresh,
+                count,
+                watchers,
+            });
         }
         self.retrying("join", || async {
             self.conn().del::<_, ()>(self.conn_key(conn)).await
         })
         .await?;
-        Ok(JoinOutcome::RoomFull)
+        Ok(Entered::RoomFull)
+    }
+
+    async fn presence(
+        &self,
+        room: &RoomName,
+        conn: &ConnectionId,
+        now_ms: i64,
+    ) -> Result<Presence, StoreError> {
+        let mut invocation = self.presence.key(self.room_key(room));
+        invocation
+            .key(self.names_key(room))
+            .key(self.watchers_key(room))
+            .arg(now_ms.saturating_sub(self.lifetime_ms))
+            .arg(conn.as_str())
+            .arg(self.lifetime_ms)
+            .arg(MAX_PRESENCE_NAMES);
+        let raw: Vec<String> = self
+            .retrying("presence", || async {
+                invocation.invoke_async(&mut self.conn()).await
+            })
+            .await?;
+        let mut raw = raw.into_iter();
+        let count = raw
+            .next()
+            .and_then(|c| c.parse().ok())
+            .ok_or_else(|| StoreError::Corrupt {
+                key: self.room_key(room),
+            })?;
+        let mut names: Vec<String> = raw.collect();
+        names.sort();
+        Ok(Presence { count, names })
     }
 
     async fn room_of(&self, conn: &ConnectionId) -> Result<Option<RoomName>, StoreError> {
@@ -584,6 +728,7 @@ where
             .key(self.history_key(room))
             .key(self.rate_key(room, sender.conn))
             .key(message_key)
+            .key(self.names_key(room))
             .arg(cutoff)
             .arg(now_ms)
             .arg(message_json)
@@ -601,7 +746,8 @@ where
             .arg(self.policy.limits.messages_per_sec)
             .arg(self.policy.limits.burst)
             .arg(super::SEEN_FOR_MS)
-            .arg(sender.user.map(DisplayName::to_json).unwrap_or_default());
+            .arg(sender.user.map(DisplayName::to_json).unwrap_or_default())
+            .arg(sender.user.map_or("", DisplayName::as_str));
         let raw: Vec<String> = self
             .retrying("publish", || async {
                 invocation.invoke_async(&mut self.conn()).await
@@ -695,11 +841,11 @@ where
             .collect())
     }
 
-    async fn leave(
+    async fn depart(
         &self,
         conn: &ConnectionId,
         room: Option<&RoomName>,
-    ) -> Result<Option<RoomName>, StoreError> {
+    ) -> Result<Option<Departed>, StoreError> {
         let room = match room {
             Some(room) => room.clone(),
             None => {
@@ -717,16 +863,25 @@ where
                 }
             }
         };
-        let removal = self.removal(&room, std::slice::from_ref(conn));
-        self.retrying("leave", || removal.run(&self.conn)).await?;
-        Ok(Some(room))
+        let departed = self
+            .remove_members(&room, std::slice::from_ref(conn), "leave")
+            .await?;
+        Ok(Some(departed))
     }
 
-    async fn prune(&self, room: &RoomName, gone: &[ConnectionId]) -> Result<(), StoreError> {
+    async fn remove_gone(
+        &self,
+        room: &RoomName,
+        gone: &[ConnectionId],
+    ) -> Result<Departed, StoreError> {
         if gone.is_empty() {
-            return Ok(());
+            return Ok(Departed {
+                room: room.clone(),
+                names: Vec::new(),
+                count: 0,
+                watchers: Vec::new(),
+            });
         }
-        let removal = self.removal(room, gone);
-        self.retrying("prune", || removal.run(&self.conn)).await
+        self.remove_members(room, gone, "prune").await
     }
 }

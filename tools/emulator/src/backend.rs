@@ -135,11 +135,17 @@ impl InProcess {
                 ("ws-authorize", Function::Authorizer),
                 (
                     "ws-connect",
-                    route(Arc::new(connect::Deps::from_config(cfg, rooms.clone()))),
+                    route(Arc::new(
+                        connect::Deps::from_config(cfg, rooms.clone())
+                            .announcing(cfg, gateway.clone()),
+                    )),
                 ),
                 (
                     "ws-disconnect",
-                    route(Arc::new(disconnect::Deps::from_config(cfg, rooms.clone()))),
+                    route(Arc::new(
+                        disconnect::Deps::from_config(cfg, rooms.clone())
+                            .announcing(cfg, gateway.clone()),
+                    )),
                 ),
                 (
                     "ws-default",

@@ -76,11 +76,15 @@ async fn stand_in(calls: Calls) -> String {
                         }),
                         "OnEcho" => {
                             let ctx = &event["requestContext"];
+                            // Connection ids are base64: a `/` or `+` in one must be escaped in the path.
+                            let id = percent_encoding::utf8_percent_encode(
+                                ctx["connectionId"].as_str().expect("connectionId"),
+                                percent_encoding::NON_ALPHANUMERIC,
+                            );
                             let url = format!(
-                                "http://{}/{}/@connections/{}",
+                                "http://{}/{}/@connections/{id}",
                                 ctx["domainName"].as_str().expect("domainName"),
                                 ctx["stage"].as_str().expect("stage"),
-                                ctx["connectionId"].as_str().expect("connectionId"),
                             );
                             let said: Value = serde_json::from_str(event["body"].as_str().expect("body")).expect("JSON body");
                             let echo = json!({ "echo": said["text"], "user": ctx["authorizer"]["user"] });
@@ -127,6 +131,17 @@ async fn http(method: &str, url: &str, body: Vec<u8>) -> (u16, Vec<u8>) {
     (status, body)
 }
 
+/// Kills the process with this pid when dropped (a failed assertion unwinds through it).
+struct Reaper(u32);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", &self.0.to_string()])
+            .status();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_fronts_any_invoke_server_by_logical_id_with_a_template_read_at_run_time() {
     let dir = std::env::temp_dir().join(format!("wschat-standalone-{}", std::process::id()));
@@ -160,6 +175,8 @@ async fn the_binary_fronts_any_invoke_server_by_logical_id_with_a_template_read_
         .stderr(Stdio::piped())
         .spawn()
         .expect("the emulator starts");
+    // Whatever happens below, the emulator does not outlive the test (a reader of its output would wait for it).
+    let _reaper = Reaper(emulator.id());
     let stdout = emulator.stdout.take().expect("stdout");
     let addr = tokio::task::spawn_blocking(move || {
         BufReader::new(stdout)

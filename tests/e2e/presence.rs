@@ -1,0 +1,133 @@
+//! Presence, end to end: who is in the room, and joins and leaves told to the connections that asked, in every
+//! mode; leaves found by pruning (a `$disconnect` that never came) in the modes whose emulator the test owns. A
+//! client that never asks (the tutorial's) receives none of it.
+
+use std::time::Duration;
+
+use chat_shared::config::Config;
+use serde_json::{Value, json};
+use wschat_emulator::Options;
+use wschat_tests::{Client, Mode, TestChat, all_modes, http, unique_room};
+
+all_modes!(
+    deployed: presence_counts_and_names_through_joins_and_leaves,
+    a_tutorial_client_that_never_asks_receives_no_presence_frames,
+);
+
+/// Asks for presence and returns the answer's body.
+async fn ask(client: &mut Client) -> Value {
+    client.send_text(r#"{"action":"presence"}"#).await;
+    let frame = client.recv_json().await;
+    assert!(frame["presence"].is_object(), "{frame}");
+    frame["presence"].clone()
+}
+
+async fn presence_counts_and_names_through_joins_and_leaves(mode: Mode) {
+    let chat = TestChat::start(mode).await;
+    let (room, elsewhere) = (unique_room("presence"), unique_room("other"));
+    let mut ann = chat.join_as(&room, "Ann").await;
+    let _other = chat.join_as(&elsewhere, "Zed").await;
+
+    assert_eq!(
+        ask(&mut ann).await,
+        json!({ "count": 1, "members": ["Ann"] })
+    );
+
+    let bob = chat.join_as(&room, "Bob").await;
+    assert_eq!(
+        ann.recv_json().await,
+        json!({ "joined": "Bob", "count": 2 })
+    );
+    let mut nobody = chat.join(&room).await;
+    assert_eq!(ann.recv_json().await, json!({ "joined": null, "count": 3 }));
+    assert_eq!(
+        ask(&mut nobody).await,
+        json!({ "count": 3, "members": ["Ann", "Bob"] }),
+        "anonymous members are counted, not listed"
+    );
+
+    bob.close().await;
+    for watcher in [&mut ann, &mut nobody] {
+        assert_eq!(
+            watcher.recv_json().await,
+            json!({ "left": "Bob", "count": 2 })
+        );
+    }
+    ann.say("still here").await;
+    assert_eq!(ann.recv_json().await["message"], "still here");
+    assert_eq!(nobody.recv_json().await["message"], "still here");
+    nobody.close().await;
+    assert_eq!(ann.recv_json().await, json!({ "left": null, "count": 1 }));
+    ann.expect_silence(Duration::from_millis(300)).await;
+}
+
+async fn a_tutorial_client_that_never_asks_receives_no_presence_frames(mode: Mode) {
+    let chat = TestChat::start(mode).await;
+    let room = unique_room("quiet");
+    let mut tutorial = chat.join(&room).await;
+    let mut ann = chat.join_as(&room, "Ann").await;
+    ask(&mut ann).await;
+
+    let bob = chat.join_as(&room, "Bob").await;
+    assert_eq!(ann.recv_json().await["joined"], "Bob");
+    bob.close().await;
+    assert_eq!(ann.recv_json().await["left"], "Bob");
+    ann.say("hello").await;
+
+    let frame = tutorial.recv_json().await;
+    assert_eq!(frame["message"], "hello", "only the chat frame: {frame}");
+    tutorial.expect_silence(Duration::from_millis(300)).await;
+}
+
+/// A member whose `$disconnect` never came is found gone by the next message (410) and announced as left.
+async fn a_member_pruned_after_a_lost_disconnect_is_announced_as_left(mode: Mode) {
+    let options = Options {
+        drop_disconnect_rate: 1.0,
+        ..Options::default()
+    };
+    let config = Config {
+        prune_grace: Duration::ZERO,
+        ..Config::default()
+    };
+    let chat = TestChat::start_configured(mode, options, config).await;
+    let room = unique_room("pruned");
+    let mut ann = chat.join_as(&room, "Ann").await;
+    ask(&mut ann).await;
+    let ghost = chat.join_as(&room, "Ghost").await;
+    assert_eq!(ann.recv_json().await["joined"], "Ghost");
+
+    ghost.close().await;
+    let chat_ref = &chat;
+    wschat_tests::eventually("the gateway forgot the ghost", || async move {
+        chat_ref.connection_ids().await.len() == 1
+    })
+    .await;
+    ann.say("anyone?").await;
+
+    let mut frames = vec![ann.recv_json().await, ann.recv_json().await];
+    frames.sort_by_key(|f| f.get("message").is_some());
+    assert_eq!(
+        frames[0],
+        json!({ "left": "Ghost", "count": 1 }),
+        "{frames:?}"
+    );
+    assert_eq!(frames[1]["message"], "anyone?");
+    let (status, _) = http(
+        "POST",
+        &chat.http_url("/_emulator/faults"),
+        &[],
+        br#"{"dropDisconnectRate": 0}"#.to_vec(),
+    )
+    .await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_pruned_after_a_lost_disconnect_is_announced_as_left_in_memory() {
+    a_member_pruned_after_a_lost_disconnect_is_announced_as_left(Mode::Memory).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_pruned_after_a_lost_disconnect_is_announced_as_left_in_redis() {
+    a_member_pruned_after_a_lost_disconnect_is_announced_as_left(Mode::Redis).await;
+}
