@@ -217,6 +217,82 @@ const sequence = new RoomSequence({
   },
 });
 
+// ------------------------------------------------------------------------------------------- presence
+
+// Who is here: asked on every (re)connect, then kept up to date by the joined/left frames that follow.
+const presence = { count: 0, names: [] };
+const presenceButton = $('presence-button');
+const presencePanel = $('presence-panel');
+
+function renderPresence() {
+  presenceButton.hidden = false;
+  $('presence-count').textContent = String(presence.count);
+  presenceButton.title = presence.count === 1 ? '1 person here' : `${presence.count} people here`;
+  const list = $('presence-list');
+  list.replaceChildren(...presence.names.map((name) => {
+    const li = document.createElement('li');
+    li.textContent = name;
+    if (name === myName) li.classList.add('me');
+    return li;
+  }));
+  const anonymous = Math.max(0, presence.count - presence.names.length);
+  $('presence-anonymous').hidden = anonymous === 0;
+  $('presence-anonymous').textContent = anonymous === 1 ? 'and 1 anonymous person' : `and ${anonymous} anonymous people`;
+}
+
+function setPanel(open) {
+  presencePanel.hidden = !open;
+  presenceButton.setAttribute('aria-expanded', String(open));
+}
+
+presenceButton.addEventListener('click', () => setPanel(presencePanel.hidden));
+document.addEventListener('keydown', (event) => {
+  if (event.key === 'Escape' && !presencePanel.hidden) {
+    setPanel(false);
+    presenceButton.focus();
+  }
+});
+document.addEventListener('click', (event) => {
+  if (!presencePanel.hidden && !event.target.closest('.presence')) setPanel(false);
+});
+
+/** A join or leave line: the name as text in its own element, never markup. */
+function presenceLine(name, verb) {
+  appendLine('system', '');
+  const line = log.lastElementChild;
+  line.classList.add('presence-line');
+  const who = document.createElement('span');
+  who.className = 'who';
+  who.textContent = name ?? 'Someone (anonymous)';
+  line.replaceChildren(who, ` ${verb}`);
+}
+
+/** Handles a presence frame; false when the frame is not one. */
+function onPresence(frame) {
+  if (frame.presence && typeof frame.presence === 'object' && Number.isSafeInteger(frame.presence.count)) {
+    presence.count = frame.presence.count;
+    presence.names = Array.isArray(frame.presence.members)
+      ? frame.presence.members.filter((n) => typeof n === 'string')
+      : [];
+    renderPresence();
+    return true;
+  }
+  const joined = 'joined' in frame && Number.isSafeInteger(frame.count);
+  const left = 'left' in frame && Number.isSafeInteger(frame.count);
+  if (!joined && !left) return false;
+  const name = joined ? frame.joined : frame.left;
+  const named = typeof name === 'string' && name !== '' ? name : null;
+  presence.count = frame.count;
+  if (named && joined) presence.names = [...presence.names, named].sort();
+  if (named && left) {
+    const i = presence.names.indexOf(named);
+    if (i >= 0) presence.names = presence.names.toSpliced(i, 1);
+  }
+  renderPresence();
+  presenceLine(named, joined ? 'joined' : 'left');
+  return true;
+}
+
 function receive(data) {
   let frame;
   try {
@@ -235,6 +311,7 @@ function receive(data) {
       return;
     }
     if (typeof frame.pong === 'number') return;
+    if (onPresence(frame)) return;
     if (typeof frame.error === 'string') {
       appendLine('error', `Server error: ${frame.error}`);
       if (typeof frame.undelivered === 'string') giveBack(frame.undelivered);
@@ -328,6 +405,7 @@ function connect() {
       ? 'Reconnected; fetching what was said meanwhile.'
       : `Connected to #${room}. Messages appear here as they are sent.`);
     sequence.resume();
+    ws.send('{"action":"presence"}');
     pingTimer = setInterval(() => {
       if (socket === ws && ws.readyState === WebSocket.OPEN) ws.send('{"action":"ping"}');
     }, PING_MS);

@@ -61,8 +61,7 @@ test('two_named_people_see_each_other_s_names_and_their_own_messages_apart', TES
     assert.equal(await ann.locator('#chat-log b').count(), 0, 'a name is text, never markup');
     assert.match(await ann.locator('#my-name').textContent(), /as Ann/);
     assert.match(await bob.locator('#my-name').textContent(), /as Bob <b>B<\/b>/, 'trimmed, shown as typed');
-    // The tutorial's log text is the messages alone: names and times are drawn by CSS.
-    assert.equal(await ann.locator('#chat-log').evaluate((log) => log.value.includes('Bob <b>B</b>')), false);
+    // A chat line's text is the message alone: names and times are drawn by CSS.
     assert.deepEqual(await chatLines(ann), ['hello from Ann', 'hi Ann', 'twice in a row', 'who am I']);
     assert.deepEqual(await chatLines(carol), [], 'another room hears nothing');
 
@@ -104,5 +103,44 @@ test('a_room_page_opened_with_a_bad_name_says_so_instead_of_connecting', TEST_OP
     await page.goto(`${suite.emulator.base}/room.html?room=names_bad&name=${encodeURIComponent('a\nb')}`);
     await page.waitForSelector('#connection-status[data-state="rejected"]', { timeout: WAIT_MS });
     assert.match(await page.locator('#banner-text').textContent(), /name will not be accepted/);
+  });
+});
+
+/** The header's member count, once shown. */
+async function countShown(page) {
+  await page.waitForSelector('#presence-button:not([hidden])', { timeout: WAIT_MS });
+  return page.locator('#presence-count').textContent();
+}
+
+async function waitForCount(page, count) {
+  await page.waitForFunction((n) => document.getElementById('presence-count')?.textContent === String(n), count, { timeout: WAIT_MS });
+}
+
+test('presence_shows_who_is_here_and_join_and_leave_lines', TEST_OPTIONS, async (t) => {
+  await withPages(t, suite.browser, 3, async ([ann, bob, carol]) => {
+    await enterAs(ann, 'Ann', 'presence_room');
+    await enterAs(carol, 'Carol', 'presence_elsewhere');
+    assert.equal(await countShown(ann), '1');
+
+    await enterAs(bob, 'Bob', 'presence_room');
+    await waitForCount(ann, 2);
+    await ann.waitForSelector('#chat-log .line.system.presence-line >> text=Bob joined', { timeout: WAIT_MS });
+    assert.equal(await countShown(bob), '2', 'a newcomer asks and gets the count');
+
+    // The list, from the keyboard: focus the count, Enter opens it, Escape closes it.
+    await ann.focus('#presence-button');
+    await ann.keyboard.press('Enter');
+    await ann.waitForSelector('#presence-panel:not([hidden])');
+    assert.deepEqual(await ann.locator('#presence-list li').allTextContents(), ['Ann', 'Bob']);
+    assert.equal(await ann.getAttribute('#presence-button', 'aria-expanded'), 'true');
+    await ann.keyboard.press('Escape');
+    await ann.waitForSelector('#presence-panel', { state: 'hidden' });
+
+    await bob.close();
+    await waitForCount(ann, 1);
+    await ann.waitForSelector('#chat-log .line.system.presence-line >> text=Bob left', { timeout: WAIT_MS });
+    assert.equal(await carol.locator('#chat-log .presence-line').count(), 0, 'another room hears of nobody');
+    assert.equal(await countShown(carol), '1');
+    assert.deepEqual(await chatLines(ann), [], 'join and leave lines are not chat lines');
   });
 });
