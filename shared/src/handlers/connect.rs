@@ -260,6 +260,48 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_newcomer_is_announced_to_the_watchers_only_and_never_to_itself() {
+        let store = Arc::new(MemoryRoomStore::default());
+        let gateway = Arc::new(crate::gateway::RecordingGateway::default());
+        let deps = Deps {
+            rooms: store.clone(),
+            origins: OriginPolicy::Any,
+            announcer: Some(Announcer {
+                gateway: gateway.clone(),
+                settings: crate::fanout::FanoutSettings::default(),
+            }),
+        };
+        let lobby = RoomName::parse("lobby").expect("room");
+        let id = |c: &str| ConnectionId::parse(c).expect("id");
+        for conn in ["watcher", "quiet"] {
+            store.join(&lobby, &id(conn), 1_000).await.expect("join");
+        }
+        store
+            .presence(&lobby, &id("watcher"), 1_000)
+            .await
+            .expect("asks");
+
+        let newcomer =
+            fixtures::connect("new", json!({ "room": "lobby", "name": "Nia" }), json!({}));
+        assert_eq!(
+            handle(&newcomer, &deps).await.expect("handled").status_code,
+            200
+        );
+        // The same connection again (a retried $connect) is no news.
+        assert_eq!(
+            handle(&newcomer, &deps).await.expect("handled").status_code,
+            200
+        );
+
+        assert_eq!(
+            gateway.received(&id("watcher")),
+            [r#"{"joined":"Nia","count":3}"#]
+        );
+        assert!(gateway.received(&id("quiet")).is_empty(), "never asked");
+        assert!(gateway.received(&id("new")).is_empty(), "not open yet");
+    }
+
+    #[tokio::test]
     async fn connect_from_an_unlisted_origin_is_rejected_with_403() {
         let (deps, _) = deps(OriginPolicy::parse("http://127.0.0.1:3000"));
         let evil = fixtures::connect(

@@ -495,6 +495,52 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_presence_request_is_answered_to_the_sender_alone_and_a_gone_member_is_announced_as_left()
+     {
+        let w = world(&[("lobby", "a"), ("lobby", "b"), ("lobby", "gone")]).await;
+        let named = crate::wire::DisplayName::parse("Bee").expect("name");
+        w.store
+            .enter(&room_("lobby"), &id("b"), 1_000, Some(&named))
+            .await
+            .expect("named");
+
+        handle(
+            &fixtures::message("a", r#"{"action":"presence"}"#, None),
+            &w.deps,
+        )
+        .await
+        .expect("handled");
+        assert_eq!(
+            json_frames(&w.gateway, "a"),
+            [json!({ "presence": { "count": 3, "members": ["Bee"] } })]
+        );
+        assert!(
+            w.gateway.received(&id("b")).is_empty(),
+            "to the sender alone"
+        );
+
+        // "gone" vanished without a $disconnect: the next message's 410 prunes it, and "a" (a watcher) hears of it.
+        w.gateway.mark_gone(&id("gone"));
+        handle(
+            &fixtures::message("b", r#"{"message":"hi"}"#, None),
+            &w.deps,
+        )
+        .await
+        .expect("handled");
+        let frames = json_frames(&w.gateway, "a");
+        assert!(
+            frames.contains(&json!({ "left": null, "count": 2 })),
+            "{frames:?}"
+        );
+        assert!(
+            json_frames(&w.gateway, "b")
+                .iter()
+                .all(|f| f.get("left").is_none()),
+            "b never asked for presence"
+        );
+    }
+
+    #[tokio::test]
     async fn malformed_frame_gets_an_error_to_its_sender_only() {
         let w = world(&[("lobby", "a"), ("lobby", "b")]).await;
         for body in ["nope", "{}", r#"{"message": 5}"#, "[]"] {

@@ -93,6 +93,37 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_leave_is_announced_to_the_watchers_with_the_name_and_the_count() {
+        let store = Arc::new(MemoryRoomStore::default());
+        let gateway = Arc::new(crate::gateway::RecordingGateway::default());
+        let room = RoomName::parse("lobby").expect("room");
+        let id = |c: &str| ConnectionId::parse(c).expect("id");
+        let name = crate::wire::DisplayName::parse("Cy").expect("name");
+        store
+            .enter(&room, &id("c1"), 1_000, Some(&name))
+            .await
+            .expect("join");
+        store.join(&room, &id("w"), 1_000).await.expect("join");
+        store.presence(&room, &id("w"), 1_000).await.expect("asks");
+        let deps = Deps {
+            rooms: store.clone(),
+            announcer: Some(Announcer {
+                gateway: gateway.clone(),
+                settings: crate::fanout::FanoutSettings::default(),
+            }),
+        };
+
+        handle(&fixtures::disconnect("c1"), &deps)
+            .await
+            .expect("handled");
+        handle(&fixtures::disconnect("c1"), &deps)
+            .await
+            .expect("a second $disconnect");
+
+        assert_eq!(gateway.received(&id("w")), [r#"{"left":"Cy","count":1}"#]);
+    }
+
+    #[tokio::test]
     async fn disconnect_of_an_unknown_connection_is_harmless() {
         let deps = Deps {
             rooms: Arc::new(MemoryRoomStore::default()),
