@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use chat_shared::config::Config;
+use chat_shared::config::{Config, MAX_CONNECTION_LIFETIME};
+use chat_shared::wire::{ConnectionId, DisplayName, RoomName};
 use serde_json::{Value, json};
 use wschat_emulator::Options;
 use wschat_tests::{Client, Mode, TestChat, all_modes, http, unique_room};
@@ -13,6 +14,7 @@ all_modes!(
     deployed: presence_counts_and_names_through_joins_and_leaves,
     a_tutorial_client_that_never_asks_receives_no_presence_frames,
 );
+all_modes!(members_past_their_lifetime_are_announced_as_left_when_found);
 
 /// Asks for presence and returns the answer's body.
 async fn ask(client: &mut Client) -> Value {
@@ -130,4 +132,48 @@ async fn a_member_pruned_after_a_lost_disconnect_is_announced_as_left_in_memory(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_pruned_after_a_lost_disconnect_is_announced_as_left_in_redis() {
     a_member_pruned_after_a_lost_disconnect_is_announced_as_left(Mode::Redis).await;
+}
+
+/// A member the store still holds from before the 2-hour cap (its `$disconnect` never came), named `name`.
+async fn plant_expired_member(chat: &TestChat, room: &str, conn: &str, name: &str) {
+    let long_ago = chat_shared::handlers::now_ms()
+        - i64::try_from(MAX_CONNECTION_LIFETIME.as_millis()).expect("ms")
+        - 60_000;
+    chat.rooms
+        .enter(
+            &RoomName::parse(room).expect("room"),
+            &ConnectionId::parse(conn).expect("id"),
+            long_ago,
+            Some(&DisplayName::parse(name).expect("name")),
+        )
+        .await
+        .expect("planted");
+}
+
+async fn members_past_their_lifetime_are_announced_as_left_when_found(mode: Mode) {
+    let chat = TestChat::start(mode).await;
+    let room = unique_room("expired");
+    let mut ann = chat.join_as(&room, "Ann").await;
+    ask(&mut ann).await;
+    plant_expired_member(&chat, &room, "ghost000000A1=", "Old").await;
+
+    // The next join finds it past its lifetime: its leave is announced before the newcomer.
+    let mut bob = chat.join_as(&room, "Bob").await;
+    assert_eq!(ann.recv_json().await, json!({ "left": "Old", "count": 1 }));
+    assert_eq!(
+        ann.recv_json().await,
+        json!({ "joined": "Bob", "count": 2 })
+    );
+
+    // So does a presence request: the asker's answer leaves it out, the other watchers hear it left.
+    plant_expired_member(&chat, &room, "ghost000000A2=", "Older").await;
+    assert_eq!(
+        ask(&mut bob).await,
+        json!({ "count": 2, "members": ["Ann", "Bob"] })
+    );
+    assert_eq!(
+        ann.recv_json().await,
+        json!({ "left": "Older", "count": 2 })
+    );
+    bob.expect_silence(Duration::from_millis(300)).await;
 }

@@ -9,8 +9,8 @@ use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxy
 use tracing::{info, warn};
 
 use super::{Announcer, HandlerError, Route, connection_id, response};
-use crate::fanout::announce;
-use crate::rooms::{Entered, RoomStore};
+use crate::fanout::{announce, announce_departures};
+use crate::rooms::{Departed, Entered, RoomStore};
 use crate::wire::{DisplayName, RoomName, RoomNameError, ServerFrame};
 
 /// What `$connect` needs.
@@ -119,8 +119,25 @@ pub async fn handle(
             fresh,
             count,
             watchers,
+            expired,
         } => {
             info!(connection = %conn, room = %room, count, "joined");
+            // Members found past their lifetime left without a `$disconnect`: announced before the newcomer.
+            if let (false, Some(announcer)) = (expired.is_empty(), &deps.announcer) {
+                let departed = Departed {
+                    room: room.clone(),
+                    names: expired,
+                    count: count - usize::from(fresh),
+                    watchers: watchers.clone(),
+                };
+                announce_departures(
+                    announcer.gateway.as_ref(),
+                    deps.rooms.as_ref(),
+                    &departed,
+                    &announcer.settings,
+                )
+                .await;
+            }
             // Only the others: the newcomer's own connection is not open yet (a post to it would get 410), and it
             // is not a watcher before it asks.
             if let (true, Some(announcer)) = (fresh, &deps.announcer) {

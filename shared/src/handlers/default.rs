@@ -21,9 +21,10 @@ use super::{
     HandlerError, Route, authorizer_name, authorizer_room, connection_id, event_time_ms, now_ms,
     response,
 };
+use crate::fanout::announce_departures;
 use crate::fanout::{Delivery, FanoutSettings, group_send};
 use crate::gateway::Gateway;
-use crate::rooms::{Entered, PublishOutcome, RoomStore, Sender, StoreError};
+use crate::rooms::{Departed, Entered, PublishOutcome, RoomStore, Sender, StoreError};
 use crate::wire::{
     CHAT_FRAME_OVERHEAD, ClientFrame, ConnectionId, Epoch, FrameError, MAX_FRAME_BYTES,
     MAX_POST_BYTES, PresenceBody, RoomName, ServerFrame, history_frames,
@@ -191,6 +192,23 @@ async fn presence(
         Ok(present) => present,
         Err(err) => return store_down(deps, sender, &err, None).await,
     };
+    if !present.expired.is_empty() {
+        // Members found past their lifetime left without a `$disconnect`: the other watchers hear of it (the
+        // sender's answer below already leaves them out).
+        let departed = Departed {
+            room: room.clone(),
+            names: present.expired.clone(),
+            count: present.count,
+            watchers: present.watchers.clone(),
+        };
+        announce_departures(
+            deps.gateway.as_ref(),
+            deps.rooms.as_ref(),
+            &departed,
+            &deps.fanout,
+        )
+        .await;
+    }
     let frame = ServerFrame::Presence {
         presence: PresenceBody {
             count: present.count,

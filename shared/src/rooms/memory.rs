@@ -124,9 +124,26 @@ impl State {
             .insert(conn.clone(), connected_at_ms);
     }
 
-    /// The live members of `room`, sorted, after dropping those that joined before `cutoff`.
+    /// The live members of `room`, sorted: those that joined at or after `cutoff` (older ones are left out, not
+    /// removed: see [`State::expire`]).
     fn live_members(&mut self, room: &RoomName, cutoff: i64) -> Vec<ConnectionId> {
-        let expired: Vec<ConnectionId> = self
+        let mut live: Vec<ConnectionId> = self
+            .rooms
+            .get(room)
+            .map(|m| {
+                m.iter()
+                    .filter(|(_, at)| **at >= cutoff)
+                    .map(|(c, _)| c.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        live.sort();
+        live
+    }
+
+    /// Removes the members of `room` that joined before `cutoff` and returns their names (`None`: anonymous).
+    fn expire(&mut self, room: &RoomName, cutoff: i64) -> Vec<Option<String>> {
+        let mut expired: Vec<ConnectionId> = self
             .rooms
             .get(room)
             .map(|members| {
@@ -137,16 +154,11 @@ impl State {
                     .collect()
             })
             .unwrap_or_default();
-        for conn in &expired {
-            self.remove(room, conn);
-        }
-        let mut live: Vec<ConnectionId> = self
-            .rooms
-            .get(room)
-            .map(|m| m.keys().cloned().collect())
-            .unwrap_or_default();
-        live.sort();
-        live
+        expired.sort();
+        expired
+            .iter()
+            .filter_map(|conn| self.remove(room, conn))
+            .collect()
     }
 
     /// `room`'s history, started afresh (a new epoch) when it has none or it expired.
@@ -227,7 +239,9 @@ impl RoomStore for MemoryRoomStore {
     ) -> Result<Entered, StoreError> {
         let mut state = self.state();
         // The clock of the join itself: members older than the lifetime do not count towards the cap.
-        let live = state.live_members(room, connected_at_ms.saturating_sub(self.lifetime_ms));
+        let cutoff = connected_at_ms.saturating_sub(self.lifetime_ms);
+        let expired = state.expire(room, cutoff);
+        let live = state.live_members(room, cutoff);
         let fresh = !live.contains(conn);
         if live.len() >= self.policy.limits.max_members && fresh {
             return Ok(Entered::RoomFull);
@@ -240,6 +254,7 @@ impl RoomStore for MemoryRoomStore {
             fresh,
             count: live.len() + usize::from(fresh),
             watchers: state.watchers_of(room, conn),
+            expired,
         })
     }
 
@@ -250,7 +265,10 @@ impl RoomStore for MemoryRoomStore {
         now_ms: i64,
     ) -> Result<Presence, StoreError> {
         let mut state = self.state();
-        let live = state.live_members(room, now_ms.saturating_sub(self.lifetime_ms));
+        let cutoff = now_ms.saturating_sub(self.lifetime_ms);
+        let expired = state.expire(room, cutoff);
+        let live = state.live_members(room, cutoff);
+        let watchers = state.watchers_of(room, conn);
         state
             .watchers
             .entry(room.clone())
@@ -265,6 +283,8 @@ impl RoomStore for MemoryRoomStore {
         Ok(Presence {
             count: live.len(),
             names,
+            expired,
+            watchers,
         })
     }
 
@@ -398,7 +418,9 @@ impl RoomStore for MemoryRoomStore {
 
     async fn members(&self, room: &RoomName, now_ms: i64) -> Result<Vec<ConnectionId>, StoreError> {
         let cutoff = now_ms.saturating_sub(self.lifetime_ms);
-        Ok(self.state().live_members(room, cutoff))
+        let mut state = self.state();
+        state.expire(room, cutoff);
+        Ok(state.live_members(room, cutoff))
     }
 
     async fn depart(

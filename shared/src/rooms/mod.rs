@@ -130,6 +130,9 @@ pub enum Entered {
         count: usize,
         /// The connections that asked for presence, this one excluded: they hear of the join.
         watchers: Vec<ConnectionId>,
+        /// Members found past their lifetime and removed now (their names; `None`: anonymous): they left
+        /// without a `$disconnect`, and the watchers hear of it too.
+        expired: Vec<Option<String>>,
     },
     /// The room has [`Limits::max_members`] live members; nothing was written.
     RoomFull,
@@ -142,6 +145,10 @@ pub struct Presence {
     pub count: usize,
     /// The named ones' names, sorted, at most [`MAX_PRESENCE_NAMES`].
     pub names: Vec<String>,
+    /// Members found past their lifetime and removed now (their names; `None`: anonymous).
+    pub expired: Vec<Option<String>>,
+    /// The other connections that asked for presence: they hear of the expired members' leaves.
+    pub watchers: Vec<ConnectionId>,
 }
 
 /// Members that left a room (`$disconnect`, or pruned after a 410), with what presence needs to announce it.
@@ -237,8 +244,9 @@ pub trait RoomStore: Send + Sync {
 
     /// The chat hot path, in one round trip: takes a token from the sender's rate limit, writes the sender's
     /// membership again, assigns `message_json` (the message as a JSON string) the room's next `seq` (starting a
-    /// new epoch when the room has no history), appends the chat frame to the room's bounded history, drops members
-    /// past their lifetime and returns the frame and the live members. Safe to retry: a message id seen in the last
+    /// new epoch when the room has no history), appends the chat frame to the room's bounded history, and returns
+    /// the frame and the live members (members past their lifetime are left out; [`RoomStore::enter`] and
+    /// [`RoomStore::presence`] remove them and report them, so their leave is announced). Safe to retry: a message id seen in the last
     /// minute returns the frame it got then.
     ///
     /// # Errors

@@ -159,7 +159,6 @@ if ARGV[15] ~= '' then
   redis.call('HSET', KEYS[6], ARGV[7], ARGV[15])
   redis.call('PEXPIRE', KEYS[6], ARGV[9])
 end
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1])
 local epoch = current_epoch(ARGV[4], ARGV[6])
 local frame, seq_s, ts_s
 if repeat_seq then
@@ -192,18 +191,37 @@ if not frame then
   end
 end
 local out = {'ok', frame, seq_s, epoch, ts_s}
-local members = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+-- Members past their lifetime are left out, not removed: the join and presence scripts remove them and report
+-- them, so their leave is announced.
+local members = redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], '+inf', 'WITHSCORES')
 for i = 1, #members do out[#out + 1] = members[i] end
 return out
 "#;
 
+/// Removes the members of KEYS[1] (names KEYS[2], watchers KEYS[3]) that joined before `cutoff` and returns their
+/// names ('' for anonymous). Shared by the join and presence scripts.
+const EXPIRE_LUA: &str = r"
+local function expire(cutoff)
+  local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. cutoff)
+  local names = {}
+  for i = 1, #gone do
+    names[#names + 1] = redis.call('HGET', KEYS[2], gone[i]) or ''
+    redis.call('HDEL', KEYS[2], gone[i])
+    redis.call('SREM', KEYS[3], gone[i])
+  end
+  if #gone > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. cutoff) end
+  return names
+end
+";
+
 /// `$connect`'s membership write, refused when the room is full. KEYS: 1 members, 2 names, 3 watchers. ARGV:
 /// 1 member cutoff (ms), 2 the connection, 3 its connectedAt, 4 the membership lifetime (ms), 5 the most members,
 /// 6 its display name (empty: anonymous, and a name already there stays). Returns `{"full"}` or
-/// `{"joined", fresh ("1"/"0"), count, watcher...}` (the watchers but the joiner). Sent as `EVAL` inside the join
-/// pipeline: it is short, and `$connect` is not the hot path.
+/// `{"joined", fresh ("1"/"0"), count, expired n, expired name × n, watcher...}` (the watchers but the joiner;
+/// the expired members were removed now). Sent as `EVAL` inside the join pipeline (after [`EXPIRE_LUA`]): it is
+/// short, and `$connect` is not the hot path.
 const JOIN_LUA: &str = r"
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1])
+local expired = expire(ARGV[1])
 local fresh = not redis.call('ZSCORE', KEYS[1], ARGV[2])
 if fresh and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[5]) then
   return {'full'}
@@ -214,7 +232,8 @@ if ARGV[6] ~= '' then
   redis.call('HSET', KEYS[2], ARGV[2], ARGV[6])
   redis.call('PEXPIRE', KEYS[2], ARGV[4])
 end
-local out = {'joined', fresh and '1' or '0', tostring(redis.call('ZCARD', KEYS[1]))}
+local out = {'joined', fresh and '1' or '0', tostring(redis.call('ZCARD', KEYS[1])), tostring(#expired)}
+for i = 1, #expired do out[#out + 1] = expired[i] end
 local watchers = redis.call('SMEMBERS', KEYS[3])
 for i = 1, #watchers do
   if watchers[i] ~= ARGV[2] then out[#out + 1] = watchers[i] end
@@ -223,20 +242,29 @@ return out
 ";
 
 /// A presence request. KEYS: 1 members, 2 names, 3 watchers. ARGV: 1 member cutoff (ms), 2 the asking
-/// connection (made a watcher), 3 the membership lifetime (ms), 4 the most names. Returns `{count, name...}`:
-/// the names of the earliest-joined named members, at most ARGV[4]. Costs one `HGET` per member until the list
-/// is full: O(members).
+/// connection (made a watcher), 3 the membership lifetime (ms), 4 the most names. Returns `{count, expired n,
+/// expired name × n, listed m, name × m, watcher...}`: the names of the earliest-joined named members, at most
+/// ARGV[4], and the other watchers (who hear of the expired members' leaves). Costs one `HGET` per member until
+/// the list is full: O(members).
 const PRESENCE_LUA: &str = r"
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1])
+local expired = expire(ARGV[1])
 redis.call('SADD', KEYS[3], ARGV[2])
 redis.call('PEXPIRE', KEYS[3], ARGV[3])
 local members = redis.call('ZRANGE', KEYS[1], 0, -1)
-local out = {tostring(#members)}
 local limit = tonumber(ARGV[4])
+local names = {}
 for i = 1, #members do
-  if #out > limit then break end
+  if #names >= limit then break end
   local name = redis.call('HGET', KEYS[2], members[i])
-  if name then out[#out + 1] = name end
+  if name then names[#names + 1] = name end
+end
+local out = {tostring(#members), tostring(#expired)}
+for i = 1, #expired do out[#out + 1] = expired[i] end
+out[#out + 1] = tostring(#names)
+for i = 1, #names do out[#out + 1] = names[i] end
+local watchers = redis.call('SMEMBERS', KEYS[3])
+for i = 1, #watchers do
+  if watchers[i] ~= ARGV[2] then out[#out + 1] = watchers[i] end
 end
 return out
 ";
@@ -402,7 +430,7 @@ where
             live_members: redis::Script::new(LIVE_MEMBERS_SCRIPT),
             publish: redis::Script::new(&format!("{CURRENT_EPOCH_LUA}{PUBLISH_LUA}")),
             history: redis::Script::new(&format!("{CURRENT_EPOCH_LUA}{HISTORY_LUA}")),
-            presence: redis::Script::new(PRESENCE_LUA),
+            presence: redis::Script::new(&format!("{EXPIRE_LUA}{PRESENCE_LUA}")),
             per_slot: false,
         }
     }
@@ -608,6 +636,14 @@ impl Batch {
     }
 }
 
+/// A counted list of names in a script's reply: `n`, then `n` names ('' for anonymous).
+fn names_of(raw: &mut impl Iterator<Item = String>) -> Vec<Option<String>> {
+    let n: usize = raw.next().and_then(|n| n.parse().ok()).unwrap_or(0);
+    raw.take(n)
+        .map(|name| (!name.is_empty()).then_some(name))
+        .collect()
+}
+
 fn redis_err(op: &'static str) -> impl FnOnce(redis::RedisError) -> StoreError {
     move |source| StoreError::Redis { op, source }
 }
@@ -632,7 +668,7 @@ where
         batch
             .slot()
             .cmd("EVAL")
-            .arg(JOIN_LUA)
+            .arg(format!("{EXPIRE_LUA}{JOIN_LUA}"))
             .arg(3)
             .arg(self.room_key(room))
             .arg(self.names_key(room))
@@ -658,11 +694,13 @@ where
         if raw.next().as_deref() == Some("joined") {
             let fresh = raw.next().as_deref() == Some("1");
             let count = raw.next().and_then(|c| c.parse().ok()).unwrap_or(0);
+            let expired = names_of(&mut raw);
             let watchers = raw.filter_map(|w| ConnectionId::parse(&w).ok()).collect();
             return Ok(Entered::Joined {
                 fresh,
                 count,
                 watchers,
+                expired,
             });
         }
         self.retrying("join", || async {
@@ -698,9 +736,16 @@ where
             .ok_or_else(|| StoreError::Corrupt {
                 key: self.room_key(room),
             })?;
-        let mut names: Vec<String> = raw.collect();
+        let expired = names_of(&mut raw);
+        let mut names: Vec<String> = names_of(&mut raw).into_iter().flatten().collect();
         names.sort();
-        Ok(Presence { count, names })
+        let watchers = raw.filter_map(|w| ConnectionId::parse(&w).ok()).collect();
+        Ok(Presence {
+            count,
+            names,
+            expired,
+            watchers,
+        })
     }
 
     async fn room_of(&self, conn: &ConnectionId) -> Result<Option<RoomName>, StoreError> {
