@@ -172,7 +172,7 @@ pub async fn group_send(
     }
     if !report.pruned.is_empty() {
         report.pruned.sort();
-        match rooms.remove_gone(room, &report.pruned).await {
+        match rooms.remove_gone(room, &report.pruned, now_ms).await {
             // Pruned members are members that left without a `$disconnect`: presence hears of it now.
             Ok(departed) => announce_departures(gateway, rooms, &departed, settings).await,
             Err(err) => {

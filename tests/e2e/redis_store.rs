@@ -269,3 +269,61 @@ async fn join_and_leave_with_a_known_room_are_one_round_trip_each() {
         .expect("leave");
     assert_eq!(round_trips.load(Ordering::SeqCst), 2);
 }
+
+#[tokio::test]
+async fn presence_keys_share_the_room_s_slot_and_leaves_count_only_live_members() {
+    let (store, mut raw, prefix) = store(MAX_CONNECTION_LIFETIME).await;
+    let now = 10 * HOUR_MS;
+    let stale = chat_shared::wire::DisplayName::parse("Stale").expect("name");
+    let ann = chat_shared::wire::DisplayName::parse("Ann").expect("name");
+    store
+        .enter(
+            &room("lobby"),
+            &id("stale"),
+            now - 3 * HOUR_MS,
+            Some(&stale),
+        )
+        .await
+        .expect("join");
+    store
+        .enter(&room("lobby"), &id("a"), now - HOUR_MS, Some(&ann))
+        .await
+        .expect("join");
+    store
+        .join(&room("lobby"), &id("b"), now - HOUR_MS)
+        .await
+        .expect("join");
+    store
+        .presence(&room("lobby"), &id("b"), now - HOUR_MS)
+        .await
+        .expect("watch");
+
+    let left = store
+        .depart(&id("a"), Some(&room("lobby")), now)
+        .await
+        .expect("leave")
+        .expect("was a member");
+
+    assert_eq!(left.names, [Some("Ann".to_owned())]);
+    assert_eq!(
+        left.count, 1,
+        "b only: the stale member is past its lifetime"
+    );
+    assert_eq!(left.watchers, [id("b")]);
+    let names: std::collections::HashMap<String, String> = raw
+        .hgetall(format!("{prefix}names:{{lobby}}"))
+        .await
+        .expect("names");
+    assert_eq!(names.get("a"), None, "the leaver's name is gone");
+    let present = store
+        .presence(&room("lobby"), &id("b"), now)
+        .await
+        .expect("presence");
+    assert_eq!(present.expired, [Some("Stale".to_owned())]);
+    assert_eq!((present.count, present.names.len()), (1, 0));
+    let watchers: Vec<String> = raw
+        .smembers(format!("{prefix}watchers:{{lobby}}"))
+        .await
+        .expect("watchers");
+    assert_eq!(watchers, ["b"]);
+}

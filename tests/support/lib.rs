@@ -396,15 +396,17 @@ impl RoomStore for FlakyStore {
         &self,
         conn: &ConnectionId,
         room: Option<&RoomName>,
+        now: i64,
     ) -> Result<Option<Departed>, StoreError> {
-        self.check()?.depart(conn, room).await
+        self.check()?.depart(conn, room, now).await
     }
     async fn remove_gone(
         &self,
         room: &RoomName,
         gone: &[ConnectionId],
+        now: i64,
     ) -> Result<Departed, StoreError> {
-        self.check()?.remove_gone(room, gone).await
+        self.check()?.remove_gone(room, gone, now).await
     }
 }
 

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use tracing::info;
 
-use super::{Announcer, HandlerError, Route, authorizer_room, connection_id, response};
+use super::{
+    Announcer, HandlerError, Route, authorizer_room, connection_id, event_time_ms, response,
+};
 use crate::fanout::announce_departures;
 use crate::rooms::RoomStore;
 
@@ -29,7 +31,8 @@ pub async fn handle(
 ) -> Result<ApiGatewayProxyResponse, HandlerError> {
     let conn = connection_id(&event.request_context)?;
     let hint = authorizer_room(&event.request_context);
-    let left = deps.rooms.depart(&conn, hint.as_ref()).await?;
+    let now = event_time_ms(&event.request_context);
+    let left = deps.rooms.depart(&conn, hint.as_ref(), now).await?;
     let status = event.request_context.disconnect_status_code;
     match left {
         Some(departed) => {

@@ -194,9 +194,14 @@ impl State {
     }
 
     /// What presence announces after `names` left `room`.
-    fn departed(&self, room: RoomName, names: Vec<Option<String>>) -> Departed {
+    /// `count` leaves out members that joined before `cutoff` (the next join or presence request removes and
+    /// announces those).
+    fn departed(&self, room: RoomName, names: Vec<Option<String>>, cutoff: i64) -> Departed {
         Departed {
-            count: self.rooms.get(&room).map_or(0, HashMap::len),
+            count: self
+                .rooms
+                .get(&room)
+                .map_or(0, |m| m.values().filter(|at| **at >= cutoff).count()),
             watchers: self
                 .watchers
                 .get(&room)
@@ -427,22 +432,79 @@ impl RoomStore for MemoryRoomStore {
         &self,
         conn: &ConnectionId,
         _room: Option<&RoomName>,
+        now_ms: i64,
     ) -> Result<Option<Departed>, StoreError> {
         let mut state = self.state();
         let Some(room) = state.conns.get(conn).cloned() else {
             return Ok(None);
         };
         let names = state.remove(&room, conn).into_iter().collect();
-        Ok(Some(state.departed(room, names)))
+        Ok(Some(state.departed(
+            room,
+            names,
+            now_ms.saturating_sub(self.lifetime_ms),
+        )))
     }
 
     async fn remove_gone(
         &self,
         room: &RoomName,
         gone: &[ConnectionId],
+        now_ms: i64,
     ) -> Result<Departed, StoreError> {
         let mut state = self.state();
         let names = gone.iter().filter_map(|c| state.remove(room, c)).collect();
-        Ok(state.departed(room.clone(), names))
+        Ok(state.departed(room.clone(), names, now_ms.saturating_sub(self.lifetime_ms)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOUR_MS: i64 = 3_600_000;
+
+    fn id(raw: &str) -> ConnectionId {
+        ConnectionId::parse(raw).expect("id")
+    }
+
+    #[tokio::test]
+    async fn a_leave_counts_only_members_within_their_lifetime_and_expiry_is_reported_once() {
+        let store = MemoryRoomStore::default();
+        let room = RoomName::parse("lobby").expect("room");
+        let now = 10 * HOUR_MS;
+        let stale = DisplayName::parse("Stale").expect("name");
+        store
+            .enter(&room, &id("stale"), now - 3 * HOUR_MS, Some(&stale))
+            .await
+            .expect("join");
+        for conn in ["a", "b"] {
+            store
+                .join(&room, &id(conn), now - HOUR_MS)
+                .await
+                .expect("join");
+        }
+
+        let left = store
+            .depart(&id("a"), None, now)
+            .await
+            .expect("leave")
+            .expect("was a member");
+        assert_eq!(
+            left.count, 1,
+            "b only: the stale member is past its lifetime"
+        );
+
+        let present = store
+            .presence(&room, &id("b"), now)
+            .await
+            .expect("presence");
+        assert_eq!(present.expired, [Some("Stale".to_owned())]);
+        assert_eq!(present.count, 1);
+        let again = store
+            .presence(&room, &id("b"), now)
+            .await
+            .expect("presence");
+        assert!(again.expired.is_empty(), "reported once: {again:?}");
     }
 }

@@ -279,8 +279,9 @@ pub trait RoomStore: Send + Sync {
     /// [`StoreError`] when the backing store cannot be read.
     async fn members(&self, room: &RoomName, now_ms: i64) -> Result<Vec<ConnectionId>, StoreError>;
 
-    /// Removes `conn` from its room and says what presence must announce (`None` if it was in no room).
-    /// `room` is a hint (from the authorizer context) that saves looking the room up.
+    /// Removes `conn` from its room and says what presence must announce (`None` if it was in no room); the count
+    /// leaves out members past their lifetime at `now_ms`. `room` is a hint (from the authorizer context) that
+    /// saves looking the room up.
     ///
     /// # Errors
     /// [`StoreError`] when the backing store cannot be reached.
@@ -288,6 +289,7 @@ pub trait RoomStore: Send + Sync {
         &self,
         conn: &ConnectionId,
         room: Option<&RoomName>,
+        now_ms: i64,
     ) -> Result<Option<Departed>, StoreError>;
 
     /// [`RoomStore::depart`], returning only the room left.
@@ -299,11 +301,12 @@ pub trait RoomStore: Send + Sync {
         conn: &ConnectionId,
         room: Option<&RoomName>,
     ) -> Result<Option<RoomName>, StoreError> {
-        Ok(self.depart(conn, room).await?.map(|d| d.room))
+        // The count is not needed here: any clock will do.
+        Ok(self.depart(conn, room, 0).await?.map(|d| d.room))
     }
 
     /// Removes connections that API Gateway reported gone (410) from `room`, and says what presence must
-    /// announce. Idempotent.
+    /// announce (the count leaves out members past their lifetime at `now_ms`). Idempotent.
     ///
     /// # Errors
     /// [`StoreError`] when the backing store cannot be reached.
@@ -311,6 +314,7 @@ pub trait RoomStore: Send + Sync {
         &self,
         room: &RoomName,
         gone: &[ConnectionId],
+        now_ms: i64,
     ) -> Result<Departed, StoreError>;
 
     /// [`RoomStore::remove_gone`] without the announcement.
@@ -318,7 +322,7 @@ pub trait RoomStore: Send + Sync {
     /// # Errors
     /// [`StoreError`] when the backing store cannot be reached.
     async fn prune(&self, room: &RoomName, gone: &[ConnectionId]) -> Result<(), StoreError> {
-        self.remove_gone(room, gone).await.map(drop)
+        self.remove_gone(room, gone, 0).await.map(drop)
     }
 }
 

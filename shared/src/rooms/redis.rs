@@ -269,19 +269,20 @@ end
 return out
 ";
 
-/// Members leaving (`$disconnect`, or a 410). KEYS: 1 members, 2 names, 3 watchers. ARGV: the connections.
-/// Returns `{count, removed, name...(removed of them, '' for anonymous), watcher...}`; only connections that were
-/// still members are counted as removed.
+/// Members leaving (`$disconnect`, or a 410). KEYS: 1 members, 2 names, 3 watchers. ARGV: 1 member cutoff (ms),
+/// then the connections. Returns `{count, removed, name...(removed of them, '' for anonymous), watcher...}`; only
+/// connections that were still members are counted as removed, and `count` leaves out members past their
+/// lifetime (the next join or presence request removes and announces those).
 const REMOVE_LUA: &str = r"
 local names = {}
-for i = 1, #ARGV do
+for i = 2, #ARGV do
   if redis.call('ZREM', KEYS[1], ARGV[i]) == 1 then
     names[#names + 1] = redis.call('HGET', KEYS[2], ARGV[i]) or ''
   end
   redis.call('HDEL', KEYS[2], ARGV[i])
   redis.call('SREM', KEYS[3], ARGV[i])
 end
-local out = {tostring(redis.call('ZCARD', KEYS[1])), tostring(#names)}
+local out = {tostring(redis.call('ZCOUNT', KEYS[1], ARGV[1], '+inf')), tostring(#names)}
 for i = 1, #names do out[#out + 1] = names[i] end
 local watchers = redis.call('SMEMBERS', KEYS[3])
 for i = 1, #watchers do out[#out + 1] = watchers[i] end
@@ -535,7 +536,7 @@ where
     }
 
     /// The removal script on the room's slot, whose reply comes first, then one `DEL` per connection key.
-    fn removal(&self, room: &RoomName, gone: &[ConnectionId]) -> Batch {
+    fn removal(&self, room: &RoomName, gone: &[ConnectionId], now_ms: i64) -> Batch {
         let mut batch = self.batch();
         let script = batch
             .slot()
@@ -544,7 +545,8 @@ where
             .arg(3)
             .arg(self.room_key(room))
             .arg(self.names_key(room))
-            .arg(self.watchers_key(room));
+            .arg(self.watchers_key(room))
+            .arg(now_ms.saturating_sub(self.lifetime_ms));
         for conn in gone {
             script.arg(conn.as_str());
         }
@@ -561,9 +563,10 @@ where
         &self,
         room: &RoomName,
         gone: &[ConnectionId],
+        now_ms: i64,
         op: &'static str,
     ) -> Result<Departed, StoreError> {
-        let removal = self.removal(room, gone);
+        let removal = self.removal(room, gone, now_ms);
         let raw: Vec<String> = self.retrying(op, || removal.run_first(&self.conn)).await?;
         let corrupt = || StoreError::Corrupt {
             key: self.room_key(room),
@@ -890,6 +893,7 @@ where
         &self,
         conn: &ConnectionId,
         room: Option<&RoomName>,
+        now_ms: i64,
     ) -> Result<Option<Departed>, StoreError> {
         let room = match room {
             Some(room) => room.clone(),
@@ -909,7 +913,7 @@ where
             }
         };
         let departed = self
-            .remove_members(&room, std::slice::from_ref(conn), "leave")
+            .remove_members(&room, std::slice::from_ref(conn), now_ms, "leave")
             .await?;
         Ok(Some(departed))
     }
@@ -918,6 +922,7 @@ where
         &self,
         room: &RoomName,
         gone: &[ConnectionId],
+        now_ms: i64,
     ) -> Result<Departed, StoreError> {
         if gone.is_empty() {
             return Ok(Departed {
@@ -927,6 +932,6 @@ where
                 watchers: Vec::new(),
             });
         }
-        self.remove_members(room, gone, "prune").await
+        self.remove_members(room, gone, now_ms, "prune").await
     }
 }
