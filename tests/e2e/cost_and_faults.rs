@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use chat_shared::config::Config;
 use serde_json::{Value, json};
 use wschat_emulator::backend::{InProcessOptions, StoreChoice};
+use wschat_emulator::faults::Faults;
 use wschat_emulator::{BackendChoice, Emulator, Options};
 use wschat_tests::redis_servers::FaultRedis;
 use wschat_tests::{
@@ -295,8 +296,11 @@ async fn expire_closes_a_connection_as_the_two_hour_cap_would_and_runs_disconnec
 #[tokio::test]
 async fn a_bad_fault_change_is_refused_and_changes_nothing() {
     let options = Options {
-        throttle_rate: 0.25,
-        management_latency: Duration::from_millis(3),
+        faults: Faults {
+            throttle_rate: 0.25,
+            post_latency_ms: 3,
+            ..Faults::default()
+        },
         ..Options::default()
     };
     let chat = TestChat::start_with(Mode::Memory, options).await;

@@ -11,6 +11,7 @@ use chat_shared::wire::ConnectionId;
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
 use wschat_emulator::backend::{InProcessOptions, StoreChoice};
+use wschat_emulator::faults::Faults;
 use wschat_emulator::{BackendChoice, Emulator, Options};
 use wschat_tests::{
     Client, FlakyStore, Mode, SIGNED, StandInLambda, TestChat, WAIT, allow_with, encode,
@@ -87,7 +88,10 @@ async fn every_answer_of_the_management_api_is_classified_alike_by_both_clients(
 #[tokio::test]
 async fn a_throttled_post_is_classified_alike_by_both_clients() {
     let options = Options {
-        throttle_rate: 1.0,
+        faults: Faults {
+            throttle_rate: 1.0,
+            ..Faults::default()
+        },
         ..Options::default()
     };
     let chat = TestChat::start_with(Mode::Memory, options).await;
@@ -599,7 +603,10 @@ async fn failing_default_integration_leaves_the_socket_open() {
     // Every /@connections call is throttled, so group_send delivers to nobody, and the handler's error frame to the
     // sender is throttled too: nothing can reach alice, and the handler answers 502.
     let options = Options {
-        throttle_rate: 1.0,
+        faults: Faults {
+            throttle_rate: 1.0,
+            ..Faults::default()
+        },
         ..Options::default()
     };
     let chat = TestChat::start_with(Mode::Memory, options).await;
@@ -620,7 +627,10 @@ async fn throttled_posts_are_retried_until_every_member_has_every_message() {
     // 30 % of /@connections calls answer 429. Without retries, 40 posts would all get through with probability
     // 0.7^40 < 1e-6; with 12 attempts each, one is lost with probability 0.3^12 per post (< 1e-4 over the test).
     let options = Options {
-        throttle_rate: 0.3,
+        faults: Faults {
+            throttle_rate: 0.3,
+            ..Faults::default()
+        },
         ..Options::default()
     };
     let backend = BackendChoice::InProcess(InProcessOptions {

@@ -8,6 +8,7 @@ use chat_shared::config::{Config, MAX_CONNECTION_LIFETIME};
 use chat_shared::wire::{ConnectionId, DisplayName, RoomName};
 use serde_json::{Value, json};
 use wschat_emulator::Options;
+use wschat_emulator::faults::Faults;
 use wschat_tests::{Client, Mode, TestChat, all_modes, http, unique_room};
 
 all_modes!(
@@ -84,7 +85,10 @@ async fn a_tutorial_client_that_never_asks_receives_no_presence_frames(mode: Mod
 /// A member whose `$disconnect` never came is found gone by the next message (410) and announced as left.
 async fn a_member_pruned_after_a_lost_disconnect_is_announced_as_left(mode: Mode) {
     let options = Options {
-        drop_disconnect_rate: 1.0,
+        faults: Faults {
+            drop_disconnect_rate: 1.0,
+            ..Faults::default()
+        },
         ..Options::default()
     };
     let config = Config {

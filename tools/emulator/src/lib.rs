@@ -101,11 +101,10 @@ impl Emulator {
             },
             None => None,
         };
-        let faults = options.faults();
-        faults.validate().map_err(anyhow::Error::msg)?;
+        options.faults.validate().map_err(anyhow::Error::msg)?;
         let state = AppState(Arc::new(Inner {
             meter: meter::Meter::new(options.prices.clone(), redis),
-            faults: Mutex::new(faults),
+            faults: Mutex::new(options.faults.clone()),
             options,
             backend,
             connections: Mutex::default(),

@@ -8,6 +8,7 @@ use anyhow::Context as _;
 use chat_shared::config::Config;
 use clap::Parser;
 use wschat_emulator::backend::{InProcessOptions, StoreChoice};
+use wschat_emulator::faults::Faults;
 use wschat_emulator::meter::Prices;
 use wschat_emulator::routes::{Naming, RouteTable};
 use wschat_emulator::{BackendChoice, Emulator, Options};
@@ -110,12 +111,14 @@ async fn main() -> anyhow::Result<()> {
         authorizer: !args.no_authorizer,
         idle_timeout: seconds(args.idle_timeout_secs, "idle-timeout-secs")?,
         max_duration: seconds(args.max_duration_secs, "max-duration-secs")?,
-        management_latency: Duration::from_millis(args.management_latency_ms),
-        management_jitter: Duration::from_millis(args.management_jitter_ms),
+        faults: Faults {
+            drop_disconnect_rate: args.drop_disconnect_rate,
+            gone_rate: args.gone_rate,
+            throttle_rate: args.throttle_rate,
+            post_latency_ms: args.management_latency_ms,
+            post_jitter_ms: args.management_jitter_ms,
+        },
         open_delay: Duration::from_millis(args.open_delay_ms),
-        throttle_rate: args.throttle_rate,
-        gone_rate: args.gone_rate,
-        drop_disconnect_rate: args.drop_disconnect_rate,
         integration_timeout: Duration::from_millis(args.integration_timeout_ms),
         idle_reset_on_send: args.idle_reset_on_send,
         prices,

@@ -79,6 +79,14 @@ struct FunctionCount {
     spec: Option<FunctionSpec>,
 }
 
+impl FunctionCount {
+    fn add(&mut self, billed_ms: u64, spec: FunctionSpec) {
+        self.requests += 1;
+        self.billed_ms += billed_ms;
+        self.spec = Some(spec);
+    }
+}
+
 /// Reads how many commands a Redis server has run, to count what the functions cost there.
 pub struct RedisCounter {
     client: redis::Client,
@@ -186,10 +194,16 @@ impl Meter {
             .functions
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let count = functions.entry(function.to_owned()).or_default();
-        count.requests += 1;
-        count.billed_ms += u64::try_from(billed).unwrap_or(u64::MAX);
-        count.spec = Some(spec);
+        let billed_ms = u64::try_from(billed).unwrap_or(u64::MAX);
+        // Looked up first: the name is copied once per function, not once per invocation.
+        match functions.get_mut(function) {
+            Some(count) => count.add(billed_ms, spec),
+            None => {
+                let mut count = FunctionCount::default();
+                count.add(billed_ms, spec);
+                functions.insert(function.to_owned(), count);
+            }
+        }
     }
 
     /// The counts so far and what they would cost; `live` are the open connections' durations so far.

@@ -299,7 +299,11 @@ async fn run(
     let (close_tx, mut close_rx) = mpsc::channel::<CloseFrame>(1);
     // When the gateway last sent the client a frame ([`crate::Options::idle_reset_on_send`]).
     let last_sent_at = Arc::new(AtomicI64::new(info.connected_at));
-    let sent_at = last_sent_at.clone();
+    // Only read with the option on: without it the writer need not look at the clock for every frame.
+    let sent_at = state
+        .options
+        .idle_reset_on_send
+        .then(|| last_sent_at.clone());
 
     // The writer owns the sink: frames from PostToConnection, then at most one close frame.
     let writer = tokio::spawn(async move {
@@ -327,7 +331,9 @@ async fn run(
                     if sink.send(message).await.is_err() {
                         break;
                     }
-                    sent_at.store(now_ms(), Ordering::Relaxed);
+                    if let Some(sent_at) = &sent_at {
+                        sent_at.store(now_ms(), Ordering::Relaxed);
+                    }
                 }
             }
         }

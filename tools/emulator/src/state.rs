@@ -32,20 +32,12 @@ pub struct Options {
     pub idle_timeout: Duration,
     /// Close every connection after this long (API Gateway: 2 hours).
     pub max_duration: Duration,
-    /// Added to every `/@connections` call, like the milliseconds the real API takes.
-    pub management_latency: Duration,
-    /// A random extra delay, up to this much, added to each `/@connections` call: concurrent fan-outs then finish
-    /// in any order, as on AWS, so pages and tests meet out-of-order delivery.
-    pub management_jitter: Duration,
     /// How long after a successful `$connect` PostToConnection still answers 410, as on AWS, where a connection
     /// becomes postable only once the handshake completed. Fan-outs running meanwhile meet the newcomer's 410.
     pub open_delay: Duration,
-    /// Share of `/@connections` calls answered with 429, to exercise throttling (0.0–1.0).
-    pub throttle_rate: f64,
-    /// Share of `/@connections` calls to live connections answered with 410 (0.0–1.0).
-    pub gone_rate: f64,
-    /// Share of `$disconnect` events never sent (AWS delivers them on a best-effort basis; 0.0–1.0).
-    pub drop_disconnect_rate: f64,
+    /// The fault switches at start (latency, jitter, 429s, 410s, dropped `$disconnect`s); `POST /_emulator/faults`
+    /// changes them while the emulator runs ([`Faults`]).
+    pub faults: Faults,
     /// How long the gateway waits for an integration (API Gateway: 29 s, not configurable there). The function
     /// runs on; its caller gets `Endpoint request timed out`.
     pub integration_timeout: Duration,
@@ -61,20 +53,6 @@ pub struct Options {
     pub routes: RouteTable,
 }
 
-impl Options {
-    /// The fault switches these options start with.
-    pub fn faults(&self) -> Faults {
-        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-        Faults {
-            drop_disconnect_rate: self.drop_disconnect_rate,
-            gone_rate: self.gone_rate,
-            throttle_rate: self.throttle_rate,
-            post_latency_ms: ms(self.management_latency),
-            post_jitter_ms: ms(self.management_jitter),
-        }
-    }
-}
-
 impl Default for Options {
     fn default() -> Self {
         Self {
@@ -83,12 +61,8 @@ impl Default for Options {
             authorizer: true,
             idle_timeout: Duration::from_secs(10 * 60),
             max_duration: Duration::from_secs(2 * 60 * 60),
-            management_latency: Duration::ZERO,
-            management_jitter: Duration::ZERO,
             open_delay: Duration::ZERO,
-            throttle_rate: 0.0,
-            gone_rate: 0.0,
-            drop_disconnect_rate: 0.0,
+            faults: Faults::default(),
             integration_timeout: Duration::from_secs(29),
             idle_reset_on_send: false,
             prices: Prices::default(),

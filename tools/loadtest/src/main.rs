@@ -162,7 +162,10 @@ async fn connect_members(
 
 async fn run(args: &Args, in_flight: usize) -> anyhow::Result<Sample> {
     let options = Options {
-        management_latency: Duration::from_millis(args.latency_ms),
+        faults: wschat_emulator::faults::Faults {
+            post_latency_ms: args.latency_ms,
+            ..wschat_emulator::faults::Faults::default()
+        },
         ..Options::default()
     };
     let backend = BackendChoice::InProcess(InProcessOptions {
