@@ -139,7 +139,8 @@ impl DisplayName {
 
     /// The name as a JSON string (quotes included).
     pub fn to_json(&self) -> String {
-        serde_json::Value::from(self.0.as_str()).to_string()
+        // Encoding a string cannot fail.
+        serde_json::to_string(&self.0).unwrap_or_default()
     }
 }
 

@@ -9,7 +9,6 @@ use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxy
 use tracing::{info, warn};
 
 use super::{Announcer, HandlerError, Route, connection_id, response};
-use crate::fanout::{announce, announce_departures};
 use crate::rooms::{Departed, Entered, RoomStore};
 use crate::wire::{DisplayName, RoomName, RoomNameError, ServerFrame};
 
@@ -130,13 +129,7 @@ pub async fn handle(
                     count: count - usize::from(fresh),
                     watchers: watchers.clone(),
                 };
-                announce_departures(
-                    announcer.gateway.as_ref(),
-                    deps.rooms.as_ref(),
-                    &departed,
-                    &announcer.settings,
-                )
-                .await;
+                announcer.departures(deps.rooms.as_ref(), &departed).await;
             }
             // Only the others: the newcomer's own connection is not open yet (a post to it would get 410), and it
             // is not a watcher before it asks.
@@ -146,15 +139,9 @@ pub async fn handle(
                     count,
                 }
                 .encode();
-                announce(
-                    announcer.gateway.as_ref(),
-                    deps.rooms.as_ref(),
-                    &room,
-                    &watchers,
-                    frame,
-                    &announcer.settings,
-                )
-                .await;
+                announcer
+                    .tell(deps.rooms.as_ref(), &room, &watchers, frame)
+                    .await;
             }
             Ok(response(200, None))
         }

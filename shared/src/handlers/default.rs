@@ -24,7 +24,7 @@ use super::{
 use crate::fanout::announce_departures;
 use crate::fanout::{Delivery, FanoutSettings, group_send};
 use crate::gateway::Gateway;
-use crate::rooms::{Departed, Entered, PublishOutcome, RoomStore, Sender, StoreError};
+use crate::rooms::{Departed, Entered, Presence, PublishOutcome, RoomStore, Sender, StoreError};
 use crate::wire::{
     CHAT_FRAME_OVERHEAD, ClientFrame, ConnectionId, Epoch, FrameError, MAX_FRAME_BYTES,
     MAX_POST_BYTES, PresenceBody, RoomName, ServerFrame, history_frames,
@@ -188,18 +188,23 @@ async fn presence(
     room: &RoomName,
     now: i64,
 ) -> ApiGatewayProxyResponse {
-    let present = match deps.rooms.presence(room, sender, now).await {
+    let Presence {
+        count,
+        names,
+        expired,
+        watchers,
+    } = match deps.rooms.presence(room, sender, now).await {
         Ok(present) => present,
         Err(err) => return store_down(deps, sender, &err, None).await,
     };
-    if !present.expired.is_empty() {
+    if !expired.is_empty() {
         // Members found past their lifetime left without a `$disconnect`: the other watchers hear of it (the
         // sender's answer below already leaves them out).
         let departed = Departed {
             room: room.clone(),
-            names: present.expired.clone(),
-            count: present.count,
-            watchers: present.watchers.clone(),
+            names: expired,
+            count,
+            watchers,
         };
         announce_departures(
             deps.gateway.as_ref(),
@@ -211,8 +216,8 @@ async fn presence(
     }
     let frame = ServerFrame::Presence {
         presence: PresenceBody {
-            count: present.count,
-            members: &present.names,
+            count,
+            members: &names,
         },
     }
     .encode();

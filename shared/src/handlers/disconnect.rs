@@ -9,7 +9,6 @@ use tracing::info;
 use super::{
     Announcer, HandlerError, Route, authorizer_room, connection_id, event_time_ms, response,
 };
-use crate::fanout::announce_departures;
 use crate::rooms::RoomStore;
 
 /// What `$disconnect` needs.
@@ -38,13 +37,7 @@ pub async fn handle(
         Some(departed) => {
             info!(connection = %conn, room = %departed.room, status, "left");
             if let Some(announcer) = &deps.announcer {
-                announce_departures(
-                    announcer.gateway.as_ref(),
-                    deps.rooms.as_ref(),
-                    &departed,
-                    &announcer.settings,
-                )
-                .await;
+                announcer.departures(deps.rooms.as_ref(), &departed).await;
             }
         }
         None => info!(connection = %conn, status, "disconnected while in no room"),

@@ -14,7 +14,7 @@ use aws_lambda_events::apigw::{
 };
 use aws_lambda_events::encodings::Body;
 
-use crate::rooms::StoreError;
+use crate::rooms::{Departed, RoomStore, StoreError};
 use crate::wire::{ConnectionId, ConnectionIdError, DisplayName, RoomName};
 
 /// The key under which the authorizer puts the room in its context (`requestContext.authorizer.room`).
@@ -31,6 +31,33 @@ pub struct Announcer {
     pub gateway: std::sync::Arc<dyn crate::gateway::Gateway>,
     /// Concurrency of the posts.
     pub settings: crate::fanout::FanoutSettings,
+}
+
+impl Announcer {
+    /// Tells `watchers` of `room` one presence event ([`crate::fanout::announce`]).
+    pub async fn tell(
+        &self,
+        rooms: &dyn RoomStore,
+        room: &RoomName,
+        watchers: &[ConnectionId],
+        frame: bytes::Bytes,
+    ) {
+        crate::fanout::announce(
+            self.gateway.as_ref(),
+            rooms,
+            room,
+            watchers,
+            frame,
+            &self.settings,
+        )
+        .await;
+    }
+
+    /// Tells the watchers of `departed.room` who left ([`crate::fanout::announce_departures`]).
+    pub async fn departures(&self, rooms: &dyn RoomStore, departed: &Departed) {
+        crate::fanout::announce_departures(self.gateway.as_ref(), rooms, departed, &self.settings)
+            .await;
+    }
 }
 
 /// An infrastructure failure inside a handler.

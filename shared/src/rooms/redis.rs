@@ -198,9 +198,11 @@ for i = 1, #members do out[#out + 1] = members[i] end
 return out
 "#;
 
-/// Removes the members of KEYS[1] (names KEYS[2], watchers KEYS[3]) that joined before `cutoff` and returns their
-/// names ('' for anonymous). Shared by the join and presence scripts.
-const EXPIRE_LUA: &str = r"
+/// What the presence scripts share, over the room's members KEYS[1], names KEYS[2] and watchers KEYS[3]:
+/// `expire(cutoff)` removes the members that joined before `cutoff` and returns their names ('' for anonymous);
+/// `push_counted(out, list)` appends `#list` then the list; `push_watchers(out, except)` appends the watchers but
+/// `except`. Prepended to the join, presence and removal scripts.
+const PRESENCE_HELPERS_LUA: &str = r"
 local function expire(cutoff)
   local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. cutoff)
   local names = {}
@@ -212,13 +214,23 @@ local function expire(cutoff)
   if #gone > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. cutoff) end
   return names
 end
+local function push_counted(out, list)
+  out[#out + 1] = tostring(#list)
+  for i = 1, #list do out[#out + 1] = list[i] end
+end
+local function push_watchers(out, except)
+  local watchers = redis.call('SMEMBERS', KEYS[3])
+  for i = 1, #watchers do
+    if watchers[i] ~= except then out[#out + 1] = watchers[i] end
+  end
+end
 ";
 
 /// `$connect`'s membership write, refused when the room is full. KEYS: 1 members, 2 names, 3 watchers. ARGV:
 /// 1 member cutoff (ms), 2 the connection, 3 its connectedAt, 4 the membership lifetime (ms), 5 the most members,
 /// 6 its display name (empty: anonymous, and a name already there stays). Returns `{"full"}` or
 /// `{"joined", fresh ("1"/"0"), count, expired n, expired name × n, watcher...}` (the watchers but the joiner;
-/// the expired members were removed now). Sent as `EVAL` inside the join pipeline (after [`EXPIRE_LUA`]): it is
+/// the expired members were removed now). Sent as `EVAL` inside the join pipeline (after [`PRESENCE_HELPERS_LUA`]): it is
 /// short, and `$connect` is not the hot path.
 const JOIN_LUA: &str = r"
 local expired = expire(ARGV[1])
@@ -232,12 +244,9 @@ if ARGV[6] ~= '' then
   redis.call('HSET', KEYS[2], ARGV[2], ARGV[6])
   redis.call('PEXPIRE', KEYS[2], ARGV[4])
 end
-local out = {'joined', fresh and '1' or '0', tostring(redis.call('ZCARD', KEYS[1])), tostring(#expired)}
-for i = 1, #expired do out[#out + 1] = expired[i] end
-local watchers = redis.call('SMEMBERS', KEYS[3])
-for i = 1, #watchers do
-  if watchers[i] ~= ARGV[2] then out[#out + 1] = watchers[i] end
-end
+local out = {'joined', fresh and '1' or '0', tostring(redis.call('ZCARD', KEYS[1]))}
+push_counted(out, expired)
+push_watchers(out, ARGV[2])
 return out
 ";
 
@@ -258,14 +267,10 @@ for i = 1, #members do
   local name = redis.call('HGET', KEYS[2], members[i])
   if name then names[#names + 1] = name end
 end
-local out = {tostring(#members), tostring(#expired)}
-for i = 1, #expired do out[#out + 1] = expired[i] end
-out[#out + 1] = tostring(#names)
-for i = 1, #names do out[#out + 1] = names[i] end
-local watchers = redis.call('SMEMBERS', KEYS[3])
-for i = 1, #watchers do
-  if watchers[i] ~= ARGV[2] then out[#out + 1] = watchers[i] end
-end
+local out = {tostring(#members)}
+push_counted(out, expired)
+push_counted(out, names)
+push_watchers(out, ARGV[2])
 return out
 ";
 
@@ -282,10 +287,9 @@ for i = 2, #ARGV do
   redis.call('HDEL', KEYS[2], ARGV[i])
   redis.call('SREM', KEYS[3], ARGV[i])
 end
-local out = {tostring(redis.call('ZCOUNT', KEYS[1], ARGV[1], '+inf')), tostring(#names)}
-for i = 1, #names do out[#out + 1] = names[i] end
-local watchers = redis.call('SMEMBERS', KEYS[3])
-for i = 1, #watchers do out[#out + 1] = watchers[i] end
+local out = {tostring(redis.call('ZCOUNT', KEYS[1], ARGV[1], '+inf'))}
+push_counted(out, names)
+push_watchers(out, nil)
 return out
 ";
 
@@ -431,7 +435,7 @@ where
             live_members: redis::Script::new(LIVE_MEMBERS_SCRIPT),
             publish: redis::Script::new(&format!("{CURRENT_EPOCH_LUA}{PUBLISH_LUA}")),
             history: redis::Script::new(&format!("{CURRENT_EPOCH_LUA}{HISTORY_LUA}")),
-            presence: redis::Script::new(&format!("{EXPIRE_LUA}{PRESENCE_LUA}")),
+            presence: redis::Script::new(&format!("{PRESENCE_HELPERS_LUA}{PRESENCE_LUA}")),
             per_slot: false,
         }
     }
@@ -541,7 +545,7 @@ where
         let script = batch
             .slot()
             .cmd("EVAL")
-            .arg(REMOVE_LUA)
+            .arg(format!("{PRESENCE_HELPERS_LUA}{REMOVE_LUA}"))
             .arg(3)
             .arg(self.room_key(room))
             .arg(self.names_key(room))
@@ -585,7 +589,7 @@ where
             .take(removed)
             .map(|n| (!n.is_empty()).then_some(n))
             .collect();
-        let watchers = raw.filter_map(|w| ConnectionId::parse(&w).ok()).collect();
+        let watchers = connections_of(raw);
         Ok(Departed {
             room: room.clone(),
             names,
@@ -639,6 +643,11 @@ impl Batch {
     }
 }
 
+/// The rest of a script's reply as connection ids (a member that does not parse was not written by us: skipped).
+fn connections_of(raw: impl Iterator<Item = String>) -> Vec<ConnectionId> {
+    raw.filter_map(|id| ConnectionId::parse(&id).ok()).collect()
+}
+
 /// A counted list of names in a script's reply: `n`, then `n` names ('' for anonymous).
 fn names_of(raw: &mut impl Iterator<Item = String>) -> Vec<Option<String>> {
     let n: usize = raw.next().and_then(|n| n.parse().ok()).unwrap_or(0);
@@ -671,7 +680,7 @@ where
         batch
             .slot()
             .cmd("EVAL")
-            .arg(format!("{EXPIRE_LUA}{JOIN_LUA}"))
+            .arg(format!("{PRESENCE_HELPERS_LUA}{JOIN_LUA}"))
             .arg(3)
             .arg(self.room_key(room))
             .arg(self.names_key(room))
@@ -698,7 +707,7 @@ where
             let fresh = raw.next().as_deref() == Some("1");
             let count = raw.next().and_then(|c| c.parse().ok()).unwrap_or(0);
             let expired = names_of(&mut raw);
-            let watchers = raw.filter_map(|w| ConnectionId::parse(&w).ok()).collect();
+            let watchers = connections_of(raw);
             return Ok(Entered::Joined {
                 fresh,
                 count,
@@ -742,7 +751,7 @@ where
         let expired = names_of(&mut raw);
         let mut names: Vec<String> = names_of(&mut raw).into_iter().flatten().collect();
         names.sort();
-        let watchers = raw.filter_map(|w| ConnectionId::parse(&w).ok()).collect();
+        let watchers = connections_of(raw);
         Ok(Presence {
             count,
             names,
