@@ -271,6 +271,21 @@ async fn send_in_frames(client: &mut Client, text: &str, frame: usize) {
     }
 }
 
+/// An emulator in front of `lambda`'s Invoke API.
+async fn in_front_of(lambda: &StandInLambda) -> Emulator {
+    emulator_with(BackendChoice::Lambda {
+        invoke_url: lambda.url.clone(),
+    })
+    .await
+}
+
+/// A client in `lobby` at `emulator`, without an `Origin`.
+async fn open_lobby(emulator: &Emulator) -> Client {
+    Client::connect(&format!("ws://{}/local?room=lobby", emulator.addr()), None)
+        .await
+        .expect("open")
+}
+
 /// A stand-in API whose authorizer allows every connection into `lobby` and whose functions answer 200.
 async fn lobby_lambda() -> StandInLambda {
     StandInLambda::start(|function, _| {
@@ -287,13 +302,8 @@ async fn lobby_lambda() -> StandInLambda {
 #[tokio::test]
 async fn a_message_of_up_to_128_kb_in_frames_of_32_kb_reaches_the_function_whole() {
     let lambda = lobby_lambda().await;
-    let emulator = emulator_with(BackendChoice::Lambda {
-        invoke_url: lambda.url.clone(),
-    })
-    .await;
-    let mut alice = Client::connect(&format!("ws://{}/local?room=lobby", emulator.addr()), None)
-        .await
-        .expect("open");
+    let emulator = in_front_of(&lambda).await;
+    let mut alice = open_lobby(&emulator).await;
     let text = format!(r#"{{"message":"{}"}}"#, "y".repeat(127 * 1024));
 
     send_in_frames(&mut alice, &text, 32 * 1024).await;
@@ -301,10 +311,9 @@ async fn a_message_of_up_to_128_kb_in_frames_of_32_kb_reaches_the_function_whole
 
     let bodies = || {
         lambda
-            .calls()
-            .into_iter()
-            .filter(|(f, _)| f == "ws-default")
-            .map(|(_, e)| e["body"].as_str().unwrap_or_default().to_owned())
+            .events_of("ws-default")
+            .iter()
+            .map(|e| e["body"].as_str().unwrap_or_default().to_owned())
             .collect::<Vec<_>>()
     };
     eventually("both messages reached ws-default", || async {
@@ -320,13 +329,8 @@ async fn a_message_of_up_to_128_kb_in_frames_of_32_kb_reaches_the_function_whole
 #[tokio::test]
 async fn a_message_over_128_kb_in_frames_of_32_kb_closes_with_1009() {
     let lambda = lobby_lambda().await;
-    let emulator = emulator_with(BackendChoice::Lambda {
-        invoke_url: lambda.url.clone(),
-    })
-    .await;
-    let mut alice = Client::connect(&format!("ws://{}/local?room=lobby", emulator.addr()), None)
-        .await
-        .expect("open");
+    let emulator = in_front_of(&lambda).await;
+    let mut alice = open_lobby(&emulator).await;
 
     send_in_frames(&mut alice, &"z".repeat(128 * 1024 + 1), 32 * 1024).await;
 
@@ -352,23 +356,12 @@ async fn authorizer_context_numbers_and_booleans_reach_later_events_as_strings()
         })
     })
     .await;
-    let emulator = emulator_with(BackendChoice::Lambda {
-        invoke_url: lambda.url.clone(),
-    })
-    .await;
-    let mut alice = Client::connect(&format!("ws://{}/local?room=lobby", emulator.addr()), None)
-        .await
-        .expect("open");
+    let emulator = in_front_of(&lambda).await;
+    let mut alice = open_lobby(&emulator).await;
 
     alice.say("hi").await;
 
-    let event = || {
-        lambda
-            .calls()
-            .into_iter()
-            .find(|(f, _)| f == "ws-default")
-            .map(|(_, e)| e)
-    };
+    let event = || lambda.events_of("ws-default").into_iter().next();
     eventually("ws-default ran", || async { event().is_some() }).await;
     assert_eq!(
         event().expect("event")["requestContext"]["authorizer"],
@@ -396,10 +389,7 @@ async fn authorizer_context_objects_arrays_and_nulls_fail_the_handshake_with_500
         })
     })
     .await;
-    let emulator = emulator_with(BackendChoice::Lambda {
-        invoke_url: lambda.url.clone(),
-    })
-    .await;
+    let emulator = in_front_of(&lambda).await;
     let url = |room: &str| format!("ws://{}/local?room={room}", emulator.addr());
 
     for room in ["object", "array", "null"] {
@@ -836,9 +826,7 @@ async fn lambda_mode_default_function_error_is_answered_like_api_gateway_and_lea
     })
     .await;
     let emulator = emulator_with(BackendChoice::Lambda { invoke_url }).await;
-    let mut alice = Client::connect(&format!("ws://{}/local?room=lobby", emulator.addr()), None)
-        .await
-        .expect("open");
+    let mut alice = open_lobby(&emulator).await;
 
     alice.say("first").await;
     alice.say("second").await;

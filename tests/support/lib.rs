@@ -811,6 +811,15 @@ impl StandInLambda {
         self.calls.lock().expect("calls").clone()
     }
 
+    /// The events `function` was invoked with so far, in arrival order.
+    pub fn events_of(&self, function: &str) -> Vec<Value> {
+        self.calls()
+            .into_iter()
+            .filter(|(name, _)| name == function)
+            .map(|(_, event)| event)
+            .collect()
+    }
+
     /// The names of the functions invoked so far, in arrival order.
     pub fn invoked(&self) -> Vec<String> {
         self.calls().into_iter().map(|(name, _)| name).collect()
