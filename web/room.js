@@ -84,7 +84,8 @@ let lastChat = null;
 const GROUP_MS = 5 * 60_000; // consecutive messages of one person within this long share one name label
 
 /**
- * Appends one line. `kind` is "chat", "system" or "error". Text goes in with textContent only; the sender's
+ * Appends one line and returns it. `kind` is "chat", "system" or "error". `text` is a string, or nodes and strings
+ * (a system line with a name set apart); strings go in as text nodes only, never markup; the sender's
  * name and the time are attributes drawn by CSS, so they can never be HTML and the log's textContent reads like
  * the tutorial's textarea (a newline text node follows each line).
  * `who` (chat lines): `{user: string | null, own: boolean}`.
@@ -93,7 +94,8 @@ function appendLine(kind, text, at = Date.now(), seq = null, who = null) {
   const follow = atBottom();
   const line = document.createElement('p');
   line.className = `line ${kind}`;
-  line.textContent = text;
+  // Strings become text nodes: content is never parsed as markup.
+  line.append(...(Array.isArray(text) ? text : [text]));
   line.dataset.time = timeFormat.format(new Date(at));
   line.title = fullTimeFormat.format(new Date(at));
   if (seq !== null) line.dataset.seq = String(seq);
@@ -119,6 +121,7 @@ function appendLine(kind, text, at = Date.now(), seq = null, who = null) {
     newMessages.textContent = unseen === 1 ? '1 new message ↓' : `${unseen} new messages ↓`;
     newMessages.hidden = false;
   }
+  return line;
 }
 
 let wasAtBottom = true;
@@ -258,13 +261,10 @@ document.addEventListener('click', (event) => {
 
 /** A join or leave line: the name as text in its own element, never markup. */
 function presenceLine(name, verb) {
-  appendLine('system', '');
-  const line = log.lastElementChild;
-  line.classList.add('presence-line');
   const who = document.createElement('span');
   who.className = 'who';
   who.textContent = name ?? 'Someone (anonymous)';
-  line.replaceChildren(who, ` ${verb}`);
+  appendLine('system', [who, ` ${verb}`]).classList.add('presence-line');
 }
 
 /** Handles a presence frame; false when the frame is not one. */
