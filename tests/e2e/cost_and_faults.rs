@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use chat_shared::config::Config;
 use serde_json::{Value, json};
-use wschat_emulator::backend::{InProcessOptions, StoreChoice};
+use wschat_emulator::backend::{InProcessOptions, Posts, StoreChoice};
 use wschat_emulator::faults::Faults;
 use wschat_emulator::{BackendChoice, Emulator, Options};
 use wschat_tests::redis_servers::FaultRedis;
@@ -152,6 +152,7 @@ async fn the_cost_meter_counts_the_commands_of_a_redis_it_can_see() {
         BackendChoice::InProcess(InProcessOptions {
             store: StoreChoice::Redis,
             config,
+            posts: Posts::InMemory,
         }),
     )
     .await

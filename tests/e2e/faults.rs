@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use chat_shared::config::Config;
 use serde_json::Value;
-use wschat_emulator::backend::{InProcessOptions, StoreChoice};
+use wschat_emulator::backend::{InProcessOptions, Posts, StoreChoice};
 use wschat_emulator::{BackendChoice, Emulator, Options};
 use wschat_tests::redis_servers::FaultRedis;
 use wschat_tests::{Client, WAIT, unique_room};
@@ -61,6 +61,7 @@ impl FaultChat {
                 let backend = BackendChoice::InProcess(InProcessOptions {
                     store: StoreChoice::Redis,
                     config,
+                    posts: Posts::InMemory,
                 });
                 let addr: SocketAddr = "127.0.0.1:0".parse().expect("address");
                 let emulator = Emulator::start(addr, options, backend)

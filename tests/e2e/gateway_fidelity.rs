@@ -10,7 +10,7 @@ use chat_shared::gateway::{AwsGateway, DirectGateway, Gateway, GatewayError};
 use chat_shared::wire::ConnectionId;
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
-use wschat_emulator::backend::{InProcessOptions, StoreChoice};
+use wschat_emulator::backend::{InProcessOptions, Posts, StoreChoice};
 use wschat_emulator::faults::Faults;
 use wschat_emulator::{BackendChoice, Emulator, Options};
 use wschat_tests::{
@@ -23,20 +23,27 @@ fn id(raw: &str) -> ConnectionId {
 }
 
 /// Both PostToConnection clients, pointed at `endpoint`: the SDK's and the direct one the functions use.
-fn clients(endpoint: &str) -> [(&'static str, Box<dyn Gateway>); 2] {
+fn clients(endpoint: &str) -> [(&'static str, Arc<dyn Gateway>); 2] {
     [
-        ("SDK client", Box::new(AwsGateway::local(endpoint))),
-        ("direct client", Box::new(DirectGateway::local(endpoint))),
+        ("SDK client", Arc::new(AwsGateway::local(endpoint))),
+        ("direct client", Arc::new(DirectGateway::local(endpoint))),
     ]
 }
 
+/// Both clients over HTTP, and the emulator's in-memory gateway that its in-process handlers post through.
+fn every_gateway(chat: &TestChat) -> Vec<(&'static str, Arc<dyn Gateway>)> {
+    let mut all = clients(&chat.management_endpoint()).to_vec();
+    all.push(("in-process gateway", chat.emulator().gateway()));
+    all
+}
+
 #[tokio::test]
-async fn post_to_connection_through_either_client_reaches_the_client() {
+async fn post_to_connection_through_any_gateway_reaches_the_client() {
     let chat = TestChat::start(Mode::Memory).await;
     let mut alice = chat.join(&unique_room("sdk")).await;
     let conn = chat.connection_ids().await.remove(0);
 
-    for (name, gateway) in clients(&chat.management_endpoint()) {
+    for (name, gateway) in every_gateway(&chat) {
         let text = format!("from the {name}");
         gateway
             .post_to_connection(
@@ -51,13 +58,13 @@ async fn post_to_connection_through_either_client_reaches_the_client() {
 }
 
 #[tokio::test]
-async fn every_answer_of_the_management_api_is_classified_alike_by_both_clients() {
+async fn every_answer_of_the_management_api_is_classified_alike_by_every_gateway() {
     let chat = TestChat::start(Mode::Memory).await;
     let _alice = chat.join(&unique_room("codes")).await;
     let conn = id(&chat.connection_ids().await.remove(0));
     let wrong_stage = chat.management_endpoint().replace("/local", "/prod");
 
-    for (name, gateway) in clients(&chat.management_endpoint()) {
+    for (name, gateway) in every_gateway(&chat) {
         let unknown = gateway
             .post_to_connection(&id("NoSuchConn000A="), Bytes::from_static(b"x"))
             .await;
@@ -86,7 +93,7 @@ async fn every_answer_of_the_management_api_is_classified_alike_by_both_clients(
 }
 
 #[tokio::test]
-async fn a_throttled_post_is_classified_alike_by_both_clients() {
+async fn a_throttled_post_is_classified_alike_by_every_gateway() {
     let options = Options {
         faults: Faults {
             throttle_rate: 1.0,
@@ -98,7 +105,7 @@ async fn a_throttled_post_is_classified_alike_by_both_clients() {
     let _alice = chat.join(&unique_room("throttled")).await;
     let conn = id(&chat.connection_ids().await.remove(0));
 
-    for (name, gateway) in clients(&chat.management_endpoint()) {
+    for (name, gateway) in every_gateway(&chat) {
         let result = gateway
             .post_to_connection(&conn, Bytes::from_static(b"x"))
             .await;
@@ -612,10 +619,9 @@ async fn failing_default_integration_leaves_the_socket_open() {
     );
 }
 
-#[tokio::test]
-async fn throttled_posts_are_retried_until_every_member_has_every_message() {
-    // 30 % of /@connections calls answer 429. Without retries, 40 posts would all get through with probability
-    // 0.7^40 < 1e-6; with 12 attempts each, one is lost with probability 0.3^12 per post (< 1e-4 over the test).
+/// 30 % of posts answer 429. Without retries, 40 posts would all get through with probability 0.7^40 < 1e-6; with
+/// 12 attempts each, one is lost with probability 0.3^12 per post (< 1e-4 over the test).
+async fn throttled_posts_are_retried_until_every_member_has_every_message(posts: Posts) {
     let options = Options {
         faults: Faults {
             throttle_rate: 0.3,
@@ -629,6 +635,7 @@ async fn throttled_posts_are_retried_until_every_member_has_every_message() {
             fanout_max_attempts: 12,
             ..Config::default()
         },
+        posts,
     });
     let emulator = Emulator::start("127.0.0.1:0".parse().expect("addr"), options, backend)
         .await
@@ -640,9 +647,21 @@ async fn throttled_posts_are_retried_until_every_member_has_every_message() {
     for n in 0..20 {
         alice.say(&format!("n{n}")).await;
 
-        assert_eq!(alice.recv_message().await, format!("n{n}"));
-        assert_eq!(bob.recv_message().await, format!("n{n}"));
+        assert_eq!(alice.recv_message().await, format!("n{n}"), "{posts:?}");
+        assert_eq!(bob.recv_message().await, format!("n{n}"), "{posts:?}");
     }
+    let sent = emulator.metrics().await["apiGateway"]["messagesSent"].clone();
+    assert_eq!(sent, 40, "{posts:?}: only delivered posts are metered");
+}
+
+#[tokio::test]
+async fn throttled_in_memory_posts_are_retried_until_every_member_has_every_message() {
+    throttled_posts_are_retried_until_every_member_has_every_message(Posts::InMemory).await;
+}
+
+#[tokio::test]
+async fn throttled_posts_over_http_are_retried_until_every_member_has_every_message() {
+    throttled_posts_are_retried_until_every_member_has_every_message(Posts::Http).await;
 }
 
 #[tokio::test]
@@ -725,6 +744,7 @@ async fn connect_handler_error_rejects_the_handshake_with_500() {
     let emulator = emulator_with(BackendChoice::InProcess(InProcessOptions {
         store: StoreChoice::Shared(Arc::new(FlakyStore::down())),
         config: Config::default(),
+        posts: Posts::InMemory,
     }))
     .await;
 

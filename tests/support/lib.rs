@@ -23,7 +23,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-use wschat_emulator::backend::{InProcessOptions, StoreChoice};
+use wschat_emulator::backend::{InProcessOptions, Posts, StoreChoice};
 use wschat_emulator::{BackendChoice, Emulator, Options};
 
 /// How long any single wait in a test may take before the test fails.
@@ -173,6 +173,7 @@ impl TestChat {
         let backend = BackendChoice::InProcess(InProcessOptions {
             store: StoreChoice::Shared(rooms.clone()),
             config,
+            posts: Posts::InMemory,
         });
         let addr: SocketAddr = "127.0.0.1:0".parse().expect("address");
         let emulator = Emulator::start(addr, options.clone(), backend)
@@ -218,6 +219,13 @@ impl TestChat {
     ///
     /// # Panics
     /// In [`Mode::Lambda`], where the emulator is shared.
+    pub fn emulator(&self) -> &Emulator {
+        self.emulator
+            .as_ref()
+            .expect("this test started its own emulator")
+    }
+
+    /// The emulator this test started, to keep (shut it down, say).
     pub fn own_emulator(self) -> Emulator {
         self.emulator.expect("this test started its own emulator")
     }

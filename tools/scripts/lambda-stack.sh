@@ -14,8 +14,10 @@
 # Uses REDIS_URL when it is set; otherwise starts a private redis-server. Installs cargo-lambda (pip, in
 # .venv-tools) when it is missing. Everything it starts is stopped when it exits.
 #   LAMBDA_RELEASE=1         release builds of the functions and the emulator (make bench)
+#   LAMBDA_PROFILE=profiling the functions in that cargo profile instead (`profiling`: release with symbols, for perf)
 #   WSCHAT_FUNCTION_ENV=A=1,B=2  more environment for the functions (e.g. RATE_LIMIT_PER_SEC for a benchmark)
 #   WSCHAT_NO_FAULT_STACK=1  no fault stack in command mode
+#   WSCHAT_LAMBDA_CONCURRENCY=N  instances (processes) per function, each one invocation at a time (8)
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$repo"
@@ -64,15 +66,22 @@ if [ "${LAMBDA_RELEASE:-}" = 1 ]; then
   # The functions as deployed (the size-optimised release profile); the emulator, which AWS does not run, fast.
   profile_flag=--release; profile_dir=release; emulator_flag="--profile fast"; emulator_dir=fast
 fi
+if [ -n "${LAMBDA_PROFILE:-}" ]; then
+  profile_flag="--profile $LAMBDA_PROFILE"; profile_dir=$LAMBDA_PROFILE; emulator_flag="--profile fast"; emulator_dir=fast
+fi
 echo "lambda-stack: building the functions ($profile_dir) and the emulator ($emulator_dir)" >&2
 cargo build --quiet $profile_flag -p ws-connect -p ws-disconnect -p ws-default -p ws-authorize
 cargo build --quiet $emulator_flag -p wschat-emulator
+
+# AWS runs concurrent invocations in sandboxes of their own; cargo lambda watch starts up to this many processes
+# (instances) per function for them, each taking one invocation at a time, as a sandbox does.
+concurrency=${WSCHAT_LAMBDA_CONCURRENCY:-8}
 
 # watch_functions NAME INVOKE_PORT REDIS_URL MANAGEMENT_ENDPOINT [EXTRA_ENV]: cargo lambda watch on INVOKE_PORT.
 watch_functions() {
   # Dummy credentials: the SDK signs every call; the emulator only checks that it is signed.
   local extra="${5:-}${WSCHAT_FUNCTION_ENV:+${5:+,}$WSCHAT_FUNCTION_ENV}"
-  setsid cargo lambda watch $profile_flag -A 127.0.0.1 -P "$2" \
+  setsid cargo lambda watch $profile_flag --concurrency "$concurrency" -A 127.0.0.1 -P "$2" \
     --env-var "REDIS_URL=$3,WS_MANAGEMENT_ENDPOINT=$4,AWS_ACCESS_KEY_ID=local,AWS_SECRET_ACCESS_KEY=local,AWS_REGION=us-east-1,RUST_LOG=${RUST_LOG:-info}${extra:+,$extra}" \
     >"$logs/$1.log" 2>&1 &
   watch_pids+=($!)

@@ -86,13 +86,38 @@ impl std::fmt::Debug for StoreChoice {
     }
 }
 
-/// What the in-process backend is built from: a store and the configuration the functions read.
+/// How the in-process handlers post to connections.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Posts {
+    /// Straight into the emulator's connection registry ([`crate::management::LocalGateway`]): the same checks,
+    /// faults, limits and meter as `POST /@connections/{id}`, without an HTTP round trip per member.
+    #[default]
+    InMemory,
+    /// Over HTTP to the emulator's own `/@connections`, through the functions' Management API client
+    /// ([`DirectGateway`]), signed as on AWS.
+    Http,
+}
+
+impl std::str::FromStr for Posts {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "in-memory" => Ok(Self::InMemory),
+            "http" => Ok(Self::Http),
+            other => Err(format!("expected in-memory or http, got {other}")),
+        }
+    }
+}
+
+/// What the in-process backend is built from: a store, the configuration the functions read, and how they post.
 #[derive(Debug, Clone)]
 pub struct InProcessOptions {
     /// Where rooms live.
     pub store: StoreChoice,
     /// Everything else (membership lifetime, allowed origins, fan-out tuning, Redis), as the functions read it.
     pub config: Config,
+    /// How posts reach the connections.
+    pub posts: Posts,
 }
 
 impl InProcessOptions {
@@ -103,18 +128,23 @@ impl InProcessOptions {
         } else {
             StoreChoice::Memory
         };
-        Self { store, config }
+        Self {
+            store,
+            config,
+            posts: Posts::default(),
+        }
     }
 }
 
 impl InProcess {
-    /// Builds the handlers' dependencies; posts go through the functions' own Management API client
-    /// ([`DirectGateway`]) to `management_endpoint`.
+    /// Builds the handlers' dependencies; posts go to `local` or, with [`Posts::Http`], through the functions' own
+    /// Management API client ([`DirectGateway`]) to `management_endpoint`.
     ///
     /// # Errors
     /// [`StartupError`] when Redis is misconfigured or cannot be reached.
     pub async fn new(
         options: &InProcessOptions,
+        local: Arc<dyn Gateway>,
         management_endpoint: &str,
     ) -> Result<Self, StartupError> {
         let cfg = &options.config;
@@ -125,10 +155,13 @@ impl InProcess {
             }
             StoreChoice::Shared(rooms) => rooms.clone(),
         };
-        let gateway = Arc::new(OneProcess {
-            inner: DirectGateway::local(management_endpoint),
-            permits: tokio::sync::Semaphore::new(PROCESS_POSTS_IN_FLIGHT),
-        });
+        let gateway: Arc<dyn Gateway> = match options.posts {
+            Posts::InMemory => local,
+            Posts::Http => Arc::new(OneProcess {
+                inner: DirectGateway::local(management_endpoint),
+                permits: tokio::sync::Semaphore::new(PROCESS_POSTS_IN_FLIGHT),
+            }),
+        };
         let route = |r: Arc<dyn Route>| Function::Route(r);
         Ok(Self {
             functions: vec![
@@ -161,7 +194,7 @@ impl InProcess {
     }
 }
 
-/// Posts in flight at once across every in-process invocation. On AWS each invocation runs in a sandbox of its
+/// Posts over HTTP in flight at once across every in-process invocation ([`Posts::Http`]). On AWS each invocation runs in a sandbox of its
 /// own, with its own `FANOUT_MAX_IN_FLIGHT`; in one process, 200 overlapping messages × 64 posts each would open
 /// thousands of sockets to this very emulator and starve it, so the in-process backend shares one bound.
 const PROCESS_POSTS_IN_FLIGHT: usize = 256;
@@ -214,12 +247,17 @@ impl Backend for InProcess {
 mod tests {
     use super::*;
     use crate::routes::RouteTable;
+    use chat_shared::gateway::RecordingGateway;
+
+    fn local() -> Arc<dyn Gateway> {
+        Arc::new(RecordingGateway::default())
+    }
 
     #[tokio::test]
     async fn every_function_the_deploy_template_names_runs_in_process() {
         let table = RouteTable::deployed().expect("infra/template.yaml can be followed");
         let options = InProcessOptions::from_config(Config::default());
-        let backend = InProcess::new(&options, "http://127.0.0.1:9/local")
+        let backend = InProcess::new(&options, local(), "http://127.0.0.1:9/local")
             .await
             .expect("memory needs nothing");
         let functions: Vec<&str> = backend.functions().collect();
@@ -240,7 +278,7 @@ mod tests {
     #[tokio::test]
     async fn an_unknown_function_is_an_error_not_a_panic() {
         let options = InProcessOptions::from_config(Config::default());
-        let backend = InProcess::new(&options, "http://127.0.0.1:9/local")
+        let backend = InProcess::new(&options, local(), "http://127.0.0.1:9/local")
             .await
             .expect("memory needs nothing");
 

@@ -64,6 +64,7 @@ pub enum BackendChoice {
 pub struct Emulator {
     addr: SocketAddr,
     state: AppState,
+    local: Arc<management::LocalGateway>,
     shutdown: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -83,9 +84,11 @@ impl Emulator {
             .with_context(|| format!("cannot listen on {addr}"))?;
         let addr = listener.local_addr()?;
         let endpoint = format!("http://{addr}/{}", options.stage);
+        // The in-process handlers post into the emulator they are part of, which is built after them.
+        let local = Arc::new(management::LocalGateway::default());
         let backend: Arc<dyn Backend> = match backend {
             BackendChoice::InProcess(opts) => Arc::new(
-                InProcess::new(&opts, &endpoint)
+                InProcess::new(&opts, local.clone(), &endpoint)
                     .await
                     .context("cannot build the in-process handlers (Redis?)")?,
             ),
@@ -109,6 +112,7 @@ impl Emulator {
             backend,
             connections: Mutex::default(),
         }));
+        local.attach(&state);
         let app = router(state.clone());
         let kept = state.clone();
         let (shutdown, on_shutdown) = oneshot::channel::<()>();
@@ -138,6 +142,7 @@ impl Emulator {
         Ok(Self {
             addr,
             state: kept,
+            local,
             shutdown: Some(shutdown),
             task,
         })
@@ -151,6 +156,12 @@ impl Emulator {
     /// The stage URL of the Management API (`http://127.0.0.1:PORT/local`).
     pub fn management_endpoint(&self, stage: &str) -> String {
         format!("http://{}/{stage}", self.addr)
+    }
+
+    /// The gateway the in-process handlers post through by default: PostToConnection straight into this emulator's
+    /// connections, with the same checks, faults, limits and meter as `POST /@connections/{id}`.
+    pub fn gateway(&self) -> Arc<dyn chat_shared::gateway::Gateway> {
+        self.local.clone()
     }
 
     /// What the cost meter counted so far (the JSON of `GET /_emulator/metrics`).

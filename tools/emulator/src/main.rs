@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use chat_shared::config::Config;
 use clap::Parser;
-use wschat_emulator::backend::{InProcessOptions, StoreChoice};
+use wschat_emulator::backend::{InProcessOptions, Posts, StoreChoice};
 use wschat_emulator::faults::Faults;
 use wschat_emulator::meter::Prices;
 use wschat_emulator::routes::{Naming, RouteTable};
@@ -76,15 +76,38 @@ struct Args {
     /// Milliseconds the gateway waits for an integration (API Gateway: 29000).
     #[arg(long, default_value_t = 29_000)]
     integration_timeout_ms: u64,
+    /// How the in-process handlers post: `in-memory` (into the emulator's connections, with every check, fault and
+    /// limit of /@connections but no HTTP round trip) or `http` (signed, over HTTP to this emulator's
+    /// /@connections, as the Lambda functions do). Ignored with --lambda-invoke-url.
+    #[arg(long, default_value = "in-memory")]
+    posts: Posts,
+    /// Threads running the gateway (and the in-process handlers). One spends the least CPU per delivered frame:
+    /// on loopback the work is small and many-threaded runtimes spend much of it waking each other (README,
+    /// "Where the CPU goes"); more may help a big in-process chat on a many-core machine.
+    #[arg(long, env = "WSCHAT_EMULATOR_THREADS", default_value_t = 1)]
+    worker_threads: usize,
     /// Let frames sent to a client reset its idle timer too (by default only the client's messages do).
     #[arg(long)]
     idle_reset_on_send: bool,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    chat_shared::telemetry::init();
+fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    let runtime = match args.worker_threads {
+        0 => anyhow::bail!("--worker-threads must be at least 1"),
+        1 => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?,
+        n => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n)
+            .enable_all()
+            .build()?,
+    };
+    runtime.block_on(serve(args))
+}
+
+async fn serve(args: Args) -> anyhow::Result<()> {
+    chat_shared::telemetry::init();
     let naming = args.function_names;
     let routes = match &args.template {
         Some(path) => {
@@ -138,7 +161,10 @@ async fn main() -> anyhow::Result<()> {
     );
     let backend = match args.lambda_invoke_url {
         Some(invoke_url) => BackendChoice::Lambda { invoke_url },
-        None => BackendChoice::InProcess(InProcessOptions::from_config(config)),
+        None => BackendChoice::InProcess(InProcessOptions {
+            posts: args.posts,
+            ..InProcessOptions::from_config(config)
+        }),
     };
     let mode = match &backend {
         BackendChoice::Lambda { invoke_url } => format!("Lambda functions at {invoke_url}"),

@@ -20,7 +20,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, post};
 use bytes::Bytes;
-use chat_shared::wire::MAX_POST_BYTES;
+use chat_shared::gateway::{Gateway, GatewayError};
+use chat_shared::wire::{ConnectionId, MAX_POST_BYTES};
 use serde_json::json;
 use tokio::sync::mpsc::error::TrySendError;
 use tracing::info;
@@ -35,71 +36,124 @@ pub(crate) fn routes() -> MethodRouter<AppState> {
         .delete(delete_connection)
 }
 
-fn aws_error(status: StatusCode, error_type: &str, message: Option<&str>) -> Response {
-    (
-        status,
-        [
-            ("x-amzn-ErrorType", error_type),
-            (header::CONTENT_TYPE.as_str(), "application/json"),
-        ],
-        Json(json!({ "message": message })),
-    )
-        .into_response()
+/// Why the gateway refused a Management API call: the status, AWS's error type and message. The HTTP route
+/// answers it as AWS does; the in-process gateway ([`LocalGateway`]) turns it into the [`GatewayError`] the
+/// functions' client would have made of that answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Refusal {
+    status: StatusCode,
+    error_type: &'static str,
+    message: Option<&'static str>,
 }
 
-fn gone() -> Response {
-    aws_error(StatusCode::GONE, "GoneException", None)
+impl Refusal {
+    const GONE: Self = Self::new(StatusCode::GONE, "GoneException", None);
+    const THROTTLED: Self = Self::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "LimitExceededException",
+        Some("Rate exceeded"),
+    );
+
+    const fn new(
+        status: StatusCode,
+        error_type: &'static str,
+        message: Option<&'static str>,
+    ) -> Self {
+        Self {
+            status,
+            error_type,
+            message,
+        }
+    }
+
+    fn forbidden(message: &'static str) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "ForbiddenException", Some(message))
+    }
+
+    /// The HTTP answer AWS gives.
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            [
+                ("x-amzn-ErrorType", self.error_type),
+                (header::CONTENT_TYPE.as_str(), "application/json"),
+            ],
+            Json(json!({ "message": self.message })),
+        )
+            .into_response()
+    }
+
+    /// What the functions' Management API client makes of that answer ([`chat_shared::gateway::DirectGateway`]).
+    fn into_gateway_error(self) -> GatewayError {
+        match self.status {
+            StatusCode::GONE => GatewayError::Gone,
+            StatusCode::TOO_MANY_REQUESTS => GatewayError::Throttled,
+            StatusCode::PAYLOAD_TOO_LARGE => GatewayError::PayloadTooLarge,
+            StatusCode::FORBIDDEN => GatewayError::Forbidden(self.to_string().into()),
+            _ => GatewayError::Other(self.to_string().into()),
+        }
+    }
 }
 
-/// Checks shared by the three calls; `Err` is the response to return.
-async fn admit(
-    state: &AppState,
-    params: &HashMap<String, String>,
-    headers: &HeaderMap,
-) -> Result<String, Response> {
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the Management API answered {} {}: {}",
+            self.status.as_u16(),
+            self.error_type,
+            self.message.unwrap_or("")
+        )
+    }
+}
+
+/// What every call meets before its own work, signed or not: the fault switches' latency, 429s and 410s.
+async fn faults(state: &AppState) -> Result<(), Refusal> {
     let faults = state.faults();
     let latency = Duration::from_millis(faults.post_latency_ms)
         + Duration::from_millis(faults.post_jitter_ms).mul_f64(fastrand::f64());
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
+    if Faults::roll(faults.throttle_rate) {
+        return Err(Refusal::THROTTLED);
+    }
+    // A live connection answered 410 as if it were stale (a fault switched on at run time).
+    if Faults::roll(faults.gone_rate) {
+        return Err(Refusal::GONE);
+    }
+    Ok(())
+}
+
+/// Checks of an HTTP call: signed, for this stage, then the fault switches. `Ok` is the connection id.
+async fn admit<'p>(
+    state: &AppState,
+    params: &'p HashMap<String, String>,
+    headers: &HeaderMap,
+) -> Result<&'p str, Refusal> {
     let signed = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("AWS4-HMAC-SHA256"));
     if !signed {
-        return Err(aws_error(
-            StatusCode::FORBIDDEN,
-            "ForbiddenException",
-            Some("Missing Authentication Token"),
-        ));
+        return Err(Refusal::forbidden("Missing Authentication Token"));
     }
     if params
         .get("stage")
         .is_some_and(|stage| *stage != state.options.stage)
     {
-        return Err(aws_error(
-            StatusCode::FORBIDDEN,
-            "ForbiddenException",
-            Some("Forbidden"),
-        ));
+        return Err(Refusal::forbidden("Forbidden"));
     }
-    if Faults::roll(faults.throttle_rate) {
-        return Err(aws_error(
-            StatusCode::TOO_MANY_REQUESTS,
-            "LimitExceededException",
-            Some("Rate exceeded"),
-        ));
-    }
-    // A live connection answered 410 as if it were stale (a fault switched on at run time).
-    if Faults::roll(faults.gone_rate) {
-        return Err(gone());
-    }
-    params.get("id").cloned().ok_or_else(gone)
+    faults(state).await?;
+    params.get("id").map(String::as_str).ok_or(Refusal::GONE)
 }
 
-/// Admits the call, lets `answer` produce the response for the connection id, and logs one line, like API
-/// Gateway's execution log.
+/// One line per call, like API Gateway's execution log.
+fn log(method: &str, connection: &str, bytes: usize, status: StatusCode) {
+    info!(target: "apigw", method, connection, bytes, status = status.as_u16(), "@connections");
+}
+
+/// Admits the HTTP call, lets `answer` produce the response for the connection id, and logs it.
 async fn managed(
     state: &AppState,
     method: &str,
@@ -109,12 +163,51 @@ async fn managed(
     answer: impl FnOnce(&str) -> Response,
 ) -> Response {
     let response = match admit(state, params, headers).await {
-        Ok(id) => answer(&id),
-        Err(response) => response,
+        Ok(id) => answer(id),
+        Err(refusal) => refusal.into_response(),
     };
     let connection = params.get("id").map_or("", String::as_str);
-    info!(target: "apigw", method, connection, bytes, status = response.status().as_u16(), "@connections");
+    log(method, connection, bytes, response.status());
     response
+}
+
+/// PostToConnection once the call is admitted: the frame is queued for the socket, or the refusal AWS gives.
+fn deliver(state: &AppState, id: &str, body: Bytes) -> Result<(), Refusal> {
+    if body.is_empty() {
+        return Err(Refusal::new(
+            StatusCode::BAD_REQUEST,
+            "BadRequestException",
+            Some("Invalid request body"),
+        ));
+    }
+    if body.len() > MAX_POST_BYTES {
+        return Err(Refusal::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "PayloadTooLargeException",
+            Some("Request entity too large"),
+        ));
+    }
+    let tx = state
+        .connections()
+        .get(id)
+        .filter(|handle| Instant::now() >= handle.postable_at)
+        .map(|handle| handle.outbound.clone())
+        .ok_or(Refusal::GONE)?;
+    let bytes = body.len();
+    // A `Bytes` clone is a reference count.
+    let frame = match axum::extract::ws::Utf8Bytes::try_from(body.clone()) {
+        Ok(text) => Outbound::Text(text),
+        Err(_) => Outbound::Binary(body),
+    };
+    match tx.try_send(frame) {
+        Ok(()) => {
+            state.meter.sent(bytes);
+            Ok(())
+        }
+        // The client is not reading fast enough: AWS's "client side buffer is full".
+        Err(TrySendError::Full(_)) => Err(Refusal::THROTTLED),
+        Err(TrySendError::Closed(_)) => Err(Refusal::GONE),
+    }
 }
 
 async fn post_to_connection(
@@ -123,49 +216,52 @@ async fn post_to_connection(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    managed(&state, "POST", &params, &headers, body.len(), |id| {
-        if body.is_empty() {
-            return aws_error(
-                StatusCode::BAD_REQUEST,
-                "BadRequestException",
-                Some("Invalid request body"),
-            );
-        }
-        if body.len() > MAX_POST_BYTES {
-            return aws_error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "PayloadTooLargeException",
-                Some("Request entity too large"),
-            );
-        }
-        let Some(tx) = state
-            .connections()
-            .get(id)
-            .filter(|handle| Instant::now() >= handle.postable_at)
-            .map(|handle| handle.outbound.clone())
-        else {
-            return gone();
-        };
-        let bytes = body.len();
-        let frame = match axum::extract::ws::Utf8Bytes::try_from(body.clone()) {
-            Ok(text) => Outbound::Text(text),
-            Err(_) => Outbound::Binary(body),
-        };
-        match tx.try_send(frame) {
-            Ok(()) => {
-                state.meter.sent(bytes);
-                StatusCode::OK.into_response()
-            }
-            // The client is not reading fast enough: AWS's "client side buffer is full".
-            Err(TrySendError::Full(_)) => aws_error(
-                StatusCode::TOO_MANY_REQUESTS,
-                "LimitExceededException",
-                Some("Rate exceeded"),
-            ),
-            Err(TrySendError::Closed(_)) => gone(),
-        }
+    let bytes = body.len();
+    managed(&state, "POST", &params, &headers, bytes, |id| {
+        deliver(&state, id, body)
+            .map_or_else(Refusal::into_response, |()| StatusCode::OK.into_response())
     })
     .await
+}
+
+/// The functions' [`Gateway`] when they run in this process: PostToConnection without the HTTP round trip,
+/// through the same checks, fault switches, limits, meter and log line as `POST /@connections/{id}`, answering
+/// what [`chat_shared::gateway::DirectGateway`] would make of the HTTP answer. The signature and stage checks are
+/// the only ones it has no use for: the caller is this process. (`--posts http` keeps the HTTP path.)
+#[derive(Default)]
+pub(crate) struct LocalGateway {
+    state: std::sync::OnceLock<std::sync::Weak<crate::state::Inner>>,
+}
+
+impl LocalGateway {
+    /// Points the gateway at the emulator it posts to, once that exists (the handlers are built first).
+    pub(crate) fn attach(&self, state: &AppState) {
+        let _ = self.state.set(std::sync::Arc::downgrade(&state.0));
+    }
+}
+
+#[async_trait::async_trait]
+impl Gateway for LocalGateway {
+    async fn post_to_connection(
+        &self,
+        conn: &ConnectionId,
+        data: Bytes,
+    ) -> Result<(), GatewayError> {
+        let Some(inner) = self.state.get().and_then(std::sync::Weak::upgrade) else {
+            return Err(GatewayError::Other("the emulator is not running".into()));
+        };
+        let state = AppState(inner);
+        let bytes = data.len();
+        let result = match faults(&state).await {
+            Ok(()) => deliver(&state, conn.as_str(), data),
+            Err(refusal) => Err(refusal),
+        };
+        let status = result
+            .as_ref()
+            .map_or_else(|r| r.status, |()| StatusCode::OK);
+        log("POST", conn.as_str(), bytes, status);
+        result.map_err(Refusal::into_gateway_error)
+    }
 }
 
 async fn get_connection(
@@ -181,7 +277,10 @@ async fn get_connection(
                 "lastActiveAt": iso8601(handle.last_active_at.load(Ordering::Relaxed)),
             })
         });
-        info.map_or_else(gone, |body| Json(body).into_response())
+        info.map_or_else(
+            || Refusal::GONE.into_response(),
+            |body| Json(body).into_response(),
+        )
     })
     .await
 }
@@ -207,7 +306,7 @@ async fn delete_connection(
             {
                 StatusCode::NO_CONTENT.into_response()
             }
-            _ => gone(),
+            _ => Refusal::GONE.into_response(),
         }
     })
     .await

@@ -91,6 +91,16 @@ pub(crate) enum Outbound {
     Binary(Bytes),
 }
 
+impl Outbound {
+    /// The WebSocket message that carries it.
+    pub(crate) fn into_message(self) -> axum::extract::ws::Message {
+        match self {
+            Self::Text(text) => axum::extract::ws::Message::Text(text),
+            Self::Binary(data) => axum::extract::ws::Message::Binary(data),
+        }
+    }
+}
+
 /// An order from the gateway to the connection.
 #[derive(Debug)]
 pub(crate) enum Control {

@@ -17,7 +17,7 @@ use futures_util::SinkExt as _;
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
-use wschat_emulator::backend::{InProcessOptions, StoreChoice};
+use wschat_emulator::backend::{InProcessOptions, Posts, StoreChoice};
 use wschat_emulator::{BackendChoice, Emulator, Options};
 
 /// `cost` arguments.
@@ -103,7 +103,11 @@ async fn price(args: &CostArgs, size: usize) -> anyhow::Result<Priced> {
     let emulator = Emulator::start(
         addr,
         options,
-        BackendChoice::InProcess(InProcessOptions { store, config }),
+        BackendChoice::InProcess(InProcessOptions {
+            store,
+            config,
+            posts: Posts::InMemory,
+        }),
     )
     .await?;
     let room = format!("cost_{size}_{}", fastrand::u32(..));

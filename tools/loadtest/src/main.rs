@@ -23,7 +23,7 @@ use clap::Parser;
 use futures_util::{SinkExt as _, StreamExt as _};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
-use wschat_emulator::backend::{InProcessOptions, StoreChoice};
+use wschat_emulator::backend::{InProcessOptions, Posts, StoreChoice};
 use wschat_emulator::{BackendChoice, Emulator, Options};
 
 mod cost;
@@ -174,6 +174,7 @@ async fn run(args: &Args, in_flight: usize) -> anyhow::Result<Sample> {
             fanout_max_in_flight: in_flight,
             ..Config::default()
         },
+        posts: Posts::InMemory,
     });
     let addr: SocketAddr = "127.0.0.1:0".parse()?;
     let emulator = Emulator::start(addr, options, backend).await?;
