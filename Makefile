@@ -1,17 +1,21 @@
 # wschat: the two commands that matter are `make run` (the chat at http://127.0.0.1:3000) and `make test`.
 PORT ?= 3000
 CARGO ?= cargo
+# RELEASE=1: optimised builds (the emulator in the `fast` profile, the functions in `release` as deployed), as
+# `make bench` measures them; otherwise debug builds, quicker to compile.
+RELEASE ?=
+EMULATOR_PROFILE := $(if $(RELEASE),--profile fast,)
 
 .PHONY: help run run-redis run-lambda test fmt lint bench deploy destroy check-infra test-browser
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
-run: ## Chat at http://127.0.0.1:$(PORT): emulator + in-process handlers (rooms in memory, or REDIS_URL if set)
-	$(CARGO) run -p wschat-emulator -- --port $(PORT)
+run: ## Chat at http://127.0.0.1:$(PORT): emulator + in-process handlers (rooms in memory, or REDIS_URL if set); RELEASE=1 optimises
+	$(CARGO) run $(EMULATOR_PROFILE) -p wschat-emulator -- --port $(PORT)
 
 run-redis: ## Same, with rooms in a private redis-server started for the session
-	tools/scripts/with-redis.sh --as-redis-url -- $(CARGO) run -p wschat-emulator -- --port $(PORT)
+	tools/scripts/with-redis.sh --as-redis-url -- $(CARGO) run $(EMULATOR_PROFILE) -p wschat-emulator -- --port $(PORT)
 
 test: ## Every test: fmt, clippy, Rust tests with a private Redis, browser tests, infra checks
 	bash tools/scripts/test-all.sh
@@ -37,7 +41,7 @@ destroy: ## Delete the deployed stack and empty its buckets
 	bash infra/destroy.sh
 
 run-lambda: ## Chat at http://127.0.0.1:$(PORT) backed by the real Lambda binaries (cargo lambda watch), Redis and the AWS SDK
-	PORT=$(PORT) tools/scripts/lambda-stack.sh
+	PORT=$(PORT) LAMBDA_RELEASE=$(if $(RELEASE),1,) tools/scripts/lambda-stack.sh
 
 bench: ## Every benchmark in one run: fan-out to 1,000 members, and the matrix against wschat (in-process, Lambda mode) and the Channels tutorial
 	bash tools/scripts/bench.sh
