@@ -86,27 +86,16 @@ impl std::fmt::Debug for StoreChoice {
     }
 }
 
-/// How the in-process handlers post to connections.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// How the in-process handlers post to connections (`--posts in-memory|http`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum Posts {
-    /// Straight into the emulator's connection registry ([`crate::management::LocalGateway`]): the same checks,
-    /// faults, limits and meter as `POST /@connections/{id}`, without an HTTP round trip per member.
+    /// Straight into the emulator's connections (its `LocalGateway`): the same checks, faults, limits and meter as
+    /// `POST /@connections/{id}`, without an HTTP round trip per member.
     #[default]
     InMemory,
     /// Over HTTP to the emulator's own `/@connections`, through the functions' Management API client
-    /// ([`DirectGateway`]), signed as on AWS.
+    /// (`DirectGateway`), signed as on AWS.
     Http,
-}
-
-impl std::str::FromStr for Posts {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "in-memory" => Ok(Self::InMemory),
-            "http" => Ok(Self::Http),
-            other => Err(format!("expected in-memory or http, got {other}")),
-        }
-    }
 }
 
 /// What the in-process backend is built from: a store, the configuration the functions read, and how they post.
@@ -194,9 +183,10 @@ impl InProcess {
     }
 }
 
-/// Posts over HTTP in flight at once across every in-process invocation ([`Posts::Http`]). On AWS each invocation runs in a sandbox of its
-/// own, with its own `FANOUT_MAX_IN_FLIGHT`; in one process, 200 overlapping messages × 64 posts each would open
-/// thousands of sockets to this very emulator and starve it, so the in-process backend shares one bound.
+/// Posts over HTTP in flight at once across every in-process invocation ([`Posts::Http`]). On AWS each
+/// invocation runs in a sandbox of its own, with its own `FANOUT_MAX_IN_FLIGHT`; in one process, 200 overlapping
+/// messages × 64 posts each would open thousands of sockets to this very emulator and starve it, so the
+/// in-process backend shares one bound.
 const PROCESS_POSTS_IN_FLIGHT: usize = 256;
 
 /// The functions' gateway with [`PROCESS_POSTS_IN_FLIGHT`] shared by every invocation of this process.

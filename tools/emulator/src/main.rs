@@ -79,7 +79,7 @@ struct Args {
     /// How the in-process handlers post: `in-memory` (into the emulator's connections, with every check, fault and
     /// limit of /@connections but no HTTP round trip) or `http` (signed, over HTTP to this emulator's
     /// /@connections, as the Lambda functions do). Ignored with --lambda-invoke-url.
-    #[arg(long, default_value = "in-memory")]
+    #[arg(long, value_enum, default_value_t = Posts::InMemory)]
     posts: Posts,
     /// Threads running the gateway (and the in-process handlers). One spends the least CPU per delivered frame:
     /// on loopback the work is small and many-threaded runtimes spend much of it waking each other (README,

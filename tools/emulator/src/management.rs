@@ -252,10 +252,9 @@ impl Gateway for LocalGateway {
         };
         let state = AppState(inner);
         let bytes = data.len();
-        let result = match faults(&state).await {
-            Ok(()) => deliver(&state, conn.as_str(), data),
-            Err(refusal) => Err(refusal),
-        };
+        let result = faults(&state)
+            .await
+            .and_then(|()| deliver(&state, conn.as_str(), data));
         let status = result
             .as_ref()
             .map_or_else(|r| r.status, |()| StatusCode::OK);
