@@ -83,7 +83,7 @@ struct Args {
     posts: Posts,
     /// Threads running the gateway (and the in-process handlers). One spends the least CPU per delivered frame:
     /// on loopback the work is small and many-threaded runtimes spend much of it waking each other (README,
-    /// "Where the CPU goes"); more may help a big in-process chat on a many-core machine.
+    /// Benchmark); more may help a big in-process chat on a many-core machine.
     #[arg(long, env = "WSCHAT_EMULATOR_THREADS", default_value_t = 1)]
     worker_threads: usize,
     /// Let frames sent to a client reset its idle timer too (by default only the client's messages do).
