@@ -3,18 +3,20 @@
 //!
 //! * [`wire`]: the `{"message": ...}` frames, [`wire::RoomName`] and [`wire::ConnectionId`], parsed at the edge.
 //! * [`rooms`]: room membership ([`rooms::RoomStore`]) in Redis or in memory, bounded in time.
-//! * [`gateway`]: PostToConnection behind [`gateway::Gateway`]; the AWS SDK adapter and a recording fake.
+//! * [`gateway`]: PostToConnection behind [`gateway::Gateway`]; the direct client the functions use, the AWS SDK
+//!   adapter (feature `sdk`: the tests and the load tool hold the two side by side) and a recording fake.
 //! * [`fanout`]: `group_send`, concurrent and bounded, pruning gone members and retrying throttled ones.
 //! * [`handlers`]: one pure `handle(&event, &deps)` per route (`$connect`, `$disconnect`, `$default`), the
 //!   optional `$connect` authorizer that carries the room to later events, and the `$connect` origin rule.
 //! * [`config`]: the environment variables, their defaults and parsing; plain data, no I/O, no crate imports.
-//! * [`startup`]: cold start, from a [`config::Config`] to each route's `Deps` (secret, CA file, Redis, the SDK).
+//! * [`startup`]: cold start, from a [`config::Config`] to each route's `Deps` (secret, CA file, Redis, the Management API client).
 //! * [`secrets`]: the Redis URL from Secrets Manager.
 //! * [`signed`]: AWS requests signed with the SDK's own signer over one keep-alive HTTP client.
+//! * [`tls`]: the rustls crypto provider (`ring`) every TLS client here uses.
 //! * [`telemetry`]: logs. `lambda` (feature `lambda`): the runtime glue every function's `main` shares.
 //!
 //! Only [`gateway`] and [`signed`] see the AWS SDK's crates. Imports run one way, each module using only those
-//! before it: `config`, `wire`, `signed` → `rooms`, `gateway`, `secrets` → `fanout` → `handlers` → `startup` →
+//! before it: `config`, `wire`, `tls`, `signed` → `rooms`, `gateway`, `secrets` → `fanout` → `handlers` → `startup` →
 //! `lambda`; nothing imports in a circle.
 
 pub mod config;
@@ -28,6 +30,7 @@ pub mod secrets;
 pub mod signed;
 pub mod startup;
 pub mod telemetry;
+pub mod tls;
 pub mod wire;
 
 pub use aws_lambda_events::apigw::{

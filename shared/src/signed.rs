@@ -1,5 +1,5 @@
 //! AWS API requests signed with the SDK's own SigV4 signer (`aws-sigv4`), over one keep-alive HTTP/1.1 client
-//! (hyper, rustls on the aws-lc-rs provider the SDK builds too), with the credentials Lambda puts in the
+//! (hyper, rustls on ring: [`crate::tls`]), with the credentials Lambda puts in the
 //! environment. Used for the two AWS calls the functions make: PostToConnection ([`crate::gateway::direct`]) and,
 //! at cold start, GetSecretValue ([`crate::secrets`]).
 //!
@@ -91,6 +91,7 @@ impl SignedClient {
         http.set_nodelay(true);
         http.set_keepalive(Some(Duration::from_secs(30)));
         http.set_connect_timeout(Some(timeout));
+        crate::tls::install_crypto_provider();
         let builder = hyper_rustls::HttpsConnectorBuilder::new();
         let builder = match builder.with_native_roots() {
             Ok(builder) => builder,

@@ -476,6 +476,8 @@ impl Client {
     /// # Errors
     /// The handshake's failure, e.g. `Http(400)` when `$connect` rejects it.
     pub async fn connect(url: &str, origin: Option<&str>) -> Result<Self, tungstenite::Error> {
+        // wss:// (a deployed stage) makes a rustls client from the process default.
+        chat_shared::tls::install_crypto_provider();
         let mut request = url.into_client_request()?;
         if let Some(origin) = origin {
             request

@@ -534,6 +534,7 @@ impl Cluster {
 
     /// A plain (not cluster-aware) connection to one node, to see what that node holds.
     pub async fn node(&self, port: u16) -> redis::aio::MultiplexedConnection {
+        chat_shared::tls::install_crypto_provider();
         let client = match &self.ca_pem {
             None => redis::Client::open(self.node_url(port)),
             Some(pem) => redis::Client::build_with_tls(

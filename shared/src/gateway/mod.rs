@@ -5,6 +5,7 @@
 //! client's per-call machinery (the functions use it; see its module docs for why); [`recording`] is the fake the
 //! unit tests use. With [`crate::secrets`], these are the only modules that see the AWS SDK's crates.
 
+#[cfg(feature = "sdk")]
 pub mod aws;
 pub mod direct;
 pub mod recording;
@@ -14,6 +15,7 @@ use bytes::Bytes;
 
 use crate::wire::ConnectionId;
 
+#[cfg(feature = "sdk")]
 pub use self::aws::AwsGateway;
 pub use self::direct::DirectGateway;
 pub use self::recording::RecordingGateway;

@@ -48,7 +48,7 @@
 //! still one round trip of latency, but one request per slot.
 //!
 //! # TLS
-//! A `rediss://` URL connects over TLS with rustls, on the aws-lc-rs provider the AWS SDK already builds.
+//! A `rediss://` URL connects over TLS with rustls, on the `ring` provider ([`crate::tls`]).
 //! Certificates are always verified, against the system's roots (the ones the AWS SDK trusts too) or, when
 //! `REDIS_CA_CERT_PATH` is set, against that PEM file's CAs only. The `#insecure` URL fragment is refused:
 //! redis-rs is built without `tls-rustls-insecure`.
@@ -367,6 +367,7 @@ impl RedisRoomStore<ConnectionManager> {
         prefix: &KeyPrefix,
         lifetime: Duration,
     ) -> Result<Self, StoreError> {
+        crate::tls::install_crypto_provider();
         let info = url
             .into_connection_info()
             .map_err(redis_err("connect"))?
@@ -400,6 +401,7 @@ impl RedisRoomStore<ClusterConnection> {
         prefix: &KeyPrefix,
         lifetime: Duration,
     ) -> Result<Self, StoreError> {
+        crate::tls::install_crypto_provider();
         let mut builder = ClusterClient::builder([url])
             .connection_timeout(TIMEOUT)
             .response_timeout(TIMEOUT)

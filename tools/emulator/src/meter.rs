@@ -99,6 +99,7 @@ impl RedisCounter {
     /// # Errors
     /// When the server cannot be reached.
     pub async fn start(url: &str) -> anyhow::Result<Self> {
+        chat_shared::tls::install_crypto_provider();
         let client = redis::Client::open(url)?;
         let baseline = commands_run(&client).await?;
         Ok(Self { client, baseline })
