@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make bench`: every benchmark in one run, on this machine, loopback only.
 #   1. fan-out: one message to 1,000 members with 20 ms per PostToConnection, at several concurrencies;
-#      then the cost per 1,000 chat messages at room sizes 2, 10, 100 and 1,000 (the emulator's cost meter);
+#      then the cost per 1,000 chat messages at room sizes 2, 10, 100 and 1,000 (the emulator's cost meter),
+#      and the poster's CPU per PostToConnection: the SDK client, the direct client, a raw-socket floor;
 #   2. the matrix (rooms x clients x messages in flight) against
 #        - wschat in process (release emulator, rooms in memory: `make run`),
 #        - wschat in Lambda mode (release functions behind cargo lambda watch, Redis, the Management API client),
@@ -11,7 +12,7 @@
 # venvs). Results: target/bench/*.jsonl and the tables on stdout.
 #   BENCH_SECONDS (3)  how long every client sends, per cell
 #   BENCH_CELLS        the matrix (default 1x2:4,1x10:4,1x50:4,10x10:4,1x50:1)
-#   BENCH_SKIP_FANOUT=1, BENCH_SKIP_COST=1, BENCH_SKIP_INPROCESS=1, BENCH_SKIP_LAMBDA=1  leave a part out
+#   BENCH_SKIP_FANOUT=1, BENCH_SKIP_COST=1, BENCH_SKIP_GATEWAY=1, BENCH_SKIP_INPROCESS=1, BENCH_SKIP_LAMBDA=1  leave a part out
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$repo"
@@ -41,6 +42,16 @@ fi
 if [ "${BENCH_SKIP_COST:-}" != 1 ]; then
   echo; echo "## What 1,000 chat messages cost on AWS, by room size (the emulator's cost meter, rooms in Redis)"
   tools/scripts/with-redis.sh -- bash -c '"$0" cost --redis-url "$WSCHAT_TEST_REDIS_URL"' "$load"
+fi
+
+if [ "${BENCH_SKIP_GATEWAY:-}" != 1 ]; then
+  echo; echo "## CPU per PostToConnection of the poster: the SDK client, the direct client, the raw-socket floor"
+  port=$(free_port)
+  RUST_LOG=warn target/fast/wschat-emulator --port "$port" >"$out/gateway-emulator.log" 2>&1 &
+  emulator=$!; pids+=("$emulator")
+  wait_for_port "$port" 30
+  "$load" gateway --emulator "127.0.0.1:$port"
+  kill "$emulator"; wait "$emulator" 2>/dev/null || true
 fi
 
 echo; echo "## Matrix, ${seconds} s per cell"

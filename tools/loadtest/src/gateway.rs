@@ -1,6 +1,11 @@
 //! `wschat-loadtest gateway`: the CPU one PostToConnection costs the process that makes it, for the SDK client
 //! ([`AwsGateway`]) and the direct client ([`DirectGateway`]), side by side, against a running emulator (its own
 //! process, so only the client's work is counted). One WebSocket client receives every frame posted.
+//!
+//! A third row is the floor under both: the same HTTP/1.1 request as bytes built once, written to a keep-alive
+//! loopback socket and its answer read back, with no signing and no HTTP library ([`RawFloor`]). It is not a
+//! client anyone could deploy (it signs nothing and parses only what the emulator answers); it says what one
+//! loopback HTTP request per post costs the poster on this machine whatever the client.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -45,7 +50,7 @@ pub async fn run(args: &GatewayArgs) -> anyhow::Result<()> {
             .context("the emulator lists the connection")?,
     )?;
     let endpoint = format!("http://{}/local", args.emulator);
-    let clients: [(&str, Arc<dyn Gateway>); 2] = [
+    let clients: [(&str, Arc<dyn Gateway>); 3] = [
         (
             "SDK client (aws-sdk-apigatewaymanagement)",
             Arc::new(AwsGateway::local(&endpoint)),
@@ -53,6 +58,10 @@ pub async fn run(args: &GatewayArgs) -> anyhow::Result<()> {
         (
             "direct client (aws-sigv4 + hyper)",
             Arc::new(DirectGateway::local(&endpoint)),
+        ),
+        (
+            "floor: pre-built bytes on a raw socket",
+            Arc::new(RawFloor::new(&args.emulator, &conn)),
         ),
     ];
     let frame = Bytes::from_static(br#"{"message":"a typical chat line of some forty bytes","seq":1234,"epoch":"0123456789abcdef","ts":1764620000000}"#);
@@ -87,10 +96,101 @@ pub async fn run(args: &GatewayArgs) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     println!(
-        "the direct client uses {:.1}x less CPU per post",
-        results[0] / results[1]
+        "the direct client uses {:.1}x less CPU per post; {:.0} % of its CPU is the floor's",
+        results[0] / results[1],
+        100.0 * results[2] / results[1]
     );
     Ok(())
+}
+
+/// The floor: one connection's POST as bytes, written to an idle keep-alive socket (or a new one), the answer's
+/// head and `content-length` body read back. Unsigned but for a fixed `Authorization` header the emulator only
+/// checks the shape of; posts to the one connection it was made for.
+struct RawFloor {
+    address: String,
+    head: String,
+    idle: std::sync::Mutex<Vec<tokio::net::TcpStream>>,
+}
+
+impl RawFloor {
+    fn new(address: &str, conn: &ConnectionId) -> Self {
+        let id = percent_encoding::utf8_percent_encode(conn.as_str(), percent_encoding::NON_ALPHANUMERIC);
+        Self {
+            address: address.to_owned(),
+            head: format!(
+                "POST /local/@connections/{id} HTTP/1.1\r\nhost: {address}\r\n\
+                 authorization: AWS4-HMAC-SHA256 Credential=local/20261202/us-east-1/execute-api/aws4_request\r\n\
+                 content-type: application/json\r\ncontent-length: "
+            ),
+            idle: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    async fn exchange(
+        &self,
+        socket: &mut tokio::net::TcpStream,
+        data: &Bytes,
+    ) -> std::io::Result<u16> {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let mut request = Vec::with_capacity(self.head.len() + 8 + data.len());
+        request.extend_from_slice(self.head.as_bytes());
+        request.extend_from_slice(format!("{}\r\n\r\n", data.len()).as_bytes());
+        request.extend_from_slice(data);
+        socket.write_all(&request).await?;
+        let mut answer = Vec::with_capacity(256);
+        loop {
+            if socket.read_buf(&mut answer).await? == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            let mut headers = [httparse::EMPTY_HEADER; 16];
+            let mut response = httparse::Response::new(&mut headers);
+            let httparse::Status::Complete(head) = response
+                .parse(&answer)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?
+            else {
+                continue;
+            };
+            let length: usize = response
+                .headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                .and_then(|h| std::str::from_utf8(h.value).ok()?.parse().ok())
+                .unwrap_or(0);
+            if answer.len() >= head + length {
+                return Ok(response.code.unwrap_or(0));
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Gateway for RawFloor {
+    async fn post_to_connection(
+        &self,
+        _conn: &ConnectionId,
+        data: Bytes,
+    ) -> Result<(), chat_shared::gateway::GatewayError> {
+        let other = |e: std::io::Error| chat_shared::gateway::GatewayError::Other(Box::new(e));
+        let idle = self.idle.lock().expect("pool lock").pop();
+        let mut socket = match idle {
+            Some(socket) => socket,
+            None => {
+                let socket = tokio::net::TcpStream::connect(&self.address)
+                    .await
+                    .map_err(other)?;
+                socket.set_nodelay(true).map_err(other)?;
+                socket
+            }
+        };
+        let status = self.exchange(&mut socket, &data).await.map_err(other)?;
+        self.idle.lock().expect("pool lock").push(socket);
+        match status {
+            200 => Ok(()),
+            status => Err(chat_shared::gateway::GatewayError::Other(
+                format!("the emulator answered {status}").into(),
+            )),
+        }
+    }
 }
 
 /// A plain HTTP/1.0 GET on loopback, without pulling in an HTTP client crate for one request.

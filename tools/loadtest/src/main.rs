@@ -73,15 +73,29 @@ struct Sample {
     connect_ms: f64,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    match Command::parse() {
-        Command::Fanout(args) => fanout(args).await,
-        Command::Matrix(args) => matrix::run(&args).await.map(drop),
-        Command::Report(args) => report::run(&args),
-        Command::Gateway(args) => gateway::run(&args).await,
-        Command::Cost(args) => cost::run(&args).await,
+// The allocator ws-default runs with, so that `gateway` measures the posts as the function makes them.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() -> anyhow::Result<()> {
+    let command = Command::parse();
+    // `gateway` posts on one thread, as ws-default does (a function has one vCPU); the rest drive hundreds of
+    // clients and use every core.
+    let runtime = match command {
+        Command::Gateway(_) => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
     }
+    .enable_all()
+    .build()?;
+    runtime.block_on(async move {
+        match command {
+            Command::Fanout(args) => fanout(args).await,
+            Command::Matrix(args) => matrix::run(&args).await.map(drop),
+            Command::Report(args) => report::run(&args),
+            Command::Gateway(args) => gateway::run(&args).await,
+            Command::Cost(args) => cost::run(&args).await,
+        }
+    })
 }
 
 async fn fanout(args: Args) -> anyhow::Result<()> {
