@@ -114,7 +114,10 @@ struct RawFloor {
 
 impl RawFloor {
     fn new(address: &str, conn: &ConnectionId) -> Self {
-        let id = percent_encoding::utf8_percent_encode(conn.as_str(), percent_encoding::NON_ALPHANUMERIC);
+        let id = percent_encoding::utf8_percent_encode(
+            conn.as_str(),
+            percent_encoding::NON_ALPHANUMERIC,
+        );
         Self {
             address: address.to_owned(),
             head: format!(
