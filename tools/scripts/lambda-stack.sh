@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Lambda mode: the real function binaries behind `cargo lambda watch`, Redis, and the emulator forwarding every
-# event to them through the Lambda Invoke API. The functions post back through the real AWS SDK adapter to the
-# emulator's /@connections.
+# event to them through the Lambda Invoke API. The functions post back through their Management API client
+# (DirectGateway: SigV4-signed HTTP) to the emulator's /@connections.
 #
 #   tools/scripts/lambda-stack.sh                 serve the chat on 127.0.0.1:$PORT (3000) until Ctrl-C
 #   tools/scripts/lambda-stack.sh -- CMD ARGS...  start the stack on free ports, run CMD, stop everything
@@ -79,7 +79,7 @@ concurrency=${WSCHAT_LAMBDA_CONCURRENCY:-8}
 
 # watch_functions NAME INVOKE_PORT REDIS_URL MANAGEMENT_ENDPOINT [EXTRA_ENV]: cargo lambda watch on INVOKE_PORT.
 watch_functions() {
-  # Dummy credentials: the SDK signs every call; the emulator only checks that it is signed.
+  # Dummy credentials: every call is signed; the emulator only checks that it is signed.
   local extra="${5:-}${WSCHAT_FUNCTION_ENV:+${5:+,}$WSCHAT_FUNCTION_ENV}"
   setsid cargo lambda watch $profile_flag --concurrency "$concurrency" -A 127.0.0.1 -P "$2" \
     --env-var "REDIS_URL=$3,WS_MANAGEMENT_ENDPOINT=$4,AWS_ACCESS_KEY_ID=local,AWS_SECRET_ACCESS_KEY=local,AWS_REGION=us-east-1,RUST_LOG=${RUST_LOG:-info}${extra:+,$extra}" \
