@@ -9,7 +9,8 @@
 //! * [`handlers`]: one pure `handle(&event, &deps)` per route (`$connect`, `$disconnect`, `$default`), the
 //!   optional `$connect` authorizer that carries the room to later events, and the `$connect` origin rule.
 //! * [`config`]: the environment variables, their defaults and parsing; plain data, no I/O, no crate imports.
-//! * [`startup`]: cold start, from a [`config::Config`] to each route's `Deps` (secret, CA file, Redis, the Management API client).
+//! * [`startup`]: cold start, from a [`config::Config`] to each route's `Deps` (secret, CA file, Redis, the
+//!   Management API client).
 //! * [`secrets`]: the Redis URL from Secrets Manager.
 //! * [`signed`]: AWS requests signed with the SDK's own signer over one keep-alive HTTP client.
 //! * [`tls`]: the rustls crypto provider (`ring`) every TLS client here uses.

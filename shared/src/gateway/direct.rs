@@ -1,7 +1,7 @@
 //! PostToConnection with the SDK's own signer over one keep-alive HTTP client ([`crate::signed`]), without the SDK
 //! client's per-call machinery: the functions' gateway (the README's "Where the CPU goes" has the profile that
-//! justifies it). It behaves as the SDK adapter (`AwsGateway`, feature `sdk`) does, and the same tests hold both to it: the endpoint is
-//! the stage URL, `/@connections/{id}` is appended with the id percent-encoded as a path segment, errors are
+//! justifies it). It behaves as the SDK adapter (`AwsGateway`, feature `sdk`) does, and the same tests hold both
+//! to it: the endpoint is the stage URL, `/@connections/{id}` is appended with the id percent-encoded as a path segment, errors are
 //! classified by status (410, 429, 403, 413), and nothing is retried here ([`crate::fanout`] retries 429).
 
 use std::time::Duration;
@@ -23,6 +23,15 @@ const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'.')
     .remove(b'_')
     .remove(b'~');
+
+/// The path of `conn`'s `@connections` resource under the stage URL: `/@connections/{id}`, the id escaped as one
+/// path segment.
+pub fn connection_path(conn: &ConnectionId) -> String {
+    format!(
+        "/@connections/{}",
+        utf8_percent_encode(conn.as_str(), PATH_SEGMENT)
+    )
+}
 
 /// [`Gateway`] posting straight to the Management API.
 #[derive(Debug, Clone)]
@@ -62,11 +71,7 @@ impl Gateway for DirectGateway {
         conn: &ConnectionId,
         data: Bytes,
     ) -> Result<(), GatewayError> {
-        let uri = format!(
-            "{}/@connections/{}",
-            self.endpoint,
-            utf8_percent_encode(conn.as_str(), PATH_SEGMENT)
-        );
+        let uri = format!("{}{}", self.endpoint, connection_path(conn));
         let answer = self
             .client
             .send(

@@ -2,9 +2,9 @@
 //! ([`AwsGateway`]) and the direct client ([`DirectGateway`]), side by side, against a running emulator (its own
 //! process, so only the client's work is counted). One WebSocket client receives every frame posted.
 //!
-//! A third row is the floor under both: the same HTTP/1.1 request as bytes built once, written to a keep-alive
-//! loopback socket and its answer read back, with no signing and no HTTP library ([`RawFloor`]). It is not a
-//! client anyone could deploy (it signs nothing and parses only what the emulator answers); it says what one
+//! A third row is the floor under both: the direct client's request (path, content type, body) with its head
+//! built once, written as plain bytes to a keep-alive loopback socket and its answer read back, with no signing
+//! and no HTTP library ([`RawFloor`]). It is not a client anyone could deploy (it signs nothing and parses only what the emulator answers); it says what one
 //! loopback HTTP request per post costs the poster on this machine whatever the client.
 
 use std::sync::Arc;
@@ -103,9 +103,10 @@ pub async fn run(args: &GatewayArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The floor: one connection's POST as bytes, written to an idle keep-alive socket (or a new one), the answer's
-/// head and `content-length` body read back. Unsigned but for a fixed `Authorization` header the emulator only
-/// checks the shape of; posts to the one connection it was made for.
+/// The floor: one connection's POST as bytes (the head built once, the length and body appended per post),
+/// written to an idle keep-alive socket (or a new one), the answer's head and `content-length` body read back.
+/// Unsigned but for a fixed `Authorization` header the emulator only checks the shape of; posts to the one
+/// connection it was made for.
 struct RawFloor {
     address: String,
     head: String,
@@ -114,16 +115,13 @@ struct RawFloor {
 
 impl RawFloor {
     fn new(address: &str, conn: &ConnectionId) -> Self {
-        let id = percent_encoding::utf8_percent_encode(
-            conn.as_str(),
-            percent_encoding::NON_ALPHANUMERIC,
-        );
+        let path = chat_shared::gateway::direct::connection_path(conn);
         Self {
             address: address.to_owned(),
             head: format!(
-                "POST /local/@connections/{id} HTTP/1.1\r\nhost: {address}\r\n\
+                "POST /local{path} HTTP/1.1\r\nhost: {address}\r\n\
                  authorization: AWS4-HMAC-SHA256 Credential=local/20261202/us-east-1/execute-api/aws4_request\r\n\
-                 content-type: application/json\r\ncontent-length: "
+                 content-type: application/octet-stream\r\ncontent-length: "
             ),
             idle: std::sync::Mutex::new(Vec::new()),
         }
