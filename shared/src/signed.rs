@@ -13,7 +13,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use aws_credential_types::Credentials;
-use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+use aws_sigv4::http_request::{
+    SignableBody, SignableRequest, SigningInstructions, SigningSettings, sign,
+};
 use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
 use bytes::Bytes;
@@ -71,6 +73,12 @@ impl SignedClient {
         Self::new(&region, credentials, timeout)
     }
 
+    /// A client for a local emulator: fixed dummy credentials and region, no environment read.
+    pub fn local(timeout: Duration) -> Self {
+        let credentials = Credentials::new("local", "local", None, None, "wschat-local");
+        Self::new("us-east-1", credentials, timeout)
+    }
+
     /// The region requests are signed for.
     pub fn region(&self) -> &str {
         &self.region
@@ -113,18 +121,35 @@ impl SignedClient {
         }
     }
 
-    /// Signs `method uri` with `headers` and `body` for `service`, sends it, and reads the answer.
+    /// The headers SigV4 adds to `method uri` with `headers` and `body` for `service`, signed now (`x-amz-date`,
+    /// `authorization`, and `x-amz-security-token` with session credentials): what [`Self::send`] adds, for a
+    /// caller that writes its own request (the load tool's floor).
     ///
     /// # Errors
-    /// When the request cannot be signed or sent, or no answer comes within the timeout.
-    pub async fn send(
+    /// When the request cannot be signed (a header or the URI the signer refuses).
+    pub fn signature_headers(
         &self,
         service: &str,
         method: &str,
         uri: &str,
         headers: &[(&str, &str)],
-        body: Bytes,
-    ) -> Result<Answer, BoxError> {
+        body: &[u8],
+    ) -> Result<Vec<(&'static str, String)>, BoxError> {
+        let (headers, _query) = self.sign(service, method, uri, headers, body)?.into_parts();
+        Ok(headers
+            .into_iter()
+            .map(|header| (header.name(), header.value().to_owned()))
+            .collect())
+    }
+
+    fn sign(
+        &self,
+        service: &str,
+        method: &str,
+        uri: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<SigningInstructions, BoxError> {
         let params = v4::SigningParams::builder()
             .identity(&self.identity)
             .region(&self.region)
@@ -137,9 +162,25 @@ impl SignedClient {
             method,
             uri,
             headers.iter().copied(),
-            SignableBody::Bytes(&body),
+            SignableBody::Bytes(body),
         )?;
         let (instructions, _signature) = sign(signable, &params)?.into_parts();
+        Ok(instructions)
+    }
+
+    /// Signs `method uri` with `headers` and `body` for `service`, sends it, and reads the answer.
+    ///
+    /// # Errors
+    /// When the request cannot be signed or sent, or no answer comes within the timeout.
+    pub async fn send(
+        &self,
+        service: &str,
+        method: &str,
+        uri: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+    ) -> Result<Answer, BoxError> {
+        let instructions = self.sign(service, method, uri, headers, &body)?;
         let mut request = http::Request::builder().method(method).uri(uri);
         for (name, value) in headers {
             request = request.header(*name, *value);
@@ -152,5 +193,44 @@ impl SignedClient {
         let status = response.status().as_u16();
         let body = response.into_body().collect().await?.to_bytes();
         Ok(Answer { status, body })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client() -> SignedClient {
+        let credentials = Credentials::new("AKID", "secret", Some("token".into()), None, "test");
+        SignedClient::new("eu-west-1", credentials, Duration::from_secs(5))
+    }
+
+    #[test]
+    fn signature_headers_scope_the_signature_and_carry_the_session_token() {
+        let uri = "https://abc.execute-api.eu-west-1.amazonaws.com/prod/@connections/a%3D";
+        let content_type = [("content-type", "application/octet-stream")];
+
+        let headers = client()
+            .signature_headers("execute-api", "POST", uri, &content_type, b"{}")
+            .expect("signed");
+
+        let value = |name: &str| {
+            headers
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.as_str())
+                .unwrap_or_else(|| panic!("no {name} in {headers:?}"))
+        };
+        let date = value("x-amz-date");
+        assert_eq!(value("x-amz-security-token"), "token");
+        let authorization = value("authorization");
+        assert!(
+            authorization.starts_with(&format!(
+                "AWS4-HMAC-SHA256 Credential=AKID/{}/eu-west-1/execute-api/aws4_request, \
+                 SignedHeaders=content-type;host;x-amz-date;x-amz-security-token, Signature=",
+                &date[..8]
+            )),
+            "{authorization}"
+        );
     }
 }

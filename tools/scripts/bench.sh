@@ -2,7 +2,7 @@
 # `make bench`: every benchmark in one run, on this machine, loopback only.
 #   1. fan-out: one message to 1,000 members with 20 ms per PostToConnection, at several concurrencies;
 #      then the cost per 1,000 chat messages at room sizes 2, 10, 100 and 1,000 (the emulator's cost meter),
-#      and the poster's CPU per PostToConnection: the SDK client, the direct client, a raw-socket floor;
+#      and the poster's CPU per PostToConnection: the SDK client, the direct client, three raw-socket floors;
 #   2. the matrix (rooms x clients x messages in flight) against
 #        - wschat in process (release emulator, rooms in memory: `make run`),
 #        - wschat in Lambda mode (release functions behind cargo lambda watch, Redis, the Management API client),
@@ -45,7 +45,7 @@ if [ "${BENCH_SKIP_COST:-}" != 1 ]; then
 fi
 
 if [ "${BENCH_SKIP_GATEWAY:-}" != 1 ]; then
-  echo; echo "## CPU per PostToConnection of the poster: the SDK client, the direct client, the raw-socket floor"
+  echo; echo "## CPU per PostToConnection of the poster: the SDK client, the direct client, three raw-socket floors"
   port=$(free_port)
   RUST_LOG=warn target/fast/wschat-emulator --port "$port" >"$out/gateway-emulator.log" 2>&1 &
   emulator=$!; pids+=("$emulator")

@@ -7,7 +7,6 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_credential_types::Credentials;
 use bytes::Bytes;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
@@ -49,11 +48,7 @@ impl DirectGateway {
 
     /// A gateway for a local emulator: fixed dummy credentials and region, no environment read.
     pub fn local(endpoint: &str) -> Self {
-        let credentials = Credentials::new("local", "local", None, None, "wschat-local");
-        Self::with_client(
-            endpoint,
-            SignedClient::new("us-east-1", credentials, OPERATION_TIMEOUT),
-        )
+        Self::with_client(endpoint, SignedClient::local(OPERATION_TIMEOUT))
     }
 
     fn with_client(endpoint: &str, client: SignedClient) -> Self {

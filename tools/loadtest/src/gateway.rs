@@ -2,10 +2,15 @@
 //! ([`AwsGateway`]) and the direct client ([`DirectGateway`]), side by side, against a running emulator (its own
 //! process, so only the client's work is counted). One WebSocket client receives every frame posted.
 //!
-//! A third row is the floor under both: the direct client's request (path, content type, body) with its head
-//! built once, written as plain bytes to a keep-alive loopback socket and its answer read back, with no signing
-//! and no HTTP library ([`RawFloor`]). It is not a client anyone could deploy (it signs nothing and parses only what the emulator answers); it says what one
-//! loopback HTTP request per post costs the poster on this machine whatever the client.
+//! Below them, three floors ([`RawFloor`]), none a client anyone could deploy (they parse only what the emulator
+//! answers, and recover from nothing):
+//! * the direct client's request (path, content type, body) with its head built once, written as plain bytes to
+//!   a keep-alive loopback socket and its answer read back, with no signing and no HTTP library: what one
+//!   loopback HTTP request per post costs the poster on this machine whatever the client;
+//! * the same, signed per post as the direct client signs ([`SignedClient::signature_headers`]): the best a
+//!   hand-written HTTP/1.1 client could do;
+//! * the unsigned bytes pipelined, 64 requests per write on one connection: what HTTP/1.1 pipelining would save
+//!   (README, "Where the CPU goes", says why the functions do not pipeline).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,6 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use bytes::Bytes;
 use chat_shared::gateway::{AwsGateway, DirectGateway, Gateway};
+use chat_shared::signed::SignedClient;
 use chat_shared::wire::ConnectionId;
 use futures_util::StreamExt as _;
 
@@ -30,11 +36,11 @@ pub struct GatewayArgs {
     pub in_flight: usize,
 }
 
-/// Posts with both clients and prints CPU µs per post.
+/// Posts with both clients and the floors, prints CPU µs per post and returns them, row by row.
 ///
 /// # Errors
 /// When the emulator cannot be reached or a post fails.
-pub async fn run(args: &GatewayArgs) -> anyhow::Result<()> {
+pub async fn run(args: &GatewayArgs) -> anyhow::Result<Vec<(String, f64)>> {
     let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/local?room=gw", args.emulator))
         .await
         .context("connecting to the emulator")?;
@@ -50,7 +56,7 @@ pub async fn run(args: &GatewayArgs) -> anyhow::Result<()> {
             .context("the emulator lists the connection")?,
     )?;
     let endpoint = format!("http://{}/local", args.emulator);
-    let clients: [(&str, Arc<dyn Gateway>); 3] = [
+    let clients: [(&str, Arc<dyn Gateway>); 4] = [
         (
             "SDK client (aws-sdk-apigatewaymanagement)",
             Arc::new(AwsGateway::local(&endpoint)),
@@ -61,7 +67,15 @@ pub async fn run(args: &GatewayArgs) -> anyhow::Result<()> {
         ),
         (
             "floor: pre-built bytes on a raw socket",
-            Arc::new(RawFloor::new(&args.emulator, &conn)),
+            Arc::new(RawFloor::new(&args.emulator, &conn, None)),
+        ),
+        (
+            "floor + SigV4: the same bytes, signed per post",
+            Arc::new(RawFloor::new(
+                &args.emulator,
+                &conn,
+                Some(SignedClient::local(Duration::from_secs(5))),
+            )),
         ),
     ];
     let frame = Bytes::from_static(br#"{"message":"a typical chat line of some forty bytes","seq":1234,"epoch":"0123456789abcdef","ts":1764620000000}"#);
@@ -92,39 +106,75 @@ pub async fn run(args: &GatewayArgs) -> anyhow::Result<()> {
             "{name:<44} {cpu_us:>7.1} µs CPU per post, {:>8.0} posts/s",
             args.posts as f64 / wall.as_secs_f64()
         );
-        results.push(cpu_us);
+        results.push((name.to_owned(), cpu_us));
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    let (pipelined, rate) = pipelined_floor(args, &conn, &frame).await?;
+    let name = format!("floor, pipelined: {} per write", args.in_flight);
+    println!("{name:<44} {pipelined:>7.1} µs CPU per post, {rate:>8.0} posts/s");
+    results.push((name, pipelined));
     println!(
-        "the direct client uses {:.1}x less CPU per post; {:.0} % of its CPU is the floor's",
-        results[0] / results[1],
-        100.0 * results[2] / results[1]
+        "the direct client uses {:.1}x less CPU per post than the SDK client; {:.0} % of its CPU is the floor's, {:.0} % the signed floor's",
+        results[0].1 / results[1].1,
+        100.0 * results[2].1 / results[1].1,
+        100.0 * results[3].1 / results[1].1
     );
-    Ok(())
+    Ok(results)
 }
 
-/// The floor: one connection's POST as bytes (the head built once, the length and body appended per post),
-/// written to an idle keep-alive socket (or a new one), the answer's head and `content-length` body read back.
-/// Unsigned but for a fixed `Authorization` header the emulator only checks the shape of; posts to the one
-/// connection it was made for.
+/// The floor: one connection's POST as bytes (the head built once; the signature, length and body appended per
+/// post), written to an idle keep-alive socket (or a new one), the answer's head and `content-length` body read
+/// back. Unsigned, it sends a fixed `Authorization` header the emulator only checks the shape of; posts to the
+/// one connection it was made for.
 struct RawFloor {
     address: String,
+    /// `http://{address}{path}`, as the signer sees it.
+    uri: String,
     head: String,
+    signer: Option<SignedClient>,
     idle: std::sync::Mutex<Vec<tokio::net::TcpStream>>,
 }
 
+/// The floor's one header besides `host` (which the signer adds to what it signs by itself).
+const CONTENT_TYPE: (&str, &str) = ("content-type", "application/octet-stream");
+
 impl RawFloor {
-    fn new(address: &str, conn: &ConnectionId) -> Self {
-        let path = chat_shared::gateway::direct::connection_path(conn);
+    fn new(address: &str, conn: &ConnectionId, signer: Option<SignedClient>) -> Self {
+        let path = format!(
+            "/local{}",
+            chat_shared::gateway::direct::connection_path(conn)
+        );
+        let (name, value) = CONTENT_TYPE;
         Self {
             address: address.to_owned(),
-            head: format!(
-                "POST /local{path} HTTP/1.1\r\nhost: {address}\r\n\
-                 authorization: AWS4-HMAC-SHA256 Credential=local/20261202/us-east-1/execute-api/aws4_request\r\n\
-                 content-type: application/octet-stream\r\ncontent-length: "
-            ),
+            uri: format!("http://{address}{path}"),
+            head: format!("POST {path} HTTP/1.1\r\nhost: {address}\r\n{name}: {value}\r\n"),
+            signer,
             idle: std::sync::Mutex::new(Vec::new()),
         }
+    }
+
+    /// The whole request for `data`.
+    fn request(&self, data: &[u8]) -> std::io::Result<Vec<u8>> {
+        use std::io::Write as _;
+        let mut request = Vec::with_capacity(self.head.len() + 400 + data.len());
+        request.extend_from_slice(self.head.as_bytes());
+        match &self.signer {
+            Some(signer) => {
+                let signature = signer
+                    .signature_headers("execute-api", "POST", &self.uri, &[CONTENT_TYPE], data)
+                    .map_err(std::io::Error::other)?;
+                for (name, value) in signature {
+                    write!(request, "{name}: {value}\r\n")?;
+                }
+            }
+            None => request.extend_from_slice(
+                b"authorization: AWS4-HMAC-SHA256 Credential=local/20261202/us-east-1/execute-api/aws4_request\r\n",
+            ),
+        }
+        write!(request, "content-length: {}\r\n\r\n", data.len())?;
+        request.extend_from_slice(data);
+        Ok(request)
     }
 
     async fn exchange(
@@ -133,35 +183,37 @@ impl RawFloor {
         data: &Bytes,
     ) -> std::io::Result<u16> {
         use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-        let mut request = Vec::with_capacity(self.head.len() + 8 + data.len());
-        request.extend_from_slice(self.head.as_bytes());
-        request.extend_from_slice(format!("{}\r\n\r\n", data.len()).as_bytes());
-        request.extend_from_slice(data);
-        socket.write_all(&request).await?;
+        socket.write_all(&self.request(data)?).await?;
         let mut answer = Vec::with_capacity(256);
         loop {
             if socket.read_buf(&mut answer).await? == 0 {
                 return Err(std::io::ErrorKind::UnexpectedEof.into());
             }
-            let mut headers = [httparse::EMPTY_HEADER; 16];
-            let mut response = httparse::Response::new(&mut headers);
-            let httparse::Status::Complete(head) = response
-                .parse(&answer)
-                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?
-            else {
-                continue;
-            };
-            let length: usize = response
-                .headers
-                .iter()
-                .find(|h| h.name.eq_ignore_ascii_case("content-length"))
-                .and_then(|h| std::str::from_utf8(h.value).ok()?.parse().ok())
-                .unwrap_or(0);
-            if answer.len() >= head + length {
-                return Ok(response.code.unwrap_or(0));
+            if let Some((status, _)) = parse_answer(&answer)? {
+                return Ok(status);
             }
         }
     }
+}
+
+/// The status and length of the complete answer at the start of `buf` (its head and `content-length` body), or
+/// `None` while it is incomplete.
+fn parse_answer(buf: &[u8]) -> std::io::Result<Option<(u16, usize)>> {
+    let mut headers = [httparse::EMPTY_HEADER; 16];
+    let mut response = httparse::Response::new(&mut headers);
+    let httparse::Status::Complete(head) = response
+        .parse(buf)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?
+    else {
+        return Ok(None);
+    };
+    let length: usize = response
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+        .and_then(|h| std::str::from_utf8(h.value).ok()?.parse().ok())
+        .unwrap_or(0);
+    Ok((buf.len() >= head + length).then(|| (response.code.unwrap_or(0), head + length)))
 }
 
 #[async_trait::async_trait]
@@ -194,6 +246,49 @@ impl Gateway for RawFloor {
     }
 }
 
+/// The floor with HTTP/1.1 pipelining: `in_flight` of the floor's requests written at once on one connection,
+/// then their answers read; returns CPU µs per post and posts/s.
+async fn pipelined_floor(
+    args: &GatewayArgs,
+    conn: &ConnectionId,
+    frame: &Bytes,
+) -> anyhow::Result<(f64, f64)> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let floor = RawFloor::new(&args.emulator, conn, None);
+    let mut socket = tokio::net::TcpStream::connect(&args.emulator).await?;
+    socket.set_nodelay(true)?;
+    let cpu = crate::matrix::process_cpu_ns(std::process::id())?;
+    let started = Instant::now();
+    let batches = args.posts / args.in_flight;
+    let mut answer = bytes::BytesMut::with_capacity(64 * 1024);
+    for _ in 0..batches {
+        let mut request =
+            Vec::with_capacity(args.in_flight * (floor.head.len() + 200 + frame.len()));
+        for _ in 0..args.in_flight {
+            request.extend_from_slice(&floor.request(frame)?);
+        }
+        socket.write_all(&request).await?;
+        let mut answered = 0;
+        while answered < args.in_flight {
+            while let Some((status, length)) = parse_answer(&answer)? {
+                anyhow::ensure!(status == 200, "the emulator answered {status}");
+                let _ = answer.split_to(length);
+                answered += 1;
+            }
+            if answered < args.in_flight {
+                anyhow::ensure!(
+                    socket.read_buf(&mut answer).await? > 0,
+                    "the emulator closed"
+                );
+            }
+        }
+    }
+    let wall = started.elapsed();
+    let posts = (batches * args.in_flight) as f64;
+    let cpu_us = (crate::matrix::process_cpu_ns(std::process::id())? - cpu) as f64 / 1000.0 / posts;
+    Ok((cpu_us, posts / wall.as_secs_f64()))
+}
+
 /// A plain HTTP/1.0 GET on loopback, without pulling in an HTTP client crate for one request.
 async fn reqwest_free_get(url: &str) -> anyhow::Result<String> {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -208,4 +303,41 @@ async fn reqwest_free_get(url: &str) -> anyhow::Result<String> {
         .split_once("\r\n\r\n")
         .map(|(_, body)| body.to_owned())
         .unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn every_client_and_floor_posts_to_the_emulator_and_is_measured() {
+        use wschat_emulator::backend::{InProcessOptions, Posts, StoreChoice};
+        use wschat_emulator::{BackendChoice, Emulator, Options};
+
+        let backend = BackendChoice::InProcess(InProcessOptions {
+            store: StoreChoice::Memory,
+            config: chat_shared::config::Config::default(),
+            posts: Posts::InMemory,
+        });
+        let emulator = Emulator::start(
+            "127.0.0.1:0".parse().expect("addr"),
+            Options::default(),
+            backend,
+        )
+        .await
+        .expect("emulator");
+        let args = GatewayArgs {
+            emulator: emulator.addr().to_string(),
+            posts: 64,
+            in_flight: 8,
+        };
+
+        let rows = run(&args).await.expect("every post answered 200");
+
+        let names: Vec<&str> = rows.iter().map(|(name, _)| name.as_str()).collect();
+        assert_eq!(names.len(), 5, "{names:?}");
+        assert!(names[4].contains("pipelined: 8 per write"), "{names:?}");
+        assert!(rows.iter().all(|(_, cpu)| *cpu > 0.0), "{rows:?}");
+        emulator.shutdown().await;
+    }
 }

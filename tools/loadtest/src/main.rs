@@ -92,7 +92,7 @@ fn main() -> anyhow::Result<()> {
             Command::Fanout(args) => fanout(args).await,
             Command::Matrix(args) => matrix::run(&args).await.map(drop),
             Command::Report(args) => report::run(&args),
-            Command::Gateway(args) => gateway::run(&args).await,
+            Command::Gateway(args) => gateway::run(&args).await.map(drop),
             Command::Cost(args) => cost::run(&args).await,
         }
     })
