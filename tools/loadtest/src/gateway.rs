@@ -97,9 +97,7 @@ pub async fn run(args: &GatewayArgs) -> anyhow::Result<Vec<(String, f64)>> {
             .collect()
             .await;
         let wall = started.elapsed();
-        let cpu_us = (crate::matrix::process_cpu_ns(std::process::id())? - cpu) as f64
-            / 1000.0
-            / args.posts as f64;
+        let cpu_us = cpu_ns_since(cpu)? as f64 / 1000.0 / args.posts as f64;
         let failed = outcomes.iter().filter(|o| o.is_err()).count();
         anyhow::ensure!(failed == 0, "{failed} posts failed with {name}");
         println!(
@@ -285,8 +283,14 @@ async fn pipelined_floor(
     }
     let wall = started.elapsed();
     let posts = (batches * args.in_flight) as f64;
-    let cpu_us = (crate::matrix::process_cpu_ns(std::process::id())? - cpu) as f64 / 1000.0 / posts;
+    let cpu_us = cpu_ns_since(cpu)? as f64 / 1000.0 / posts;
     Ok((cpu_us, posts / wall.as_secs_f64()))
+}
+
+/// This process's CPU time (ns) since it was `before`; never negative, though a thread that ended (tokio's
+/// blocking pool lets idle threads go) takes its time out of the sum.
+fn cpu_ns_since(before: u64) -> anyhow::Result<u64> {
+    Ok(crate::matrix::process_cpu_ns(std::process::id())?.saturating_sub(before))
 }
 
 /// A plain HTTP/1.0 GET on loopback, without pulling in an HTTP client crate for one request.
