@@ -152,10 +152,9 @@ impl RawFloor {
         }
     }
 
-    /// The whole request for `data`.
-    fn request(&self, data: &[u8]) -> std::io::Result<Vec<u8>> {
+    /// Appends the whole request for `data` to `request`.
+    fn write_request(&self, request: &mut Vec<u8>, data: &[u8]) -> std::io::Result<()> {
         use std::io::Write as _;
-        let mut request = Vec::with_capacity(self.head.len() + 400 + data.len());
         request.extend_from_slice(self.head.as_bytes());
         match &self.signer {
             Some(signer) => {
@@ -172,7 +171,7 @@ impl RawFloor {
         }
         write!(request, "content-length: {}\r\n\r\n", data.len())?;
         request.extend_from_slice(data);
-        Ok(request)
+        Ok(())
     }
 
     async fn exchange(
@@ -181,7 +180,9 @@ impl RawFloor {
         data: &Bytes,
     ) -> std::io::Result<u16> {
         use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-        socket.write_all(&self.request(data)?).await?;
+        let mut request = Vec::with_capacity(self.head.len() + 400 + data.len());
+        self.write_request(&mut request, data)?;
+        socket.write_all(&request).await?;
         let mut answer = Vec::with_capacity(256);
         loop {
             if socket.read_buf(&mut answer).await? == 0 {
@@ -263,7 +264,7 @@ async fn pipelined_floor(
         let mut request =
             Vec::with_capacity(args.in_flight * (floor.head.len() + 200 + frame.len()));
         for _ in 0..args.in_flight {
-            request.extend_from_slice(&floor.request(frame)?);
+            floor.write_request(&mut request, frame)?;
         }
         socket.write_all(&request).await?;
         let mut answered = 0;
