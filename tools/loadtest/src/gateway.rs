@@ -316,21 +316,7 @@ mod tests {
 
     #[tokio::test]
     async fn every_client_and_floor_posts_to_the_emulator_and_is_measured() {
-        use wschat_emulator::backend::{InProcessOptions, Posts, StoreChoice};
-        use wschat_emulator::{BackendChoice, Emulator, Options};
-
-        let backend = BackendChoice::InProcess(InProcessOptions {
-            store: StoreChoice::Memory,
-            config: chat_shared::config::Config::default(),
-            posts: Posts::InMemory,
-        });
-        let emulator = Emulator::start(
-            "127.0.0.1:0".parse().expect("addr"),
-            Options::default(),
-            backend,
-        )
-        .await
-        .expect("emulator");
+        let emulator = crate::in_memory_emulator(chat_shared::config::Config::default()).await;
         let args = GatewayArgs {
             emulator: emulator.addr().to_string(),
             posts: 64,

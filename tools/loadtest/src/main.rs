@@ -236,3 +236,21 @@ async fn run(args: &Args, in_flight: usize) -> anyhow::Result<Sample> {
         connect_ms,
     })
 }
+
+/// An in-process emulator on a free loopback port, rooms in memory, posting in process: what the smoke tests run
+/// against.
+#[cfg(test)]
+async fn in_memory_emulator(config: chat_shared::config::Config) -> Emulator {
+    let backend = BackendChoice::InProcess(InProcessOptions {
+        store: StoreChoice::Memory,
+        config,
+        posts: Posts::InMemory,
+    });
+    Emulator::start(
+        "127.0.0.1:0".parse().expect("addr"),
+        Options::default(),
+        backend,
+    )
+    .await
+    .expect("emulator")
+}

@@ -460,26 +460,14 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_tiny_matrix_against_the_emulator_delivers_everything_once() {
         use chat_shared::config::Config;
-        use wschat_emulator::backend::{InProcessOptions, Posts, StoreChoice};
-        use wschat_emulator::{BackendChoice, Emulator, Options};
 
         // The rate limit is lifted: the matrix floods on purpose.
-        let backend = BackendChoice::InProcess(InProcessOptions {
-            store: StoreChoice::Memory,
-            config: Config {
-                rate_limit_per_sec: 1_000_000,
-                rate_limit_burst: 1_000_000,
-                ..Config::default()
-            },
-            posts: Posts::InMemory,
-        });
-        let emulator = Emulator::start(
-            "127.0.0.1:0".parse().expect("addr"),
-            Options::default(),
-            backend,
-        )
-        .await
-        .expect("emulator");
+        let emulator = crate::in_memory_emulator(Config {
+            rate_limit_per_sec: 1_000_000,
+            rate_limit_burst: 1_000_000,
+            ..Config::default()
+        })
+        .await;
         let args = MatrixArgs {
             name: "smoke".into(),
             url: format!("ws://{}/local?room={{room}}", emulator.addr()),
