@@ -22,13 +22,15 @@ async fn names_ride_on_every_member_s_frames_and_in_the_history(mode: Mode) {
 
     ann.say("hi, I am Ann").await;
     let from_ann = bob.recv_json().await;
+    // Every member has Ann's message before the next one is sent: two senders' fan-outs run concurrently, so a
+    // member may get them in either order (clients order by `seq`).
+    for member in [&mut ann, &mut nobody] {
+        assert_eq!(member.recv_json().await["user"], "Ann");
+    }
     nobody.say("and I am nobody").await;
 
     assert_eq!(from_ann["message"], "hi, I am Ann");
     assert_eq!(from_ann["user"], "Ann");
-    for member in [&mut ann, &mut nobody] {
-        assert_eq!(member.recv_json().await["user"], "Ann");
-    }
     for member in [&mut ann, &mut bob, &mut nobody] {
         let frame = member.recv_json().await;
         assert_eq!(frame["message"], "and I am nobody");
