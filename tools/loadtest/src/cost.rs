@@ -113,7 +113,7 @@ async fn price(args: &CostArgs, size: usize) -> anyhow::Result<Priced> {
     let room = format!("cost_{size}_{}", fastrand::u32(..));
     let url = format!("ws://{}/local?room={room}", emulator.addr());
     let (seen_tx, mut seen_rx) = mpsc::unbounded_channel::<(usize, String)>();
-    let mut members = crate::connect_members(&url, size, &seen_tx).await?;
+    let mut members = crate::members::connect_members(&url, size, &seen_tx).await?;
     let before = emulator.metrics().await;
 
     // Message n is sent by member n % size; it is done when all `size` members have it.

@@ -316,7 +316,8 @@ mod tests {
 
     #[tokio::test]
     async fn every_client_and_floor_posts_to_the_emulator_and_is_measured() {
-        let emulator = crate::in_memory_emulator(chat_shared::config::Config::default()).await;
+        let emulator =
+            crate::emulated::in_memory_emulator(chat_shared::config::Config::default()).await;
         let args = GatewayArgs {
             emulator: emulator.addr().to_string(),
             posts: 64,

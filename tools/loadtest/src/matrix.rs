@@ -462,7 +462,7 @@ mod tests {
         use chat_shared::config::Config;
 
         // The rate limit is lifted: the matrix floods on purpose.
-        let emulator = crate::in_memory_emulator(Config {
+        let emulator = crate::emulated::in_memory_emulator(Config {
             rate_limit_per_sec: 1_000_000,
             rate_limit_burst: 1_000_000,
             ..Config::default()
