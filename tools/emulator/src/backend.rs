@@ -7,11 +7,11 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chat_shared::config::Config;
+use chat_shared::functions::{self, EachFunction, Function};
 use chat_shared::gateway::{DirectGateway, Gateway, GatewayError};
-use chat_shared::handlers::{HandlerError, Route, authorize, connect, default, disconnect};
+use chat_shared::handlers::HandlerError;
 use chat_shared::rooms::{MemoryRoomStore, RoomStore};
-use chat_shared::startup::{StartupError, connect_store, policy};
-use chat_shared::{ProxyResponse, WebsocketRequest};
+use chat_shared::startup::{Parts, StartupError, connect_store, policy};
 use serde_json::Value;
 
 /// A failed invocation. API Gateway answers a failed `$connect` with 500 and ignores a failed message.
@@ -49,18 +49,43 @@ pub trait Backend: Send + Sync {
     async fn invoke(&self, function: &str, event: Value) -> Result<Value, InvokeError>;
 }
 
-/// A function the in-process backend can run.
-enum Function {
-    /// The `$connect` REQUEST authorizer (its own event and response shapes).
-    Authorizer,
-    /// A WebSocket route's handler with its dependencies.
-    Route(Arc<dyn Route>),
+/// Runs the shared handlers in this process, exactly as the Lambda binaries would: every function of
+/// [`chat_shared::functions`]' table, by its binary's name, bound to dependencies built from one set of parts.
+pub struct InProcess {
+    functions: Vec<(&'static str, Box<dyn Invoke>)>,
 }
 
-/// Runs the shared handlers in this process, exactly as the Lambda binaries would. Its table of functions, by
-/// the binary names the template gives them, is both the list of what it can run and the dispatch.
-pub struct InProcess {
-    functions: Vec<(&'static str, Function)>,
+/// One function bound to its dependencies, taking and returning JSON as the Lambda Invoke API does.
+#[async_trait]
+trait Invoke: Send + Sync {
+    async fn invoke(&self, event: Value) -> Result<Value, InvokeError>;
+}
+
+struct Bound<F: Function>(F::Deps);
+
+#[async_trait]
+impl<F: Function> Invoke for Bound<F> {
+    async fn invoke(&self, event: Value) -> Result<Value, InvokeError> {
+        let event: F::Event = serde_json::from_value(event)?;
+        let response = F::handle(&self.0, &event, None).await?;
+        Ok(serde_json::to_value(response)?)
+    }
+}
+
+/// Binds every function of the table to dependencies wired from `parts`.
+struct Table<'a> {
+    parts: &'a Parts,
+    functions: Vec<(&'static str, Box<dyn Invoke>)>,
+    failed: Option<StartupError>,
+}
+
+impl EachFunction for Table<'_> {
+    fn function<F: Function>(&mut self) {
+        match F::wire(self.parts) {
+            Ok(deps) => self.functions.push((F::BINARY, Box::new(Bound::<F>(deps)))),
+            Err(err) => self.failed = Some(err),
+        }
+    }
 }
 
 /// Where the in-process handlers keep room membership.
@@ -151,30 +176,23 @@ impl InProcess {
                 permits: tokio::sync::Semaphore::new(PROCESS_POSTS_IN_FLIGHT),
             }),
         };
-        let route = |r: Arc<dyn Route>| Function::Route(r);
-        Ok(Self {
-            functions: vec![
-                ("ws-authorize", Function::Authorizer),
-                (
-                    "ws-connect",
-                    route(Arc::new(
-                        connect::Deps::from_config(cfg, rooms.clone())
-                            .announcing(cfg, gateway.clone()),
-                    )),
-                ),
-                (
-                    "ws-disconnect",
-                    route(Arc::new(
-                        disconnect::Deps::from_config(cfg, rooms.clone())
-                            .announcing(cfg, gateway.clone()),
-                    )),
-                ),
-                (
-                    "ws-default",
-                    route(Arc::new(default::Deps::from_config(cfg, rooms, gateway))),
-                ),
-            ],
-        })
+        let parts = Parts {
+            config: cfg.clone(),
+            rooms,
+            gateway: Some(gateway),
+        };
+        let mut table = Table {
+            parts: &parts,
+            functions: Vec::new(),
+            failed: None,
+        };
+        functions::each(&mut table);
+        match table.failed {
+            Some(err) => Err(err),
+            None => Ok(Self {
+                functions: table.functions,
+            }),
+        }
     }
 
     /// The names of the functions it runs.
@@ -208,10 +226,6 @@ impl Gateway for OneProcess {
     }
 }
 
-fn to_json(response: &ProxyResponse) -> Result<Value, InvokeError> {
-    Ok(serde_json::to_value(response)?)
-}
-
 #[async_trait]
 impl Backend for InProcess {
     async fn invoke(&self, function: &str, event: Value) -> Result<Value, InvokeError> {
@@ -220,16 +234,7 @@ impl Backend for InProcess {
             .iter()
             .find(|(name, _)| *name == function)
             .ok_or_else(|| InvokeError::UnknownFunction(function.to_owned()))?;
-        match found {
-            Function::Authorizer => {
-                let request: authorize::AuthorizerRequest = serde_json::from_value(event)?;
-                Ok(serde_json::to_value(authorize::handle(&request))?)
-            }
-            Function::Route(route) => {
-                let request: WebsocketRequest = serde_json::from_value(event)?;
-                to_json(&route.handle(&request, None).await?)
-            }
-        }
+        found.invoke(event).await
     }
 }
 

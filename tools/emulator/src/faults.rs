@@ -11,16 +11,10 @@
 //! | `postLatencyMs`, `postJitterMs` | added to every `/@connections` call: a fixed delay plus up to this much at random |
 //! | `expire` | a connection id, or `"all"`: closed now with 1001 "Going away", as the 2-hour cap closes it (an action, not a switch) |
 //!
-//! The command-line options of the same names set the switches at start.
+//! The command-line options of the same names set the switches at start. This module is the switches alone;
+//! the endpoint that changes them is in [`crate::admin`].
 
-use axum::Json;
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
-
-use crate::state::{AppState, Control};
 
 /// The switches.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -41,13 +35,14 @@ pub struct Faults {
 /// A `POST /_emulator/faults` body: the switches to change, and connections to expire.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct Change {
+pub(crate) struct Change {
     drop_disconnect_rate: Option<f64>,
     gone_rate: Option<f64>,
     throttle_rate: Option<f64>,
     post_latency_ms: Option<u64>,
     post_jitter_ms: Option<u64>,
-    expire: Option<String>,
+    /// A connection id, or `all`: closed now as the 2-hour cap closes them.
+    pub(crate) expire: Option<String>,
 }
 
 impl Faults {
@@ -68,75 +63,28 @@ impl Faults {
         Ok(())
     }
 
+    /// The switches after `change`, checked.
+    ///
+    /// # Errors
+    /// As [`Faults::validate`]: the first rate outside 0.0–1.0; nothing is changed then.
+    pub(crate) fn changed(&self, change: &Change) -> Result<Self, String> {
+        let next = Self {
+            drop_disconnect_rate: change
+                .drop_disconnect_rate
+                .unwrap_or(self.drop_disconnect_rate),
+            gone_rate: change.gone_rate.unwrap_or(self.gone_rate),
+            throttle_rate: change.throttle_rate.unwrap_or(self.throttle_rate),
+            post_latency_ms: change.post_latency_ms.unwrap_or(self.post_latency_ms),
+            post_jitter_ms: change.post_jitter_ms.unwrap_or(self.post_jitter_ms),
+        };
+        next.validate()?;
+        Ok(next)
+    }
+
     /// True with probability `rate`.
     pub(crate) fn roll(rate: f64) -> bool {
         rate > 0.0 && fastrand::f64() < rate
     }
-}
-
-/// `GET /_emulator/faults`.
-pub(crate) async fn show(State(state): State<AppState>) -> Response {
-    Json(state.faults()).into_response()
-}
-
-/// `POST /_emulator/faults`.
-pub(crate) async fn change(State(state): State<AppState>, body: axum::body::Bytes) -> Response {
-    let change: Change = match serde_json::from_slice(&body) {
-        Ok(change) => change,
-        Err(err) => return bad_request(&format!("not a faults object: {err}")),
-    };
-    let mut next = state.faults();
-    if let Some(rate) = change.drop_disconnect_rate {
-        next.drop_disconnect_rate = rate;
-    }
-    if let Some(rate) = change.gone_rate {
-        next.gone_rate = rate;
-    }
-    if let Some(rate) = change.throttle_rate {
-        next.throttle_rate = rate;
-    }
-    if let Some(ms) = change.post_latency_ms {
-        next.post_latency_ms = ms;
-    }
-    if let Some(ms) = change.post_jitter_ms {
-        next.post_jitter_ms = ms;
-    }
-    if let Err(reason) = next.validate() {
-        return bad_request(&reason);
-    }
-    let expired = match change.expire.as_deref() {
-        None => 0,
-        Some(which) => {
-            let connections = state.connections();
-            let mut expired = 0;
-            for (id, handle) in connections.iter() {
-                if which == "all" || which == id {
-                    let close = Control::Close {
-                        code: 1001,
-                        reason: "Going away",
-                    };
-                    expired += usize::from(handle.control.try_send(close).is_ok());
-                }
-            }
-            if expired == 0 && which != "all" {
-                return (
-                    StatusCode::NOT_FOUND,
-                    Json(json!({ "error": format!("no live connection {which}") })),
-                )
-                    .into_response();
-            }
-            expired
-        }
-    };
-    tracing::info!(target: "apigw", faults = ?next, expired, "faults changed");
-    state.set_faults(next.clone());
-    let mut answer = serde_json::to_value(next).unwrap_or_default();
-    answer["expired"] = json!(expired);
-    Json(answer).into_response()
-}
-
-fn bad_request(reason: &str) -> Response {
-    (StatusCode::BAD_REQUEST, Json(json!({ "error": reason }))).into_response()
 }
 
 #[cfg(test)]

@@ -14,9 +14,12 @@
 //! by a [`backend::Backend`]: the shared handlers in process, or the real Lambda binaries behind
 //! `cargo lambda watch` ([`lambda`]).
 
+mod admin;
 pub mod backend;
 pub mod events;
 pub mod faults;
+mod handshake;
+mod integration;
 pub mod lambda;
 mod management;
 pub mod meter;
@@ -111,6 +114,7 @@ impl Emulator {
             options,
             backend,
             connections: Mutex::default(),
+            accepted: std::sync::atomic::AtomicU64::new(0),
         }));
         local.attach(&state);
         let app = router(state.clone());
@@ -200,19 +204,12 @@ pub fn exposure_warning(host: std::net::IpAddr) -> Option<&'static str> {
 
 fn router(state: AppState) -> Router {
     Router::new()
+        .merge(admin::routes())
         .route("/@connections/{id}", management::routes())
         .route("/{stage}/@connections/{id}", management::routes())
-        .route("/_emulator/connections", get(management::list))
-        .route("/_emulator/metrics", get(metrics))
-        .route("/_emulator/faults", get(faults::show).post(faults::change))
         .route("/config.js", get(config_js))
         .fallback(upgrade_or_static)
         .with_state(state)
-}
-
-/// `GET /_emulator/metrics`: what AWS would bill so far ([`meter`]).
-async fn metrics(State(state): State<AppState>) -> Response {
-    axum::Json(state.metrics().await).into_response()
 }
 
 /// `/config.js`: tells the pages where the WebSocket API is (this emulator, at the host the page came from).
@@ -248,7 +245,7 @@ async fn upgrade_or_static(
         if !path.is_empty() && path.trim_start_matches('/') != state.options.stage {
             return (StatusCode::NOT_FOUND, "no WebSocket API at this path").into_response();
         }
-        return socket::handshake(state, upgrade, &parts, peer).await;
+        return handshake::handshake(state, upgrade, &parts, peer).await;
     }
     let request = Request::from_parts(parts, body);
     match tower_http::services::ServeDir::new(&state.options.web_dir)

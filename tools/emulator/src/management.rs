@@ -310,26 +310,3 @@ async fn delete_connection(
     })
     .await
 }
-
-/// `GET /_emulator/connections`: the live connections (an emulator extension for tests and debugging).
-pub(crate) async fn list(State(state): State<AppState>) -> Response {
-    let mut list: Vec<_> = state
-        .connections()
-        .values()
-        .map(|handle| {
-            let query: serde_json::Map<String, serde_json::Value> = handle
-                .query
-                .iter()
-                .map(|(k, v)| (k.clone(), json!(v)))
-                .collect();
-            json!({
-                "connectionId": handle.info.connection_id,
-                "connectedAt": handle.info.connected_at,
-                "queryString": query,
-                "authorizer": handle.info.authorizer,
-            })
-        })
-        .collect();
-    list.sort_by_key(|c| c["connectedAt"].as_i64());
-    Json(list).into_response()
-}

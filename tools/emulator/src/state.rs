@@ -123,6 +123,9 @@ pub(crate) struct Handle {
     /// Before this instant PostToConnection answers 410: on AWS a connection is not postable the moment
     /// `$connect` returns, only once the handshake completed ([`Options::open_delay`]).
     pub(crate) postable_at: Instant,
+    /// The order in which connections were accepted: `/_emulator/connections` lists the oldest first, and two
+    /// handshakes in the same millisecond still have an order.
+    pub(crate) accepted: u64,
 }
 
 /// Shared state of the server.
@@ -133,6 +136,8 @@ pub(crate) struct Inner {
     pub(crate) options: Options,
     pub(crate) backend: Arc<dyn Backend>,
     pub(crate) connections: Mutex<HashMap<String, Handle>>,
+    /// Counts accepted connections ([`Handle::accepted`]).
+    pub(crate) accepted: std::sync::atomic::AtomicU64,
     pub(crate) faults: Mutex<Faults>,
     pub(crate) meter: Meter,
 }
