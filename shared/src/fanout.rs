@@ -11,6 +11,9 @@
 //! * With a deadline (the Lambda's own), no post starts later than `deadline_margin` before it; the members
 //!   skipped are reported (they get the message from history when they next notice the gap).
 //! * One failed post never fails the fan-out: the [`FanoutReport`] says what happened to each member.
+//!
+//! Presence events (`joined`, `left`) go to the room's watchers through [`announce`], once each and never retried:
+//! the next event carries the right count again. [`Announcer`] is what `$connect` and `$disconnect` announce with.
 
 use std::time::Duration;
 
@@ -172,7 +175,7 @@ pub async fn group_send(
     }
     if !report.pruned.is_empty() {
         report.pruned.sort();
-        match rooms.remove_gone(room, &report.pruned, now_ms).await {
+        match rooms.prune(room, &report.pruned, now_ms).await {
             // Pruned members are members that left without a `$disconnect`: presence hears of it now.
             Ok(departed) => announce_departures(gateway, rooms, &departed, settings).await,
             Err(err) => {
@@ -220,8 +223,9 @@ pub async fn announce(
             }
         }
     }
+    // Not announced, so the count is not needed: any clock will do.
     if !gone.is_empty()
-        && let Err(err) = rooms.prune(room, &gone).await
+        && let Err(err) = rooms.prune(room, &gone, 0).await
     {
         tracing::warn!(error = %err, room = %room, "could not prune gone watchers");
     }
@@ -249,6 +253,42 @@ pub async fn announce_departures(
             settings,
         )
         .await;
+    }
+}
+
+/// How `$connect` and `$disconnect` tell presence watchers about joins and leaves: the Management API client and
+/// the fan-out tuning. Without one (no `WS_MANAGEMENT_ENDPOINT`), joins and leaves are not announced.
+#[derive(Clone)]
+pub struct Announcer {
+    /// Where the events are posted.
+    pub gateway: std::sync::Arc<dyn Gateway>,
+    /// Concurrency of the posts.
+    pub settings: FanoutSettings,
+}
+
+impl Announcer {
+    /// Tells `watchers` of `room` one presence event ([`announce`]).
+    pub async fn tell(
+        &self,
+        rooms: &dyn RoomStore,
+        room: &RoomName,
+        watchers: &[ConnectionId],
+        frame: Bytes,
+    ) {
+        announce(
+            self.gateway.as_ref(),
+            rooms,
+            room,
+            watchers,
+            frame,
+            &self.settings,
+        )
+        .await;
+    }
+
+    /// Tells the watchers of `departed.room` who left ([`announce_departures`]).
+    pub async fn departures(&self, rooms: &dyn RoomStore, departed: &Departed) {
+        announce_departures(self.gateway.as_ref(), rooms, departed, &self.settings).await;
     }
 }
 
@@ -331,7 +371,7 @@ mod tests {
     async fn store_with(members: &[(&str, &str)]) -> MemoryRoomStore {
         let store = MemoryRoomStore::default();
         for (r, c) in members {
-            store.join(&room(r), &id(c), 0).await.expect("join");
+            store.join(&room(r), &id(c), 0, None).await.expect("join");
         }
         store
     }

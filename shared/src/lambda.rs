@@ -1,55 +1,34 @@
 //! The Lambda runtime glue every function's `main` shares (feature `lambda`, so the emulator and the tests do not
 //! build `lambda_runtime`): logs, the cold-start dependencies, and one mapping of [`HandlerError`] onto the
 //! runtime's `Diagnostic`, whose `errorType` is the error's kind and whose message is its whole source chain.
-
-use std::future::Future;
+//! A `main` is one line: `chat_shared::lambda::serve::<chat_shared::functions::WsConnect>().await`.
 
 use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
 
-use crate::handlers::authorize::{self, AuthorizerRequest, AuthorizerResponse};
-use crate::handlers::{HandlerError, Route, error_chain};
-use crate::startup::StartupError;
-use crate::{WebsocketRequest, telemetry};
+use crate::functions::Function;
+use crate::handlers::{HandlerError, error_chain};
+use crate::telemetry;
 
 pub use lambda_runtime::Error;
 
-/// Serves one route: initialises logging, builds the route's dependencies once per cold start (`deps`, typically
-/// `Deps::from_env()`), then hands every event to it. Warm invocations reuse the same Redis and Management API
-/// clients.
+/// Serves function `F` ([`crate::functions`]): initialises logging, builds its dependencies once per cold start,
+/// then hands every event to it. Warm invocations reuse the same Redis and Management API clients.
 ///
 /// # Errors
-/// The [`StartupError`] that kept the dependencies from being built (the runtime reports it as an init error), or
-/// the runtime's own failure.
-pub async fn serve<R>(deps: impl Future<Output = Result<R, StartupError>>) -> Result<(), Error>
-where
-    R: Route + 'static,
-{
+/// The [`crate::startup::StartupError`] that kept the dependencies from being built (the runtime reports it as
+/// an init error), or the runtime's own failure.
+pub async fn serve<F: Function>() -> Result<(), Error> {
     telemetry::init();
-    let route = deps.await?;
-    lambda_runtime::run(service_fn(|event: LambdaEvent<WebsocketRequest>| {
-        let route = &route;
+    let deps = F::from_env().await?;
+    lambda_runtime::run(service_fn(|event: LambdaEvent<F::Event>| {
+        let deps = &deps;
         async move {
             let deadline = deadline(event.context.deadline, crate::handlers::now_ms());
-            route
-                .handle(&event.payload, deadline)
+            F::handle(deps, &event.payload, deadline)
                 .await
                 .map_err(|e| diagnostic(&e))
         }
     }))
-    .await
-}
-
-/// Serves the `$connect` REQUEST authorizer, which needs no dependencies and cannot fail.
-///
-/// # Errors
-/// The runtime's own failure.
-pub async fn serve_authorizer() -> Result<(), Error> {
-    telemetry::init();
-    lambda_runtime::run(service_fn(
-        |event: LambdaEvent<AuthorizerRequest>| async move {
-            Ok::<AuthorizerResponse, Error>(authorize::handle(&event.payload))
-        },
-    ))
     .await
 }
 

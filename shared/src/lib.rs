@@ -1,27 +1,28 @@
 //! wschat's shared crate: everything the Lambda functions do, so that the functions, the local emulator and the
 //! tests all run the very same code.
 //!
-//! * [`wire`]: the `{"message": ...}` frames, [`wire::RoomName`] and [`wire::ConnectionId`], parsed at the edge.
-//! * [`rooms`]: room membership ([`rooms::RoomStore`]) in Redis or in memory, bounded in time.
+//! * [`config`]: the environment variables, their defaults and parsing; plain data, no I/O, no crate imports.
+//! * [`wire`]: the frames, and the identifiers parsed at the edge ([`wire::RoomName`], [`wire::ConnectionId`], …).
+//! * [`rooms`]: room membership and history ([`rooms::RoomStore`]) in Redis or in memory, bounded in time.
 //! * [`gateway`]: PostToConnection behind [`gateway::Gateway`]; the direct client the functions use, the AWS SDK
 //!   adapter (feature `sdk`: the tests and the load tool hold the two side by side) and a recording fake.
-//! * [`fanout`]: `group_send`, concurrent and bounded, pruning gone members and retrying throttled ones.
-//! * [`handlers`]: one pure `handle(&event, &deps)` per route (`$connect`, `$disconnect`, `$default`), the
-//!   optional `$connect` authorizer that carries the room to later events, and the `$connect` origin rule.
-//! * [`config`]: the environment variables, their defaults and parsing; plain data, no I/O, no crate imports.
-//! * [`startup`]: cold start, from a [`config::Config`] to each route's `Deps` (secret, CA file, Redis, the
-//!   Management API client).
-//! * [`secrets`]: the Redis URL from Secrets Manager.
 //! * [`signed`]: AWS requests signed with the SDK's own signer over one keep-alive HTTP client.
+//! * [`secrets`]: the Redis URL from Secrets Manager.
+//! * [`fanout`]: `group_send`, concurrent and bounded, pruning gone members and retrying throttled ones; presence
+//!   announcements.
+//! * [`handlers`]: each route's event typed at the edge ([`handlers::events`]), and one pure `handle` per route.
+//! * [`startup`]: cold start, from a [`config::Config`] to the [`startup::Parts`] every function is built from.
+//! * [`functions`]: the table of the four Lambda functions: binary, dependencies, event → handler.
 //! * [`tls`]: the rustls crypto provider (`ring`) every TLS client here uses.
 //! * [`telemetry`]: logs. `lambda` (feature `lambda`): the runtime glue every function's `main` shares.
 //!
 //! Only [`gateway`] and [`signed`] see the AWS SDK's crates. Imports run one way, each module using only those
-//! before it: `config`, `wire`, `tls`, `signed` → `rooms`, `gateway`, `secrets` → `fanout` → `handlers` → `startup` →
-//! `lambda`; nothing imports in a circle.
+//! before it: `config`, `wire`, `tls`, `signed` → `rooms`, `gateway`, `secrets` → `fanout` → `handlers`,
+//! `startup` → `functions` → `lambda`; nothing imports in a circle.
 
 pub mod config;
 pub mod fanout;
+pub mod functions;
 pub mod gateway;
 pub mod handlers;
 #[cfg(feature = "lambda")]

@@ -2,8 +2,9 @@
 //! module that does I/O before the first event (the Redis URL's secret, the CA file, the Redis connection, the
 //! AWS credentials chain), so the handler modules stay pure and `config` stays plain data.
 //!
-//! The functions call `Deps::from_env()`; the emulator builds the same `Deps` with `Deps::from_config` from the
-//! same [`Config`] and a store it chose (memory, Redis, or one the tests hold).
+//! The functions build their [`Parts`] from the environment; the emulator builds them from the same [`Config`], a
+//! store it chose (memory, Redis, or one the tests hold) and its own gateway. Each function's `Deps` are then
+//! wired from the parts by [`crate::functions`].
 
 use std::path::Path;
 use std::sync::Arc;
@@ -12,10 +13,8 @@ use redis::{ConnectionAddr, IntoConnectionInfo, TlsCertificates};
 use tracing::{info, warn};
 
 use crate::config::{Config, ConfigError, REDIS_CA_CERT_PATH, REDIS_URL, REDIS_URL_SECRET_ARN};
-use crate::fanout::FanoutSettings;
+use crate::fanout::{Announcer, FanoutSettings};
 use crate::gateway::{DirectGateway, Gateway};
-use crate::handlers::connect::OriginPolicy;
-use crate::handlers::{Announcer, connect, default, disconnect};
 use crate::rooms::{Limits, Policy, RedisRoomStore, Retention, RoomStore, StoreError};
 use crate::secrets::{self, SecretError};
 
@@ -184,116 +183,54 @@ pub fn fanout_settings(cfg: &Config) -> FanoutSettings {
     }
 }
 
-impl connect::Deps {
-    /// `$connect`'s dependencies from `cfg` (`ALLOWED_ORIGINS`) and a store.
-    pub fn from_config(cfg: &Config, rooms: Arc<dyn RoomStore>) -> Self {
-        Self {
-            rooms,
-            origins: OriginPolicy::parse(&cfg.allowed_origins),
-            announcer: None,
-        }
-    }
+/// What every function's dependencies are built from ([`crate::functions::Function::wire`]), made once: by
+/// [`Parts::from_env`] at a Lambda's cold start, by the emulator for all the functions it runs.
+#[derive(Clone)]
+pub struct Parts {
+    /// The configuration the functions read.
+    pub config: Config,
+    /// Room membership and history.
+    pub rooms: Arc<dyn RoomStore>,
+    /// The Management API client (none: `WS_MANAGEMENT_ENDPOINT` is unset).
+    pub gateway: Option<Arc<dyn Gateway>>,
+}
 
-    /// The same, announcing joins to presence watchers through `gateway`.
-    #[must_use]
-    pub fn announcing(self, cfg: &Config, gateway: Arc<dyn Gateway>) -> Self {
-        Self {
-            announcer: Some(announcer(cfg, gateway)),
-            ..self
-        }
-    }
-
-    /// Builds the dependencies from the environment (`REDIS_URL` or `REDIS_URL_SECRET_ARN`, `REDIS_CLUSTER`,
-    /// `ALLOWED_ORIGINS`, and `WS_MANAGEMENT_ENDPOINT` to announce joins, ...).
+impl Parts {
+    /// Reads the configuration and builds the clients it names: the room store, and the Management API client of
+    /// `WS_MANAGEMENT_ENDPOINT`. `needs_gateway`: a missing endpoint is an error (checked before connecting to
+    /// Redis); otherwise a warning, and joins and leaves are not announced.
     ///
     /// # Errors
     /// [`StartupError`] when a variable is missing, the Redis URL's secret cannot be read, or Redis is unreachable.
-    pub async fn from_env() -> Result<Self, StartupError> {
-        let cfg = Config::from_env()?;
-        let deps = Self::from_config(&cfg, connect_store(&cfg).await?);
-        Ok(match env_gateway(&cfg) {
-            Some(gateway) => deps.announcing(&cfg, gateway),
-            None => deps,
-        })
-    }
-}
-
-/// Presence announcements with `cfg`'s fan-out tuning.
-fn announcer(cfg: &Config, gateway: Arc<dyn Gateway>) -> Announcer {
-    Announcer {
-        gateway,
-        settings: fanout_settings(cfg),
-    }
-}
-
-/// The Management API client `WS_MANAGEMENT_ENDPOINT` names, for the functions that only announce presence (they
-/// start without one, and then announce nothing).
-fn env_gateway(cfg: &Config) -> Option<Arc<dyn Gateway>> {
-    match cfg.management_endpoint.as_deref() {
-        Some(endpoint) => Some(Arc::new(DirectGateway::from_env(endpoint))),
-        None => {
-            tracing::warn!(
-                "WS_MANAGEMENT_ENDPOINT is not set: joins and leaves are not announced to presence"
-            );
-            None
+    pub async fn from_env(needs_gateway: bool) -> Result<Self, StartupError> {
+        let config = Config::from_env()?;
+        if needs_gateway {
+            config.require_management_endpoint()?;
         }
-    }
-}
-
-impl disconnect::Deps {
-    /// `$disconnect`'s dependencies: a store.
-    pub fn from_config(_cfg: &Config, rooms: Arc<dyn RoomStore>) -> Self {
-        Self {
-            rooms,
-            announcer: None,
-        }
-    }
-
-    /// The same, announcing leaves to presence watchers through `gateway`.
-    #[must_use]
-    pub fn announcing(self, cfg: &Config, gateway: Arc<dyn Gateway>) -> Self {
-        Self {
-            announcer: Some(announcer(cfg, gateway)),
-            ..self
-        }
-    }
-
-    /// Builds the dependencies from the environment (`REDIS_URL` or `REDIS_URL_SECRET_ARN`, `REDIS_CLUSTER`, and
-    /// `WS_MANAGEMENT_ENDPOINT` to announce leaves, ...).
-    ///
-    /// # Errors
-    /// [`StartupError`] when a variable is missing, the Redis URL's secret cannot be read, or Redis is unreachable.
-    pub async fn from_env() -> Result<Self, StartupError> {
-        let cfg = Config::from_env()?;
-        let deps = Self::from_config(&cfg, connect_store(&cfg).await?);
-        Ok(match env_gateway(&cfg) {
-            Some(gateway) => deps.announcing(&cfg, gateway),
-            None => deps,
-        })
-    }
-}
-
-impl default::Deps {
-    /// `$default`'s dependencies from `cfg` (`FANOUT_*`), a store and a gateway.
-    pub fn from_config(cfg: &Config, rooms: Arc<dyn RoomStore>, gateway: Arc<dyn Gateway>) -> Self {
-        Self {
+        let gateway: Option<Arc<dyn Gateway>> = match config.management_endpoint.as_deref() {
+            Some(endpoint) => Some(Arc::new(DirectGateway::from_env(endpoint))),
+            None => {
+                warn!(
+                    "WS_MANAGEMENT_ENDPOINT is not set: joins and leaves are not announced to presence"
+                );
+                None
+            }
+        };
+        let rooms = connect_store(&config).await?;
+        Ok(Self {
+            config,
             rooms,
             gateway,
-            fanout: fanout_settings(cfg),
-        }
+        })
     }
 
-    /// Builds the dependencies from the environment (`REDIS_URL` or `REDIS_URL_SECRET_ARN`, `REDIS_CLUSTER`,
-    /// `WS_MANAGEMENT_ENDPOINT`, ...).
-    ///
-    /// # Errors
-    /// [`StartupError`] when a variable is missing, the Redis URL's secret cannot be read, or Redis is unreachable.
-    pub async fn from_env() -> Result<Self, StartupError> {
-        let cfg = Config::from_env()?;
-        let endpoint = cfg.require_management_endpoint()?;
-        let rooms = connect_store(&cfg).await?;
-        let gateway = DirectGateway::from_env(endpoint);
-        Ok(Self::from_config(&cfg, rooms, Arc::new(gateway)))
+    /// Presence announcements through the Management API client, with the configured fan-out tuning (none
+    /// without a client).
+    pub fn announcer(&self) -> Option<Announcer> {
+        Some(Announcer {
+            gateway: self.gateway.clone()?,
+            settings: fanout_settings(&self.config),
+        })
     }
 }
 

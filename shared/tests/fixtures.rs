@@ -1,12 +1,14 @@
 //! The event fixtures in `tests/fixtures/` (also used with `cargo lambda invoke --data-file`) run through the
-//! handlers with the in-memory fakes: a whole connection's life, $connect to $disconnect.
+//! functions as the Lambda runtime runs them (the event parsed at the edge, then the handler), with the in-memory
+//! fakes: a whole connection's life, $connect to $disconnect.
 
 use std::sync::Arc;
 
 use chat_shared::WebsocketRequest;
 use chat_shared::fanout::FanoutSettings;
+use chat_shared::functions::{Function as _, WsAuthorize, WsConnect, WsDefault, WsDisconnect};
 use chat_shared::gateway::RecordingGateway;
-use chat_shared::handlers::{authorize, connect, default, disconnect};
+use chat_shared::handlers::{connect, default, disconnect};
 use chat_shared::rooms::{MemoryRoomStore, RoomStore as _};
 use chat_shared::wire::{ConnectionId, RoomName};
 
@@ -23,7 +25,9 @@ async fn a_connection_lives_through_the_fixture_events() {
     let room = RoomName::parse("lobby").expect("room");
     let conn = ConnectionId::parse("CAqG8dL3DoECF3g=").expect("id");
 
-    let auth = authorize::handle(&fixture("authorize.json"));
+    let auth = WsAuthorize::handle(&(), &fixture("authorize.json"), None)
+        .await
+        .expect("authorized");
     assert_eq!(
         auth.context.get("room").and_then(|v| v.as_str()),
         Some("lobby")
@@ -34,9 +38,13 @@ async fn a_connection_lives_through_the_fixture_events() {
         origins: Default::default(),
         announcer: None,
     };
-    let resp = connect::handle(&fixture::<WebsocketRequest>("connect.json"), &connect_deps)
-        .await
-        .expect("connect");
+    let resp = WsConnect::handle(
+        &connect_deps,
+        &fixture::<WebsocketRequest>("connect.json"),
+        None,
+    )
+    .await
+    .expect("connect");
     assert_eq!(resp.status_code, 200);
     assert_eq!(
         store
@@ -51,9 +59,13 @@ async fn a_connection_lives_through_the_fixture_events() {
         gateway: gateway.clone(),
         fanout: FanoutSettings::default(),
     };
-    let resp = default::handle(&fixture::<WebsocketRequest>("default.json"), &default_deps)
-        .await
-        .expect("default");
+    let resp = WsDefault::handle(
+        &default_deps,
+        &fixture::<WebsocketRequest>("default.json"),
+        None,
+    )
+    .await
+    .expect("default");
     assert_eq!(resp.status_code, 200);
     let received: Vec<serde_json::Value> = gateway
         .received(&conn)
@@ -69,9 +81,10 @@ async fn a_connection_lives_through_the_fixture_events() {
         rooms: store.clone(),
         announcer: None,
     };
-    let resp = disconnect::handle(
-        &fixture::<WebsocketRequest>("disconnect.json"),
+    let resp = WsDisconnect::handle(
         &disconnect_deps,
+        &fixture::<WebsocketRequest>("disconnect.json"),
+        None,
     )
     .await
     .expect("disconnect");

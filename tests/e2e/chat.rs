@@ -113,7 +113,12 @@ async fn vanished_member_is_pruned_on_the_next_send(mode: Mode) {
     // means "not open yet"): in the room, unknown to the gateway.
     let ghost = ConnectionId::parse("GhostConn0000g=").expect("id");
     chat.rooms
-        .join(&room, &ghost, chat_shared::handlers::now_ms() - 60_000)
+        .join(
+            &room,
+            &ghost,
+            chat_shared::handlers::now_ms() - 60_000,
+            None,
+        )
         .await
         .expect("join");
     assert_eq!(

@@ -144,7 +144,7 @@ async fn plant_expired_member(chat: &TestChat, room: &str, conn: &str, name: &st
         - i64::try_from(MAX_CONNECTION_LIFETIME.as_millis()).expect("ms")
         - 60_000;
     chat.rooms
-        .enter(
+        .join(
             &RoomName::parse(room).expect("room"),
             &ConnectionId::parse(conn).expect("id"),
             long_ago,

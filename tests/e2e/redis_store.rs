@@ -7,8 +7,9 @@ use std::time::Duration;
 use chat_shared::WebsocketRequest;
 use chat_shared::config::{KeyPrefix, MAX_CONNECTION_LIFETIME};
 use chat_shared::fanout::FanoutSettings;
+use chat_shared::functions::{Function as _, WsDefault};
 use chat_shared::gateway::RecordingGateway;
-use chat_shared::handlers::default::{Deps, handle};
+use chat_shared::handlers::default::Deps;
 use serde_json::json;
 
 use chat_shared::rooms::{RedisRoomStore, RoomStore};
@@ -46,7 +47,7 @@ async fn join_writes_the_documented_keys_with_expiry() {
     let (store, mut raw, prefix) = store(MAX_CONNECTION_LIFETIME).await;
 
     store
-        .join(&room("lobby"), &id("c1="), 1_000)
+        .join(&room("lobby"), &id("c1="), 1_000, None)
         .await
         .expect("join");
 
@@ -74,11 +75,11 @@ async fn members_older_than_the_lifetime_are_ignored_and_trimmed() {
     let (store, mut raw, prefix) = store(MAX_CONNECTION_LIFETIME).await;
     let now = 10 * HOUR_MS;
     store
-        .join(&room("lobby"), &id("old"), now - 3 * HOUR_MS)
+        .join(&room("lobby"), &id("old"), now - 3 * HOUR_MS, None)
         .await
         .expect("join");
     store
-        .join(&room("lobby"), &id("new"), now - HOUR_MS)
+        .join(&room("lobby"), &id("new"), now - HOUR_MS, None)
         .await
         .expect("join");
 
@@ -96,7 +97,10 @@ async fn members_older_than_the_lifetime_are_ignored_and_trimmed() {
 async fn room_of_leave_and_prune_keep_both_keys_consistent() {
     let (store, mut raw, prefix) = store(MAX_CONNECTION_LIFETIME).await;
     for c in ["a", "b", "c"] {
-        store.join(&room("r"), &id(c), 1_000).await.expect("join");
+        store
+            .join(&room("r"), &id(c), 1_000, None)
+            .await
+            .expect("join");
     }
 
     assert_eq!(
@@ -104,17 +108,22 @@ async fn room_of_leave_and_prune_keep_both_keys_consistent() {
         Some(room("r"))
     );
     assert_eq!(
-        store.leave(&id("a"), None).await.expect("leave"),
+        store
+            .leave(&id("a"), None, 0)
+            .await
+            .expect("leave")
+            .map(|departed| departed.room),
         Some(room("r"))
     );
     assert_eq!(
         store
-            .leave(&id("b"), Some(&room("r")))
+            .leave(&id("b"), Some(&room("r")), 0)
             .await
-            .expect("leave"),
+            .expect("leave")
+            .map(|departed| departed.room),
         Some(room("r"))
     );
-    store.prune(&room("r"), &[id("c")]).await.expect("prune");
+    store.prune(&room("r"), &[id("c")], 0).await.expect("prune");
 
     assert!(
         store
@@ -131,7 +140,11 @@ async fn room_of_leave_and_prune_keep_both_keys_consistent() {
         assert!(!exists, "conn key of {c} was removed");
     }
     assert_eq!(
-        store.leave(&id("a"), None).await.expect("leave twice"),
+        store
+            .leave(&id("a"), None, 0)
+            .await
+            .expect("leave twice")
+            .map(|departed| departed.room),
         None
     );
 }
@@ -143,11 +156,11 @@ async fn every_key_is_hash_tagged_by_its_room_or_its_connection() {
     // Redis Cluster hashes only what is inside the first {...}: one room's keys share a slot, and no script or
     // pipeline ever needs two slots at once.
     assert_eq!(
-        store.room_key(&room("로비")),
+        store.keys().room(&room("로비")),
         format!("{prefix}room:{{로비}}")
     );
     assert_eq!(
-        store.conn_key(&id("L0SM9cOFvHcCIhw=")),
+        store.keys().conn(&id("L0SM9cOFvHcCIhw=")),
         format!("{prefix}conn:{{L0SM9cOFvHcCIhw=}}")
     );
 }
@@ -206,7 +219,7 @@ async fn a_chat_message_costs_one_redis_round_trip() {
     let store = Arc::new(store);
     for n in 0..20 {
         store
-            .join(&room("hot"), &id(&format!("c{n}")), 1_000)
+            .join(&room("hot"), &id(&format!("c{n}")), 1_000, None)
             .await
             .expect("join");
     }
@@ -229,11 +242,15 @@ async fn a_chat_message_costs_one_redis_round_trip() {
         .expect("event")
     };
     // The first call may load the script (NOSCRIPT → EVAL); measure warm calls.
-    handle(&event(0), &deps).await.expect("handled");
+    WsDefault::handle(&deps, &event(0), None)
+        .await
+        .expect("handled");
     let before = round_trips.load(Ordering::SeqCst);
 
     for n in 1..=10 {
-        handle(&event(n), &deps).await.expect("handled");
+        WsDefault::handle(&deps, &event(n), None)
+            .await
+            .expect("handled");
     }
 
     assert_eq!(
@@ -261,12 +278,16 @@ async fn a_chat_message_costs_one_redis_round_trip() {
 async fn join_and_leave_with_a_known_room_are_one_round_trip_each() {
     let (store, round_trips) = counting_store().await;
 
-    store.join(&room("r"), &id("a"), 1_000).await.expect("join");
+    store
+        .join(&room("r"), &id("a"), 1_000, None)
+        .await
+        .expect("join");
     assert_eq!(round_trips.load(Ordering::SeqCst), 1);
     store
-        .leave(&id("a"), Some(&room("r")))
+        .leave(&id("a"), Some(&room("r")), 0)
         .await
-        .expect("leave");
+        .expect("leave")
+        .map(|departed| departed.room);
     assert_eq!(round_trips.load(Ordering::SeqCst), 2);
 }
 
@@ -277,7 +298,7 @@ async fn presence_keys_share_the_room_s_slot_and_leaves_count_only_live_members(
     let stale = chat_shared::wire::DisplayName::parse("Stale").expect("name");
     let ann = chat_shared::wire::DisplayName::parse("Ann").expect("name");
     store
-        .enter(
+        .join(
             &room("lobby"),
             &id("stale"),
             now - 3 * HOUR_MS,
@@ -286,11 +307,11 @@ async fn presence_keys_share_the_room_s_slot_and_leaves_count_only_live_members(
         .await
         .expect("join");
     store
-        .enter(&room("lobby"), &id("a"), now - HOUR_MS, Some(&ann))
+        .join(&room("lobby"), &id("a"), now - HOUR_MS, Some(&ann))
         .await
         .expect("join");
     store
-        .join(&room("lobby"), &id("b"), now - HOUR_MS)
+        .join(&room("lobby"), &id("b"), now - HOUR_MS, None)
         .await
         .expect("join");
     store
@@ -299,7 +320,7 @@ async fn presence_keys_share_the_room_s_slot_and_leaves_count_only_live_members(
         .expect("watch");
 
     let left = store
-        .depart(&id("a"), Some(&room("lobby")), now)
+        .leave(&id("a"), Some(&room("lobby")), now)
         .await
         .expect("leave")
         .expect("was a member");

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use chat_shared::WebsocketRequest;
 use chat_shared::config::{Config, REDIS_CA_CERT_PATH, REDIS_CLUSTER, REDIS_KEY_PREFIX, REDIS_URL};
 use chat_shared::fanout::FanoutSettings;
+use chat_shared::functions::{Function as _, WsDefault};
 use chat_shared::gateway::RecordingGateway;
 use chat_shared::handlers::{default, error_chain, now_ms};
 use chat_shared::rooms::RoomStore;
@@ -42,11 +43,11 @@ fn config(vars: &[(&str, String)]) -> Config {
 async fn join_members_leave(store: &dyn RoomStore, stem: &str) {
     let lobby = room(&wschat_tests::unique_room(stem));
     store
-        .join(&lobby, &id("a="), now_ms())
+        .join(&lobby, &id("a="), now_ms(), None)
         .await
         .expect("join a");
     store
-        .join(&lobby, &id("b="), now_ms())
+        .join(&lobby, &id("b="), now_ms(), None)
         .await
         .expect("join b");
 
@@ -59,7 +60,11 @@ async fn join_members_leave(store: &dyn RoomStore, stem: &str) {
     );
 
     assert_eq!(
-        store.leave(&id("a="), None).await.expect("leave"),
+        store
+            .leave(&id("a="), None, 0)
+            .await
+            .expect("leave")
+            .map(|departed| departed.room),
         Some(lobby.clone())
     );
     assert_eq!(
@@ -190,7 +195,7 @@ async fn store_life_cycle_across_nodes(cluster: &Cluster, pki: Option<&Pki>) {
 
     for (room, members) in &rooms {
         for conn in members {
-            store.join(room, conn, joined_at).await.expect("join");
+            store.join(room, conn, joined_at, None).await.expect("join");
         }
     }
 
@@ -222,17 +227,22 @@ async fn store_life_cycle_across_nodes(cluster: &Cluster, pki: Option<&Pki>) {
     let (second_room, second) = &rooms[1];
     let (third_room, third) = &rooms[2];
     assert_eq!(
-        store.leave(&first[0], None).await.expect("leave"),
+        store
+            .leave(&first[0], None, 0)
+            .await
+            .expect("leave")
+            .map(|departed| departed.room),
         Some(first_room.clone())
     );
     assert_eq!(
         store
-            .leave(&second[0], Some(second_room))
+            .leave(&second[0], Some(second_room), 0)
             .await
-            .expect("leave"),
+            .expect("leave")
+            .map(|departed| departed.room),
         Some(second_room.clone())
     );
-    store.prune(third_room, third).await.expect("prune");
+    store.prune(third_room, third, 0).await.expect("prune");
 
     assert_eq!(
         store.members(first_room, now_ms()).await.expect("members"),
@@ -301,12 +311,15 @@ async fn a_message_reaches_every_member_of_a_room_on_a_cluster_and_gone_members_
     // Joined a minute ago: past the grace period in which a 410 only means "not open yet".
     for conn in members {
         store
-            .join(lobby, conn, now_ms() - 60_000)
+            .join(lobby, conn, now_ms() - 60_000, None)
             .await
             .expect("join");
     }
     for conn in outsiders {
-        store.join(elsewhere, conn, now_ms()).await.expect("join");
+        store
+            .join(elsewhere, conn, now_ms(), None)
+            .await
+            .expect("join");
     }
     let gateway = Arc::new(RecordingGateway::new());
     gateway.mark_gone(gone);
@@ -326,7 +339,9 @@ async fn a_message_reaches_every_member_of_a_room_on_a_cluster_and_gone_members_
     }))
     .expect("event");
 
-    let response = default::handle(&event, &deps).await.expect("handled");
+    let response = WsDefault::handle(&deps, &event, None)
+        .await
+        .expect("handled");
 
     assert_eq!(response.status_code, 200);
     let received = gateway.received(sender);

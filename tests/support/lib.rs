@@ -359,14 +359,14 @@ impl Default for FlakyStore {
 
 #[async_trait::async_trait]
 impl RoomStore for FlakyStore {
-    async fn enter(
+    async fn join(
         &self,
         room: &RoomName,
         conn: &ConnectionId,
         at: i64,
         name: Option<&DisplayName>,
     ) -> Result<Entered, StoreError> {
-        self.check()?.enter(room, conn, at, name).await
+        self.check()?.join(room, conn, at, name).await
     }
     async fn presence(
         &self,
@@ -400,21 +400,21 @@ impl RoomStore for FlakyStore {
     ) -> Result<HistoryPage, StoreError> {
         self.check()?.history(room, after, epoch, now).await
     }
-    async fn depart(
+    async fn leave(
         &self,
         conn: &ConnectionId,
         room: Option<&RoomName>,
         now: i64,
     ) -> Result<Option<Departed>, StoreError> {
-        self.check()?.depart(conn, room, now).await
+        self.check()?.leave(conn, room, now).await
     }
-    async fn remove_gone(
+    async fn prune(
         &self,
         room: &RoomName,
         gone: &[ConnectionId],
         now: i64,
     ) -> Result<Departed, StoreError> {
-        self.check()?.remove_gone(room, gone, now).await
+        self.check()?.prune(room, gone, now).await
     }
 }
 

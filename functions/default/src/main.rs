@@ -1,5 +1,5 @@
 //! `$default` route: one chat frame in, fanned out to the sender's room.
-//! All the logic lives in `chat_shared::handlers::default`; this file only names the route.
+//! All the logic lives in `chat_shared` (`functions::WsDefault`); this file only names the function.
 
 // mimalloc: every post allocates its request, headers and signature; glibc's malloc and free were 12-15 % of this
 // function's CPU per frame (README, Benchmark).
@@ -10,5 +10,5 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 // workers across threads for every post (README, Benchmark: "One thread where threads only wake each other").
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), chat_shared::lambda::Error> {
-    chat_shared::lambda::serve(chat_shared::handlers::default::Deps::from_env()).await
+    chat_shared::lambda::serve::<chat_shared::functions::WsDefault>().await
 }

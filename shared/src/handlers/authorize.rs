@@ -10,8 +10,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::{AUTHORIZER_NAME_KEY, AUTHORIZER_ROOM_KEY};
-use crate::wire::{DisplayName, RoomName};
+use super::events::{AUTHORIZER_NAME_KEY, AUTHORIZER_ROOM_KEY, Authorization};
 
 /// The parts of a WebSocket REQUEST authorizer event this authorizer reads. (`aws_lambda_events`' type for it
 /// lacks `requestContext.connectionId`, which WebSocket authorizer events carry.)
@@ -50,36 +49,27 @@ pub struct AuthorizerResponse {
     pub context: Map<String, Value>,
 }
 
-/// Handles one authorizer request.
-pub fn handle(event: &AuthorizerRequest) -> AuthorizerResponse {
-    let principal_id = event
-        .request_context
-        .connection_id
-        .clone()
-        .filter(|c| !c.is_empty())
-        .unwrap_or_else(|| "anonymous".to_owned());
+/// Answers one authorizer request: always Allow (`$connect` validates the handshake and answers 400/403 with a
+/// reason), with the room and the name as context when they are valid.
+pub fn handle(authorization: Authorization) -> AuthorizerResponse {
+    let Authorization {
+        principal_id,
+        resource,
+        handshake,
+    } = authorization;
     let mut context = Map::new();
-    let room = event
-        .query_string_parameters
-        .as_ref()
-        .and_then(|q| q.get("room"));
-    if let Some(room) = room.and_then(|r| RoomName::parse(r).ok()) {
+    if let Ok(room) = handshake.room {
         context.insert(
             AUTHORIZER_ROOM_KEY.to_owned(),
             Value::String(room.as_str().to_owned()),
         );
     }
-    let name = event
-        .query_string_parameters
-        .as_ref()
-        .and_then(|q| q.get(AUTHORIZER_NAME_KEY));
-    if let Some(name) = name.and_then(|n| DisplayName::parse(n).ok()) {
+    if let Ok(Some(name)) = handshake.name {
         context.insert(
             AUTHORIZER_NAME_KEY.to_owned(),
             Value::String(name.as_str().to_owned()),
         );
     }
-    let resource = event.method_arn.clone().unwrap_or_else(|| "*".to_owned());
     AuthorizerResponse {
         principal_id,
         policy_document: serde_json::json!({
@@ -96,19 +86,20 @@ mod tests {
 
     use super::*;
 
-    fn request(query: Value) -> AuthorizerRequest {
-        serde_json::from_value(json!({
+    fn request(query: Value) -> Authorization {
+        let event: AuthorizerRequest = serde_json::from_value(json!({
             "type": "REQUEST",
             "methodArn": "arn:aws:execute-api:eu-west-1:123456789012:abc/prod/$connect",
             "queryStringParameters": query,
             "requestContext": { "connectionId": "c1", "routeKey": "$connect", "eventType": "CONNECT" }
         }))
-        .expect("authorizer request deserializes")
+        .expect("authorizer request deserializes");
+        Authorization::from(&event)
     }
 
     #[test]
     fn a_valid_room_is_carried_in_the_context() {
-        let resp = handle(&request(json!({ "room": "lobby" })));
+        let resp = handle(request(json!({ "room": "lobby" })));
 
         assert_eq!(resp.context.get("room"), Some(&json!("lobby")));
         assert_eq!(resp.policy_document["Statement"][0]["Effect"], "Allow");
@@ -117,10 +108,10 @@ mod tests {
 
     #[test]
     fn a_valid_name_is_carried_normalized_and_a_bad_one_is_left_for_connect_to_reject() {
-        let named = handle(&request(
+        let named = handle(request(
             json!({ "room": "lobby", "name": " Rene\u{301}e " }),
         ));
-        let bad = handle(&request(json!({ "room": "lobby", "name": "a\u{202E}b" })));
+        let bad = handle(request(json!({ "room": "lobby", "name": "a\u{202E}b" })));
 
         assert_eq!(named.context.get("name"), Some(&json!("Ren\u{e9}e")));
         assert_eq!(bad.context.get("name"), None);
@@ -129,7 +120,7 @@ mod tests {
 
     #[test]
     fn an_invalid_room_is_left_for_connect_to_reject() {
-        let resp = handle(&request(json!({ "room": "a b" })));
+        let resp = handle(request(json!({ "room": "a b" })));
 
         assert!(resp.context.is_empty());
         assert_eq!(resp.policy_document["Statement"][0]["Effect"], "Allow");

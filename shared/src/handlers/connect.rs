@@ -5,12 +5,14 @@
 
 use std::sync::Arc;
 
-use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
+use aws_lambda_events::apigw::ApiGatewayProxyResponse;
 use tracing::{info, warn};
 
-use super::{Announcer, HandlerError, Route, connection_id, response};
+use super::events::Connecting;
+use super::{HandlerError, response};
+use crate::fanout::Announcer;
 use crate::rooms::{Departed, Entered, RoomStore};
-use crate::wire::{DisplayName, RoomName, RoomNameError, ServerFrame};
+use crate::wire::{DisplayName, ServerFrame};
 
 /// What `$connect` needs.
 #[derive(Clone)]
@@ -64,25 +66,26 @@ impl OriginPolicy {
     }
 }
 
-/// Handles one `$connect` event.
+/// Handles one `$connect` event: the origin, then the room, then the name are checked (each refusal rejects the
+/// handshake with its reason); the newcomer joins, and the room's presence watchers hear of it.
 ///
 /// # Errors
 /// [`HandlerError`] when the store fails (API Gateway then rejects the handshake with 500).
 pub async fn handle(
-    event: &ApiGatewayWebsocketProxyRequest,
+    connecting: Connecting,
     deps: &Deps,
 ) -> Result<ApiGatewayProxyResponse, HandlerError> {
-    let conn = connection_id(&event.request_context)?;
-    let origin = event.headers.get("origin").and_then(|v| v.to_str().ok());
-    if !deps.origins.allows(origin) {
+    let Connecting {
+        conn,
+        connected_at_ms,
+        origin,
+        handshake,
+    } = connecting;
+    if !deps.origins.allows(origin.as_deref()) {
         warn!(connection = %conn, origin, "handshake rejected: origin not allowed");
         return Ok(response(403, Some("origin not allowed")));
     }
-    let room = match event.query_string_parameters.first("room") {
-        None => Err(RoomNameError::Missing),
-        Some(raw) => RoomName::parse(raw),
-    };
-    let room = match room {
+    let room = match handshake.room {
         Ok(room) => room,
         Err(reason) => {
             let reason = reason.to_string();
@@ -91,27 +94,17 @@ pub async fn handle(
         }
     };
     // No `name` is an anonymous member; a `name` that breaks the rules is refused like a bad room.
-    if let Some(Err(reason)) = event
-        .query_string_parameters
-        .first("name")
-        .map(DisplayName::parse)
-    {
-        let reason = reason.to_string();
-        warn!(connection = %conn, reason, "handshake rejected: bad name");
-        return Ok(response(400, Some(&reason)));
-    }
-    let name = event
-        .query_string_parameters
-        .first("name")
-        .and_then(|n| DisplayName::parse(n).ok());
+    let name = match handshake.name {
+        Ok(name) => name,
+        Err(reason) => {
+            let reason = reason.to_string();
+            warn!(connection = %conn, reason, "handshake rejected: bad name");
+            return Ok(response(400, Some(&reason)));
+        }
+    };
     match deps
         .rooms
-        .enter(
-            &room,
-            &conn,
-            event.request_context.connected_at,
-            name.as_ref(),
-        )
+        .join(&room, &conn, connected_at_ms, name.as_ref())
         .await?
     {
         Entered::Joined {
@@ -152,25 +145,23 @@ pub async fn handle(
     }
 }
 
-#[async_trait::async_trait]
-impl Route for Deps {
-    async fn handle(
-        &self,
-        event: &ApiGatewayWebsocketProxyRequest,
-        _deadline: Option<tokio::time::Instant>,
-    ) -> Result<ApiGatewayProxyResponse, HandlerError> {
-        handle(event, self).await
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
     use serde_json::json;
 
     use super::*;
     use crate::handlers::fixtures;
     use crate::rooms::MemoryRoomStore;
-    use crate::wire::ConnectionId;
+    use crate::wire::{ConnectionId, RoomName};
+
+    /// The event as the edge parses it, then the handler.
+    async fn handle(
+        event: &ApiGatewayWebsocketProxyRequest,
+        deps: &Deps,
+    ) -> Result<ApiGatewayProxyResponse, HandlerError> {
+        super::handle(Connecting::try_from(event)?, deps).await
+    }
 
     fn deps(origins: OriginPolicy) -> (Deps, Arc<MemoryRoomStore>) {
         let store = Arc::new(MemoryRoomStore::default());
@@ -278,7 +269,10 @@ mod tests {
         let lobby = RoomName::parse("lobby").expect("room");
         let id = |c: &str| ConnectionId::parse(c).expect("id");
         for conn in ["watcher", "quiet"] {
-            store.join(&lobby, &id(conn), 1_000).await.expect("join");
+            store
+                .join(&lobby, &id(conn), 1_000, None)
+                .await
+                .expect("join");
         }
         store
             .presence(&lobby, &id("watcher"), 1_000)

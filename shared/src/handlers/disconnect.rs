@@ -3,12 +3,12 @@
 
 use std::sync::Arc;
 
-use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
+use aws_lambda_events::apigw::ApiGatewayProxyResponse;
 use tracing::info;
 
-use super::{
-    Announcer, HandlerError, Route, authorizer_room, connection_id, event_time_ms, response,
-};
+use super::events::Leaving;
+use super::{HandlerError, response};
+use crate::fanout::Announcer;
 use crate::rooms::RoomStore;
 
 /// What `$disconnect` needs.
@@ -20,20 +20,22 @@ pub struct Deps {
     pub announcer: Option<Announcer>,
 }
 
-/// Handles one `$disconnect` event.
+/// Handles one `$disconnect` event: the connection leaves its room (the authorizer context names it, saving a
+/// lookup), and the room's presence watchers hear of it.
 ///
 /// # Errors
 /// [`HandlerError`] when the store fails.
 pub async fn handle(
-    event: &ApiGatewayWebsocketProxyRequest,
+    leaving: Leaving,
     deps: &Deps,
 ) -> Result<ApiGatewayProxyResponse, HandlerError> {
-    let conn = connection_id(&event.request_context)?;
-    let hint = authorizer_room(&event.request_context);
-    let now = event_time_ms(&event.request_context);
-    let left = deps.rooms.depart(&conn, hint.as_ref(), now).await?;
-    let status = event.request_context.disconnect_status_code;
-    match left {
+    let Leaving { caller, status } = leaving;
+    let conn = &caller.conn;
+    match deps
+        .rooms
+        .leave(conn, caller.room.as_ref(), caller.time_ms)
+        .await?
+    {
         Some(departed) => {
             info!(connection = %conn, room = %departed.room, status, "left");
             if let Some(announcer) = &deps.announcer {
@@ -45,30 +47,29 @@ pub async fn handle(
     Ok(response(200, None))
 }
 
-#[async_trait::async_trait]
-impl Route for Deps {
-    async fn handle(
-        &self,
-        event: &ApiGatewayWebsocketProxyRequest,
-        _deadline: Option<tokio::time::Instant>,
-    ) -> Result<ApiGatewayProxyResponse, HandlerError> {
-        handle(event, self).await
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
+
     use super::*;
     use crate::handlers::fixtures;
     use crate::rooms::MemoryRoomStore;
     use crate::wire::{ConnectionId, RoomName};
+
+    /// The event as the edge parses it, then the handler.
+    async fn handle(
+        event: &ApiGatewayWebsocketProxyRequest,
+        deps: &Deps,
+    ) -> Result<ApiGatewayProxyResponse, HandlerError> {
+        super::handle(Leaving::try_from(event)?, deps).await
+    }
 
     #[tokio::test]
     async fn disconnect_removes_the_connection_from_its_room() {
         let store = Arc::new(MemoryRoomStore::default());
         let room = RoomName::parse("lobby").expect("room");
         let conn = ConnectionId::parse("c1").expect("id");
-        store.join(&room, &conn, 1_000).await.expect("join");
+        store.join(&room, &conn, 1_000, None).await.expect("join");
         let deps = Deps {
             rooms: store.clone(),
             announcer: None,
@@ -96,10 +97,13 @@ mod tests {
         let id = |c: &str| ConnectionId::parse(c).expect("id");
         let name = crate::wire::DisplayName::parse("Cy").expect("name");
         store
-            .enter(&room, &id("c1"), 1_000, Some(&name))
+            .join(&room, &id("c1"), 1_000, Some(&name))
             .await
             .expect("join");
-        store.join(&room, &id("w"), 1_000).await.expect("join");
+        store
+            .join(&room, &id("w"), 1_000, None)
+            .await
+            .expect("join");
         store.presence(&room, &id("w"), 1_000).await.expect("asks");
         let deps = Deps {
             rooms: store.clone(),

@@ -1,64 +1,20 @@
-//! One pure `handle(&event, &deps)` per API Gateway route, shared by the Lambda functions, the emulator and the
-//! tests. A client's mistake is an `Ok` response with a 4xx status (on `$connect` that status rejects the
-//! handshake) and a `warn!`; an infrastructure failure is an `Err`, so the Lambda runtime logs it and the error
-//! metric counts it.
+//! One pure `handle(typed event, &deps)` per API Gateway route, shared by the Lambda functions, the emulator and
+//! the tests. Each event is parsed first, at the edge, into the typed value its handler takes ([`events`]).
+//! A client's mistake is an `Ok` response with a 4xx status (on `$connect` that status rejects the handshake)
+//! and a `warn!`; an infrastructure failure is an `Err`, so the Lambda runtime logs it and the error metric
+//! counts it (`$default` answers even those to the sender instead: see [`default`]).
 
 pub mod authorize;
 pub mod connect;
 pub mod default;
 pub mod disconnect;
+pub mod events;
 
-use aws_lambda_events::apigw::{
-    ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest,
-    ApiGatewayWebsocketProxyRequestContext,
-};
+use aws_lambda_events::apigw::ApiGatewayProxyResponse;
 use aws_lambda_events::encodings::Body;
 
-use crate::rooms::{Departed, RoomStore, StoreError};
-use crate::wire::{ConnectionId, ConnectionIdError, DisplayName, RoomName};
-
-/// The key under which the authorizer puts the room in its context (`requestContext.authorizer.room`).
-pub const AUTHORIZER_ROOM_KEY: &str = "room";
-
-/// The key under which the authorizer puts the sender's display name in its context.
-pub const AUTHORIZER_NAME_KEY: &str = "name";
-
-/// How `$connect` and `$disconnect` tell presence watchers about joins and leaves: the Management API client and
-/// the fan-out tuning. Without one (no `WS_MANAGEMENT_ENDPOINT`), joins and leaves are not announced.
-#[derive(Clone)]
-pub struct Announcer {
-    /// Where the events are posted.
-    pub gateway: std::sync::Arc<dyn crate::gateway::Gateway>,
-    /// Concurrency of the posts.
-    pub settings: crate::fanout::FanoutSettings,
-}
-
-impl Announcer {
-    /// Tells `watchers` of `room` one presence event ([`crate::fanout::announce`]).
-    pub async fn tell(
-        &self,
-        rooms: &dyn RoomStore,
-        room: &RoomName,
-        watchers: &[ConnectionId],
-        frame: bytes::Bytes,
-    ) {
-        crate::fanout::announce(
-            self.gateway.as_ref(),
-            rooms,
-            room,
-            watchers,
-            frame,
-            &self.settings,
-        )
-        .await;
-    }
-
-    /// Tells the watchers of `departed.room` who left ([`crate::fanout::announce_departures`]).
-    pub async fn departures(&self, rooms: &dyn RoomStore, departed: &Departed) {
-        crate::fanout::announce_departures(self.gateway.as_ref(), rooms, departed, &self.settings)
-            .await;
-    }
-}
+use crate::rooms::StoreError;
+use crate::wire::ConnectionIdError;
 
 /// An infrastructure failure inside a handler.
 #[derive(Debug, thiserror::Error)]
@@ -81,21 +37,6 @@ impl HandlerError {
     }
 }
 
-/// A route's handler bound to its dependencies: each route's `Deps` implements it by calling its module's
-/// `handle`. The Lambda mains serve one (`lambda::serve`, feature `lambda`) and the emulator dispatches to them by name.
-#[async_trait::async_trait]
-pub trait Route: Send + Sync {
-    /// Handles one event of this route; `deadline` is when the invocation must be done (the Lambda's).
-    ///
-    /// # Errors
-    /// [`HandlerError`] for an infrastructure failure.
-    async fn handle(
-        &self,
-        event: &ApiGatewayWebsocketProxyRequest,
-        deadline: Option<tokio::time::Instant>,
-    ) -> Result<ApiGatewayProxyResponse, HandlerError>;
-}
-
 /// An error and all its sources on one line (`a: b: c`), for logs and Lambda error messages.
 pub fn error_chain(err: &dyn std::error::Error) -> String {
     let mut out = err.to_string();
@@ -114,41 +55,6 @@ pub fn response(status: i64, body: Option<&str>) -> ApiGatewayProxyResponse {
     r.status_code = status;
     r.body = body.map(|b| Body::Text(b.to_owned()));
     r
-}
-
-/// The connection the event is about.
-///
-/// # Errors
-/// [`HandlerError::BadEvent`] when the event has no usable `requestContext.connectionId`.
-pub fn connection_id(
-    ctx: &ApiGatewayWebsocketProxyRequestContext,
-) -> Result<ConnectionId, HandlerError> {
-    let raw = ctx
-        .connection_id
-        .as_deref()
-        .ok_or(ConnectionIdError::Missing)?;
-    Ok(ConnectionId::parse(raw)?)
-}
-
-/// The room the authorizer attached to this connection's events, if an authorizer ran on `$connect`.
-pub fn authorizer_room(ctx: &ApiGatewayWebsocketProxyRequestContext) -> Option<RoomName> {
-    let raw = ctx.authorizer.fields.get(AUTHORIZER_ROOM_KEY)?.as_str()?;
-    RoomName::parse(raw).ok()
-}
-
-/// The display name the authorizer context carries (none: an anonymous connection, or no authorizer).
-pub fn authorizer_name(ctx: &ApiGatewayWebsocketProxyRequestContext) -> Option<DisplayName> {
-    let raw = ctx.authorizer.fields.get(AUTHORIZER_NAME_KEY)?.as_str()?;
-    DisplayName::parse(raw).ok()
-}
-
-/// The event's time in epoch milliseconds (API Gateway's clock), or this machine's when the event has none.
-pub fn event_time_ms(ctx: &ApiGatewayWebsocketProxyRequestContext) -> i64 {
-    if ctx.request_time_epoch > 0 {
-        ctx.request_time_epoch
-    } else {
-        now_ms()
-    }
 }
 
 /// This machine's clock in epoch milliseconds.

@@ -1,7 +1,8 @@
 //! Room membership: which connections are in which room, bounded in time.
 //!
-//! [`RoomStore::join`] and [`RoomStore::leave`] are Channels' `group_add` and `group_discard` (this crate says
-//! join and leave throughout), plus the reads the `$default` hot path needs. Membership expires after a fixed
+//! [`RoomStore::join`] and [`RoomStore::leave`] are Channels' `group_add` and `group_discard`;
+//! [`RoomStore::prune`] removes the members API Gateway reported gone, and [`RoomStore::publish`],
+//! [`RoomStore::history`] and [`RoomStore::presence`] serve `$default`'s frames. Membership expires after a fixed
 //! lifetime ([`MAX_CONNECTION_LIFETIME`] by default, API Gateway's hard cap on a connection), because
 //! `$disconnect` is best effort: a member older than that is certainly gone, whatever Redis still says.
 
@@ -107,19 +108,10 @@ pub enum PublishOutcome {
     },
 }
 
-/// What [`RoomStore::join`] decided.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JoinOutcome {
-    /// A member now (or still).
-    Joined,
-    /// The room has [`Limits::max_members`] live members; nothing was written.
-    RoomFull,
-}
-
 /// Names a presence answer lists at most (the count is always exact): a bounded answer for a big room.
 pub const MAX_PRESENCE_NAMES: usize = 100;
 
-/// What [`RoomStore::enter`] did, with what presence needs to announce it.
+/// What [`RoomStore::join`] did, with what presence needs to announce it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Entered {
     /// A member now.
@@ -200,29 +192,13 @@ pub trait RoomStore: Send + Sync {
     ///
     /// # Errors
     /// [`StoreError`] when the backing store cannot be reached or refuses the write.
-    async fn enter(
+    async fn join(
         &self,
         room: &RoomName,
         conn: &ConnectionId,
         connected_at_ms: i64,
         name: Option<&DisplayName>,
     ) -> Result<Entered, StoreError>;
-
-    /// [`RoomStore::enter`] without a name, for callers that need only the decision.
-    ///
-    /// # Errors
-    /// [`StoreError`] when the backing store cannot be reached or refuses the write.
-    async fn join(
-        &self,
-        room: &RoomName,
-        conn: &ConnectionId,
-        connected_at_ms: i64,
-    ) -> Result<JoinOutcome, StoreError> {
-        Ok(match self.enter(room, conn, connected_at_ms, None).await? {
-            Entered::Joined { .. } => JoinOutcome::Joined,
-            Entered::RoomFull => JoinOutcome::RoomFull,
-        })
-    }
 
     /// The live members of `room` as presence shows them, in one round trip; `conn` is recorded as a watcher
     /// (it hears of joins and leaves from now on).
@@ -245,7 +221,7 @@ pub trait RoomStore: Send + Sync {
     /// The chat hot path, in one round trip: takes a token from the sender's rate limit, writes the sender's
     /// membership again, assigns `message_json` (the message as a JSON string) the room's next `seq` (starting a
     /// new epoch when the room has no history), appends the chat frame to the room's bounded history, and returns
-    /// the frame and the live members (members past their lifetime are left out; [`RoomStore::enter`] and
+    /// the frame and the live members (members past their lifetime are left out; [`RoomStore::join`] and
     /// [`RoomStore::presence`] remove them and report them, so their leave is announced). Safe to retry: a message id seen in the last
     /// minute returns the frame it got then.
     ///
@@ -285,45 +261,24 @@ pub trait RoomStore: Send + Sync {
     ///
     /// # Errors
     /// [`StoreError`] when the backing store cannot be reached.
-    async fn depart(
+    async fn leave(
         &self,
         conn: &ConnectionId,
         room: Option<&RoomName>,
         now_ms: i64,
     ) -> Result<Option<Departed>, StoreError>;
 
-    /// [`RoomStore::depart`], returning only the room left.
-    ///
-    /// # Errors
-    /// [`StoreError`] when the backing store cannot be reached.
-    async fn leave(
-        &self,
-        conn: &ConnectionId,
-        room: Option<&RoomName>,
-    ) -> Result<Option<RoomName>, StoreError> {
-        // The count is not needed here: any clock will do.
-        Ok(self.depart(conn, room, 0).await?.map(|d| d.room))
-    }
-
     /// Removes connections that API Gateway reported gone (410) from `room`, and says what presence must
     /// announce (the count leaves out members past their lifetime at `now_ms`). Idempotent.
     ///
     /// # Errors
     /// [`StoreError`] when the backing store cannot be reached.
-    async fn remove_gone(
+    async fn prune(
         &self,
         room: &RoomName,
         gone: &[ConnectionId],
         now_ms: i64,
     ) -> Result<Departed, StoreError>;
-
-    /// [`RoomStore::remove_gone`] without the announcement.
-    ///
-    /// # Errors
-    /// [`StoreError`] when the backing store cannot be reached.
-    async fn prune(&self, room: &RoomName, gone: &[ConnectionId]) -> Result<(), StoreError> {
-        self.remove_gone(room, gone, 0).await.map(drop)
-    }
 }
 
 /// A room store failure. Client mistakes never end up here: only infrastructure does.

@@ -4,74 +4,15 @@
 //! This module is plain data: it imports nothing from the rest of the crate and does no I/O beyond reading the
 //! environment. Turning a [`Config`] into clients (reading the Redis URL's secret, the CA file, connecting to
 //! Redis) is [`crate::startup`]'s job.
+//! The variables' names and defaults are in [`vars`], re-exported here.
+
+mod vars;
+
+pub use self::vars::*;
 
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
-
-/// Redis URL (`redis://`, `rediss://` for TLS, `unix://`). When set, [`REDIS_URL_SECRET_ARN`] is ignored.
-pub const REDIS_URL: &str = "REDIS_URL";
-/// ARN of an AWS Secrets Manager secret whose SecretString is the whole Redis URL (for a URL with a password). Read
-/// once at cold start, with the function's role, when [`REDIS_URL`] is unset.
-pub const REDIS_URL_SECRET_ARN: &str = "REDIS_URL_SECRET_ARN";
-/// `true` (also `1`, `yes`) to talk to Redis with the Redis Cluster client: required by ElastiCache Serverless and
-/// any cluster-mode endpoint (default `false`: one node, or a cluster-mode-disabled primary endpoint).
-pub const REDIS_CLUSTER: &str = "REDIS_CLUSTER";
-/// Path of a PEM file holding the CA certificate(s) that `rediss://` trusts instead of the system's roots, for a
-/// Redis whose certificate comes from a private CA (default: the system roots, which ElastiCache's and hosted
-/// Redis services' certificates chain to). Verification is never turned off.
-pub const REDIS_CA_CERT_PATH: &str = "REDIS_CA_CERT_PATH";
-/// Prefix of every Redis key (default [`DEFAULT_KEY_PREFIX`]); it may not contain `{` or `}`.
-pub const REDIS_KEY_PREFIX: &str = "REDIS_KEY_PREFIX";
-/// Seconds a membership lasts without `$disconnect` (default [`MAX_CONNECTION_LIFETIME`], API Gateway's cap).
-pub const MEMBERSHIP_TTL_SECS: &str = "MEMBERSHIP_TTL_SECS";
-/// Comma-separated list of allowed `Origin`s for browsers, or `*` (default `*`).
-pub const ALLOWED_ORIGINS: &str = "ALLOWED_ORIGINS";
-/// The stage URL the Management API is reached at (`https://{api}.execute-api.{region}.amazonaws.com/{stage}`).
-pub const WS_MANAGEMENT_ENDPOINT: &str = "WS_MANAGEMENT_ENDPOINT";
-/// Posts in flight at once during fan-out (default [`DEFAULT_FANOUT_MAX_IN_FLIGHT`]).
-pub const FANOUT_MAX_IN_FLIGHT: &str = "FANOUT_MAX_IN_FLIGHT";
-/// Attempts per member when throttled (default [`DEFAULT_FANOUT_MAX_ATTEMPTS`]).
-pub const FANOUT_MAX_ATTEMPTS: &str = "FANOUT_MAX_ATTEMPTS";
-
-/// How many messages of each room's history are kept (default [`DEFAULT_HISTORY_MAX_MESSAGES`]).
-pub const HISTORY_MAX_MESSAGES: &str = "HISTORY_MAX_MESSAGES";
-/// Seconds a room's history is kept after its last message (default 86400, a day).
-pub const HISTORY_TTL_SECS: &str = "HISTORY_TTL_SECS";
-
-/// Live members a room may have; `$connect` into a full room is refused with 403 (default 1000).
-pub const MAX_ROOM_MEMBERS: &str = "MAX_ROOM_MEMBERS";
-/// Chat messages one connection may send per second, sustained (default 5).
-pub const RATE_LIMIT_PER_SEC: &str = "RATE_LIMIT_PER_SEC";
-/// Chat messages one connection may send at once after a quiet spell (default 20).
-pub const RATE_LIMIT_BURST: &str = "RATE_LIMIT_BURST";
-/// Seconds after connecting during which a 410 Gone does not prune a member: API Gateway answers 410 to posts
-/// made between `$connect` returning and the connection being open (default 5).
-pub const PRUNE_GRACE_SECS: &str = "PRUNE_GRACE_SECS";
-
-/// API Gateway closes every WebSocket connection after 2 hours: no membership needs to outlive that. The one
-/// place the 2 hours are written down.
-pub const MAX_CONNECTION_LIFETIME: Duration = Duration::from_secs(2 * 60 * 60);
-/// The key prefix used when [`REDIS_KEY_PREFIX`] is unset.
-pub const DEFAULT_KEY_PREFIX: &str = "wschat:";
-/// [`HISTORY_MAX_MESSAGES`]'s default: what a page shows when it opens a room.
-pub const DEFAULT_HISTORY_MAX_MESSAGES: usize = 100;
-/// [`HISTORY_TTL_SECS`]'s default.
-pub const DEFAULT_HISTORY_TTL: Duration = Duration::from_secs(24 * 60 * 60);
-/// The most [`HISTORY_MAX_MESSAGES`] may be: a history request answers with all of it at once.
-pub const MAX_HISTORY_MAX_MESSAGES: usize = 10_000;
-/// [`MAX_ROOM_MEMBERS`]'s default.
-pub const DEFAULT_MAX_ROOM_MEMBERS: usize = 1000;
-/// [`RATE_LIMIT_PER_SEC`]'s default: more than anyone types, less than a script floods.
-pub const DEFAULT_RATE_LIMIT_PER_SEC: u32 = 5;
-/// [`RATE_LIMIT_BURST`]'s default.
-pub const DEFAULT_RATE_LIMIT_BURST: u32 = 20;
-/// [`PRUNE_GRACE_SECS`]'s default.
-pub const DEFAULT_PRUNE_GRACE: Duration = Duration::from_secs(5);
-/// [`FANOUT_MAX_IN_FLIGHT`]'s default.
-pub const DEFAULT_FANOUT_MAX_IN_FLIGHT: usize = 64;
-/// [`FANOUT_MAX_ATTEMPTS`]'s default.
-pub const DEFAULT_FANOUT_MAX_ATTEMPTS: u32 = 4;
 
 /// A configuration problem, naming the variable.
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,251 @@
+//! The API's Lambda functions, in one table: each names its binary, says how its dependencies are built, and
+//! turns its event into the typed value its handler takes ([`crate::handlers::events`]) before handing it over.
+//!
+//! | function | route | event → typed value | dependencies |
+//! |---|---|---|---|
+//! | [`WsAuthorize`] | the `$connect` REQUEST authorizer | [`AuthorizerRequest`] → [`Authorization`] | none |
+//! | [`WsConnect`] | `$connect` | [`WebsocketRequest`] → [`Connecting`] | the store, the origin rule, the Management API (optional: joins are announced) |
+//! | [`WsDisconnect`] | `$disconnect` | [`WebsocketRequest`] → [`Leaving`] | the store, the Management API (optional: leaves are announced) |
+//! | [`WsDefault`] | `$default` | [`WebsocketRequest`] → [`Message`] | the store, the Management API (required), the fan-out tuning |
+//!
+//! The Lambda mains serve one each (`lambda::serve::<WsConnect>()`, feature `lambda`), so a binary links only its
+//! own handler; the emulator runs them all in one process ([`each`]). Nowhere else names a binary.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::config::{ConfigError, WS_MANAGEMENT_ENDPOINT};
+use crate::gateway::Gateway;
+use crate::handlers::authorize::{AuthorizerRequest, AuthorizerResponse};
+use crate::handlers::connect::OriginPolicy;
+use crate::handlers::events::{Authorization, Connecting, Leaving, Message};
+use crate::handlers::{HandlerError, authorize, connect, default, disconnect};
+use crate::startup::{Parts, StartupError, fanout_settings};
+use crate::{ProxyResponse, WebsocketRequest};
+
+/// One Lambda function of the API.
+pub trait Function: Send + Sync + 'static {
+    /// The binary's name: its Cargo package, and `Metadata.BuildProperties.Binary` in the template.
+    const BINARY: &'static str;
+    /// Whether it needs the Management API (`WS_MANAGEMENT_ENDPOINT`) to work at all.
+    const NEEDS_GATEWAY: bool = false;
+    /// The event as Lambda delivers it.
+    type Event: DeserializeOwned + Send + Sync;
+    /// What it answers.
+    type Response: Serialize + Send;
+    /// What its handler needs, built once per cold start.
+    type Deps: Send + Sync + 'static;
+
+    /// Builds the dependencies from parts made once for every function (the emulator, the tests).
+    ///
+    /// # Errors
+    /// [`StartupError`] when a part it needs is missing.
+    fn wire(parts: &Parts) -> Result<Self::Deps, StartupError>;
+
+    /// Builds the dependencies at cold start, from the environment.
+    ///
+    /// # Errors
+    /// [`StartupError`] when a variable is missing, the Redis URL's secret cannot be read, or Redis is unreachable.
+    fn from_env() -> impl Future<Output = Result<Self::Deps, StartupError>> + Send {
+        async { Self::wire(&Parts::from_env(Self::NEEDS_GATEWAY).await?) }
+    }
+
+    /// Parses `event` into the handler's typed value and handles it; no post starts shortly before `deadline`
+    /// (the Lambda's own).
+    ///
+    /// # Errors
+    /// [`HandlerError`] for an infrastructure failure or an event API Gateway could not have sent.
+    fn handle(
+        deps: &Self::Deps,
+        event: &Self::Event,
+        deadline: Option<tokio::time::Instant>,
+    ) -> impl Future<Output = Result<Self::Response, HandlerError>> + Send;
+}
+
+/// `ws-authorize`: the `$connect` REQUEST authorizer, which carries the room and the name to every later event.
+pub struct WsAuthorize;
+
+impl Function for WsAuthorize {
+    const BINARY: &'static str = "ws-authorize";
+    type Event = AuthorizerRequest;
+    type Response = AuthorizerResponse;
+    type Deps = ();
+
+    fn wire(_: &Parts) -> Result<(), StartupError> {
+        Ok(())
+    }
+
+    /// Nothing to build: the authorizer reads no configuration and connects to nothing.
+    async fn from_env() -> Result<(), StartupError> {
+        Ok(())
+    }
+
+    async fn handle(
+        (): &(),
+        event: &AuthorizerRequest,
+        _deadline: Option<tokio::time::Instant>,
+    ) -> Result<AuthorizerResponse, HandlerError> {
+        Ok(authorize::handle(Authorization::from(event)))
+    }
+}
+
+/// `ws-connect`: `$connect`, which validates the handshake and joins the room.
+pub struct WsConnect;
+
+impl Function for WsConnect {
+    const BINARY: &'static str = "ws-connect";
+    type Event = WebsocketRequest;
+    type Response = ProxyResponse;
+    type Deps = connect::Deps;
+
+    fn wire(parts: &Parts) -> Result<connect::Deps, StartupError> {
+        Ok(connect::Deps {
+            rooms: parts.rooms.clone(),
+            origins: OriginPolicy::parse(&parts.config.allowed_origins),
+            announcer: parts.announcer(),
+        })
+    }
+
+    async fn handle(
+        deps: &connect::Deps,
+        event: &WebsocketRequest,
+        _deadline: Option<tokio::time::Instant>,
+    ) -> Result<ProxyResponse, HandlerError> {
+        connect::handle(Connecting::try_from(event)?, deps).await
+    }
+}
+
+/// `ws-disconnect`: `$disconnect`, which leaves the room.
+pub struct WsDisconnect;
+
+impl Function for WsDisconnect {
+    const BINARY: &'static str = "ws-disconnect";
+    type Event = WebsocketRequest;
+    type Response = ProxyResponse;
+    type Deps = disconnect::Deps;
+
+    fn wire(parts: &Parts) -> Result<disconnect::Deps, StartupError> {
+        Ok(disconnect::Deps {
+            rooms: parts.rooms.clone(),
+            announcer: parts.announcer(),
+        })
+    }
+
+    async fn handle(
+        deps: &disconnect::Deps,
+        event: &WebsocketRequest,
+        _deadline: Option<tokio::time::Instant>,
+    ) -> Result<ProxyResponse, HandlerError> {
+        disconnect::handle(Leaving::try_from(event)?, deps).await
+    }
+}
+
+/// `ws-default`: `$default`, every chat, history, presence and ping frame.
+pub struct WsDefault;
+
+impl Function for WsDefault {
+    const BINARY: &'static str = "ws-default";
+    const NEEDS_GATEWAY: bool = true;
+    type Event = WebsocketRequest;
+    type Response = ProxyResponse;
+    type Deps = default::Deps;
+
+    fn wire(parts: &Parts) -> Result<default::Deps, StartupError> {
+        let gateway: Arc<dyn Gateway> = parts
+            .gateway
+            .clone()
+            .ok_or(ConfigError::Missing(WS_MANAGEMENT_ENDPOINT))?;
+        Ok(default::Deps {
+            rooms: parts.rooms.clone(),
+            gateway,
+            fanout: fanout_settings(&parts.config),
+        })
+    }
+
+    async fn handle(
+        deps: &default::Deps,
+        event: &WebsocketRequest,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Result<ProxyResponse, HandlerError> {
+        Ok(default::handle(Message::try_from(event)?, deps, deadline).await)
+    }
+}
+
+/// Visits every function of the table, as a type: what the emulator builds its in-process backend with.
+pub trait EachFunction {
+    /// Called once per function.
+    fn function<F: Function>(&mut self);
+}
+
+/// Visits every function of the API, the authorizer first.
+pub fn each(visitor: &mut impl EachFunction) {
+    visitor.function::<WsAuthorize>();
+    visitor.function::<WsConnect>();
+    visitor.function::<WsDisconnect>();
+    visitor.function::<WsDefault>();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::gateway::RecordingGateway;
+    use crate::rooms::{MemoryRoomStore, RoomStore};
+
+    /// The parts with the default configuration.
+    fn parts(rooms: Arc<dyn RoomStore>, gateway: Option<Arc<dyn Gateway>>) -> Parts {
+        Parts {
+            config: Config::default(),
+            rooms,
+            gateway,
+        }
+    }
+
+    struct Binaries(Vec<&'static str>);
+
+    impl EachFunction for Binaries {
+        fn function<F: Function>(&mut self) {
+            self.0.push(F::BINARY);
+        }
+    }
+
+    #[test]
+    fn the_table_names_each_of_the_four_binaries_once() {
+        let mut binaries = Binaries(Vec::new());
+
+        each(&mut binaries);
+
+        assert_eq!(
+            binaries.0,
+            ["ws-authorize", "ws-connect", "ws-disconnect", "ws-default"]
+        );
+    }
+
+    #[test]
+    fn ws_default_is_not_built_without_a_management_api_and_the_others_are() {
+        let rooms = Arc::new(MemoryRoomStore::default());
+        let gateway = Arc::new(RecordingGateway::default());
+
+        let without = parts(rooms.clone(), None);
+        let with = parts(rooms, Some(gateway));
+
+        assert!(matches!(
+            WsDefault::wire(&without),
+            Err(StartupError::Config(ConfigError::Missing(
+                "WS_MANAGEMENT_ENDPOINT"
+            )))
+        ));
+        assert!(WsDefault::wire(&with).is_ok());
+        assert!(
+            WsConnect::wire(&without)
+                .expect("built")
+                .announcer
+                .is_none()
+        );
+        assert!(WsConnect::wire(&with).expect("built").announcer.is_some());
+        assert!(WsDisconnect::wire(&without).is_ok());
+    }
+}

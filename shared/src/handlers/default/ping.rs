@@ -1,0 +1,30 @@
+//! `{"action": "ping"}`: the page's heartbeat. It writes the sender's membership (and name) again, so a member
+//! that Redis forgot is back at once, then answers `{"pong": <epoch ms>}`.
+
+use tracing::warn;
+
+use super::Deps;
+use super::reply::{Failure, Outcome};
+use crate::handlers::events::Caller;
+use crate::handlers::now_ms;
+use crate::rooms::Entered;
+use crate::wire::{RoomName, ServerFrame};
+
+/// Rejoins the sender to `room` and answers the ping.
+pub(super) async fn answer(room: &RoomName, caller: &Caller, deps: &Deps) -> Outcome {
+    let sender = &caller.conn;
+    let entered = deps
+        .rooms
+        .join(room, sender, caller.connected_at_ms, caller.name.as_ref())
+        .await
+        .map_err(Failure::store_down)?;
+    if entered == Entered::RoomFull {
+        return Err(Failure::room_full());
+    }
+    let pong = ServerFrame::Pong { pong: now_ms() }.encode();
+    if let Err(err) = deps.gateway.post_to_connection(sender, pong).await {
+        let err: &dyn std::error::Error = &err;
+        warn!(connection = %sender, error = err, "could not answer the ping");
+    }
+    Ok(())
+}

@@ -1,0 +1,187 @@
+//! How `$default` answers: every status code API Gateway gets and every error frame a sender gets, in one place.
+//!
+//! A frame that was done is a 200. One that was not is a [`Failure`]: the sender hears why, alone, in
+//! `{"error": …}` (with `"undelivered": <its text>` when a chat message did not get through, so the page puts it
+//! back in the composer), and API Gateway gets the status below. Infrastructure failures are answered, not
+//! raised: a 5xx response instead of a Lambda error, so API Gateway does not push its own
+//! `{"message": "Internal server error"}` frame, which a tutorial page would show as a chat line.
+//!
+//! | failure | status | the sender is told |
+//! |---|---|---|
+//! | a malformed or oversized frame | 400 | why ([`crate::wire::FrameError`]) |
+//! | a ping that finds the room full | 403 | to reconnect later |
+//! | the connection is in no room (its membership expired) | 410 | to reconnect |
+//! | a chat message over the rate limit | 429 | how long to wait |
+//! | some members could not be reached | 502 | how many were |
+//! | the answer to the sender itself could not be posted | 502 | nothing (it cannot be reached) |
+//! | the room store is down | 503 | to try again in a moment |
+
+use std::borrow::Cow;
+
+use aws_lambda_events::apigw::ApiGatewayProxyResponse;
+use tracing::{error, warn};
+
+use crate::gateway::Gateway;
+use crate::handlers::{error_chain, response};
+use crate::rooms::StoreError;
+use crate::wire::{ConnectionId, FrameError, ServerFrame};
+
+/// What became of a frame: done, or a [`Failure`].
+pub(super) type Outcome = Result<(), Failure>;
+
+/// A frame `$default` could not simply do.
+#[derive(Debug)]
+pub(super) struct Failure {
+    why: Why,
+    /// The text of a chat message that did not get through, for the sender to send again.
+    undelivered: Option<String>,
+}
+
+#[derive(Debug)]
+enum Why {
+    Refused(FrameError),
+    RoomFull,
+    NoRoom,
+    RateLimited { retry_after_ms: u64 },
+    Unreached { delivered: usize, members: usize },
+    AnswerLost(&'static str),
+    StoreDown(StoreError),
+}
+
+impl Failure {
+    fn new(why: Why) -> Self {
+        Self {
+            why,
+            undelivered: None,
+        }
+    }
+
+    /// The frame is malformed or too large.
+    pub(super) fn refused(err: FrameError) -> Self {
+        Self::new(Why::Refused(err))
+    }
+
+    /// A ping found the room full: the connection is not a member any more.
+    pub(super) fn room_full() -> Self {
+        Self::new(Why::RoomFull)
+    }
+
+    /// The connection is in no room.
+    pub(super) fn no_room() -> Self {
+        Self::new(Why::NoRoom)
+    }
+
+    /// The sender is over its rate limit.
+    pub(super) fn rate_limited(retry_after_ms: u64) -> Self {
+        Self::new(Why::RateLimited { retry_after_ms })
+    }
+
+    /// The message reached `delivered` of `members` members.
+    pub(super) fn unreached(delivered: usize, members: usize) -> Self {
+        Self::new(Why::Unreached { delivered, members })
+    }
+
+    /// An answer to the sender alone (`what`) could not be posted.
+    pub(super) fn answer_lost(what: &'static str) -> Self {
+        Self::new(Why::AnswerLost(what))
+    }
+
+    /// The room store failed (after its one retry).
+    pub(super) fn store_down(err: StoreError) -> Self {
+        Self::new(Why::StoreDown(err))
+    }
+
+    /// The same failure of the chat message `text`: the text goes back to its sender, unless some members got
+    /// the message (sending it again would repeat it to them).
+    pub(super) fn of_message(mut self, text: String) -> Self {
+        if !matches!(self.why, Why::Unreached { delivered, .. } if delivered > 0) {
+            self.undelivered = Some(text);
+        }
+        self
+    }
+
+    fn status(&self) -> i64 {
+        match self.why {
+            Why::Refused(_) => 400,
+            Why::RoomFull => 403,
+            Why::NoRoom => 410,
+            Why::RateLimited { .. } => 429,
+            Why::Unreached { .. } | Why::AnswerLost(_) => 502,
+            Why::StoreDown(_) => 503,
+        }
+    }
+
+    /// What the sender reads, and the response's body.
+    fn reason(&self) -> Cow<'static, str> {
+        let chat = self.undelivered.is_some();
+        match &self.why {
+            Why::Refused(err) => err.to_string().into(),
+            Why::RoomFull => {
+                "this room is full: your connection is not a member any more; reconnect later".into()
+            }
+            Why::NoRoom => "this connection is in no room (its membership expired); reconnect".into(),
+            Why::RateLimited { retry_after_ms } => format!(
+                "too many messages: this one was not delivered; wait {:.1} s before sending again",
+                *retry_after_ms as f64 / 1000.0
+            )
+            .into(),
+            Why::Unreached {
+                delivered: 0,
+                members,
+            } => format!(
+                "your message was not delivered: none of the {members} members could be reached"
+            )
+            .into(),
+            Why::Unreached { delivered, members } => format!(
+                "your message reached {delivered} of {members} members; the others may see it only after reconnecting"
+            )
+            .into(),
+            Why::AnswerLost(what) => (*what).into(),
+            Why::StoreDown(_) if chat => "your message was not delivered: the chat's storage is unavailable right now; try again in a moment".into(),
+            Why::StoreDown(_) => "the chat's storage is unavailable right now; try again in a moment".into(),
+        }
+    }
+}
+
+/// API Gateway's response to `outcome`, after telling `sender` what went wrong (if anything did, and it can be
+/// told).
+pub(super) async fn send(
+    outcome: Outcome,
+    gateway: &dyn Gateway,
+    sender: &ConnectionId,
+) -> ApiGatewayProxyResponse {
+    let failure = match outcome {
+        Ok(()) => return response(200, None),
+        Err(failure) => failure,
+    };
+    let reason = failure.reason();
+    match &failure.why {
+        Why::StoreDown(err) => {
+            error!(connection = %sender, error = %error_chain(err), "room store unavailable");
+        }
+        Why::Refused(_) => warn!(connection = %sender, reason = %reason, "frame refused"),
+        _ => {}
+    }
+    if !matches!(failure.why, Why::AnswerLost(_)) {
+        tell(gateway, sender, &reason, failure.undelivered.as_deref()).await;
+    }
+    response(failure.status(), Some(&reason))
+}
+
+/// `{"error": …}` to the sender alone, with `"undelivered": <the text>` when a chat message did not get through.
+async fn tell(
+    gateway: &dyn Gateway,
+    sender: &ConnectionId,
+    error: &str,
+    undelivered: Option<&str>,
+) {
+    let frame = match undelivered {
+        Some(undelivered) => ServerFrame::Undelivered { error, undelivered },
+        None => ServerFrame::Error { error },
+    }
+    .encode();
+    if let Err(err) = gateway.post_to_connection(sender, frame).await {
+        let err: &dyn std::error::Error = &err;
+        warn!(connection = %sender, error = err, "could not send the error frame");
+    }
+}

@@ -1,0 +1,467 @@
+//! The `$default` handler's behaviour, frame by frame, on the in-memory fakes.
+
+use std::sync::Arc;
+
+use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
+use serde_json::{Value, json};
+
+use super::Deps;
+use crate::fanout::FanoutSettings;
+use crate::gateway::RecordingGateway;
+use crate::handlers::events::Message;
+use crate::handlers::{HandlerError, fixtures};
+use crate::rooms::{Limits, MemoryRoomStore, Policy, RoomStore};
+use crate::wire::{ConnectionId, RoomName};
+
+/// The event as the edge parses it, then the handler.
+async fn handle(
+    event: &ApiGatewayWebsocketProxyRequest,
+    deps: &Deps,
+) -> Result<ApiGatewayProxyResponse, HandlerError> {
+    Ok(super::handle(Message::try_from(event)?, deps, None).await)
+}
+
+struct World {
+    deps: Deps,
+    store: Arc<MemoryRoomStore>,
+    gateway: Arc<RecordingGateway>,
+}
+
+async fn world(members: &[(&str, &str)]) -> World {
+    let store = Arc::new(MemoryRoomStore::default());
+    for (room, conn) in members {
+        store
+            .join(&room_(room), &id(conn), 1_000, None)
+            .await
+            .expect("join");
+    }
+    let gateway = Arc::new(RecordingGateway::new());
+    let deps = Deps {
+        rooms: store.clone(),
+        gateway: gateway.clone(),
+        fanout: FanoutSettings::default(),
+    };
+    World {
+        deps,
+        store,
+        gateway,
+    }
+}
+
+fn id(s: &str) -> ConnectionId {
+    ConnectionId::parse(s).expect("id")
+}
+
+fn room_(s: &str) -> RoomName {
+    RoomName::parse(s).expect("room")
+}
+
+fn json_frames(gw: &RecordingGateway, conn: &str) -> Vec<Value> {
+    gw.received(&id(conn))
+        .iter()
+        .map(|f| serde_json::from_str(f).expect("frames are JSON"))
+        .collect()
+}
+
+/// The chat frames `conn` received as (message, seq), checking each has an epoch and a ts.
+fn chats(gw: &RecordingGateway, conn: &str) -> Vec<(String, u64)> {
+    json_frames(gw, conn)
+        .iter()
+        .filter(|f| f.get("message").is_some())
+        .map(|f| {
+            assert!(f["epoch"].is_string(), "{f}");
+            assert!(f["ts"].is_i64(), "{f}");
+            (
+                f["message"].as_str().expect("message").to_owned(),
+                f["seq"].as_u64().expect("seq"),
+            )
+        })
+        .collect()
+}
+
+fn said(pairs: &[(&str, u64)]) -> Vec<(String, u64)> {
+    pairs.iter().map(|(m, s)| ((*m).to_owned(), *s)).collect()
+}
+
+#[tokio::test]
+async fn chat_message_reaches_everyone_in_the_room_and_nobody_else() {
+    let w = world(&[("room_1", "a"), ("room_1", "b"), ("room_2", "c")]).await;
+    let event = fixtures::message("a", r#"{"message":"hello"}"#, None);
+
+    let resp = handle(&event, &w.deps).await.expect("handled");
+
+    assert_eq!(resp.status_code, 200);
+    assert_eq!(chats(&w.gateway, "a"), said(&[("hello", 1)]));
+    assert_eq!(w.gateway.received(&id("a")), w.gateway.received(&id("b")));
+    assert!(w.gateway.received(&id("c")).is_empty());
+}
+
+#[tokio::test]
+async fn the_authorizer_context_names_the_room_without_a_lookup() {
+    let w = world(&[("room_1", "a"), ("room_1", "b")]).await;
+    // The store has no conn → room entry for "x": only the context can name its room.
+    let event = fixtures::message("x", r#"{"message":"via context"}"#, Some("room_1"));
+
+    handle(&event, &w.deps).await.expect("handled");
+
+    assert_eq!(chats(&w.gateway, "b"), said(&[("via context", 1)]));
+}
+
+#[tokio::test]
+async fn a_named_sender_s_messages_carry_its_name_and_an_anonymous_one_s_do_not() {
+    let w = world(&[("room_1", "a"), ("room_1", "b")]).await;
+    let mut named = fixtures::message("a", r#"{"message":"from ann"}"#, Some("room_1"));
+    named
+        .request_context
+        .authorizer
+        .fields
+        .insert("name".to_owned(), json!("Ann"));
+    let anonymous = fixtures::message("b", r#"{"message":"from nobody"}"#, Some("room_1"));
+
+    handle(&named, &w.deps).await.expect("handled");
+    handle(&anonymous, &w.deps).await.expect("handled");
+
+    let frames = json_frames(&w.gateway, "b");
+    assert_eq!(frames[0]["message"], "from ann");
+    assert_eq!(frames[0]["user"], "Ann");
+    assert_eq!(frames[1]["message"], "from nobody");
+    assert!(frames[1].get("user").is_none(), "{}", frames[1]);
+}
+
+#[tokio::test]
+async fn a_presence_request_is_answered_to_the_sender_alone_and_a_gone_member_is_announced_as_left()
+{
+    let w = world(&[("lobby", "a"), ("lobby", "b"), ("lobby", "gone")]).await;
+    let named = crate::wire::DisplayName::parse("Bee").expect("name");
+    w.store
+        .join(&room_("lobby"), &id("b"), 1_000, Some(&named))
+        .await
+        .expect("named");
+
+    handle(
+        &fixtures::message("a", r#"{"action":"presence"}"#, None),
+        &w.deps,
+    )
+    .await
+    .expect("handled");
+    assert_eq!(
+        json_frames(&w.gateway, "a"),
+        [json!({ "presence": { "count": 3, "members": ["Bee"] } })]
+    );
+    assert!(
+        w.gateway.received(&id("b")).is_empty(),
+        "to the sender alone"
+    );
+
+    // "gone" vanished without a $disconnect: the next message's 410 prunes it, and "a" (a watcher) hears of it.
+    w.gateway.mark_gone(&id("gone"));
+    handle(
+        &fixtures::message("b", r#"{"message":"hi"}"#, None),
+        &w.deps,
+    )
+    .await
+    .expect("handled");
+    let frames = json_frames(&w.gateway, "a");
+    assert!(
+        frames.contains(&json!({ "left": null, "count": 2 })),
+        "{frames:?}"
+    );
+    assert!(
+        json_frames(&w.gateway, "b")
+            .iter()
+            .all(|f| f.get("left").is_none()),
+        "b never asked for presence"
+    );
+}
+
+#[tokio::test]
+async fn malformed_frame_gets_an_error_to_its_sender_only() {
+    let w = world(&[("lobby", "a"), ("lobby", "b")]).await;
+    for body in ["nope", "{}", r#"{"message": 5}"#, "[]"] {
+        let event = fixtures::message("a", body, None);
+
+        let resp = handle(&event, &w.deps).await.expect("handled");
+
+        assert_eq!(resp.status_code, 400, "{body}");
+    }
+    let frames = json_frames(&w.gateway, "a");
+    assert_eq!(frames.len(), 4);
+    assert!(
+        frames
+            .iter()
+            .all(|f| f["error"].is_string() && f.get("message").is_none()),
+        "{frames:?}"
+    );
+    assert!(
+        w.gateway.received(&id("b")).is_empty(),
+        "nothing is broadcast"
+    );
+}
+
+#[tokio::test]
+async fn gone_member_is_pruned_on_the_next_send() {
+    let w = world(&[("lobby", "a"), ("lobby", "vanished")]).await;
+    w.gateway.mark_gone(&id("vanished"));
+
+    handle(
+        &fixtures::message("a", r#"{"message":"hi"}"#, None),
+        &w.deps,
+    )
+    .await
+    .expect("handled");
+
+    assert_eq!(
+        w.store
+            .members(&room_("lobby"), 2_000)
+            .await
+            .expect("members"),
+        vec![id("a")]
+    );
+    assert_eq!(chats(&w.gateway, "a"), said(&[("hi", 1)]));
+}
+
+#[tokio::test]
+async fn message_from_a_connection_in_no_room_is_answered_with_an_error() {
+    let w = world(&[("lobby", "b")]).await;
+
+    let resp = handle(
+        &fixtures::message("stranger", r#"{"message":"hi"}"#, None),
+        &w.deps,
+    )
+    .await
+    .expect("handled");
+
+    assert_eq!(resp.status_code, 410);
+    assert!(json_frames(&w.gateway, "stranger")[0]["error"].is_string());
+    assert!(w.gateway.received(&id("b")).is_empty());
+}
+
+#[tokio::test]
+async fn oversize_broadcast_is_refused_before_any_post() {
+    let w = world(&[("lobby", "a"), ("lobby", "b")]).await;
+    // 30,000 control characters fit in a 32 KB frame but escape to 180,000 bytes.
+    let body = json!({ "message": "\u{1}".repeat(30_000) }).to_string();
+
+    let resp = handle(&fixtures::message("a", &body, None), &w.deps)
+        .await
+        .expect("handled");
+
+    assert_eq!(resp.status_code, 400);
+    assert!(
+        json_frames(&w.gateway, "a")[0]["error"]
+            .as_str()
+            .expect("error")
+            .contains("too large")
+    );
+    assert!(w.gateway.received(&id("b")).is_empty());
+}
+
+#[tokio::test]
+async fn a_member_that_cannot_be_reached_is_reported_to_the_sender_with_a_5xx() {
+    let w = world(&[("lobby", "a"), ("lobby", "b")]).await;
+    w.gateway.mark_forbidden(&id("b"));
+
+    let resp = handle(
+        &fixtures::message("a", r#"{"message":"hi"}"#, None),
+        &w.deps,
+    )
+    .await
+    .expect("answered, not raised");
+
+    assert_eq!(resp.status_code, 502);
+    let frames = json_frames(&w.gateway, "a");
+    assert_eq!(frames[0]["message"], "hi");
+    let error = frames[1]["error"].as_str().expect("an error frame");
+    assert!(error.contains("reached 1 of 2 members"), "{error}");
+}
+
+#[tokio::test]
+async fn delivering_to_nobody_is_a_5xx_answer_not_a_lambda_error() {
+    let w = world(&[("lobby", "a")]).await;
+    w.gateway.mark_forbidden(&id("a"));
+
+    let resp = handle(
+        &fixtures::message("a", r#"{"message":"hi"}"#, None),
+        &w.deps,
+    )
+    .await
+    .expect("answered, not raised");
+
+    assert_eq!(resp.status_code, 502);
+}
+
+#[tokio::test]
+async fn a_sender_over_its_rate_limit_is_told_and_nothing_is_broadcast() {
+    let store = Arc::new(MemoryRoomStore::default().with_policy(Policy {
+        limits: Limits {
+            burst: 3,
+            messages_per_sec: 1,
+            ..Limits::default()
+        },
+        ..Policy::default()
+    }));
+    let gateway = Arc::new(RecordingGateway::new());
+    store
+        .join(&room_("lobby"), &id("b"), 1_000, None)
+        .await
+        .expect("join");
+    let deps = Deps {
+        rooms: store.clone(),
+        gateway: gateway.clone(),
+        fanout: FanoutSettings::default(),
+    };
+
+    let mut statuses = Vec::new();
+    for n in 0..4 {
+        let body = json!({ "message": format!("m{n}") }).to_string();
+        let resp = handle(&fixtures::message("a", &body, Some("lobby")), &deps)
+            .await
+            .expect("handled");
+        statuses.push(resp.status_code);
+    }
+
+    assert_eq!(statuses, [200, 200, 200, 429]);
+    assert_eq!(
+        chats(&gateway, "b"),
+        said(&[("m0", 1), ("m1", 2), ("m2", 3)])
+    );
+    let refusal = json_frames(&gateway, "a").pop().expect("told");
+    assert!(
+        refusal["error"]
+            .as_str()
+            .expect("error")
+            .contains("too many messages"),
+        "{refusal}"
+    );
+    assert_eq!(
+        refusal["undelivered"], "m3",
+        "the text comes back to the sender"
+    );
+}
+
+#[tokio::test]
+async fn a_chat_message_makes_its_sender_a_member_again() {
+    let w = world(&[("lobby", "b")]).await;
+    // "a" is in no store entry (Redis lost it), but the authorizer context names its room.
+    handle(
+        &fixtures::message("a", r#"{"message":"back"}"#, Some("lobby")),
+        &w.deps,
+    )
+    .await
+    .expect("handled");
+
+    assert_eq!(
+        chats(&w.gateway, "a"),
+        said(&[("back", 1)]),
+        "the sender hears itself"
+    );
+    assert_eq!(
+        w.store
+            .members(&room_("lobby"), 2_000)
+            .await
+            .expect("members"),
+        vec![id("a"), id("b")]
+    );
+}
+
+#[tokio::test]
+async fn a_retried_message_keeps_its_seq() {
+    let w = world(&[("lobby", "a")]).await;
+    let mut event = fixtures::message("a", r#"{"message":"once"}"#, Some("lobby"));
+    event.request_context.message_id = Some("m-1".into());
+
+    handle(&event, &w.deps).await.expect("first");
+    handle(&event, &w.deps).await.expect("retried");
+
+    assert_eq!(
+        chats(&w.gateway, "a"),
+        said(&[("once", 1), ("once", 1)]),
+        "the same frame twice (pages drop the repeat), never a second seq"
+    );
+}
+
+#[tokio::test]
+async fn messages_of_a_room_are_numbered_one_by_one_in_one_epoch_and_rooms_apart() {
+    let w = world(&[("one", "a"), ("two", "c")]).await;
+    for (conn, text) in [("a", "first"), ("c", "elsewhere"), ("a", "second")] {
+        let event = fixtures::message(conn, &json!({ "message": text }).to_string(), None);
+        handle(&event, &w.deps).await.expect("handled");
+    }
+
+    assert_eq!(chats(&w.gateway, "a"), said(&[("first", 1), ("second", 2)]));
+    assert_eq!(chats(&w.gateway, "c"), said(&[("elsewhere", 1)]));
+    let frames = json_frames(&w.gateway, "a");
+    assert_eq!(frames[0]["epoch"], frames[1]["epoch"]);
+    assert_ne!(frames[0]["epoch"], json_frames(&w.gateway, "c")[0]["epoch"]);
+}
+
+#[tokio::test]
+async fn a_history_request_gets_what_followed_the_given_seq_to_the_sender_alone() {
+    let w = world(&[("lobby", "a"), ("lobby", "b")]).await;
+    for text in ["one", "two", "three"] {
+        let event = fixtures::message("a", &json!({ "message": text }).to_string(), None);
+        handle(&event, &w.deps).await.expect("handled");
+    }
+    let epoch = json_frames(&w.gateway, "b")[0]["epoch"].clone();
+    let before = w.gateway.received(&id("a")).len();
+
+    let request = json!({ "action": "history", "after": 1, "epoch": epoch }).to_string();
+    let resp = handle(&fixtures::message("b", &request, None), &w.deps)
+        .await
+        .expect("handled");
+
+    assert_eq!(resp.status_code, 200);
+    let answer = json_frames(&w.gateway, "b").pop().expect("an answer");
+    assert_eq!(answer["epoch"], epoch);
+    assert_eq!(answer["complete"], json!(true));
+    let history: Vec<&str> = answer["history"]
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|f| f["message"].as_str().expect("message"))
+        .collect();
+    assert_eq!(history, ["two", "three"]);
+    assert_eq!(
+        w.gateway.received(&id("a")).len(),
+        before,
+        "a got nothing more"
+    );
+}
+
+#[tokio::test]
+async fn a_history_request_for_a_lost_epoch_is_answered_as_incomplete() {
+    let w = world(&[("lobby", "a")]).await;
+    handle(
+        &fixtures::message("a", r#"{"message":"kept"}"#, None),
+        &w.deps,
+    )
+    .await
+    .expect("handled");
+
+    let request = r#"{"action":"history","after":7,"epoch":"0000dead"}"#;
+    handle(&fixtures::message("a", request, None), &w.deps)
+        .await
+        .expect("handled");
+
+    let answer = json_frames(&w.gateway, "a").pop().expect("an answer");
+    assert_eq!(answer["complete"], json!(false));
+    assert_eq!(answer["history"][0]["message"], "kept");
+}
+
+#[tokio::test]
+async fn a_ping_is_answered_with_a_pong_and_rejoins_a_member_the_store_forgot() {
+    let w = world(&[]).await;
+    let event = fixtures::message("a", r#"{"action":"ping"}"#, Some("lobby"));
+
+    let resp = handle(&event, &w.deps).await.expect("handled");
+
+    assert_eq!(resp.status_code, 200);
+    assert!(json_frames(&w.gateway, "a")[0]["pong"].is_i64());
+    assert_eq!(
+        w.store
+            .members(&room_("lobby"), 2_000)
+            .await
+            .expect("members"),
+        vec![id("a")]
+    );
+}

@@ -1,0 +1,341 @@
+//! In-memory room store: the emulator's default and the unit tests' fake, with the same expiry, sequence and
+//! history rules as Redis.
+
+mod state;
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use self::state::State;
+use super::{
+    Departed, Entered, HistoryPage, MAX_CONNECTION_LIFETIME, MAX_PRESENCE_NAMES, Policy, Presence,
+    PublishOutcome, Published, RoomStore, SEEN_FOR_MS, Sender, StoreError,
+};
+use crate::wire::{ConnectionId, DisplayName, Epoch, RoomName, chat_frame};
+
+/// A [`RoomStore`] held in process memory. Membership and history expire like the Redis store's.
+#[derive(Debug)]
+pub struct MemoryRoomStore {
+    lifetime_ms: i64,
+    policy: Policy,
+    state: Mutex<State>,
+}
+
+impl Default for MemoryRoomStore {
+    fn default() -> Self {
+        Self::new(MAX_CONNECTION_LIFETIME)
+    }
+}
+
+impl MemoryRoomStore {
+    /// A store whose memberships last `lifetime`, with the default [`Policy`].
+    pub fn new(lifetime: Duration) -> Self {
+        Self {
+            lifetime_ms: millis(lifetime),
+            policy: Policy::default(),
+            state: Mutex::default(),
+        }
+    }
+
+    /// The same store keeping history and enforcing limits as `policy` says.
+    #[must_use]
+    pub fn with_policy(mut self, policy: Policy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Forgets everything, as a Redis that restarted without its data would: memberships, sequences and history.
+    pub fn lose_everything(&self) {
+        *self.state() = State::default();
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the maps half-updated (each update is one insert or
+        // remove), so a poisoned lock is still consistent.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+#[async_trait]
+impl RoomStore for MemoryRoomStore {
+    async fn join(
+        &self,
+        room: &RoomName,
+        conn: &ConnectionId,
+        connected_at_ms: i64,
+        name: Option<&DisplayName>,
+    ) -> Result<Entered, StoreError> {
+        let mut state = self.state();
+        // The clock of the join itself: members older than the lifetime do not count towards the cap.
+        let cutoff = connected_at_ms.saturating_sub(self.lifetime_ms);
+        let expired = state.expire(room, cutoff);
+        let live = state.live_members(room, cutoff);
+        let fresh = !live.contains(conn);
+        if live.len() >= self.policy.limits.max_members && fresh {
+            return Ok(Entered::RoomFull);
+        }
+        state.add(room, conn, connected_at_ms);
+        if let Some(name) = name {
+            state.names.insert(conn.clone(), name.as_str().to_owned());
+        }
+        Ok(Entered::Joined {
+            fresh,
+            count: live.len() + usize::from(fresh),
+            watchers: state.watchers_of(room, conn),
+            expired,
+        })
+    }
+
+    async fn presence(
+        &self,
+        room: &RoomName,
+        conn: &ConnectionId,
+        now_ms: i64,
+    ) -> Result<Presence, StoreError> {
+        let mut state = self.state();
+        let cutoff = now_ms.saturating_sub(self.lifetime_ms);
+        let expired = state.expire(room, cutoff);
+        let live = state.live_members(room, cutoff);
+        let watchers = state.watchers_of(room, conn);
+        state
+            .watchers
+            .entry(room.clone())
+            .or_default()
+            .insert(conn.clone());
+        let mut names: Vec<String> = live
+            .iter()
+            .filter_map(|c| state.names.get(c).cloned())
+            .collect();
+        names.sort();
+        names.truncate(MAX_PRESENCE_NAMES);
+        Ok(Presence {
+            count: live.len(),
+            names,
+            expired,
+            watchers,
+        })
+    }
+
+    async fn room_of(&self, conn: &ConnectionId) -> Result<Option<RoomName>, StoreError> {
+        Ok(self.state().conns.get(conn).cloned())
+    }
+
+    async fn publish(
+        &self,
+        room: &RoomName,
+        sender: &Sender<'_>,
+        message_json: &str,
+        now_ms: i64,
+    ) -> Result<PublishOutcome, StoreError> {
+        let cutoff = now_ms.saturating_sub(self.lifetime_ms);
+        let ttl_ms = millis(self.policy.retention.ttl);
+        let max = self.policy.retention.max_messages;
+        let mut state = self.state();
+        state.seen.retain(|_, (_, _, until)| *until > now_ms);
+        let seen_key = sender.message_id.map(|id| (room.clone(), id.to_owned()));
+        let repeat = seen_key
+            .as_ref()
+            .and_then(|key| state.seen.get(key))
+            .copied();
+        if repeat.is_none() {
+            let limits = self.policy.limits;
+            let bucket = state
+                .buckets
+                .entry((room.clone(), sender.conn.clone()))
+                .or_insert((f64::from(limits.burst), now_ms));
+            let elapsed_s = (now_ms - bucket.1).max(0) as f64 / 1000.0;
+            let tokens = (bucket.0 + elapsed_s * f64::from(limits.messages_per_sec))
+                .min(f64::from(limits.burst));
+            *bucket = (tokens, now_ms);
+            if tokens < 1.0 {
+                let wait = (1.0 - tokens) * 1000.0 / f64::from(limits.messages_per_sec);
+                return Ok(PublishOutcome::RateLimited {
+                    retry_after_ms: wait.ceil() as u64,
+                });
+            }
+            bucket.0 = tokens - 1.0;
+        }
+        state.add(room, sender.conn, sender.connected_at_ms);
+        if let Some(name) = sender.user {
+            state
+                .names
+                .insert(sender.conn.clone(), name.as_str().to_owned());
+        }
+        let members = state.live_member_times(room, cutoff);
+        let history = state.history(room, now_ms, ttl_ms);
+        if let Some((seq, ts, _)) = repeat {
+            // A retried publish: the frame it got the first time, if still retained.
+            let first = history.seq + 1 - history.frames.len() as u64;
+            if let Some(frame) = seq
+                .checked_sub(first)
+                .and_then(|i| history.frames.get(usize::try_from(i).ok()?))
+            {
+                return Ok(PublishOutcome::Published(Published {
+                    frame: frame.clone(),
+                    seq,
+                    epoch: history.epoch.clone(),
+                    ts,
+                    members,
+                }));
+            }
+        }
+        history.seq += 1;
+        history.ts = history.ts.max(now_ms);
+        history.expires_at_ms = now_ms.saturating_add(ttl_ms);
+        let frame = chat_frame(
+            message_json,
+            sender.user,
+            history.seq,
+            &history.epoch,
+            history.ts,
+        );
+        history.frames.push_back(frame.clone());
+        while history.frames.len() > max {
+            history.frames.pop_front();
+        }
+        let published = Published {
+            frame,
+            seq: history.seq,
+            epoch: history.epoch.clone(),
+            ts: history.ts,
+            members,
+        };
+        if let Some(key) = seen_key {
+            state.seen.insert(
+                key,
+                (
+                    published.seq,
+                    published.ts,
+                    now_ms.saturating_add(SEEN_FOR_MS),
+                ),
+            );
+        }
+        Ok(PublishOutcome::Published(published))
+    }
+
+    async fn history(
+        &self,
+        room: &RoomName,
+        after: Option<u64>,
+        epoch: Option<&Epoch>,
+        now_ms: i64,
+    ) -> Result<HistoryPage, StoreError> {
+        let ttl_ms = millis(self.policy.retention.ttl);
+        let mut state = self.state();
+        let history = state.history(room, now_ms, ttl_ms);
+        let retained = history.frames.len() as u64;
+        // The seq of the oldest retained message (one past the last when nothing is retained).
+        let first = history.seq + 1 - retained;
+        let (skip, complete) = match (after, epoch) {
+            // `after` without an epoch means the current one.
+            (Some(after), epoch) if epoch.is_none_or(|e| *e == history.epoch) => (
+                after.saturating_sub(first - 1).min(retained),
+                after + 1 >= first,
+            ),
+            // A seq of a history that is gone: everything retained now, and the client must know it missed some.
+            (Some(_), _) => (0, false),
+            (None, _) => (0, first <= 1),
+        };
+        let skip = usize::try_from(skip).unwrap_or(usize::MAX);
+        Ok(HistoryPage {
+            epoch: history.epoch.clone(),
+            frames: history.frames.iter().skip(skip).cloned().collect(),
+            complete,
+        })
+    }
+
+    async fn members(&self, room: &RoomName, now_ms: i64) -> Result<Vec<ConnectionId>, StoreError> {
+        let cutoff = now_ms.saturating_sub(self.lifetime_ms);
+        let mut state = self.state();
+        state.expire(room, cutoff);
+        Ok(state.live_members(room, cutoff))
+    }
+
+    async fn leave(
+        &self,
+        conn: &ConnectionId,
+        _room: Option<&RoomName>,
+        now_ms: i64,
+    ) -> Result<Option<Departed>, StoreError> {
+        let mut state = self.state();
+        let Some(room) = state.conns.get(conn).cloned() else {
+            return Ok(None);
+        };
+        let names = state.remove(&room, conn).into_iter().collect();
+        Ok(Some(state.departed(
+            room,
+            names,
+            now_ms.saturating_sub(self.lifetime_ms),
+        )))
+    }
+
+    async fn prune(
+        &self,
+        room: &RoomName,
+        gone: &[ConnectionId],
+        now_ms: i64,
+    ) -> Result<Departed, StoreError> {
+        let mut state = self.state();
+        let names = gone.iter().filter_map(|c| state.remove(room, c)).collect();
+        Ok(state.departed(room.clone(), names, now_ms.saturating_sub(self.lifetime_ms)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOUR_MS: i64 = 3_600_000;
+
+    fn id(raw: &str) -> ConnectionId {
+        ConnectionId::parse(raw).expect("id")
+    }
+
+    #[tokio::test]
+    async fn a_leave_counts_only_members_within_their_lifetime_and_expiry_is_reported_once() {
+        let store = MemoryRoomStore::default();
+        let room = RoomName::parse("lobby").expect("room");
+        let now = 10 * HOUR_MS;
+        let stale = DisplayName::parse("Stale").expect("name");
+        store
+            .join(&room, &id("stale"), now - 3 * HOUR_MS, Some(&stale))
+            .await
+            .expect("join");
+        for conn in ["a", "b"] {
+            store
+                .join(&room, &id(conn), now - HOUR_MS, None)
+                .await
+                .expect("join");
+        }
+
+        let left = store
+            .leave(&id("a"), None, now)
+            .await
+            .expect("leave")
+            .expect("was a member");
+        assert_eq!(
+            left.count, 1,
+            "b only: the stale member is past its lifetime"
+        );
+
+        let present = store
+            .presence(&room, &id("b"), now)
+            .await
+            .expect("presence");
+        assert_eq!(present.expired, [Some("Stale".to_owned())]);
+        assert_eq!(present.count, 1);
+        let again = store
+            .presence(&room, &id("b"), now)
+            .await
+            .expect("presence");
+        assert!(again.expired.is_empty(), "reported once: {again:?}");
+    }
+}

@@ -1,0 +1,191 @@
+//! Talking to Redis: connecting to one node or a cluster (over TLS for `rediss://`), the sockets' settings, the
+//! one retry after a dropped connection, and batches of commands split by hash slot on a cluster.
+
+use std::time::Duration;
+
+use futures_util::future::try_join_all;
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::io::tcp::{TcpSettings, socket2};
+use redis::{IntoConnectionInfo, TlsCertificates};
+use tracing::warn;
+
+use super::RedisRoomStore;
+use crate::config::KeyPrefix;
+use crate::rooms::StoreError;
+
+/// How long connecting to one node, or one reply, may take before the attempt fails. A failed attempt is retried
+/// once (see [`retrying`]), so Redis may stall for up to twice this before a caller sees an error.
+const TIMEOUT: Duration = Duration::from_secs(3);
+
+/// How many times the connection manager tries to re-establish a dropped connection, and the cluster client to
+/// re-route a request after `MOVED`/`ASK` or a node failure. Neither resends a request that failed on a single
+/// node's dropped connection: that request's error reaches the caller.
+const RECONNECT_ATTEMPTS: u32 = 2;
+
+/// The sockets' settings: no Nagle delay on small commands; keepalive probes after 10 s of silence, so a peer
+/// that vanished (a failover, a replaced node) is noticed without traffic; and `TCP_USER_TIMEOUT`, so a socket
+/// whose sent data stays unacknowledged for 5 s is abandoned (and the manager reconnects) instead of waited on.
+fn tcp_settings() -> TcpSettings {
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(Duration::from_secs(10))
+        .with_interval(Duration::from_secs(5))
+        .with_retries(3);
+    TcpSettings::default()
+        .set_nodelay(true)
+        .set_keepalive(keepalive)
+        .set_user_timeout(Duration::from_secs(5))
+}
+
+impl RedisRoomStore<ConnectionManager> {
+    /// Connects to `url` (`redis://`, `rediss://` or `unix://`) with a connection manager that reconnects by
+    /// itself; create it once per process (cold start) and share it.
+    ///
+    /// # Errors
+    /// [`StoreError::Redis`] when the URL is invalid or the server cannot be reached.
+    pub async fn connect(
+        url: &str,
+        prefix: &KeyPrefix,
+        lifetime: Duration,
+    ) -> Result<Self, StoreError> {
+        Self::single_node(url, None, prefix, lifetime).await
+    }
+
+    /// [`RedisRoomStore::connect`], trusting `roots` for `rediss://` (the system's roots when `None`).
+    pub(crate) async fn single_node(
+        url: &str,
+        roots: Option<TlsCertificates>,
+        prefix: &KeyPrefix,
+        lifetime: Duration,
+    ) -> Result<Self, StoreError> {
+        crate::tls::install_crypto_provider();
+        let info = url
+            .into_connection_info()
+            .map_err(redis_err("connect"))?
+            .set_tcp_settings(tcp_settings());
+        let client = match roots {
+            None => redis::Client::open(info),
+            Some(roots) => redis::Client::build_with_tls(info, roots),
+        }
+        .map_err(redis_err("connect"))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(TIMEOUT))
+            .set_response_timeout(Some(TIMEOUT))
+            .set_number_of_retries(RECONNECT_ATTEMPTS as usize);
+        let manager = ConnectionManager::new_with_config(client, config)
+            .await
+            .map_err(redis_err("connect"))?;
+        Ok(Self::with_connection(manager, prefix, lifetime))
+    }
+}
+
+impl RedisRoomStore<ClusterConnection> {
+    /// Connects to the Redis Cluster that `url` (`redis://` or `rediss://`, one node or a configuration endpoint)
+    /// belongs to, with redis-rs's async cluster client, trusting `roots` for `rediss://`; create it once per
+    /// process (cold start) and share it.
+    ///
+    /// # Errors
+    /// [`StoreError::Redis`] when the URL is invalid or the cluster cannot be reached.
+    pub(crate) async fn cluster(
+        url: &str,
+        roots: Option<TlsCertificates>,
+        prefix: &KeyPrefix,
+        lifetime: Duration,
+    ) -> Result<Self, StoreError> {
+        crate::tls::install_crypto_provider();
+        let mut builder = ClusterClient::builder([url])
+            .connection_timeout(TIMEOUT)
+            .response_timeout(TIMEOUT)
+            .retries(RECONNECT_ATTEMPTS)
+            .tcp_settings(tcp_settings());
+        if let Some(roots) = roots {
+            builder = builder.certs(roots);
+        }
+        let conn = builder
+            .build()
+            .map_err(redis_err("connect"))?
+            .get_async_connection()
+            .await
+            .map_err(redis_err("connect"))?;
+        let mut store = Self::with_connection(conn, prefix, lifetime);
+        store.per_slot = true;
+        Ok(store)
+    }
+}
+
+/// Runs `attempt` and, when it fails for want of a connection (dropped, refused, timed out), once more. The
+/// connection manager reconnects in the background after a dropped connection but hands the failed request's
+/// error back; every operation of the store is idempotent (a publish through its message id), so one retry turns
+/// a Redis restart or a short stall into a slower answer instead of a lost message.
+pub(super) async fn retrying<T, F, Fut>(op: &'static str, attempt: F) -> Result<T, StoreError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = redis::RedisResult<T>>,
+{
+    match attempt().await {
+        Err(err) if err.is_io_error() => {
+            warn!(op, error = %err, "Redis request failed; retrying once");
+            attempt().await.map_err(redis_err(op))
+        }
+        other => other.map_err(redis_err(op)),
+    }
+}
+
+/// Wraps what redis-rs reported for operation `op`.
+pub(super) fn redis_err(op: &'static str) -> impl FnOnce(redis::RedisError) -> StoreError {
+    move |source| StoreError::Redis { op, source }
+}
+
+/// Commands sent together, grouped by the hash slot they touch. On one node the groups go as one pipeline (one
+/// round trip); on a cluster as one pipeline per group, concurrently, because the cluster client refuses a
+/// pipeline that spans slots ("crossed slots") and routes each pipeline by its keys: still one round trip of
+/// latency, but one request per slot.
+pub(super) struct Batch {
+    pipes: Vec<redis::Pipeline>,
+    per_slot: bool,
+}
+
+impl Batch {
+    /// An empty batch; `per_slot` splits it by slot (a cluster).
+    pub(super) fn new(per_slot: bool) -> Self {
+        Self {
+            pipes: Vec::new(),
+            per_slot,
+        }
+    }
+
+    /// The pipeline for the commands of one more slot.
+    pub(super) fn slot(&mut self) -> &mut redis::Pipeline {
+        if self.per_slot || self.pipes.is_empty() {
+            self.pipes.push(redis::pipe());
+        }
+        let last = self.pipes.len() - 1;
+        &mut self.pipes[last]
+    }
+
+    /// Runs the batch and returns the one reply the first pipeline does not ignore.
+    pub(super) async fn run_first<C, T>(&self, conn: &C) -> redis::RedisResult<T>
+    where
+        C: ConnectionLike + Clone + Send + Sync,
+        T: redis::FromRedisValue,
+    {
+        let (first, rest) = self.pipes.split_first().ok_or_else(|| {
+            redis::RedisError::from((redis::ErrorKind::Client, "an empty batch has no reply"))
+        })?;
+        let mut first_conn = conn.clone();
+        let (reply, ()) = futures_util::future::try_join(
+            async move { first.query_async::<(T,)>(&mut first_conn).await },
+            async {
+                try_join_all(rest.iter().map(|pipe| {
+                    let mut conn = conn.clone();
+                    async move { pipe.query_async::<()>(&mut conn).await }
+                }))
+                .await
+                .map(drop)
+            },
+        )
+        .await?;
+        Ok(reply.0)
+    }
+}

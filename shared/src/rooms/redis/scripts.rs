@@ -1,0 +1,132 @@
+//! The store's Lua scripts, one `.lua` file each under `scripts/`, and the reader of their replies.
+//!
+//! Every script touches the keys of one room only ([`super::keys`]), so it runs on Redis Cluster. Their arguments
+//! (each reply is a flat list of strings, read by [`Reply`]):
+//!
+//! | script | KEYS | ARGV | reply |
+//! |---|---|---|---|
+//! | [`LIVE_MEMBERS`] | members | member cutoff (ms) | the live members (the older ones are dropped) |
+//! | [`PUBLISH`] | members, seq, history, the sender's rate bucket, the message id's key, names | 1 member cutoff (ms), 2 now (ms), 3 the message as a JSON string, 4 a fresh epoch, 5 messages kept, 6 history TTL (ms), 7 the sender, 8 its `connectedAt`, 9 the membership lifetime (ms), 10 `1` when KEYS\[5\] names a message id, 11 messages per second, 12 burst, 13 how long a message id is remembered (ms), 14 the sender's name as a JSON string (empty: anonymous), 15 the same name as text | `limited, retry_after_ms` or `ok, frame, seq, epoch, ts, (member, connectedAt)...` |
+//! | [`HISTORY`] | members, seq, history | 1 after (`-1`: none), 2 the client's epoch (empty: none), 3 a fresh epoch, 4 history TTL (ms) | `epoch, complete (1/0), frame...` |
+//! | [`JOIN`] | members, names, watchers | 1 member cutoff (ms), 2 the connection, 3 its `connectedAt`, 4 the membership lifetime (ms), 5 the most members, 6 its display name (empty: anonymous, and a name already there stays) | `full` or `joined, fresh (1/0), count, n, expired name × n, watcher...` (the watchers but the joiner) |
+//! | [`PRESENCE`] | members, names, watchers | 1 member cutoff (ms), 2 the asking connection (made a watcher), 3 the membership lifetime (ms), 4 the most names | `count, n, expired name × n, m, name × m, watcher...` (the names of the earliest-joined named members; the other watchers) |
+//! | [`REMOVE`] | members, names, watchers | 1 member cutoff (ms), then the connections | `count, n, name × n, watcher...` (only connections that were still members are named; `count` leaves out members past their lifetime) |
+//!
+//! Names are `''` for an anonymous member. [`PUBLISH`] builds the chat frame exactly as
+//! [`crate::wire::chat_frame`] does (a test holds the two together); a message id seen in the last minute
+//! returns the frame it got then. Members past their lifetime are left out of a publish, not removed: [`JOIN`]
+//! and [`PRESENCE`] remove them and report them, so their leave is announced. [`PRESENCE`] costs one `HGET` per
+//! member until the list is full: O(members).
+//!
+//! The hot-path scripts run by SHA (`EVALSHA`, loaded once); [`JOIN`] and [`REMOVE`] are sent whole as `EVAL`
+//! inside pipelines that also touch connection keys (they are short, and `$connect`, `$disconnect` and 410s are
+//! not the hot path).
+
+use std::str::FromStr;
+
+use crate::wire::ConnectionId;
+
+/// Drops the members that joined before the cutoff and returns the others.
+pub(super) const LIVE_MEMBERS: &str = include_str!("scripts/live_members.lua");
+
+/// The chat hot path: the rate bucket, the sender's membership, the next seq (a new epoch when the room has no
+/// history), the frame appended to the bounded history, and the live members, in one round trip.
+pub(super) const PUBLISH: &str = concat!(
+    include_str!("scripts/current_epoch.lua"),
+    include_str!("scripts/publish.lua")
+);
+
+/// A history request: the retained frames after a seq.
+pub(super) const HISTORY: &str = concat!(
+    include_str!("scripts/current_epoch.lua"),
+    include_str!("scripts/history.lua")
+);
+
+/// `$connect`'s membership write, refused when the room is full.
+pub(super) const JOIN: &str = concat!(
+    include_str!("scripts/presence_helpers.lua"),
+    include_str!("scripts/join.lua")
+);
+
+/// A presence request: who is here, and the asker made a watcher.
+pub(super) const PRESENCE: &str = concat!(
+    include_str!("scripts/presence_helpers.lua"),
+    include_str!("scripts/presence.lua")
+);
+
+/// Members leaving (`$disconnect`, or a 410).
+pub(super) const REMOVE: &str = concat!(
+    include_str!("scripts/presence_helpers.lua"),
+    include_str!("scripts/remove.lua")
+);
+
+/// The scripts that run by SHA, hashed once per store.
+#[derive(Clone)]
+pub(super) struct Scripts {
+    pub(super) live_members: redis::Script,
+    pub(super) publish: redis::Script,
+    pub(super) history: redis::Script,
+    pub(super) presence: redis::Script,
+}
+
+impl Default for Scripts {
+    fn default() -> Self {
+        Self {
+            live_members: redis::Script::new(LIVE_MEMBERS),
+            publish: redis::Script::new(PUBLISH),
+            history: redis::Script::new(HISTORY),
+            presence: redis::Script::new(PRESENCE),
+        }
+    }
+}
+
+/// A script's reply, read front to back. Each read returns `None` for an item that is missing or does not parse,
+/// which the caller reports as a corrupt reply.
+pub(super) struct Reply(std::vec::IntoIter<String>);
+
+impl Reply {
+    pub(super) fn new(raw: Vec<String>) -> Self {
+        Self(raw.into_iter())
+    }
+
+    /// The next item as text.
+    pub(super) fn text(&mut self) -> Option<String> {
+        self.0.next()
+    }
+
+    /// The next item, parsed.
+    pub(super) fn parse<T: FromStr>(&mut self) -> Option<T> {
+        self.0.next()?.parse().ok()
+    }
+
+    /// A counted list of names: `n`, then `n` names (`''` for anonymous).
+    pub(super) fn names(&mut self) -> Option<Vec<Option<String>>> {
+        let n: usize = self.parse()?;
+        let names: Vec<Option<String>> = self
+            .0
+            .by_ref()
+            .take(n)
+            .map(|name| (!name.is_empty()).then_some(name))
+            .collect();
+        (names.len() == n).then_some(names)
+    }
+
+    /// The rest as connection ids. One that does not parse was not written by us: skipped, rather than failing
+    /// the whole room.
+    pub(super) fn connections(self) -> Vec<ConnectionId> {
+        self.0
+            .filter_map(|id| ConnectionId::parse(&id).ok())
+            .collect()
+    }
+
+    /// The rest as pairs (a member and its score).
+    pub(super) fn pairs(self) -> impl Iterator<Item = (String, String)> {
+        let mut items = self.0;
+        std::iter::from_fn(move || Some((items.next()?, items.next()?)))
+    }
+
+    /// The rest, as it is.
+    pub(super) fn rest(self) -> Vec<String> {
+        self.0.collect()
+    }
+}

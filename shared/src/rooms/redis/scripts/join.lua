@@ -1,0 +1,15 @@
+local expired = expire(ARGV[1])
+local fresh = not redis.call('ZSCORE', KEYS[1], ARGV[2])
+if fresh and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[5]) then
+  return {'full'}
+end
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+if ARGV[6] ~= '' then
+  redis.call('HSET', KEYS[2], ARGV[2], ARGV[6])
+  redis.call('PEXPIRE', KEYS[2], ARGV[4])
+end
+local out = {'joined', fresh and '1' or '0', tostring(redis.call('ZCARD', KEYS[1]))}
+push_counted(out, expired)
+push_watchers(out, ARGV[2])
+return out

@@ -1,0 +1,16 @@
+local expired = expire(ARGV[1])
+redis.call('SADD', KEYS[3], ARGV[2])
+redis.call('PEXPIRE', KEYS[3], ARGV[3])
+local members = redis.call('ZRANGE', KEYS[1], 0, -1)
+local limit = tonumber(ARGV[4])
+local names = {}
+for i = 1, #members do
+  if #names >= limit then break end
+  local name = redis.call('HGET', KEYS[2], members[i])
+  if name then names[#names + 1] = name end
+end
+local out = {tostring(#members)}
+push_counted(out, expired)
+push_counted(out, names)
+push_watchers(out, ARGV[2])
+return out

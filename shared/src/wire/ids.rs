@@ -1,0 +1,348 @@
+//! The identifiers parsed at the edge: room names and display names from the handshake, connection ids from the
+//! event, epochs from history requests.
+
+use std::fmt;
+
+use super::FrameError;
+
+/// Longest room name, in characters (the tutorial's group names stay under 100).
+pub const MAX_ROOM_NAME_CHARS: usize = 100;
+
+/// A validated room name: 1–100 Unicode word characters (letters, digits, underscore), the tutorial's `\w+`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RoomName(String);
+
+/// Why a room name was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RoomNameError {
+    /// No room was given at all.
+    #[error("no room given: connect with ?room=NAME")]
+    Missing,
+    /// The name is the empty string.
+    #[error("room name is empty")]
+    Empty,
+    /// The name is longer than [`MAX_ROOM_NAME_CHARS`].
+    #[error("room name is longer than {MAX_ROOM_NAME_CHARS} characters")]
+    TooLong,
+    /// The name contains a character that is not a letter, digit or underscore.
+    #[error("room name may only contain letters, digits and underscores (found {0:?})")]
+    BadCharacter(char),
+}
+
+impl RoomName {
+    /// Parses a room name with the tutorial's rule (`\w{1,100}`, Unicode-aware like Python's `re`).
+    ///
+    /// # Errors
+    /// [`RoomNameError`] says which part of the rule the name breaks.
+    pub fn parse(raw: &str) -> Result<Self, RoomNameError> {
+        if raw.is_empty() {
+            return Err(RoomNameError::Empty);
+        }
+        if let Some(bad) = raw.chars().find(|c| !is_word_char(*c)) {
+            return Err(RoomNameError::BadCharacter(bad));
+        }
+        if raw.chars().count() > MAX_ROOM_NAME_CHARS {
+            return Err(RoomNameError::TooLong);
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Python's `\w` on `str`: alphanumeric in Unicode's sense, or underscore.
+fn is_word_char(c: char) -> bool {
+    c == '_' || c.is_alphanumeric()
+}
+
+impl fmt::Display for RoomName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Longest display name, in characters (after normalization and trimming).
+pub const MAX_DISPLAY_NAME_CHARS: usize = 32;
+
+/// A person's display name, from `?name=` on the handshake: 1–32 characters in Unicode Normalization Form C,
+/// trimmed, with no control or format characters (so nothing invisible, no bidi overrides, no line breaks).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct DisplayName(String);
+
+/// Why a display name was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DisplayNameError {
+    /// Nothing left after trimming.
+    #[error("name is empty")]
+    Empty,
+    /// Longer than [`MAX_DISPLAY_NAME_CHARS`].
+    #[error("name is longer than {MAX_DISPLAY_NAME_CHARS} characters")]
+    TooLong,
+    /// A control or format character (line breaks, zero-width and bidi characters, ...).
+    #[error("name may not contain control or invisible characters (found U+{:04X})", *.0 as u32)]
+    BadCharacter(char),
+}
+
+impl DisplayName {
+    /// Normalizes (NFC), trims and checks a name.
+    ///
+    /// # Errors
+    /// [`DisplayNameError`] says which rule the name breaks.
+    pub fn parse(raw: &str) -> Result<Self, DisplayNameError> {
+        use unicode_normalization::UnicodeNormalization as _;
+        let normalized: String = raw.nfc().collect();
+        let name = normalized.trim();
+        if name.is_empty() {
+            return Err(DisplayNameError::Empty);
+        }
+        if let Some(bad) = name.chars().find(|c| c.is_control() || is_format_char(*c)) {
+            return Err(DisplayNameError::BadCharacter(bad));
+        }
+        if name.chars().count() > MAX_DISPLAY_NAME_CHARS {
+            return Err(DisplayNameError::TooLong);
+        }
+        Ok(Self(name.to_owned()))
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The name as a JSON string (quotes included).
+    pub fn to_json(&self) -> String {
+        // Encoding a string cannot fail.
+        serde_json::to_string(&self.0).unwrap_or_default()
+    }
+}
+
+impl fmt::Display for DisplayName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Unicode's format characters (general category Cf, Unicode 15.1): invisible characters that change how the
+/// text around them is shown. Listed here rather than pulled in with a general-category table.
+fn is_format_char(c: char) -> bool {
+    matches!(
+        u32::from(c),
+        0x00AD
+            | 0x0600..=0x0605
+            | 0x061C
+            | 0x06DD
+            | 0x070F
+            | 0x0890..=0x0891
+            | 0x08E2
+            | 0x180E
+            | 0x200B..=0x200F
+            | 0x202A..=0x202E
+            | 0x2060..=0x2064
+            | 0x2066..=0x206F
+            | 0xFEFF
+            | 0xFFF9..=0xFFFB
+            | 0x110BD
+            | 0x110CD
+            | 0x13430..=0x1343F
+            | 0x1BCA0..=0x1BCA3
+            | 0x1D173..=0x1D17A
+            | 0xE0001
+            | 0xE0020..=0xE007F
+    )
+}
+
+/// An API Gateway connection id (e.g. `L0SM9cOFvHcCIhw=`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnectionId(String);
+
+/// Why a connection id was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConnectionIdError {
+    /// The event carries no connection id.
+    #[error("event has no requestContext.connectionId")]
+    Missing,
+    /// Empty, too long, or containing whitespace or control characters.
+    #[error("connection id is malformed")]
+    Malformed,
+}
+
+impl ConnectionId {
+    /// Longest id accepted; API Gateway's are 16 characters.
+    pub const MAX_LEN: usize = 128;
+
+    /// Parses a connection id: 1–128 visible ASCII characters.
+    ///
+    /// # Errors
+    /// [`ConnectionIdError::Malformed`] for anything else.
+    pub fn parse(raw: &str) -> Result<Self, ConnectionIdError> {
+        let visible = raw.bytes().all(|b| b.is_ascii_graphic());
+        if raw.is_empty() || raw.len() > Self::MAX_LEN || !visible {
+            return Err(ConnectionIdError::Malformed);
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ConnectionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The name of one room's history. A room's history gets a new epoch (and `seq` restarts at 1) only when the old
+/// one was lost, so a client that compares epochs knows whether its `seq` still means anything.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Epoch(String);
+
+impl Epoch {
+    /// Longest epoch accepted from a client.
+    pub const MAX_LEN: usize = 64;
+
+    /// A fresh, random epoch: 16 lowercase hex digits.
+    pub fn random() -> Self {
+        Self(format!("{:016x}", fastrand::u64(..)))
+    }
+
+    /// Parses an epoch: 1–64 ASCII letters, digits, `-` or `_` (what this server makes are hex).
+    ///
+    /// # Errors
+    /// [`FrameError::BadEpoch`] for anything else.
+    pub fn parse(raw: &str) -> Result<Self, FrameError> {
+        let ok = !raw.is_empty()
+            && raw.len() <= Self::MAX_LEN
+            && raw
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if ok {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(FrameError::BadEpoch)
+        }
+    }
+
+    /// The epoch as text (safe to put between JSON quotes as is).
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Epoch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn room_names_follow_the_tutorials_word_rule() {
+        for ok in [
+            "lobby",
+            "room_1",
+            "로비",
+            "Ünïcödé",
+            "_",
+            "a1",
+            &"x".repeat(100),
+        ] {
+            assert!(RoomName::parse(ok).is_ok(), "{ok:?} should be accepted");
+        }
+        assert_eq!(RoomName::parse(""), Err(RoomNameError::Empty));
+        assert_eq!(
+            RoomName::parse(&"x".repeat(101)),
+            Err(RoomNameError::TooLong)
+        );
+        assert_eq!(
+            RoomName::parse("a b"),
+            Err(RoomNameError::BadCharacter(' '))
+        );
+        assert_eq!(
+            RoomName::parse("a-b"),
+            Err(RoomNameError::BadCharacter('-'))
+        );
+        assert_eq!(
+            RoomName::parse("{tag}"),
+            Err(RoomNameError::BadCharacter('{'))
+        );
+        assert_eq!(
+            RoomName::parse("a/b"),
+            Err(RoomNameError::BadCharacter('/'))
+        );
+        assert_eq!(
+            RoomName::parse("😀"),
+            Err(RoomNameError::BadCharacter('😀'))
+        );
+    }
+
+    #[test]
+    fn room_name_length_counts_characters_not_bytes() {
+        assert!(RoomName::parse(&"로".repeat(100)).is_ok());
+        assert_eq!(
+            RoomName::parse(&"로".repeat(101)),
+            Err(RoomNameError::TooLong)
+        );
+    }
+
+    #[test]
+    fn connection_ids_must_be_visible_ascii() {
+        assert!(ConnectionId::parse("L0SM9cOFvHcCIhw=").is_ok());
+        assert_eq!(ConnectionId::parse(""), Err(ConnectionIdError::Malformed));
+        assert_eq!(
+            ConnectionId::parse("a b"),
+            Err(ConnectionIdError::Malformed)
+        );
+        assert_eq!(
+            ConnectionId::parse(&"a".repeat(129)),
+            Err(ConnectionIdError::Malformed)
+        );
+    }
+
+    #[test]
+    fn display_names_are_normalized_trimmed_and_bounded() {
+        // "é" as e + combining acute becomes the single code point U+00E9.
+        let name = DisplayName::parse("  Rene\u{301}e  ").expect("valid");
+        assert_eq!(name.as_str(), "Ren\u{e9}e");
+        assert_eq!(
+            DisplayName::parse(&"가".repeat(32)).map(|n| n.as_str().chars().count()),
+            Ok(32)
+        );
+        assert_eq!(
+            DisplayName::parse(&"x".repeat(33)),
+            Err(DisplayNameError::TooLong)
+        );
+        assert_eq!(DisplayName::parse(" \t "), Err(DisplayNameError::Empty));
+        assert_eq!(DisplayName::parse(""), Err(DisplayNameError::Empty));
+    }
+
+    #[test]
+    fn display_names_refuse_control_and_invisible_characters() {
+        for (raw, bad) in [
+            ("ann\nbob", '\n'),
+            ("a\u{0}", '\u{0}'),
+            ("a\u{200B}b", '\u{200B}'),
+            ("evil\u{202E}txt", '\u{202E}'),
+            ("\u{FEFF}x", '\u{FEFF}'),
+            ("a\u{E0041}", '\u{E0041}'),
+        ] {
+            assert_eq!(
+                DisplayName::parse(raw),
+                Err(DisplayNameError::BadCharacter(bad)),
+                "{raw:?}"
+            );
+        }
+        let err = DisplayName::parse("a\u{202E}")
+            .expect_err("refused")
+            .to_string();
+        assert!(err.contains("U+202E"), "{err}");
+    }
+}

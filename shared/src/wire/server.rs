@@ -1,0 +1,212 @@
+//! Frames the server sends: chat frames ([`chat_frame`], built once per message and stored in the history),
+//! history answers split under the frame limit ([`history_frames`]), and the frames for one connection
+//! ([`ServerFrame`]).
+
+use serde::Serialize;
+
+use super::{DisplayName, Epoch, MAX_DISPLAY_NAME_CHARS};
+
+/// The most a chat frame adds around its JSON-encoded message: `{"message":` … `,"user":` (a name of 32
+/// characters, JSON-escaped: up to 6 bytes each) `,"seq":` (20 digits) `,"epoch":"` (64) `","ts":` (20) `}`.
+pub const CHAT_FRAME_OVERHEAD: usize = 160 + 10 + 6 * MAX_DISPLAY_NAME_CHARS + 2;
+
+/// The chat frame every member receives: `{"message":<message_json>,"user":<name>,"seq":n,"epoch":"e","ts":t}`,
+/// fields in this order, `user` only for a sender with a name. `message_json` is the message already encoded as a
+/// JSON string (quotes included). The Redis store's script builds the very same bytes; a test holds the two to it.
+pub fn chat_frame(
+    message_json: &str,
+    user: Option<&DisplayName>,
+    seq: u64,
+    epoch: &Epoch,
+    ts: i64,
+) -> String {
+    let user = user
+        .map(|u| format!(r#","user":{}"#, u.to_json()))
+        .unwrap_or_default();
+    format!(
+        r#"{{"message":{message_json}{user},"seq":{seq},"epoch":"{epoch}","ts":{ts}}}"#,
+        epoch = epoch.as_str()
+    )
+}
+
+/// The answer to a history request, as frames of at most `max_bytes` each (a single chat frame larger than that
+/// travels alone), in order; only the last carries `complete`. Always at least one frame.
+pub fn history_frames(
+    epoch: &Epoch,
+    chats: &[String],
+    complete: bool,
+    max_bytes: usize,
+) -> Vec<bytes::Bytes> {
+    let head = r#"{"history":["#;
+    let tail_more = format!(r#"],"epoch":"{}"}}"#, epoch.as_str());
+    let tail_last = format!(r#"],"epoch":"{}","complete":{complete}}}"#, epoch.as_str());
+    let mut frames = Vec::new();
+    let mut current = String::from(head);
+    let mut count = 0;
+    for chat in chats {
+        let needed = current.len() + usize::from(count > 0) + chat.len() + tail_last.len();
+        if count > 0 && needed > max_bytes {
+            current.push_str(&tail_more);
+            frames.push(bytes::Bytes::from(std::mem::replace(
+                &mut current,
+                String::from(head),
+            )));
+            count = 0;
+        }
+        if count > 0 {
+            current.push(',');
+        }
+        current.push_str(chat);
+        count += 1;
+    }
+    current.push_str(&tail_last);
+    frames.push(bytes::Bytes::from(current));
+    frames
+}
+
+/// A frame the server sends to one connection (chat frames are built by [`chat_frame`]).
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum ServerFrame<'a> {
+    /// A chat message without sequence fields (the unit tests' fan-out frames).
+    Message {
+        /// The chat text.
+        message: &'a str,
+    },
+    /// A refusal sent to one client only: `{"error": ...}`.
+    Error {
+        /// Why the frame was refused.
+        error: &'a str,
+    },
+    /// A chat message that did not get through: `{"error": ..., "undelivered": <the text>}`, to its sender.
+    Undelivered {
+        /// What happened.
+        error: &'a str,
+        /// The message's text, for the sender to send again.
+        undelivered: &'a str,
+    },
+    /// The answer to a ping: `{"pong": <epoch ms>}`.
+    Pong {
+        /// The server's clock.
+        pong: i64,
+    },
+    /// The answer to a presence request: `{"presence": {"count": n, "members": [names]}}`.
+    Presence {
+        /// Who is here.
+        presence: PresenceBody<'a>,
+    },
+    /// To watchers: `{"joined": <name or null>, "count": n}`.
+    Joined {
+        /// The newcomer's name (`null`: anonymous).
+        joined: Option<&'a str>,
+        /// Members now.
+        count: usize,
+    },
+    /// To watchers: `{"left": <name or null>, "count": n}`.
+    Left {
+        /// The leaver's name (`null`: anonymous).
+        left: Option<&'a str>,
+        /// Members now.
+        count: usize,
+    },
+}
+
+/// The body of a presence answer.
+#[derive(Debug, Serialize)]
+pub struct PresenceBody<'a> {
+    /// Live members, anonymous ones included.
+    pub count: usize,
+    /// The named members' names (anonymous members are counted, not listed; at most 100).
+    pub members: &'a [String],
+}
+
+impl ServerFrame<'_> {
+    /// Encodes the frame once, as the exact bytes every recipient gets.
+    pub fn encode(&self) -> bytes::Bytes {
+        // Serializing a struct of strings cannot fail: no maps with non-string keys, no I/O.
+        serde_json::to_vec(self)
+            .map(bytes::Bytes::from)
+            .unwrap_or_else(|_| {
+                bytes::Bytes::from_static(b"{\"error\":\"internal encoding error\"}")
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn history_frames_stay_under_the_limit_in_order_and_only_the_last_says_complete() {
+        let epoch = Epoch::parse("abc").expect("epoch");
+        let chats: Vec<String> = (1..=50)
+            .map(|seq| chat_frame(&format!("\"{}\"", "x".repeat(90)), None, seq, &epoch, 1))
+            .collect();
+
+        let frames = history_frames(&epoch, &chats, false, 1024);
+
+        assert!(frames.len() > 1, "{}", frames.len());
+        let mut seqs = Vec::new();
+        for (i, frame) in frames.iter().enumerate() {
+            assert!(frame.len() <= 1024, "frame {i} has {} bytes", frame.len());
+            let value: serde_json::Value = serde_json::from_slice(frame).expect("JSON");
+            assert_eq!(value["epoch"], "abc");
+            let last = i == frames.len() - 1;
+            assert_eq!(
+                value.get("complete").cloned(),
+                last.then_some(serde_json::json!(false))
+            );
+            for chat in value["history"].as_array().expect("array") {
+                seqs.push(chat["seq"].as_u64().expect("seq"));
+            }
+        }
+        assert_eq!(seqs, (1..=50).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn an_empty_history_is_one_frame_and_an_oversized_chat_travels_alone() {
+        let epoch = Epoch::parse("abc").expect("epoch");
+        let empty = history_frames(&epoch, &[], true, 1024);
+        assert_eq!(
+            empty,
+            vec![bytes::Bytes::from(
+                r#"{"history":[],"epoch":"abc","complete":true}"#
+            )]
+        );
+
+        let big = chat_frame(&format!("\"{}\"", "y".repeat(2000)), None, 1, &epoch, 1);
+        let small = chat_frame("\"hi\"", None, 2, &epoch, 1);
+        let frames = history_frames(&epoch, &[big, small], true, 1024);
+        assert_eq!(frames.len(), 2);
+        assert!(frames[1].len() <= 1024);
+    }
+
+    #[test]
+    fn error_frames_are_json_objects_with_an_error_field() {
+        let out = ServerFrame::Error {
+            error: "bad \"frame\"",
+        }
+        .encode();
+        let back: serde_json::Value = serde_json::from_slice(&out).expect("JSON");
+        assert_eq!(back, serde_json::json!({ "error": "bad \"frame\"" }));
+    }
+
+    #[test]
+    fn a_chat_frame_names_its_sender_when_it_has_a_name() {
+        let ann = DisplayName::parse("Ann \"the\" <b>").expect("a name");
+        let out = chat_frame(
+            "\"hi\"",
+            Some(&ann),
+            3,
+            &Epoch::parse("e1").expect("epoch"),
+            5,
+        );
+
+        let back: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+        assert_eq!(
+            back,
+            serde_json::json!({ "message": "hi", "user": "Ann \"the\" <b>", "seq": 3, "epoch": "e1", "ts": 5 })
+        );
+        assert!(out.starts_with(r#"{"message":"hi","user":"#), "{out}");
+    }
+}
