@@ -1,6 +1,8 @@
 // The lobby: an optional display name (remembered in this browser) and a room name, both checked with the
 // server's rules, then room.html?room=<room>&name=<name>.
-import { checkDisplayName, checkRoomName, forgetRooms, linkWithWs, recentRooms, saveName, savedName } from './shared.js';
+import { linkWithWs } from './address.js';
+import { checkDisplayName, checkRoomName } from './names.js';
+import { forgetRooms, recentRooms, saveName, savedName } from './storage.js';
 
 const form = document.getElementById('room-form');
 const nameInput = document.getElementById('display-name-input');

@@ -56,7 +56,7 @@ test('lobby_refuses_an_invalid_room_name_with_a_visible_message_and_stays', TEST
       assert.equal(await page.getAttribute('#room-name-input', 'aria-invalid'), 'true');
     }
     // 100 characters of a two-UTF-16-unit letter is still 100 characters: accepted by the rule (checked, not followed).
-    const ok = await page.evaluate(async () => (await import('./shared.js')).checkRoomName('𝐀'.repeat(100)).ok);
+    const ok = await page.evaluate(async () => (await import('./names.js')).checkRoomName('𝐀'.repeat(100)).ok);
     assert.equal(ok, true, 'length counts characters, not UTF-16 units');
 
     assert.equal(page.url(), start, 'still on the lobby');
