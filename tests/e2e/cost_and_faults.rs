@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use chat_shared::config::Config;
+use chat_shared::functions::{Function as _, WsAuthorize, WsConnect, WsDefault, WsDisconnect};
 use serde_json::{Value, json};
 use wschat_emulator::backend::{InProcessOptions, Posts, StoreChoice};
 use wschat_emulator::faults::Faults;
@@ -83,14 +84,14 @@ async fn the_cost_meter_counts_and_prices_a_scripted_session() {
         "two connections for at most the test's duration: {minutes}"
     );
     let functions = &m["lambda"]["functions"];
-    assert_eq!(functions["ws-authorize"]["requests"], 2);
-    assert_eq!(functions["ws-connect"]["requests"], 2);
-    assert_eq!(functions["ws-default"]["requests"], 3);
+    assert_eq!(functions[WsAuthorize::BINARY]["requests"], 2);
+    assert_eq!(functions[WsConnect::BINARY]["requests"], 2);
+    assert_eq!(functions[WsDefault::BINARY]["requests"], 3);
     assert_eq!(m["lambda"]["requests"], 7);
     // The template's MemorySize (256 MB) on arm64; every invocation bills at least 1 ms.
-    assert_eq!(functions["ws-default"]["memoryMb"], 256);
-    assert_eq!(functions["ws-default"]["architecture"], "arm64");
-    let billed_ms: f64 = ["ws-authorize", "ws-connect", "ws-default"]
+    assert_eq!(functions[WsDefault::BINARY]["memoryMb"], 256);
+    assert_eq!(functions[WsDefault::BINARY]["architecture"], "arm64");
+    let billed_ms: f64 = [WsAuthorize::BINARY, WsConnect::BINARY, WsDefault::BINARY]
         .iter()
         .map(|f| f64_at(functions, &format!("/{f}/billedMs")))
         .sum();
@@ -130,7 +131,7 @@ async fn the_cost_meter_counts_and_prices_a_scripted_session() {
     alice.close().await;
     let chat_ref = &chat;
     eventually("$disconnect was metered", || async move {
-        metrics(chat_ref).await["lambda"]["functions"]["ws-disconnect"]["requests"] == 1
+        metrics(chat_ref).await["lambda"]["functions"][WsDisconnect::BINARY]["requests"] == 1
     })
     .await;
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use chat_shared::config::Config;
+use chat_shared::functions::{Function as _, WsAuthorize, WsConnect, WsDefault};
 use chat_shared::gateway::{AwsGateway, DirectGateway, Gateway, GatewayError};
 use chat_shared::wire::ConnectionId;
 use serde_json::Value;
@@ -298,7 +299,7 @@ async fn lobby_lambda() -> StandInLambda {
     StandInLambda::start(|function, _| {
         Box::pin(async move {
             match function.as_str() {
-                "ws-authorize" => (200, allow_with(serde_json::json!({ "room": "lobby" }))),
+                WsAuthorize::BINARY => (200, allow_with(serde_json::json!({ "room": "lobby" }))),
                 _ => (200, serde_json::json!({ "statusCode": 200 })),
             }
         })
@@ -318,7 +319,7 @@ async fn a_message_of_up_to_128_kb_in_frames_of_32_kb_reaches_the_function_whole
 
     let bodies = || {
         lambda
-            .events_of("ws-default")
+            .events_of(WsDefault::BINARY)
             .iter()
             .map(|e| e["body"].as_str().unwrap_or_default().to_owned())
             .collect::<Vec<_>>()
@@ -344,7 +345,7 @@ async fn a_message_over_128_kb_in_frames_of_32_kb_closes_with_1009() {
     let close = alice.recv_close(WAIT).await.expect("close frame");
     assert_eq!(u16::from(close.code), 1009);
     assert!(
-        !lambda.invoked().contains(&"ws-default".to_owned()),
+        !lambda.invoked().contains(&WsDefault::BINARY.to_owned()),
         "nothing of it was delivered"
     );
 }
@@ -354,7 +355,7 @@ async fn authorizer_context_numbers_and_booleans_reach_later_events_as_strings()
     let lambda = StandInLambda::start(|function, _| {
         Box::pin(async move {
             match function.as_str() {
-                "ws-authorize" => (
+                WsAuthorize::BINARY => (
                     200,
                     allow_with(serde_json::json!({ "room": "lobby", "n": 7, "ok": true })),
                 ),
@@ -368,7 +369,7 @@ async fn authorizer_context_numbers_and_booleans_reach_later_events_as_strings()
 
     alice.say("hi").await;
 
-    let event = || lambda.events_of("ws-default").into_iter().next();
+    let event = || lambda.events_of(WsDefault::BINARY).into_iter().next();
     eventually("ws-default ran", || async { event().is_some() }).await;
     assert_eq!(
         event().expect("event")["requestContext"]["authorizer"],
@@ -387,7 +388,7 @@ async fn authorizer_context_objects_arrays_and_nulls_fail_the_handshake_with_500
                 _ => serde_json::json!("fine"),
             };
             match function.as_str() {
-                "ws-authorize" => (
+                WsAuthorize::BINARY => (
                     200,
                     allow_with(serde_json::json!({ "room": "lobby", "extra": value })),
                 ),
@@ -413,7 +414,7 @@ async fn authorizer_context_objects_arrays_and_nulls_fail_the_handshake_with_500
         lambda
             .invoked()
             .iter()
-            .filter(|f| *f == "ws-connect")
+            .filter(|f| *f == WsConnect::BINARY)
             .count(),
         1,
         "$connect ran only for the accepted handshake"
@@ -426,11 +427,11 @@ async fn an_integration_slower_than_the_timeout_is_answered_endpoint_request_tim
         Box::pin(async move {
             let slow = event["body"].as_str().is_some_and(|b| b.contains("slow"))
                 || event["queryStringParameters"]["room"] == "slow";
-            if slow && function != "ws-authorize" {
+            if slow && function != WsAuthorize::BINARY {
                 tokio::time::sleep(Duration::from_millis(1500)).await;
             }
             match function.as_str() {
-                "ws-authorize" => (200, allow_with(serde_json::json!({ "room": "lobby" }))),
+                WsAuthorize::BINARY => (200, allow_with(serde_json::json!({ "room": "lobby" }))),
                 _ => (200, serde_json::json!({ "statusCode": 200 })),
             }
         })
@@ -777,11 +778,11 @@ fn allow(_: &str) -> Value {
 #[tokio::test]
 async fn lambda_mode_connect_with_a_5xx_function_rejects_with_500_and_non_2xx_with_its_status() {
     let invoke_url = fake_invoke_api(|function, event| match function {
-        "ws-authorize" => (200, allow(function)),
-        "ws-connect" if event["queryStringParameters"]["room"] == "teapot" => {
+        WsAuthorize::BINARY => (200, allow(function)),
+        WsConnect::BINARY if event["queryStringParameters"]["room"] == "teapot" => {
             (200, serde_json::json!({ "statusCode": 418 }))
         }
-        "ws-connect" => (
+        WsConnect::BINARY => (
             500,
             serde_json::json!({ "errorType": "RoomStoreError", "errorMessage": "redis down" }),
         ),
@@ -806,12 +807,12 @@ async fn lambda_mode_connect_with_a_5xx_function_rejects_with_500_and_non_2xx_wi
 async fn lambda_mode_authorizer_deny_is_403_and_unauthorized_is_401() {
     let invoke_url = fake_invoke_api(|function, event| {
         match (function, event["queryStringParameters"]["room"].as_str()) {
-            ("ws-authorize", Some("deny")) => {
+            (WsAuthorize::BINARY, Some("deny")) => {
                 let mut policy = allow(function);
                 policy["policyDocument"]["Statement"][0]["Effect"] = "Deny".into();
                 (200, policy)
             }
-            ("ws-authorize", _) => (
+            (WsAuthorize::BINARY, _) => (
                 500,
                 serde_json::json!({ "errorType": "Error", "errorMessage": "Unauthorized" }),
             ),
@@ -837,8 +838,8 @@ async fn lambda_mode_authorizer_deny_is_403_and_unauthorized_is_401() {
 async fn lambda_mode_default_function_error_is_answered_like_api_gateway_and_leaves_the_socket_open()
  {
     let invoke_url = fake_invoke_api(|function, _| match function {
-        "ws-authorize" => (200, allow(function)),
-        "ws-default" => (
+        WsAuthorize::BINARY => (200, allow(function)),
+        WsDefault::BINARY => (
             500,
             serde_json::json!({ "errorType": "Undeliverable", "errorMessage": "boom" }),
         ),

@@ -264,16 +264,21 @@ impl RouteTable {
 
 #[cfg(test)]
 mod tests {
+    use chat_shared::functions::{Function, WsAuthorize, WsConnect, WsDefault, WsDisconnect};
+
     use super::*;
 
     #[test]
     fn the_deploy_template_routes_every_route_key_to_its_workspace_binary() {
         let table = RouteTable::deployed().expect("infra/template.yaml can be followed");
 
-        assert_eq!(table.function_for("$connect"), Some("ws-connect"));
-        assert_eq!(table.function_for("$disconnect"), Some("ws-disconnect"));
-        assert_eq!(table.function_for("$default"), Some("ws-default"));
-        assert_eq!(table.authorizer.as_deref(), Some("ws-authorize"));
+        assert_eq!(table.function_for("$connect"), Some(WsConnect::BINARY));
+        assert_eq!(
+            table.function_for("$disconnect"),
+            Some(WsDisconnect::BINARY)
+        );
+        assert_eq!(table.function_for("$default"), Some(WsDefault::BINARY));
+        assert_eq!(table.authorizer.as_deref(), Some(WsAuthorize::BINARY));
     }
 
     #[test]
@@ -300,7 +305,12 @@ Resources:
     fn the_deploy_template_gives_every_function_its_memory_and_architecture() {
         let table = RouteTable::deployed().expect("infra/template.yaml can be followed");
 
-        for function in ["ws-connect", "ws-disconnect", "ws-default", "ws-authorize"] {
+        for function in [
+            WsConnect::BINARY,
+            WsDisconnect::BINARY,
+            WsDefault::BINARY,
+            WsAuthorize::BINARY,
+        ] {
             assert_eq!(
                 table.spec(function),
                 FunctionSpec {

@@ -1,0 +1,12 @@
+//! The end-to-end suites, one module each, in one test binary: `cargo nextest run -p wschat-tests` runs them all,
+//! `-E 'test(/^chat::/)'` one suite.
+
+mod chat;
+mod cost_and_faults;
+mod faults;
+mod gateway_fidelity;
+mod history;
+mod names;
+mod presence;
+mod redis_store;
+mod redis_tls_cluster;
