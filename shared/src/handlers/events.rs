@@ -132,7 +132,7 @@ impl TryFrom<&ApiGatewayWebsocketProxyRequestContext> for Caller {
         Ok(Self {
             conn: connection_id(ctx)?,
             room: context(AUTHORIZER_ROOM_KEY).and_then(|r| RoomName::parse(r).ok()),
-            name: context(AUTHORIZER_NAME_KEY).and_then(|n| DisplayName::parse(n).ok()),
+            name: context(AUTHORIZER_NAME_KEY).and_then(|n| DisplayName::parse_normalized(n).ok()),
             connected_at_ms: ctx.connected_at,
             time_ms: if ctx.request_time_epoch > 0 {
                 ctx.request_time_epoch

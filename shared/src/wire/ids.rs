@@ -81,6 +81,9 @@ pub enum DisplayNameError {
     /// Longer than [`MAX_DISPLAY_NAME_CHARS`].
     #[error("name is longer than {MAX_DISPLAY_NAME_CHARS} characters")]
     TooLong,
+    /// Spaces around a name that should have been trimmed already.
+    #[error("name has spaces around it")]
+    Untrimmed,
     /// A control or format character (line breaks, zero-width and bidi characters, ...).
     #[error("name may not contain control or invisible characters (found U+{:04X})", *.0 as u32)]
     BadCharacter(char),
@@ -94,7 +97,23 @@ impl DisplayName {
     pub fn parse(raw: &str) -> Result<Self, DisplayNameError> {
         use unicode_normalization::UnicodeNormalization as _;
         let normalized: String = raw.nfc().collect();
-        let name = normalized.trim();
+        Self::check(normalized.trim())
+    }
+
+    /// A name the authorizer already parsed, as API Gateway carries it to every later event in
+    /// `requestContext.authorizer` (which only the authorizer writes, never a client): checked again, but not
+    /// normalized again, so the functions that only read names do not link Unicode's normalization tables.
+    ///
+    /// # Errors
+    /// [`DisplayNameError`] says which rule the name breaks.
+    pub fn parse_normalized(name: &str) -> Result<Self, DisplayNameError> {
+        if name.trim() != name {
+            return Err(DisplayNameError::Untrimmed);
+        }
+        Self::check(name)
+    }
+
+    fn check(name: &str) -> Result<Self, DisplayNameError> {
         if name.is_empty() {
             return Err(DisplayNameError::Empty);
         }
@@ -344,5 +363,28 @@ mod tests {
             .expect_err("refused")
             .to_string();
         assert!(err.contains("U+202E"), "{err}");
+    }
+
+    #[test]
+    fn a_name_from_the_authorizer_context_is_checked_again_but_not_renormalized() {
+        let parsed = DisplayName::parse("  Rene\u{301}e  ").expect("valid");
+
+        assert_eq!(DisplayName::parse_normalized(parsed.as_str()), Ok(parsed));
+        assert_eq!(
+            DisplayName::parse_normalized(" Ann"),
+            Err(DisplayNameError::Untrimmed)
+        );
+        assert_eq!(
+            DisplayName::parse_normalized("a\u{202E}b"),
+            Err(DisplayNameError::BadCharacter('\u{202E}'))
+        );
+        assert_eq!(
+            DisplayName::parse_normalized(&"x".repeat(33)),
+            Err(DisplayNameError::TooLong)
+        );
+        assert_eq!(
+            DisplayName::parse_normalized(""),
+            Err(DisplayNameError::Empty)
+        );
     }
 }
