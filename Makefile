@@ -14,7 +14,7 @@ help: ## List the targets
 run: ## Chat at http://127.0.0.1:$(PORT): emulator + in-process handlers (rooms in memory, or REDIS_URL if set); RELEASE=1 optimises
 	$(CARGO) run $(EMULATOR_PROFILE) -p wschat-emulator -- --port $(PORT)
 
-run-redis: ## Same, with rooms in a private redis-server started for the session
+run-redis: ## Same, with rooms in a private redis-server started for the run
 	tools/scripts/with-redis.sh --as-redis-url -- $(CARGO) run $(EMULATOR_PROFILE) -p wschat-emulator -- --port $(PORT)
 
 test: ## Every test: fmt, clippy, Rust tests with a private Redis, browser tests, infra checks
@@ -34,7 +34,7 @@ test-browser: ## Only the browser tests
 check-infra: ## Only the offline checks of infra/template.yaml (cfn-lint, checkov, sam validate)
 	bash infra/check.sh
 
-deploy: ## Build and deploy to AWS with SAM, then upload the site (see infra/README.md)
+deploy: ## Build and deploy to AWS with SAM, then upload the site (see docs/operations.md)
 	bash infra/deploy.sh
 
 destroy: ## Delete the deployed stack and empty its buckets

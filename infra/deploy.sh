@@ -18,7 +18,7 @@ SAMCONFIG="$INFRA/samconfig.toml"
 
 die() { echo "deploy.sh: $*" >&2; exit 1; }
 step() { printf '\n==> %s\n' "$*"; }
-need() { command -v "$1" >/dev/null 2>&1 || die "$1 not found: $2 (see infra/README.md, Prerequisites)"; }
+need() { command -v "$1" >/dev/null 2>&1 || die "$1 not found: $2 (see docs/operations.md, Prerequisites)"; }
 cfg() { python3 "$INFRA/samconfig_value.py" "$SAMCONFIG" "$CONFIG_ENV" "$@"; }
 
 need python3 "used to read samconfig.toml"
@@ -82,7 +82,7 @@ if [[ -z $stack ]]; then
   cat <<EOF
 Hints: RedisMode=external needs RedisUrl (a rediss:// URL; typed hidden) or RedisUrlSecretArn.
        When a hidden RedisUrl prompt does not apply (elasticache, or an existing secret), type: none
-       RedisMode=elasticache creates a VPC with a NAT gateway: a fixed hourly cost (infra/README.md).
+       RedisMode=elasticache creates a VPC with a NAT gateway: a fixed hourly cost (docs/operations.md).
 EOF
   (cd "$INFRA" && sam deploy --guided --config-env "$CONFIG_ENV" --parameter-overrides "Architecture=$arch")
   stack="$(cfg stack_name)" || die "sam deploy --guided saved no stack_name to $SAMCONFIG"

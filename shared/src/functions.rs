@@ -19,9 +19,9 @@ use serde::de::DeserializeOwned;
 
 use crate::config::{ConfigError, WS_MANAGEMENT_ENDPOINT};
 use crate::gateway::Gateway;
-use crate::handlers::authorize::{AuthorizerRequest, AuthorizerResponse};
+use crate::handlers::authorize::AuthorizerResponse;
 use crate::handlers::connect::OriginPolicy;
-use crate::handlers::events::{Authorization, Connecting, Leaving, Message};
+use crate::handlers::events::{Authorization, AuthorizerRequest, Connecting, Leaving, Message};
 use crate::handlers::{HandlerError, authorize, connect, default, disconnect};
 use crate::startup::{Parts, StartupError, fanout_settings};
 use crate::{ProxyResponse, WebsocketRequest};

@@ -5,7 +5,7 @@
 //!
 //! Why not the SDK clients: their per-call machinery (interceptors, retry and identity-resolution layers,
 //! endpoint resolution, serializers, a copy of the body) costs several times what signing and HTTP cost together
-//! (README, "Where the CPU goes"), and the SDK with `aws-config`'s provider chain (SSO, STS, IMDS, ECS, profiles)
+//! (docs/benchmark.md, "Where the CPU goes"), and the SDK with `aws-config`'s provider chain (SSO, STS, IMDS, ECS, profiles)
 //! is most of a function binary's size. Lambda always provides `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
 //! `AWS_SESSION_TOKEN` and `AWS_REGION` to a function, and refreshes them with the execution environment.
 

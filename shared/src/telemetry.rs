@@ -3,7 +3,7 @@
 //!
 //! The filter is `tracing_subscriber`'s `Targets` (`info`, `apigw=warn`, `chat_shared=debug,info`), not
 //! `EnvFilter`: `EnvFilter` links a regex engine into every function for span-field filters nobody here uses
-//! (about 0.4 MB of each release binary, issue 12).
+//! (about 0.4 MB of each release binary).
 
 use std::str::FromStr as _;
 

@@ -1,4 +1,4 @@
-// Names (issue 14): two named people and an anonymous one through the lobby, each seeing who said what, their
+// Names: two named people and an anonymous one through the lobby, each seeing who said what, their
 // own messages set apart, consecutive messages grouped; nobody elsewhere hearing it; a bad name refused; the
 // tutorial's log text unchanged by all of it.
 import { test } from 'node:test';

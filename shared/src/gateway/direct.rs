@@ -1,5 +1,5 @@
 //! PostToConnection with the SDK's own signer over one keep-alive HTTP client ([`crate::signed`]), without the SDK
-//! client's per-call machinery: the functions' gateway (the README's "Where the CPU goes" has the profile that
+//! client's per-call machinery: the functions' gateway (docs/benchmark.md, "Where the CPU goes" has the profile that
 //! justifies it). It behaves as the SDK adapter (`AwsGateway`, feature `sdk`) does, and the same tests hold both
 //! to it: the endpoint is the stage URL, `/@connections/{id}` is appended with the id percent-encoded as a path segment, errors are
 //! classified by status (410, 429, 403, 413), and nothing is retried here ([`crate::fanout`] retries 429).

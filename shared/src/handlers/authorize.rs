@@ -5,37 +5,10 @@
 //! knows the sender's room without asking Redis, and the hot path stays one round trip even on Redis Cluster,
 //! where the connection's key and the room's key live in different slots.
 
-use std::collections::HashMap;
-
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::events::{AUTHORIZER_NAME_KEY, AUTHORIZER_ROOM_KEY, Authorization};
-
-/// The parts of a WebSocket REQUEST authorizer event this authorizer reads. (`aws_lambda_events`' type for it
-/// lacks `requestContext.connectionId`, which WebSocket authorizer events carry.)
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct AuthorizerRequest {
-    /// The ARN of the `$connect` route being authorized.
-    #[serde(default)]
-    pub method_arn: Option<String>,
-    /// The handshake's query string.
-    #[serde(default)]
-    pub query_string_parameters: Option<HashMap<String, String>>,
-    /// The connection being authorized.
-    #[serde(default)]
-    pub request_context: AuthorizerRequestContext,
-}
-
-/// `requestContext` of an authorizer event.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct AuthorizerRequestContext {
-    /// The connection id API Gateway assigned to the handshake.
-    #[serde(default)]
-    pub connection_id: Option<String>,
-}
 
 /// The authorizer's answer, in the shape API Gateway expects from a REQUEST authorizer.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -85,6 +58,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::handlers::events::AuthorizerRequest;
 
     fn request(query: Value) -> Authorization {
         let event: AuthorizerRequest = serde_json::from_value(json!({

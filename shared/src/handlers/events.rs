@@ -12,12 +12,14 @@
 //! the authorizer returned as `requestContext.authorizer` ([`AUTHORIZER_ROOM_KEY`], [`AUTHORIZER_NAME_KEY`]),
 //! which is how `$default` knows the sender's room and name without asking Redis.
 
+use std::collections::HashMap;
+
 use aws_lambda_events::apigw::{
     ApiGatewayWebsocketProxyRequest, ApiGatewayWebsocketProxyRequestContext,
 };
+use serde::{Deserialize, Serialize};
 
 use super::HandlerError;
-use super::authorize::AuthorizerRequest;
 use crate::wire::{
     ClientFrame, ConnectionId, ConnectionIdError, DisplayName, DisplayNameError, FrameError,
     RoomName, RoomNameError,
@@ -47,6 +49,31 @@ impl Handshake {
             name: query("name").map(DisplayName::parse).transpose(),
         }
     }
+}
+
+/// The parts of a WebSocket REQUEST authorizer event this authorizer reads. (`aws_lambda_events`' type for it
+/// lacks `requestContext.connectionId`, which WebSocket authorizer events carry.)
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthorizerRequest {
+    /// The ARN of the `$connect` route being authorized.
+    #[serde(default)]
+    pub method_arn: Option<String>,
+    /// The handshake's query string.
+    #[serde(default)]
+    pub query_string_parameters: Option<HashMap<String, String>>,
+    /// The connection being authorized.
+    #[serde(default)]
+    pub request_context: AuthorizerRequestContext,
+}
+
+/// `requestContext` of an authorizer event.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthorizerRequestContext {
+    /// The connection id API Gateway assigned to the handshake.
+    #[serde(default)]
+    pub connection_id: Option<String>,
 }
 
 /// The authorizer's event.

@@ -14,7 +14,7 @@ use wschat_emulator::routes::{Naming, RouteTable};
 use wschat_emulator::{BackendChoice, Emulator, Options};
 
 // mimalloc: every frame allocates its event, JSON and queue entries; glibc's malloc and free were a tenth of the
-// emulator's CPU per frame (README, Benchmark).
+// emulator's CPU per frame (docs/benchmark.md, "Allocator").
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -87,8 +87,8 @@ struct Args {
     #[arg(long, value_enum, default_value_t = Posts::InMemory)]
     posts: Posts,
     /// Threads running the gateway (and the in-process handlers). One spends the least CPU per delivered frame:
-    /// on loopback the work is small and many-threaded runtimes spend much of it waking each other (README,
-    /// Benchmark); more may help a big in-process chat on a many-core machine.
+    /// on loopback the work is small and many-threaded runtimes spend much of it waking each other
+    /// (docs/benchmark.md, "Threads"); more may help a big in-process chat on a many-core machine.
     #[arg(long, env = "WSCHAT_EMULATOR_THREADS", default_value_t = 1)]
     worker_threads: usize,
     /// Let frames sent to a client reset its idle timer too (by default only the client's messages do).

@@ -10,7 +10,7 @@
 //! * the same, signed per post as the direct client signs ([`SignedClient::signature_headers`]): the best a
 //!   hand-written HTTP/1.1 client could do;
 //! * the unsigned bytes pipelined, `--in-flight` (64) requests per write on one connection: what HTTP/1.1
-//!   pipelining would save (the README's "How far down one post can go" says why the functions do not pipeline).
+//!   pipelining would save (docs/benchmark.md, "How far down one post can go" says why the functions do not pipeline).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
