@@ -9,7 +9,9 @@
 //! | [`WsDefault`] | `$default` | [`WebsocketRequest`] → [`Message`] | the store, the Management API (required), the fan-out tuning |
 //!
 //! The Lambda mains serve one each (`lambda::serve::<WsConnect>()`, feature `lambda`), so a binary links only its
-//! own handler; the emulator runs them all in one process ([`each`]). Nowhere else names a binary.
+//! own handler; the emulator runs them all in one process ([`each`]). No other code names a binary: the
+//! template's `BuildProperties.Binary` names them for deployment, and a test of the emulator's route table holds
+//! the two together.
 
 use std::future::Future;
 use std::sync::Arc;

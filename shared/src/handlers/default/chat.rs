@@ -38,14 +38,18 @@ async fn publish(
     let conn = &caller.conn;
     // API Gateway's messageId is unique per message; without one (a hand-made event), an id of this
     // invocation's own still keeps the store's retry from numbering the message twice.
-    let message_id = caller
-        .message_id
-        .clone()
-        .unwrap_or_else(|| format!("{:016x}", fastrand::u64(..)));
+    let own_id;
+    let message_id = match &caller.message_id {
+        Some(id) => id.as_str(),
+        None => {
+            own_id = format!("{:016x}", fastrand::u64(..));
+            &own_id
+        }
+    };
     let sender = Sender {
         conn,
         connected_at_ms: caller.connected_at_ms,
-        message_id: Some(&message_id),
+        message_id: Some(message_id),
         user: caller.name.as_ref(),
     };
     let published = match deps

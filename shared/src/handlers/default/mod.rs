@@ -19,6 +19,7 @@ mod reply;
 #[cfg(test)]
 mod tests;
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use aws_lambda_events::apigw::ApiGatewayProxyResponse;
@@ -87,12 +88,12 @@ async fn dispatch(
 
 /// The room the authorizer carried from the handshake, or failing that (no authorizer) the one the store holds
 /// for the connection: one more round trip.
-async fn room_of(caller: &Caller, deps: &Deps) -> Result<RoomName, Failure> {
+async fn room_of<'c>(caller: &'c Caller, deps: &Deps) -> Result<Cow<'c, RoomName>, Failure> {
     if let Some(room) = &caller.room {
-        return Ok(room.clone());
+        return Ok(Cow::Borrowed(room));
     }
     match deps.rooms.room_of(&caller.conn).await {
-        Ok(Some(room)) => Ok(room),
+        Ok(Some(room)) => Ok(Cow::Owned(room)),
         Ok(None) => {
             warn!(connection = %caller.conn, "message from a connection in no room");
             Err(Failure::no_room())
