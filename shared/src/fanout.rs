@@ -231,17 +231,20 @@ pub async fn announce(
     }
 }
 
-/// Announces each member that left `departed.room` to its watchers: `{"left": <name or null>, "count": n}`.
+/// Announces the members that left `departed.room` to its watchers, `{"left": <name or null>, "count": n}` each,
+/// as many as presence damping lets out (`departed.announce`); the last one says `recount` when it must.
 pub async fn announce_departures(
     gateway: &dyn Gateway,
     rooms: &dyn RoomStore,
     departed: &Departed,
     settings: &FanoutSettings,
 ) {
-    for name in &departed.names {
+    let allowed = departed.announce.allowed.min(departed.names.len());
+    for (i, name) in departed.names.iter().take(allowed).enumerate() {
         let frame = ServerFrame::Left {
             left: name.as_deref(),
             count: departed.count,
+            recount: departed.announce.recount && i + 1 == allowed,
         }
         .encode();
         announce(

@@ -164,6 +164,7 @@ impl Function for WsDefault {
             rooms: parts.rooms.clone(),
             gateway,
             fanout: fanout_settings(&parts.config),
+            max_message_bytes: parts.config.max_message_bytes,
         })
     }
 

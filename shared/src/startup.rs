@@ -157,18 +157,24 @@ pub async fn connect_store(cfg: &Config) -> Result<Arc<dyn RoomStore>, StartupEr
     })
 }
 
-/// What the stores keep and enforce: `HISTORY_MAX_MESSAGES`, `HISTORY_TTL_SECS`, `MAX_ROOM_MEMBERS`,
-/// `RATE_LIMIT_PER_SEC`, `RATE_LIMIT_BURST`.
+/// What the stores keep and enforce: the history's retention and page, the room cap, and the rate limits of chat,
+/// of other frames and of handshakes per address.
 pub fn policy(cfg: &Config) -> Policy {
     Policy {
         retention: Retention {
             max_messages: cfg.history_max_messages,
+            max_bytes: cfg.history_max_bytes,
             ttl: cfg.history_ttl,
+            page_bytes: cfg.history_page_bytes,
         },
         limits: Limits {
             max_members: cfg.max_room_members,
             messages_per_sec: cfg.rate_limit_per_sec,
             burst: cfg.rate_limit_burst,
+            frames_per_sec: cfg.frame_rate_per_sec,
+            frame_burst: cfg.frame_burst,
+            handshakes_per_min: cfg.connect_rate_per_ip,
+            connections_per_address: cfg.max_connections_per_ip,
         },
     }
 }

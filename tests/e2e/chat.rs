@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use chat_shared::config::DEFAULT_MAX_MESSAGE_BYTES;
 use chat_shared::wire::{ConnectionId, RoomName};
 use wschat_tests::{Client, Mode, TestChat, all_modes, eventually, members_of, unique_room};
 
@@ -9,6 +10,7 @@ all_modes!(
     deployed: when_chat_message_posted_then_seen_by_everyone_in_same_room,
     when_chat_message_posted_then_not_seen_by_anyone_in_different_room,
     message_text_round_trips_byte_exactly,
+    a_message_over_the_byte_limit_is_refused_to_its_sender_only,
     malformed_frame_is_answered_with_an_error_to_its_sender_only,
     unicode_room_names_work,
 );
@@ -66,8 +68,10 @@ async fn message_text_round_trips_byte_exactly(mode: Mode) {
         "quotes \" and 'single' and backslash \\ and \\\" mixed".to_owned(),
         "non-ASCII: 로비 Ünïcödé ∑ — emoji: 😀🎉👩‍👩‍👧".to_owned(),
         "control: \t\n\r\u{0}\u{1f} and </script> <b>html</b> &amp;".to_owned(),
-        "x".repeat(30_000),
+        // Exactly MAX_MESSAGE_BYTES of UTF-8, in 3-byte characters: the limit counts bytes, not characters.
+        "€".repeat(DEFAULT_MAX_MESSAGE_BYTES / 3) + "xx",
     ];
+    assert_eq!(texts[4].len(), DEFAULT_MAX_MESSAGE_BYTES);
 
     for text in &texts {
         alice.say(text).await;
@@ -75,6 +79,27 @@ async fn message_text_round_trips_byte_exactly(mode: Mode) {
         assert_eq!(&alice.recv_message().await, text);
         assert_eq!(&bob.recv_message().await, text);
     }
+}
+
+async fn a_message_over_the_byte_limit_is_refused_to_its_sender_only(mode: Mode) {
+    let chat = TestChat::start(mode).await;
+    let room = unique_room("long");
+    let mut alice = chat.join(&room).await;
+    let mut bob = chat.join(&room).await;
+
+    alice
+        .say(&"€".repeat(DEFAULT_MAX_MESSAGE_BYTES / 3 + 1))
+        .await;
+
+    let refusal = alice.recv_json().await;
+    let error = refusal["error"].as_str().expect("an error frame");
+    assert!(
+        error.contains("too long") && error.contains("8192"),
+        "{error}"
+    );
+    assert!(refusal.get("message").is_none(), "{refusal}");
+    alice.say("short").await;
+    assert_eq!(bob.recv_message().await, "short", "bob saw nothing before");
 }
 
 async fn malformed_frame_is_answered_with_an_error_to_its_sender_only(mode: Mode) {

@@ -228,6 +228,7 @@ async fn a_chat_message_costs_one_redis_round_trip() {
         rooms: store.clone(),
         gateway: gateway.clone(),
         fanout: FanoutSettings::default(),
+        max_message_bytes: chat_shared::config::DEFAULT_MAX_MESSAGE_BYTES,
     };
     let event = |n: usize| -> WebsocketRequest {
         serde_json::from_value(json!({

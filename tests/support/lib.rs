@@ -12,10 +12,10 @@ use std::time::Duration;
 
 use chat_shared::config::{Config, KeyPrefix, MAX_CONNECTION_LIFETIME};
 use chat_shared::rooms::{
-    Departed, Entered, HistoryPage, MemoryRoomStore, Presence, PublishOutcome, RedisRoomStore,
-    RoomStore, Sender, StoreError,
+    Admission, Departed, Entered, HistoryPage, MemoryRoomStore, Presence, PublishOutcome,
+    RedisRoomStore, RoomStore, Sender, Spent, StoreError,
 };
-use chat_shared::wire::{ConnectionId, DisplayName, Epoch, RoomName};
+use chat_shared::wire::{ConnectionId, DisplayName, Epoch, RoomName, SourceAddress};
 use futures_util::{SinkExt as _, StreamExt as _};
 use serde_json::Value;
 use tokio::net::TcpStream;
@@ -67,6 +67,20 @@ pub fn redis_url() -> String {
 pub fn unique_prefix() -> KeyPrefix {
     KeyPrefix::parse(&format!("wschat-test:{:016x}:", fastrand::u64(..)))
         .expect("no braces in the prefix")
+}
+
+/// This test process's source address, sent as `X-Forwarded-For` by every client it opens: the shared Lambda-mode
+/// stack trusts that header (`--trust-forwarded-for`), so each test counts against address limits of its own.
+pub fn test_address() -> &'static str {
+    static ADDRESS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ADDRESS.get_or_init(|| {
+        format!(
+            "10.{}.{}.{}",
+            fastrand::u8(..),
+            fastrand::u8(..),
+            fastrand::u8(1..255)
+        )
+    })
 }
 
 /// A room name no other test uses.
@@ -416,6 +430,24 @@ impl RoomStore for FlakyStore {
     ) -> Result<Departed, StoreError> {
         self.check()?.prune(room, gone, now).await
     }
+    async fn spend(&self, conn: &ConnectionId, now: i64) -> Result<Spent, StoreError> {
+        self.check()?.spend(conn, now).await
+    }
+    async fn admit(
+        &self,
+        address: &SourceAddress,
+        conn: &ConnectionId,
+        at: i64,
+    ) -> Result<Admission, StoreError> {
+        self.check()?.admit(address, conn, at).await
+    }
+    async fn release(
+        &self,
+        address: &SourceAddress,
+        conn: &ConnectionId,
+    ) -> Result<(), StoreError> {
+        self.check()?.release(address, conn).await
+    }
 }
 
 /// Percent-encodes a query value.
@@ -476,6 +508,19 @@ impl Client {
     /// # Errors
     /// The handshake's failure, e.g. `Http(400)` when `$connect` rejects it.
     pub async fn connect(url: &str, origin: Option<&str>) -> Result<Self, tungstenite::Error> {
+        Self::connect_from(url, origin, test_address()).await
+    }
+
+    /// [`Client::connect`] from `address` (`X-Forwarded-For`, which emulators started with
+    /// `--trust-forwarded-for` take as the source address).
+    ///
+    /// # Errors
+    /// As [`Client::connect`].
+    pub async fn connect_from(
+        url: &str,
+        origin: Option<&str>,
+        address: &str,
+    ) -> Result<Self, tungstenite::Error> {
         // wss:// (a deployed stage) makes a rustls client from the process default.
         chat_shared::tls::install_crypto_provider();
         let mut request = url.into_client_request()?;
@@ -484,6 +529,10 @@ impl Client {
                 .headers_mut()
                 .insert("Origin", origin.parse().expect("origin header"));
         }
+        request.headers_mut().insert(
+            "X-Forwarded-For",
+            address.parse().expect("an address is a header value"),
+        );
         let (ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request))
             .await
             .map_err(|_| tungstenite::Error::Io(std::io::ErrorKind::TimedOut.into()))??;

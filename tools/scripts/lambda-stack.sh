@@ -110,7 +110,11 @@ watch_functions watch "$invoke_port" "$REDIS_URL" "$endpoint"
 
 warm_up watch "$invoke_port"
 # Only now the page port: a browser that connects the moment it opens meets warm functions, not a cold compile.
-"target/$emulator_dir/wschat-emulator" --port "$port" --lambda-invoke-url "http://127.0.0.1:$invoke_port" >"$logs/emulator.log" 2>&1 &
+# In command mode every test, and the load tool, is an address of its own (X-Forwarded-For): one address per test
+# keeps the per-address handshake limits of one test from meeting another's.
+trust=; [ "$command_mode" = 1 ] && trust=--trust-forwarded-for
+"target/$emulator_dir/wschat-emulator" --port "$port" --lambda-invoke-url "http://127.0.0.1:$invoke_port" $trust \
+  >"$logs/emulator.log" 2>&1 &
 emulator_pid=$!
 wait_for_port "$port" 30 || { echo "lambda-stack: the emulator did not start; see $logs/emulator.log" >&2; tail -20 "$logs/emulator.log" >&2; exit 1; }
 # Ready means a WebSocket handshake goes through the authorizer and $connect at once: the first one, made here,

@@ -6,56 +6,15 @@
 //! Redis) is [`crate::startup`]'s job.
 //! The variables' names and defaults are in [`vars`], re-exported here.
 
+mod values;
 mod vars;
 
+pub use self::values::{ConfigError, KeyPrefix};
+use self::values::{parse_or, ranged};
 pub use self::vars::*;
 
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::time::Duration;
-
-/// A configuration problem, naming the variable.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// A required variable is not set.
-    #[error("environment variable {0} is required but not set")]
-    Missing(&'static str),
-    /// Neither of two variables that can each provide a setting is set.
-    #[error("environment variable {0} or {1} is required but neither is set")]
-    MissingEither(&'static str, &'static str),
-    /// A variable is set to something that does not parse.
-    #[error("environment variable {name}={value:?} is invalid: {reason}")]
-    Invalid {
-        /// The variable.
-        name: &'static str,
-        /// Its value.
-        value: String,
-        /// Why it does not parse.
-        reason: String,
-    },
-    /// A file named by a variable cannot be read.
-    #[error("environment variable {name}={path:?} names a file that cannot be read")]
-    Unreadable {
-        /// The variable.
-        name: &'static str,
-        /// The file.
-        path: PathBuf,
-        /// Why it cannot be read.
-        #[source]
-        source: std::io::Error,
-    },
-}
-
-impl ConfigError {
-    /// [`ConfigError::Invalid`] for `name` set to `value`.
-    pub fn invalid(name: &'static str, value: &str, reason: &str) -> Self {
-        Self::Invalid {
-            name,
-            value: value.to_owned(),
-            reason: reason.to_owned(),
-        }
-    }
-}
 
 /// Everything the functions read from the environment.
 #[derive(Clone)]
@@ -91,6 +50,20 @@ pub struct Config {
     pub rate_limit_per_sec: u32,
     /// [`RATE_LIMIT_BURST`]: at least 1.
     pub rate_limit_burst: u32,
+    /// [`FRAME_RATE_PER_SEC`]: at least 1.
+    pub frame_rate_per_sec: u32,
+    /// [`FRAME_BURST`]: at least 1.
+    pub frame_burst: u32,
+    /// [`MAX_MESSAGE_BYTES`]: 1 to [`MAX_MAX_MESSAGE_BYTES`].
+    pub max_message_bytes: usize,
+    /// [`HISTORY_PAGE_BYTES`]: 1024 to [`DEFAULT_HISTORY_PAGE_BYTES`].
+    pub history_page_bytes: usize,
+    /// [`HISTORY_MAX_BYTES`]: 16384 to [`MAX_HISTORY_MAX_BYTES`].
+    pub history_max_bytes: usize,
+    /// [`CONNECT_RATE_PER_IP`]: at least 1.
+    pub connect_rate_per_ip: u32,
+    /// [`MAX_CONNECTIONS_PER_IP`]: at least 1.
+    pub max_connections_per_ip: usize,
     /// [`PRUNE_GRACE_SECS`].
     pub prune_grace: Duration,
 }
@@ -114,6 +87,13 @@ impl Default for Config {
             max_room_members: DEFAULT_MAX_ROOM_MEMBERS,
             rate_limit_per_sec: DEFAULT_RATE_LIMIT_PER_SEC,
             rate_limit_burst: DEFAULT_RATE_LIMIT_BURST,
+            frame_rate_per_sec: DEFAULT_FRAME_RATE_PER_SEC,
+            frame_burst: DEFAULT_FRAME_BURST,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            history_page_bytes: DEFAULT_HISTORY_PAGE_BYTES,
+            history_max_bytes: DEFAULT_HISTORY_MAX_BYTES,
+            connect_rate_per_ip: DEFAULT_CONNECT_RATE_PER_IP,
+            max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
             prune_grace: DEFAULT_PRUNE_GRACE,
         }
     }
@@ -152,57 +132,85 @@ impl Config {
                 ),
             ));
         }
-        let fanout_max_in_flight: usize =
-            parse_or(&lookup, FANOUT_MAX_IN_FLIGHT, defaults.fanout_max_in_flight)?;
-        let fanout_max_attempts: u32 =
-            parse_or(&lookup, FANOUT_MAX_ATTEMPTS, defaults.fanout_max_attempts)?;
-        if fanout_max_in_flight == 0 {
-            return Err(ConfigError::invalid(
-                FANOUT_MAX_IN_FLIGHT,
-                "0",
-                "must be at least 1",
-            ));
-        }
-        if fanout_max_attempts == 0 {
-            return Err(ConfigError::invalid(
-                FANOUT_MAX_ATTEMPTS,
-                "0",
-                "must be at least 1",
-            ));
-        }
-        let history_max_messages: usize =
-            parse_or(&lookup, HISTORY_MAX_MESSAGES, defaults.history_max_messages)?;
-        if !(1..=MAX_HISTORY_MAX_MESSAGES).contains(&history_max_messages) {
-            return Err(ConfigError::invalid(
-                HISTORY_MAX_MESSAGES,
-                &history_max_messages.to_string(),
-                &format!("must be between 1 and {MAX_HISTORY_MAX_MESSAGES}"),
-            ));
-        }
-        let history_ttl_secs: u64 =
-            parse_or(&lookup, HISTORY_TTL_SECS, defaults.history_ttl.as_secs())?;
-        if history_ttl_secs == 0 {
-            return Err(ConfigError::invalid(
-                HISTORY_TTL_SECS,
-                "0",
-                "must be at least 1",
-            ));
-        }
-        let at_least_one = |name: &'static str, value: u64| {
-            if value == 0 {
-                Err(ConfigError::invalid(name, "0", "must be at least 1"))
-            } else {
-                Ok(())
-            }
-        };
-        let max_room_members: usize =
-            parse_or(&lookup, MAX_ROOM_MEMBERS, defaults.max_room_members)?;
-        at_least_one(MAX_ROOM_MEMBERS, max_room_members as u64)?;
-        let rate_limit_per_sec: u32 =
-            parse_or(&lookup, RATE_LIMIT_PER_SEC, defaults.rate_limit_per_sec)?;
-        at_least_one(RATE_LIMIT_PER_SEC, u64::from(rate_limit_per_sec))?;
-        let rate_limit_burst: u32 = parse_or(&lookup, RATE_LIMIT_BURST, defaults.rate_limit_burst)?;
-        at_least_one(RATE_LIMIT_BURST, u64::from(rate_limit_burst))?;
+        let fanout_max_in_flight = ranged(
+            &lookup,
+            FANOUT_MAX_IN_FLIGHT,
+            defaults.fanout_max_in_flight,
+            1..=u64::MAX,
+        )?;
+        let fanout_max_attempts = ranged(
+            &lookup,
+            FANOUT_MAX_ATTEMPTS,
+            defaults.fanout_max_attempts,
+            1..=u64::MAX,
+        )?;
+        let history_max_messages = ranged(
+            &lookup,
+            HISTORY_MAX_MESSAGES,
+            defaults.history_max_messages,
+            1..=MAX_HISTORY_MAX_MESSAGES as u64,
+        )?;
+        let history_ttl_secs = ranged(
+            &lookup,
+            HISTORY_TTL_SECS,
+            defaults.history_ttl.as_secs(),
+            1..=u64::MAX,
+        )?;
+        let max_room_members = ranged(
+            &lookup,
+            MAX_ROOM_MEMBERS,
+            defaults.max_room_members,
+            1..=u64::MAX,
+        )?;
+        let rate_limit_per_sec = ranged(
+            &lookup,
+            RATE_LIMIT_PER_SEC,
+            defaults.rate_limit_per_sec,
+            1..=u64::MAX,
+        )?;
+        let rate_limit_burst = ranged(
+            &lookup,
+            RATE_LIMIT_BURST,
+            defaults.rate_limit_burst,
+            1..=u64::MAX,
+        )?;
+        let frame_rate_per_sec = ranged(
+            &lookup,
+            FRAME_RATE_PER_SEC,
+            defaults.frame_rate_per_sec,
+            1..=u64::MAX,
+        )?;
+        let frame_burst = ranged(&lookup, FRAME_BURST, defaults.frame_burst, 1..=u64::MAX)?;
+        let max_message_bytes = ranged(
+            &lookup,
+            MAX_MESSAGE_BYTES,
+            defaults.max_message_bytes,
+            1..=MAX_MAX_MESSAGE_BYTES as u64,
+        )?;
+        let history_page_bytes = ranged(
+            &lookup,
+            HISTORY_PAGE_BYTES,
+            defaults.history_page_bytes,
+            1024..=DEFAULT_HISTORY_PAGE_BYTES as u64,
+        )?;
+        let history_max_bytes = ranged(
+            &lookup,
+            HISTORY_MAX_BYTES,
+            defaults.history_max_bytes,
+            16 * 1024..=MAX_HISTORY_MAX_BYTES as u64,
+        )?;
+        let connect_rate_per_ip = ranged(
+            &lookup,
+            CONNECT_RATE_PER_IP,
+            defaults.connect_rate_per_ip,
+            1..=u64::MAX,
+        )?;
+        let max_connections_per_ip = ranged(
+            &lookup,
+            MAX_CONNECTIONS_PER_IP,
+            defaults.max_connections_per_ip,
+            1..=u64::MAX,
+        )?;
         let prune_grace_secs: f64 = parse_or(
             &lookup,
             PRUNE_GRACE_SECS,
@@ -253,6 +261,13 @@ impl Config {
             max_room_members,
             rate_limit_per_sec,
             rate_limit_burst,
+            frame_rate_per_sec,
+            frame_burst,
+            max_message_bytes,
+            history_page_bytes,
+            history_max_bytes,
+            connect_rate_per_ip,
+            max_connections_per_ip,
             prune_grace,
         })
     }
@@ -270,46 +285,6 @@ impl Config {
         self.management_endpoint
             .as_deref()
             .ok_or(ConfigError::Missing(WS_MANAGEMENT_ENDPOINT))
-    }
-}
-
-/// The prefix of every Redis key ([`REDIS_KEY_PREFIX`]), checked once here: it never contains `{` or `}`, because
-/// the store's keys use them as Redis Cluster hash tags and a brace in the prefix would move every key into the
-/// prefix's slot.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeyPrefix(String);
-
-impl KeyPrefix {
-    /// Checks `prefix`.
-    ///
-    /// # Errors
-    /// [`ConfigError::Invalid`] naming [`REDIS_KEY_PREFIX`] when it contains `{` or `}`.
-    pub fn parse(prefix: &str) -> Result<Self, ConfigError> {
-        if prefix.contains(['{', '}']) {
-            return Err(ConfigError::invalid(
-                REDIS_KEY_PREFIX,
-                prefix,
-                "must not contain { or } (they are hash tags)",
-            ));
-        }
-        Ok(Self(prefix.to_owned()))
-    }
-
-    /// The prefix.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl Default for KeyPrefix {
-    fn default() -> Self {
-        Self(DEFAULT_KEY_PREFIX.to_owned())
-    }
-}
-
-impl std::fmt::Display for KeyPrefix {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
     }
 }
 
@@ -332,6 +307,13 @@ impl std::fmt::Debug for Config {
             max_room_members,
             rate_limit_per_sec,
             rate_limit_burst,
+            frame_rate_per_sec,
+            frame_burst,
+            max_message_bytes,
+            history_page_bytes,
+            history_max_bytes,
+            connect_rate_per_ip,
+            max_connections_per_ip,
             prune_grace,
         } = self;
         f.debug_struct("Config")
@@ -350,26 +332,15 @@ impl std::fmt::Debug for Config {
             .field("max_room_members", max_room_members)
             .field("rate_limit_per_sec", rate_limit_per_sec)
             .field("rate_limit_burst", rate_limit_burst)
+            .field("frame_rate_per_sec", frame_rate_per_sec)
+            .field("frame_burst", frame_burst)
+            .field("max_message_bytes", max_message_bytes)
+            .field("history_page_bytes", history_page_bytes)
+            .field("history_max_bytes", history_max_bytes)
+            .field("connect_rate_per_ip", connect_rate_per_ip)
+            .field("max_connections_per_ip", max_connections_per_ip)
             .field("prune_grace", prune_grace)
             .finish()
-    }
-}
-
-fn parse_or<T>(
-    lookup: &impl Fn(&str) -> Option<String>,
-    name: &'static str,
-    default: T,
-) -> Result<T, ConfigError>
-where
-    T: FromStr,
-    T::Err: std::fmt::Display,
-{
-    match lookup(name) {
-        None => Ok(default),
-        Some(value) => value
-            .trim()
-            .parse()
-            .map_err(|e: T::Err| ConfigError::invalid(name, &value, &e.to_string())),
     }
 }
 
@@ -429,6 +400,42 @@ mod tests {
         }
         let err = config(&[(HISTORY_TTL_SECS, "0")]).expect_err("zero");
         assert!(err.to_string().contains("HISTORY_TTL_SECS"), "{err}");
+    }
+
+    #[test]
+    fn the_abuse_limits_have_documented_defaults_and_bounds() {
+        let cfg = config(&[]).expect("defaults");
+        assert_eq!(
+            (cfg.frame_rate_per_sec, cfg.frame_burst),
+            (DEFAULT_FRAME_RATE_PER_SEC, DEFAULT_FRAME_BURST)
+        );
+        assert_eq!(cfg.max_message_bytes, 8192);
+        assert_eq!(cfg.history_page_bytes, 65_536);
+        assert_eq!(cfg.history_max_bytes, 524_288);
+        assert_eq!(
+            (cfg.connect_rate_per_ip, cfg.max_connections_per_ip),
+            (120, 200)
+        );
+
+        for (name, bad, rule) in [
+            (MAX_MESSAGE_BYTES, "16385", "between 1 and 16384"),
+            (MAX_MESSAGE_BYTES, "0", "between 1 and 16384"),
+            (HISTORY_PAGE_BYTES, "65537", "between 1024 and 65536"),
+            (HISTORY_MAX_BYTES, "1000", "between 16384 and"),
+            (FRAME_RATE_PER_SEC, "0", "at least 1"),
+            (FRAME_BURST, "0", "at least 1"),
+            (CONNECT_RATE_PER_IP, "0", "at least 1"),
+            (MAX_CONNECTIONS_PER_IP, "-3", "invalid"),
+        ] {
+            let err = config(&[(name, bad)]).expect_err(bad).to_string();
+            assert!(err.contains(name) && err.contains(rule), "{err}");
+        }
+        assert_eq!(
+            config(&[(MAX_MESSAGE_BYTES, "16384")])
+                .expect("the most")
+                .max_message_bytes,
+            16_384
+        );
     }
 
     #[test]

@@ -38,6 +38,23 @@ pub const MAX_ROOM_MEMBERS: &str = "MAX_ROOM_MEMBERS";
 pub const RATE_LIMIT_PER_SEC: &str = "RATE_LIMIT_PER_SEC";
 /// Chat messages one connection may send at once after a quiet spell (default 20).
 pub const RATE_LIMIT_BURST: &str = "RATE_LIMIT_BURST";
+/// History, presence and ping requests, and refused frames, one connection may send per second, sustained
+/// (default 2): every frame a client sends costs something, not only chat.
+pub const FRAME_RATE_PER_SEC: &str = "FRAME_RATE_PER_SEC";
+/// The same, at once after a quiet spell (default 20); a connection that goes on sending this many more frames
+/// while refused is closed.
+pub const FRAME_BURST: &str = "FRAME_BURST";
+/// UTF-8 bytes a chat message's text may have (default 8192, at most 16384).
+pub const MAX_MESSAGE_BYTES: &str = "MAX_MESSAGE_BYTES";
+/// Bytes of chat frames one history answer carries at most (default and most 65536); the last frame of a longer
+/// answer says `"more": true`.
+pub const HISTORY_PAGE_BYTES: &str = "HISTORY_PAGE_BYTES";
+/// Bytes of chat frames each room's history keeps at most, besides [`HISTORY_MAX_MESSAGES`] (default 524288).
+pub const HISTORY_MAX_BYTES: &str = "HISTORY_MAX_BYTES";
+/// Handshakes one source address may make per minute (default 120, also the burst).
+pub const CONNECT_RATE_PER_IP: &str = "CONNECT_RATE_PER_IP";
+/// Live connections one source address may hold (default 200).
+pub const MAX_CONNECTIONS_PER_IP: &str = "MAX_CONNECTIONS_PER_IP";
 /// Seconds after connecting during which a 410 Gone does not prune a member: API Gateway answers 410 to posts
 /// made between `$connect` returning and the connection being open (default 5).
 pub const PRUNE_GRACE_SECS: &str = "PRUNE_GRACE_SECS";
@@ -65,3 +82,24 @@ pub const DEFAULT_PRUNE_GRACE: Duration = Duration::from_secs(5);
 pub const DEFAULT_FANOUT_MAX_IN_FLIGHT: usize = 64;
 /// [`FANOUT_MAX_ATTEMPTS`]'s default.
 pub const DEFAULT_FANOUT_MAX_ATTEMPTS: u32 = 4;
+/// [`FRAME_RATE_PER_SEC`]'s default: a page asks history and presence once per connection and pings every 4
+/// minutes; a second's worth of a script's loop is refused.
+pub const DEFAULT_FRAME_RATE_PER_SEC: u32 = 2;
+/// [`FRAME_BURST`]'s default: room for a reconnecting page to page through a whole history at once.
+pub const DEFAULT_FRAME_BURST: u32 = 20;
+/// [`MAX_MESSAGE_BYTES`]'s default: 2,000 characters of any script (4 bytes at most each), Discord's limit.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 8 * 1024;
+/// The most [`MAX_MESSAGE_BYTES`] may be.
+pub const MAX_MAX_MESSAGE_BYTES: usize = 16 * 1024;
+/// [`HISTORY_PAGE_BYTES`]'s default and most: an answer of at most 64 KB, in frames of at most 32 KB, is at most
+/// 4 billed messages.
+pub const DEFAULT_HISTORY_PAGE_BYTES: usize = 64 * 1024;
+/// [`HISTORY_MAX_BYTES`]'s default: with the keys around it, a room stays under 1 MB of Redis however it is used.
+pub const DEFAULT_HISTORY_MAX_BYTES: usize = 512 * 1024;
+/// The most [`HISTORY_MAX_BYTES`] may be.
+pub const MAX_HISTORY_MAX_BYTES: usize = 16 * 1024 * 1024;
+/// [`CONNECT_RATE_PER_IP`]'s default: a whole office behind one NAT reconnecting after a network blip (pages
+/// spread their retries over up to 10 s), not a script opening 50 a second.
+pub const DEFAULT_CONNECT_RATE_PER_IP: u32 = 120;
+/// [`MAX_CONNECTIONS_PER_IP`]'s default: a school or a conference behind one NAT, a few tabs each.
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 200;

@@ -87,6 +87,23 @@ impl Gateway for AwsGateway {
             Err(err) => Err(classify(err)),
         }
     }
+
+    async fn delete_connection(&self, conn: &ConnectionId) -> Result<(), GatewayError> {
+        let result = self
+            .client
+            .delete_connection()
+            .connection_id(conn.as_str())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err) => {
+                let status = err.raw_response().map_or(0, |r| r.status().as_u16());
+                Err(GatewayError::from_status(status, || Box::new(err))
+                    .unwrap_or_else(|| GatewayError::Other("no answer".into())))
+            }
+        }
+    }
 }
 
 fn classify(err: SdkError<PostToConnectionError>) -> GatewayError {

@@ -1,4 +1,4 @@
-//! PostToConnection with the SDK's own signer over one keep-alive HTTP client ([`crate::signed`]), without the SDK
+//! PostToConnection (and DeleteConnection) with the SDK's own signer over one keep-alive HTTP client ([`crate::signed`]), without the SDK
 //! client's per-call machinery: the functions' gateway (docs/benchmark.md, "Where the CPU goes" has the profile that
 //! justifies it). It behaves as the SDK adapter (`AwsGateway`, feature `sdk`) does, and the same tests hold both
 //! to it: the endpoint is the stage URL, `/@connections/{id}` is appended with the id percent-encoded as a path segment, errors are
@@ -59,6 +59,28 @@ impl DirectGateway {
     }
 }
 
+impl DirectGateway {
+    /// One signed call to `conn`'s `@connections` resource, classified by its status.
+    async fn call(
+        &self,
+        method: &str,
+        conn: &ConnectionId,
+        headers: &[(&str, &str)],
+        body: Bytes,
+    ) -> Result<(), GatewayError> {
+        let uri = format!("{}{}", self.endpoint, connection_path(conn));
+        let answer = self
+            .client
+            .send("execute-api", method, &uri, headers, body)
+            .await
+            .map_err(GatewayError::Other)?;
+        match GatewayError::from_status(answer.status, || said(answer.status, &answer.body)) {
+            None => Ok(()),
+            Some(err) => Err(err),
+        }
+    }
+}
+
 #[async_trait]
 impl Gateway for DirectGateway {
     async fn post_to_connection(
@@ -66,26 +88,17 @@ impl Gateway for DirectGateway {
         conn: &ConnectionId,
         data: Bytes,
     ) -> Result<(), GatewayError> {
-        let uri = format!("{}{}", self.endpoint, connection_path(conn));
-        let answer = self
-            .client
-            .send(
-                "execute-api",
-                "POST",
-                &uri,
-                &[("content-type", "application/octet-stream")],
-                data,
-            )
-            .await
-            .map_err(GatewayError::Other)?;
-        match answer.status {
-            200..=299 => Ok(()),
-            410 => Err(GatewayError::Gone),
-            429 => Err(GatewayError::Throttled),
-            413 => Err(GatewayError::PayloadTooLarge),
-            403 => Err(GatewayError::Forbidden(said(answer.status, &answer.body))),
-            _ => Err(GatewayError::Other(said(answer.status, &answer.body))),
-        }
+        self.call(
+            "POST",
+            conn,
+            &[("content-type", "application/octet-stream")],
+            data,
+        )
+        .await
+    }
+
+    async fn delete_connection(&self, conn: &ConnectionId) -> Result<(), GatewayError> {
+        self.call("DELETE", conn, &[], Bytes::new()).await
     }
 }
 

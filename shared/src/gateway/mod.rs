@@ -1,4 +1,5 @@
-//! Pushing frames to connections: API Gateway's Management API (`POST /@connections/{id}`) behind a trait.
+//! Pushing frames to connections, and closing them: API Gateway's Management API (`POST` and `DELETE`
+//! `/@connections/{id}`) behind a trait.
 //!
 //! The trait speaks our types: `GatewayError::Gone`, never an SDK error type. [`aws`] posts through the SDK client;
 //! [`direct`] posts with the SDK's signer and credentials over one keep-alive HTTP client, without the SDK
@@ -23,7 +24,7 @@ pub use self::recording::RecordingGateway;
 /// A boxed error from below the adapter (the SDK, the HTTP stack).
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
-/// Pushes one frame to one live connection (API Gateway PostToConnection).
+/// Pushes one frame to one live connection (API Gateway PostToConnection), or closes it (DeleteConnection).
 #[async_trait]
 pub trait Gateway: Send + Sync {
     /// Sends `data` as one text frame to `conn`.
@@ -35,9 +36,15 @@ pub trait Gateway: Send + Sync {
         conn: &ConnectionId,
         data: Bytes,
     ) -> Result<(), GatewayError>;
+
+    /// Closes `conn`: the client is disconnected and API Gateway runs `$disconnect`.
+    ///
+    /// # Errors
+    /// [`GatewayError`] as for a post; [`GatewayError::Gone`] when the connection is closed already.
+    async fn delete_connection(&self, conn: &ConnectionId) -> Result<(), GatewayError>;
 }
 
-/// What went wrong with one PostToConnection, classified the way the fan-out must react to it.
+/// What went wrong with one Management API call, classified the way the fan-out must react to it.
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
     /// 410: the connection no longer exists. Prune it.
@@ -55,6 +62,21 @@ pub enum GatewayError {
     #[error("payload too large (413)")]
     PayloadTooLarge,
     /// Anything else: timeouts, connection errors, 5xx.
-    #[error("PostToConnection failed")]
+    #[error("the Management API call failed")]
     Other(#[source] BoxError),
+}
+
+impl GatewayError {
+    /// The error a Management API answer with `status` stands for (`said`: what the service said, for 403 and the
+    /// rest); `None` for a success.
+    pub fn from_status(status: u16, said: impl FnOnce() -> BoxError) -> Option<Self> {
+        Some(match status {
+            200..=299 => return None,
+            410 => Self::Gone,
+            429 => Self::Throttled,
+            413 => Self::PayloadTooLarge,
+            403 => Self::Forbidden(said()),
+            _ => Self::Other(said()),
+        })
+    }
 }

@@ -1,5 +1,5 @@
-//! A fake [`Gateway`] for unit tests: it records what each connection received and can be told to answer
-//! 410, 429 or 403 for chosen connections.
+//! A fake [`Gateway`] for unit tests: it records what each connection received and which were closed, and can be
+//! told to answer 410, 429 or 403 for chosen connections.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
@@ -23,6 +23,7 @@ struct State {
     forbidden: HashSet<ConnectionId>,
     throttle_left: HashMap<ConnectionId, u32>,
     attempts: HashMap<ConnectionId, u32>,
+    deleted: Vec<ConnectionId>,
 }
 
 impl RecordingGateway {
@@ -66,6 +67,11 @@ impl RecordingGateway {
             .unwrap_or_default()
     }
 
+    /// The connections closed through [`Gateway::delete_connection`], in order.
+    pub fn deleted(&self) -> Vec<ConnectionId> {
+        self.state().deleted.clone()
+    }
+
     /// How many posts to `conn` were attempted, failed ones included.
     pub fn attempts(&self, conn: &ConnectionId) -> u32 {
         self.state().attempts.get(conn).copied().unwrap_or_default()
@@ -92,6 +98,15 @@ impl Gateway for RecordingGateway {
             return Err(GatewayError::Throttled);
         }
         state.delivered.entry(conn.clone()).or_default().push(data);
+        Ok(())
+    }
+
+    async fn delete_connection(&self, conn: &ConnectionId) -> Result<(), GatewayError> {
+        let mut state = self.state();
+        if !state.gone.insert(conn.clone()) {
+            return Err(GatewayError::Gone);
+        }
+        state.deleted.push(conn.clone());
         Ok(())
     }
 }

@@ -1,4 +1,5 @@
-//! `$connect`: validate the handshake (origin, `?room=`, and `?name=` when given), then join the room.
+//! `$connect`: validate the handshake (origin, `?room=`, and `?name=` when given), count it against its source
+//! address, then join the room.
 //!
 //! Runs while the upgrade is pending: a non-2xx answer rejects the handshake with that status. The connection
 //! does not exist yet, so nothing may be posted to it from here (API Gateway would answer 410).
@@ -11,8 +12,8 @@ use tracing::{info, warn};
 use super::events::Connecting;
 use super::{HandlerError, response};
 use crate::fanout::Announcer;
-use crate::rooms::{Departed, Entered, RoomStore};
-use crate::wire::{DisplayName, ServerFrame};
+use crate::rooms::{Admission, Announce, Departed, Entered, RoomStore};
+use crate::wire::{ConnectionId, DisplayName, RoomName, ServerFrame};
 
 /// What `$connect` needs.
 #[derive(Clone)]
@@ -67,7 +68,8 @@ impl OriginPolicy {
 }
 
 /// Handles one `$connect` event: the origin, then the room, then the name are checked (each refusal rejects the
-/// handshake with its reason); the newcomer joins, and the room's presence watchers hear of it.
+/// handshake with its reason), then the source address's handshake rate and live connections (429); the newcomer
+/// joins, and the room's presence watchers hear of it, as far as presence damping lets them.
 ///
 /// # Errors
 /// [`HandlerError`] when the store fails (API Gateway then rejects the handshake with 500).
@@ -79,17 +81,19 @@ pub async fn handle(
         conn,
         connected_at_ms,
         origin,
+        address,
         handshake,
     } = connecting;
+    let at = address.as_ref().map(ToString::to_string);
     if !deps.origins.allows(origin.as_deref()) {
-        warn!(connection = %conn, origin, "handshake rejected: origin not allowed");
+        warn!(connection = %conn, address = at, origin, "handshake rejected: origin not allowed");
         return Ok(response(403, Some("origin not allowed")));
     }
     let room = match handshake.room {
         Ok(room) => room,
         Err(reason) => {
             let reason = reason.to_string();
-            warn!(connection = %conn, reason, "handshake rejected: bad room");
+            warn!(connection = %conn, address = at, reason, "handshake rejected: bad room");
             return Ok(response(400, Some(&reason)));
         }
     };
@@ -98,49 +102,112 @@ pub async fn handle(
         Ok(name) => name,
         Err(reason) => {
             let reason = reason.to_string();
-            warn!(connection = %conn, reason, "handshake rejected: bad name");
+            warn!(connection = %conn, address = at, reason, "handshake rejected: bad name");
             return Ok(response(400, Some(&reason)));
         }
     };
-    match deps
+    if let Some(address) = &address {
+        let refusal = match deps.rooms.admit(address, &conn, connected_at_ms).await? {
+            Admission::Admitted => None,
+            Admission::TooFast { retry_after_ms } => Some(format!(
+                "too many connections from your address: try again in {:.0} s",
+                (retry_after_ms as f64 / 1000.0).ceil()
+            )),
+            Admission::TooMany => {
+                Some("too many open connections from your address: close some first".to_owned())
+            }
+        };
+        if let Some(reason) = refusal {
+            warn!(connection = %conn, address = at, reason, "handshake rejected: address limit");
+            return Ok(response(429, Some(&reason)));
+        }
+    }
+    let entered = deps
         .rooms
         .join(&room, &conn, connected_at_ms, name.as_ref())
-        .await?
+        .await;
+    if !matches!(entered, Ok(Entered::Joined { .. }))
+        && let Some(address) = &address
+        && let Err(err) = deps.rooms.release(address, &conn).await
     {
+        let err: &dyn std::error::Error = &err;
+        warn!(connection = %conn, address = at, error = err, "could not release a refused handshake's address slot");
+    }
+    match entered? {
         Entered::Joined {
             fresh,
             count,
             watchers,
             expired,
+            announce,
         } => {
-            info!(connection = %conn, room = %room, count, "joined");
-            // Members found past their lifetime left without a `$disconnect`: announced before the newcomer.
-            if let (false, Some(announcer)) = (expired.is_empty(), &deps.announcer) {
-                let departed = Departed {
-                    room: room.clone(),
-                    names: expired,
-                    count: count - usize::from(fresh),
-                    watchers: watchers.clone(),
-                };
-                announcer.departures(deps.rooms.as_ref(), &departed).await;
-            }
-            // Only the others: the newcomer's own connection is not open yet (a post to it would get 410), and it
-            // is not a watcher before it asks.
-            if let (true, Some(announcer)) = (fresh, &deps.announcer) {
-                let frame = ServerFrame::Joined {
-                    joined: name.as_ref().map(DisplayName::as_str),
+            info!(connection = %conn, address = at, room = %room, count, "joined");
+            if let Some(announcer) = &deps.announcer {
+                let tell = Telling {
+                    room: &room,
+                    watchers,
                     count,
-                }
-                .encode();
-                announcer
-                    .tell(deps.rooms.as_ref(), &room, &watchers, frame)
+                    fresh,
+                    name: name.as_ref(),
+                };
+                tell.announce(announcer, deps.rooms.as_ref(), expired, announce)
                     .await;
             }
             Ok(response(200, None))
         }
         Entered::RoomFull => {
-            warn!(connection = %conn, room = %room, "handshake rejected: the room is full");
+            warn!(connection = %conn, address = at, room = %room, "handshake rejected: the room is full");
             Ok(response(403, Some("this room is full")))
+        }
+    }
+}
+
+/// A join, told to the room's presence watchers.
+struct Telling<'a> {
+    room: &'a RoomName,
+    watchers: Vec<ConnectionId>,
+    count: usize,
+    fresh: bool,
+    name: Option<&'a DisplayName>,
+}
+
+impl Telling<'_> {
+    /// The members found past their lifetime (they left without a `$disconnect`) are announced first, then the
+    /// newcomer, as many of them as presence damping lets out; the last one out says `recount` when it must.
+    async fn announce(
+        self,
+        announcer: &Announcer,
+        rooms: &dyn RoomStore,
+        expired: Vec<Option<String>>,
+        announce: Announce,
+    ) {
+        let leaves = announce.allowed.min(expired.len());
+        // Only the others: the newcomer's own connection is not open yet (a post to it would get 410), and it
+        // is not a watcher before it asks.
+        let join = self.fresh && announce.allowed > leaves;
+        if leaves > 0 {
+            let departed = Departed {
+                room: self.room.clone(),
+                names: expired,
+                count: self.count - usize::from(self.fresh),
+                watchers: self.watchers.clone(),
+                announce: Announce {
+                    allowed: leaves,
+                    recount: announce.recount && !join,
+                },
+            };
+            announcer.departures(rooms, &departed).await;
+        }
+        if join {
+            let frame = ServerFrame::Joined {
+                joined: self.name.map(DisplayName::as_str),
+                count: self.count,
+                recount: announce.recount,
+            }
+            .encode();
+            announcer
+                .tell(rooms, self.room, &self.watchers, frame)
+                .await;
         }
     }
 }
@@ -153,7 +220,6 @@ mod tests {
     use super::*;
     use crate::handlers::fixtures;
     use crate::rooms::MemoryRoomStore;
-    use crate::wire::{ConnectionId, RoomName};
 
     /// The event as the edge parses it, then the handler.
     async fn handle(

@@ -1,10 +1,10 @@
-//! `$disconnect`: leave the room. Best effort on API Gateway's side, so membership also expires by itself
+//! `$disconnect`: leave the room, and free the source address's slot. Best effort on API Gateway's side, so membership also expires by itself
 //! and is pruned on 410; this handler only makes the common case immediate.
 
 use std::sync::Arc;
 
 use aws_lambda_events::apigw::ApiGatewayProxyResponse;
-use tracing::info;
+use tracing::{info, warn};
 
 use super::events::Leaving;
 use super::{HandlerError, response};
@@ -31,11 +31,22 @@ pub async fn handle(
 ) -> Result<ApiGatewayProxyResponse, HandlerError> {
     let Leaving { caller, status } = leaving;
     let conn = &caller.conn;
-    match deps
-        .rooms
-        .leave(conn, caller.room.as_ref(), caller.time_ms)
-        .await?
-    {
+    // The address's live connection is released alongside the leave: the two keys live in different slots.
+    let release = async {
+        match &caller.address {
+            Some(address) => deps.rooms.release(address, conn).await,
+            None => Ok(()),
+        }
+    };
+    let (left, released) = tokio::join!(
+        deps.rooms.leave(conn, caller.room.as_ref(), caller.time_ms),
+        release
+    );
+    if let Err(err) = released {
+        let err: &dyn std::error::Error = &err;
+        warn!(connection = %conn, error = err, "could not release the address's live connection");
+    }
+    match left? {
         Some(departed) => {
             info!(connection = %conn, room = %departed.room, status, "left");
             if let Some(announcer) = &deps.announcer {

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use super::HandlerError;
 use crate::wire::{
     ClientFrame, ConnectionId, ConnectionIdError, DisplayName, DisplayNameError, FrameError,
-    RoomName, RoomNameError,
+    RoomName, RoomNameError, SourceAddress,
 };
 
 /// The key under which the authorizer puts the room in its context (`requestContext.authorizer.room`).
@@ -112,6 +112,8 @@ pub struct Connecting {
     pub connected_at_ms: i64,
     /// The browser's `Origin` header (none: not a browser).
     pub origin: Option<String>,
+    /// Where it comes from (`requestContext.identity.sourceIp`; none in a hand-made event).
+    pub address: Option<SourceAddress>,
     /// What the handshake asks for.
     pub handshake: Handshake,
 }
@@ -129,6 +131,7 @@ impl TryFrom<&ApiGatewayWebsocketProxyRequest> for Connecting {
                 .get("origin")
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned),
+            address: source_address(&event.request_context),
             handshake: Handshake::parse(|key| query.first(key)),
         })
     }
@@ -149,6 +152,8 @@ pub struct Caller {
     pub time_ms: i64,
     /// API Gateway's id of this message (`messageId`; message events only).
     pub message_id: Option<String>,
+    /// Where the connection comes from (`requestContext.identity.sourceIp`), for the logs and the address limits.
+    pub address: Option<SourceAddress>,
 }
 
 impl TryFrom<&ApiGatewayWebsocketProxyRequestContext> for Caller {
@@ -167,6 +172,7 @@ impl TryFrom<&ApiGatewayWebsocketProxyRequestContext> for Caller {
                 super::now_ms()
             },
             message_id: ctx.message_id.clone(),
+            address: source_address(ctx),
         })
     }
 }
@@ -210,6 +216,14 @@ impl TryFrom<&ApiGatewayWebsocketProxyRequest> for Leaving {
             status: event.request_context.disconnect_status_code,
         })
     }
+}
+
+/// The address the connection comes from, when the event says (API Gateway's always do).
+fn source_address(ctx: &ApiGatewayWebsocketProxyRequestContext) -> Option<SourceAddress> {
+    ctx.identity
+        .source_ip
+        .as_deref()
+        .and_then(SourceAddress::parse)
 }
 
 /// The connection an event is about; an event without one is not one API Gateway would send.
@@ -271,6 +285,7 @@ mod tests {
         assert_eq!(caller.name, DisplayName::parse("Ann").ok());
         assert_eq!((caller.connected_at_ms, caller.time_ms), (1_000, 100_000));
         assert_eq!(caller.message_id.as_deref(), Some("m-1"));
+        assert_eq!(caller.address, SourceAddress::parse("127.0.0.1"));
     }
 
     #[test]

@@ -7,70 +7,21 @@
 //! `$disconnect` is best effort: a member older than that is certainly gone, whatever Redis still says.
 
 pub mod memory;
+mod policy;
 pub mod redis;
 
 use async_trait::async_trait;
 
-use std::time::Duration;
-
-use crate::wire::{ConnectionId, DisplayName, Epoch, RoomName};
+use crate::wire::{ConnectionId, DisplayName, Epoch, RoomName, SourceAddress};
 
 pub use self::memory::MemoryRoomStore;
+pub use self::policy::{ANNOUNCEMENT_BURST, ANNOUNCEMENTS_PER_SEC, Limits, Policy, Retention};
 pub use self::redis::RedisRoomStore;
 
 pub use crate::config::MAX_CONNECTION_LIFETIME;
 
 /// How long a store remembers a message id, so a publish retried after a lost answer is not numbered twice.
 pub(crate) const SEEN_FOR_MS: i64 = 60_000;
-
-/// How much of a room's history the store keeps (`HISTORY_MAX_MESSAGES`, `HISTORY_TTL_SECS`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Retention {
-    /// The newest this many messages of each room are kept.
-    pub max_messages: usize,
-    /// A room's history (and its sequence) is forgotten this long after its last message.
-    pub ttl: Duration,
-}
-
-impl Default for Retention {
-    fn default() -> Self {
-        Self {
-            max_messages: crate::config::DEFAULT_HISTORY_MAX_MESSAGES,
-            ttl: crate::config::DEFAULT_HISTORY_TTL,
-        }
-    }
-}
-
-/// What a store keeps and enforces besides membership lifetime: one value, so every store takes the same
-/// settings the same way (`startup::policy` reads them from the configuration).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Policy {
-    /// How much history is kept.
-    pub retention: Retention,
-    /// The room cap and the rate limit.
-    pub limits: Limits,
-}
-
-/// What the store enforces per room and per connection, in the same round trips as the writes they guard.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    /// `$connect` into a room with this many live members is refused (`MAX_ROOM_MEMBERS`).
-    pub max_members: usize,
-    /// Chat messages a connection may send per second, sustained (`RATE_LIMIT_PER_SEC`).
-    pub messages_per_sec: u32,
-    /// Messages a connection may send at once after a quiet spell (`RATE_LIMIT_BURST`).
-    pub burst: u32,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            max_members: crate::config::DEFAULT_MAX_ROOM_MEMBERS,
-            messages_per_sec: crate::config::DEFAULT_RATE_LIMIT_PER_SEC,
-            burst: crate::config::DEFAULT_RATE_LIMIT_BURST,
-        }
-    }
-}
 
 /// A live member of a room and when it joined (`connectedAt`, epoch ms).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -125,6 +76,8 @@ pub enum Entered {
         /// Members found past their lifetime and removed now (their names; `None`: anonymous): they left
         /// without a `$disconnect`, and the watchers hear of it too.
         expired: Vec<Option<String>>,
+        /// How many of the announcements (the expired members' leaves, then the join) presence damping lets out.
+        announce: Announce,
     },
     /// The room has [`Limits::max_members`] live members; nothing was written.
     RoomFull,
@@ -141,6 +94,8 @@ pub struct Presence {
     pub expired: Vec<Option<String>>,
     /// The other connections that asked for presence: they hear of the expired members' leaves.
     pub watchers: Vec<ConnectionId>,
+    /// How many of the expired members' leaves presence damping lets out.
+    pub announce: Announce,
 }
 
 /// Members that left a room (`$disconnect`, or pruned after a 410), with what presence needs to announce it.
@@ -154,6 +109,46 @@ pub struct Departed {
     pub count: usize,
     /// The connections that asked for presence and are still there: they hear of the leave.
     pub watchers: Vec<ConnectionId>,
+    /// How many of the leaves presence damping lets out.
+    pub announce: Announce,
+}
+
+/// What presence damping lets out of a batch of joins and leaves ([`ANNOUNCEMENTS_PER_SEC`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Announce {
+    /// How many of the batch's announcements go out, the first ones; the rest are merged away.
+    pub allowed: usize,
+    /// Watchers should ask for presence again once things calm down: some announcements were (or may soon be)
+    /// merged away, so their names and counts may be stale.
+    pub recount: bool,
+}
+
+/// What a frame's draw on its connection's budget decided ([`RoomStore::spend`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Spent {
+    /// Go ahead.
+    Granted,
+    /// Over budget: do nothing else.
+    Refused {
+        /// When the connection may send again.
+        retry_after_ms: u64,
+        /// The connection went on sending far past its budget: close it.
+        close: bool,
+    },
+}
+
+/// What a handshake's source address decided ([`RoomStore::admit`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Counted, and the connection recorded as one of the address's live connections.
+    Admitted,
+    /// The address made too many handshakes in the last minute.
+    TooFast {
+        /// When it may try again.
+        retry_after_ms: u64,
+    },
+    /// The address holds too many live connections.
+    TooMany,
 }
 
 /// What [`RoomStore::publish`] did: the message's place in the room's history and who is in the room.
@@ -181,6 +176,8 @@ pub struct HistoryPage {
     /// `false` when some messages after the requested seq are no longer retained, or the requested epoch is not
     /// the current one. Without a requested seq: whether the frames start at the room's first message.
     pub complete: bool,
+    /// More messages follow than one page holds: ask again after the last one.
+    pub more: bool,
 }
 
 /// Room membership storage. Implementations must be safe to share between concurrent invocations.
@@ -236,8 +233,8 @@ pub trait RoomStore: Send + Sync {
     ) -> Result<PublishOutcome, StoreError>;
 
     /// The retained chat frames of `room` after seq `after` of history `epoch` (the current history when `epoch`
-    /// is `None`; the most recent frames when `after` is `None`), in one round trip. A room without history gets
-    /// an epoch now, so the answer always names one.
+    /// is `None`; the most recent frames when `after` is `None`), at most [`Retention::page_bytes`] of them (at
+    /// least one), in one round trip. A room without history gets an epoch now, so the answer always names one.
     ///
     /// # Errors
     /// [`StoreError`] when the backing store cannot be read.
@@ -279,6 +276,33 @@ pub trait RoomStore: Send + Sync {
         gone: &[ConnectionId],
         now_ms: i64,
     ) -> Result<Departed, StoreError>;
+
+    /// Takes one token from `conn`'s frame budget ([`Limits::frames_per_sec`], [`Limits::frame_burst`]), in one
+    /// round trip: every history, presence and ping request and every refused frame pays it first.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the backing store cannot be reached.
+    async fn spend(&self, conn: &ConnectionId, now_ms: i64) -> Result<Spent, StoreError>;
+
+    /// Counts a handshake from `address` and, unless the address is over [`Limits::handshakes_per_min`] or
+    /// [`Limits::connections_per_address`], records `conn` (connected at `connected_at_ms`) as one of its live
+    /// connections, in one round trip.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the backing store cannot be reached.
+    async fn admit(
+        &self,
+        address: &SourceAddress,
+        conn: &ConnectionId,
+        connected_at_ms: i64,
+    ) -> Result<Admission, StoreError>;
+
+    /// Forgets `conn` as a live connection of `address` (it left, or its handshake was refused after all).
+    ///
+    /// # Errors
+    /// [`StoreError`] when the backing store cannot be reached.
+    async fn release(&self, address: &SourceAddress, conn: &ConnectionId)
+    -> Result<(), StoreError>;
 }
 
 /// A room store failure. Client mistakes never end up here: only infrastructure does.

@@ -55,6 +55,14 @@ pub enum FrameError {
     /// `epoch` is not an epoch this server could have sent.
     #[error("\"epoch\" must be the epoch string of a chat or history frame")]
     BadEpoch,
+    /// The message's text is longer than `MAX_MESSAGE_BYTES`.
+    #[error("message is too long: {bytes} bytes of UTF-8 (limit {limit})")]
+    MessageTooLong {
+        /// The text's UTF-8 bytes.
+        bytes: usize,
+        /// The limit.
+        limit: usize,
+    },
     /// The broadcast frame would exceed what PostToConnection accepts.
     #[error("message is too large: the encoded frame would be {0} bytes (limit {MAX_POST_BYTES})")]
     TooLarge(usize),

@@ -259,6 +259,32 @@ impl fmt::Display for Epoch {
     }
 }
 
+/// The address a connection comes from (`requestContext.identity.sourceIp`), in its canonical form: what the
+/// handshake limits count by.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct SourceAddress(String);
+
+impl SourceAddress {
+    /// Parses an IPv4 or IPv6 address; `None` for anything else.
+    pub fn parse(raw: &str) -> Option<Self> {
+        raw.trim()
+            .parse::<std::net::IpAddr>()
+            .ok()
+            .map(|ip| Self(ip.to_string()))
+    }
+
+    /// The address as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for SourceAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -386,5 +412,20 @@ mod tests {
             DisplayName::parse_normalized(""),
             Err(DisplayNameError::Empty)
         );
+    }
+
+    #[test]
+    fn a_source_address_is_an_ip_in_its_canonical_form() {
+        assert_eq!(
+            SourceAddress::parse("2001:DB8:0::1").map(|a| a.to_string()),
+            Some("2001:db8::1".to_owned())
+        );
+        assert_eq!(
+            SourceAddress::parse(" 203.0.113.9 ").map(|a| a.to_string()),
+            Some("203.0.113.9".to_owned())
+        );
+        assert_eq!(SourceAddress::parse("203.0.113.9, 10.0.0.1"), None);
+        assert_eq!(SourceAddress::parse("{x}"), None);
+        assert_eq!(SourceAddress::parse(""), None);
     }
 }

@@ -27,7 +27,7 @@ mod server;
 pub use self::client::{ClientFrame, FrameError};
 pub use self::ids::{
     ConnectionId, ConnectionIdError, DisplayName, DisplayNameError, Epoch, MAX_DISPLAY_NAME_CHARS,
-    MAX_ROOM_NAME_CHARS, RoomName, RoomNameError,
+    MAX_ROOM_NAME_CHARS, RoomName, RoomNameError, SourceAddress,
 };
 pub use self::server::{
     CHAT_FRAME_OVERHEAD, PresenceBody, ServerFrame, chat_frame, history_frames,

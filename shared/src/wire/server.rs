@@ -30,16 +30,22 @@ pub fn chat_frame(
 }
 
 /// The answer to a history request, as frames of at most `max_bytes` each (a single chat frame larger than that
-/// travels alone), in order; only the last carries `complete`. Always at least one frame.
+/// travels alone), in order; only the last carries `complete`, and `"more": true` when `more` messages follow
+/// than the answer holds. Always at least one frame.
 pub fn history_frames(
     epoch: &Epoch,
     chats: &[String],
     complete: bool,
+    more: bool,
     max_bytes: usize,
 ) -> Vec<bytes::Bytes> {
     let head = r#"{"history":["#;
     let tail_more = format!(r#"],"epoch":"{}"}}"#, epoch.as_str());
-    let tail_last = format!(r#"],"epoch":"{}","complete":{complete}}}"#, epoch.as_str());
+    let more = if more { r#","more":true"# } else { "" };
+    let tail_last = format!(
+        r#"],"epoch":"{}","complete":{complete}{more}}}"#,
+        epoch.as_str()
+    );
     let mut frames = Vec::new();
     let mut current = String::from(head);
     let mut count = 0;
@@ -73,17 +79,17 @@ pub enum ServerFrame<'a> {
         /// The chat text.
         message: &'a str,
     },
-    /// A refusal sent to one client only: `{"error": ...}`.
+    /// A refusal sent to one client only: `{"error": ...}`, with `"undelivered": <the text>` when a chat message
+    /// did not get through (for the sender to send again), and `"retryAfterMs"` when it must wait first.
     Error {
         /// Why the frame was refused.
         error: &'a str,
-    },
-    /// A chat message that did not get through: `{"error": ..., "undelivered": <the text>}`, to its sender.
-    Undelivered {
-        /// What happened.
-        error: &'a str,
-        /// The message's text, for the sender to send again.
-        undelivered: &'a str,
+        /// The text of the chat message that did not get through.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        undelivered: Option<&'a str>,
+        /// How long to wait before sending again.
+        #[serde(rename = "retryAfterMs", skip_serializing_if = "Option::is_none")]
+        retry_after_ms: Option<u64>,
     },
     /// The answer to a ping: `{"pong": <epoch ms>}`.
     Pong {
@@ -95,19 +101,26 @@ pub enum ServerFrame<'a> {
         /// Who is here.
         presence: PresenceBody<'a>,
     },
-    /// To watchers: `{"joined": <name or null>, "count": n}`.
+    /// To watchers: `{"joined": <name or null>, "count": n}`, and `"recount": true` when other joins and leaves
+    /// were merged away (ask presence again in a moment).
     Joined {
         /// The newcomer's name (`null`: anonymous).
         joined: Option<&'a str>,
         /// Members now.
         count: usize,
+        /// Some announcements were, or may soon be, merged away.
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        recount: bool,
     },
-    /// To watchers: `{"left": <name or null>, "count": n}`.
+    /// To watchers: `{"left": <name or null>, "count": n}`, with `"recount"` as for a join.
     Left {
         /// The leaver's name (`null`: anonymous).
         left: Option<&'a str>,
         /// Members now.
         count: usize,
+        /// Some announcements were, or may soon be, merged away.
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        recount: bool,
     },
 }
 
@@ -143,7 +156,7 @@ mod tests {
             .map(|seq| chat_frame(&format!("\"{}\"", "x".repeat(90)), None, seq, &epoch, 1))
             .collect();
 
-        let frames = history_frames(&epoch, &chats, false, 1024);
+        let frames = history_frames(&epoch, &chats, false, false, 1024);
 
         assert!(frames.len() > 1, "{}", frames.len());
         let mut seqs = Vec::new();
@@ -166,7 +179,7 @@ mod tests {
     #[test]
     fn an_empty_history_is_one_frame_and_an_oversized_chat_travels_alone() {
         let epoch = Epoch::parse("abc").expect("epoch");
-        let empty = history_frames(&epoch, &[], true, 1024);
+        let empty = history_frames(&epoch, &[], true, false, 1024);
         assert_eq!(
             empty,
             vec![bytes::Bytes::from(
@@ -176,19 +189,37 @@ mod tests {
 
         let big = chat_frame(&format!("\"{}\"", "y".repeat(2000)), None, 1, &epoch, 1);
         let small = chat_frame("\"hi\"", None, 2, &epoch, 1);
-        let frames = history_frames(&epoch, &[big, small], true, 1024);
+        let frames = history_frames(&epoch, &[big, small], true, true, 1024);
         assert_eq!(frames.len(), 2);
         assert!(frames[1].len() <= 1024);
+        assert!(
+            frames[1].ends_with(br#""complete":true,"more":true}"#),
+            "the last frame says more follow"
+        );
+        assert!(!frames[0].windows(6).any(|w| w == b"\"more\""));
     }
 
     #[test]
     fn error_frames_are_json_objects_with_an_error_field() {
         let out = ServerFrame::Error {
             error: "bad \"frame\"",
+            undelivered: None,
+            retry_after_ms: None,
         }
         .encode();
         let back: serde_json::Value = serde_json::from_slice(&out).expect("JSON");
         assert_eq!(back, serde_json::json!({ "error": "bad \"frame\"" }));
+
+        let waited = ServerFrame::Error {
+            error: "too many",
+            undelivered: Some("hi"),
+            retry_after_ms: Some(1500),
+        }
+        .encode();
+        assert_eq!(
+            waited,
+            r#"{"error":"too many","undelivered":"hi","retryAfterMs":1500}"#
+        );
     }
 
     #[test]

@@ -224,6 +224,14 @@ impl Gateway for OneProcess {
         let _permit = self.permits.acquire().await;
         self.inner.post_to_connection(conn, data).await
     }
+
+    async fn delete_connection(
+        &self,
+        conn: &chat_shared::wire::ConnectionId,
+    ) -> Result<(), GatewayError> {
+        let _permit = self.permits.acquire().await;
+        self.inner.delete_connection(conn).await
+    }
 }
 
 #[async_trait]

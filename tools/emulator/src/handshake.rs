@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use axum::extract::ws::WebSocketUpgrade;
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chat_shared::wire::{MAX_FRAME_BYTES, MAX_POST_BYTES};
 use serde_json::{Map, Value};
@@ -41,7 +41,7 @@ pub(crate) async fn handshake(
     let mut info = ConnectionInfo {
         connection_id: events::random_id(11),
         connected_at: now,
-        source_ip: peer.ip().to_string(),
+        source_ip: source_ip(&parts.headers, peer, state.options.trust_forwarded_for),
         user_agent: parts
             .headers
             .get(header::USER_AGENT)
@@ -247,6 +247,17 @@ fn accept(
         .on_upgrade(move |socket| crate::socket::run(state, socket, new, last_active_at))
 }
 
+/// The handshake's source address: the TCP peer's, or, when trusted, the first address of `X-Forwarded-For`.
+fn source_ip(headers: &HeaderMap, peer: SocketAddr, trust_forwarded_for: bool) -> String {
+    let forwarded = headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').next())
+        .and_then(|first| first.trim().parse::<std::net::IpAddr>().ok())
+        .filter(|_| trust_forwarded_for);
+    forwarded.unwrap_or(peer.ip()).to_string()
+}
+
 /// Query parameters, percent-decoded (`+` is a space), in order.
 pub(crate) fn parse_query(query: &str) -> Vec<(String, String)> {
     let decode = |s: &str| {
@@ -296,6 +307,21 @@ mod tests {
                 ("flag".to_owned(), String::new()),
             ]
         );
+    }
+
+    #[test]
+    fn the_source_address_comes_from_x_forwarded_for_only_when_trusted() {
+        let peer: SocketAddr = "127.0.0.1:5000".parse().expect("addr");
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("203.0.113.7, 10.0.0.1"),
+        );
+
+        assert_eq!(source_ip(&headers, peer, true), "203.0.113.7");
+        assert_eq!(source_ip(&headers, peer, false), "127.0.0.1");
+        headers.insert("x-forwarded-for", HeaderValue::from_static("not an ip"));
+        assert_eq!(source_ip(&headers, peer, true), "127.0.0.1");
     }
 
     #[test]

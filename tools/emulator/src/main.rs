@@ -94,6 +94,10 @@ struct Args {
     /// Let frames sent to a client reset its idle timer too (by default only the client's messages do).
     #[arg(long)]
     idle_reset_on_send: bool,
+    /// Take each handshake's source address from its X-Forwarded-For header (the first address) instead of the
+    /// TCP peer: tests and load tools on one machine can then be many addresses. Anyone can write that header.
+    #[arg(long, env = "WSCHAT_TRUST_FORWARDED_FOR")]
+    trust_forwarded_for: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -149,6 +153,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         open_delay: Duration::from_millis(args.open_delay_ms),
         integration_timeout: Duration::from_millis(args.integration_timeout_ms),
         idle_reset_on_send: args.idle_reset_on_send,
+        trust_forwarded_for: args.trust_forwarded_for,
         prices,
         routes,
         ..Options::default()

@@ -261,6 +261,21 @@ impl Gateway for LocalGateway {
         log("POST", conn.as_str(), bytes, status);
         result.map_err(Refusal::into_gateway_error)
     }
+
+    async fn delete_connection(&self, conn: &ConnectionId) -> Result<(), GatewayError> {
+        let Some(inner) = self.state.get().and_then(std::sync::Weak::upgrade) else {
+            return Err(GatewayError::Other("the emulator is not running".into()));
+        };
+        let state = AppState(inner);
+        let result = faults(&state)
+            .await
+            .and_then(|()| close(&state, conn.as_str()));
+        let status = result
+            .as_ref()
+            .map_or_else(|r| r.status, |()| StatusCode::NO_CONTENT);
+        log("DELETE", conn.as_str(), 0, status);
+        result.map_err(Refusal::into_gateway_error)
+    }
 }
 
 async fn get_connection(
@@ -284,29 +299,30 @@ async fn get_connection(
     .await
 }
 
+/// DeleteConnection once the call is admitted: the socket is closed (1000, as on AWS), and `$disconnect` runs.
+fn close(state: &AppState, id: &str) -> Result<(), Refusal> {
+    let control = state
+        .connections()
+        .get(id)
+        .map(|handle| handle.control.clone())
+        .ok_or(Refusal::GONE)?;
+    control
+        .try_send(Control::Close {
+            code: 1000,
+            reason: "Connection deleted",
+        })
+        .map_err(|_| Refusal::GONE)
+}
+
 async fn delete_connection(
     State(state): State<AppState>,
     Path(params): Path<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
     managed(&state, "DELETE", &params, &headers, 0, |id| {
-        let control = state
-            .connections()
-            .get(id)
-            .map(|handle| handle.control.clone());
-        match control {
-            Some(tx)
-                if tx
-                    .try_send(Control::Close {
-                        code: 1000,
-                        reason: "Connection deleted",
-                    })
-                    .is_ok() =>
-            {
-                StatusCode::NO_CONTENT.into_response()
-            }
-            _ => Refusal::GONE.into_response(),
-        }
+        close(&state, id).map_or_else(Refusal::into_response, |()| {
+            StatusCode::NO_CONTENT.into_response()
+        })
     })
     .await
 }

@@ -45,6 +45,10 @@ pub struct Options {
     /// without saying which direction counts; the default assumes only the client's own messages do (the
     /// stricter reading, so a page that passes here keeps its connection on AWS either way).
     pub idle_reset_on_send: bool,
+    /// Take a handshake's source address (`requestContext.identity.sourceIp`) from the first address of its
+    /// `X-Forwarded-For` header instead of the TCP peer, so tests and load tools on one machine can be many
+    /// addresses. Only for a proxy you run, or loopback: anyone can write that header.
+    pub trust_forwarded_for: bool,
     /// What the cost meter charges.
     pub prices: Prices,
     /// A Redis whose command count the cost meter reads (`INFO commandstats`), when it can see one.
@@ -65,6 +69,7 @@ impl Default for Options {
             faults: Faults::default(),
             integration_timeout: Duration::from_secs(29),
             idle_reset_on_send: false,
+            trust_forwarded_for: false,
             prices: Prices::default(),
             meter_redis_url: None,
             // The template is compiled in and a unit test follows it, so this cannot fail in a released binary.

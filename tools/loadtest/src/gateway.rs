@@ -243,6 +243,15 @@ impl Gateway for RawFloor {
             )),
         }
     }
+
+    async fn delete_connection(
+        &self,
+        _conn: &ConnectionId,
+    ) -> Result<(), chat_shared::gateway::GatewayError> {
+        Err(chat_shared::gateway::GatewayError::Other(
+            "the floor only measures posts".into(),
+        ))
+    }
 }
 
 /// The floor with HTTP/1.1 pipelining: `in_flight` of the floor's requests written at once on one connection,

@@ -1,5 +1,6 @@
 //! `{"action": "history", "after": n, "epoch": "…"}`: the retained messages after seq `after`, to the sender alone,
-//! in frames under API Gateway's 32 KB frame limit, in order.
+//! at most `HISTORY_PAGE_BYTES` of them (the last frame says `"more": true` when more follow), in frames under API
+//! Gateway's 32 KB frame limit, in order: at most 4 billed messages for one request.
 
 use tracing::{info, warn};
 
@@ -22,7 +23,13 @@ pub(super) async fn send(
         .history(room, after, epoch.as_ref(), caller.time_ms)
         .await
         .map_err(Failure::store_down)?;
-    let frames = history_frames(&page.epoch, &page.frames, page.complete, MAX_FRAME_BYTES);
+    let frames = history_frames(
+        &page.epoch,
+        &page.frames,
+        page.complete,
+        page.more,
+        MAX_FRAME_BYTES,
+    );
     info!(
         connection = %sender,
         room = %room,
@@ -30,6 +37,7 @@ pub(super) async fn send(
         messages = page.frames.len(),
         frames = frames.len(),
         complete = page.complete,
+        more = page.more,
         "history sent"
     );
     // One after another: the client relies on their order, and only the last says `complete`.

@@ -5,7 +5,9 @@
 //! * `presence`, `{"action": "presence"}`: who is here, to the sender alone, who then hears of joins and leaves;
 //! * `ping`, `{"action": "ping"}`: `{"pong"}` to the sender, after writing its membership again.
 //!
-//! Every outcome is answered by `reply`: 200, or the failure's status with an error frame to the sender alone.
+//! Chat pays its own rate limit, in its publish's round trip. Every other frame, a refused one included, first
+//! pays the connection's frame budget (`FRAME_RATE_PER_SEC`, `FRAME_BURST`): over it, nothing else is done. Every
+//! outcome is answered by `reply`: 200, or the failure's status with an error frame to the sender alone.
 //!
 //! History, presence and ping could be routes of their own (route selection is `$request.body.action`), but
 //! they need exactly `$default`'s dependencies, and one function keeps one warm container and one place that
@@ -29,8 +31,8 @@ use self::reply::{Failure, Outcome};
 use super::events::{Caller, Message};
 use crate::fanout::FanoutSettings;
 use crate::gateway::Gateway;
-use crate::rooms::RoomStore;
-use crate::wire::{ClientFrame, RoomName};
+use crate::rooms::{RoomStore, Spent};
+use crate::wire::{ClientFrame, FrameError, RoomName};
 
 /// What `$default` needs.
 #[derive(Clone)]
@@ -41,6 +43,8 @@ pub struct Deps {
     pub gateway: Arc<dyn Gateway>,
     /// Fan-out tuning.
     pub fanout: FanoutSettings,
+    /// UTF-8 bytes a chat message's text may have (`MAX_MESSAGE_BYTES`).
+    pub max_message_bytes: usize,
 }
 
 /// Handles one `$default` message; no post starts shortly before `deadline` (the Lambda's own). Never fails: a
@@ -51,20 +55,22 @@ pub async fn handle(
     deadline: Option<tokio::time::Instant>,
 ) -> ApiGatewayProxyResponse {
     let Message { caller, frame } = message;
-    let outcome = match frame {
-        Ok(frame) => dispatch(frame, &caller, deps, deadline).await,
-        Err(err) => Err(Failure::refused(err)),
-    };
-    reply::send(outcome, deps.gateway.as_ref(), &caller.conn).await
+    let outcome = serve(frame, &caller, deps, deadline).await;
+    reply::send(outcome, deps.gateway.as_ref(), &caller).await
 }
 
-/// Finds the sender's room, then hands the frame to the file of its kind.
-async fn dispatch(
-    frame: ClientFrame,
+/// Charges the frame, finds the sender's room, then hands the frame to the file of its kind.
+async fn serve(
+    frame: Result<ClientFrame, FrameError>,
     caller: &Caller,
     deps: &Deps,
     deadline: Option<tokio::time::Instant>,
 ) -> Outcome {
+    let frame = frame.and_then(|frame| within_limits(frame, deps.max_message_bytes));
+    if !matches!(frame, Ok(ClientFrame::Chat { .. })) {
+        spend(caller, deps).await?;
+    }
+    let frame = frame.map_err(Failure::refused)?;
     let room = match room_of(caller, deps).await {
         Ok(room) => room,
         Err(failure) => {
@@ -83,6 +89,36 @@ async fn dispatch(
         }
         ClientFrame::Presence => presence::answer(&room, caller, deps).await,
         ClientFrame::Ping => ping::answer(&room, caller, deps).await,
+    }
+}
+
+/// A chat frame whose text is over `MAX_MESSAGE_BYTES` is refused like a malformed one.
+fn within_limits(frame: ClientFrame, max_message_bytes: usize) -> Result<ClientFrame, FrameError> {
+    match frame {
+        ClientFrame::Chat { message, .. } if message.len() > max_message_bytes => {
+            Err(FrameError::MessageTooLong {
+                bytes: message.len(),
+                limit: max_message_bytes,
+            })
+        }
+        frame => Ok(frame),
+    }
+}
+
+/// One token of the connection's frame budget. When the store cannot count, the frame goes ahead: whatever it
+/// asks of the store then fails and is answered as such, and a malformed frame is still told why.
+async fn spend(caller: &Caller, deps: &Deps) -> Outcome {
+    match deps.rooms.spend(&caller.conn, caller.time_ms).await {
+        Ok(Spent::Granted) => Ok(()),
+        Ok(Spent::Refused {
+            retry_after_ms,
+            close,
+        }) => Err(Failure::over_budget(retry_after_ms, close)),
+        Err(err) => {
+            let err: &dyn std::error::Error = &err;
+            warn!(connection = %caller.conn, error = err, "the frame budget could not be counted");
+            Ok(())
+        }
     }
 }
 

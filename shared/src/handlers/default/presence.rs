@@ -19,6 +19,7 @@ pub(super) async fn answer(room: &RoomName, caller: &Caller, deps: &Deps) -> Out
         names,
         expired,
         watchers,
+        announce,
     } = deps
         .rooms
         .presence(room, sender, caller.time_ms)
@@ -31,6 +32,7 @@ pub(super) async fn answer(room: &RoomName, caller: &Caller, deps: &Deps) -> Out
             names: expired,
             count,
             watchers,
+            announce,
         };
         announce_departures(
             deps.gateway.as_ref(),

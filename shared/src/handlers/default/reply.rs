@@ -11,7 +11,8 @@
 //! | a malformed or oversized frame | 400 | why ([`crate::wire::FrameError`]) |
 //! | a ping that finds the room full | 403 | to reconnect later |
 //! | the connection is in no room (its membership expired) | 410 | to reconnect |
-//! | a chat message over the rate limit | 429 | how long to wait |
+//! | a chat message over the rate limit | 429 | how long to wait (`retryAfterMs`), and its text back |
+//! | any other frame over the connection's frame budget | 429 | how long to wait (`retryAfterMs`); far past it, the connection is also closed (DeleteConnection) |
 //! | some members could not be reached | 502 | how many were |
 //! | the answer to the sender itself could not be posted | 502 | nothing (it cannot be reached) |
 //! | the room store is down | 503 | to try again in a moment |
@@ -21,10 +22,11 @@ use std::borrow::Cow;
 use aws_lambda_events::apigw::ApiGatewayProxyResponse;
 use tracing::{error, warn};
 
-use crate::gateway::Gateway;
+use crate::gateway::{Gateway, GatewayError};
+use crate::handlers::events::Caller;
 use crate::handlers::{error_chain, response};
 use crate::rooms::StoreError;
-use crate::wire::{ConnectionId, FrameError, ServerFrame};
+use crate::wire::{FrameError, ServerFrame};
 
 /// What became of a frame: done, or a [`Failure`].
 pub(super) type Outcome = Result<(), Failure>;
@@ -43,6 +45,7 @@ enum Why {
     RoomFull,
     NoRoom,
     RateLimited { retry_after_ms: u64 },
+    OverBudget { retry_after_ms: u64, close: bool },
     Unreached { delivered: usize, members: usize },
     AnswerLost(&'static str),
     StoreDown(StoreError),
@@ -76,6 +79,14 @@ impl Failure {
         Self::new(Why::RateLimited { retry_after_ms })
     }
 
+    /// A frame over the connection's frame budget; `close`: far past it.
+    pub(super) fn over_budget(retry_after_ms: u64, close: bool) -> Self {
+        Self::new(Why::OverBudget {
+            retry_after_ms,
+            close,
+        })
+    }
+
     /// The message reached `delivered` of `members` members.
     pub(super) fn unreached(delivered: usize, members: usize) -> Self {
         Self::new(Why::Unreached { delivered, members })
@@ -100,12 +111,22 @@ impl Failure {
         self
     }
 
+    /// How long the sender must wait before sending again, when it must.
+    fn retry_after_ms(&self) -> Option<u64> {
+        match self.why {
+            Why::RateLimited { retry_after_ms } | Why::OverBudget { retry_after_ms, .. } => {
+                Some(retry_after_ms)
+            }
+            _ => None,
+        }
+    }
+
     fn status(&self) -> i64 {
         match self.why {
             Why::Refused(_) => 400,
             Why::RoomFull => 403,
             Why::NoRoom => 410,
-            Why::RateLimited { .. } => 429,
+            Why::RateLimited { .. } | Why::OverBudget { .. } => 429,
             Why::Unreached { .. } | Why::AnswerLost(_) => 502,
             Why::StoreDown(_) => 503,
         }
@@ -136,6 +157,17 @@ impl Failure {
                 "your message reached {delivered} of {members} members; the others may see it only after reconnecting"
             )
             .into(),
+            Why::OverBudget {
+                retry_after_ms,
+                close: false,
+            } => format!(
+                "too many requests: this one was not answered; wait {:.1} s before sending again",
+                *retry_after_ms as f64 / 1000.0
+            )
+            .into(),
+            Why::OverBudget { close: true, .. } => {
+                "far too many requests: this connection is closed".into()
+            }
             Why::AnswerLost(what) => (*what).into(),
             Why::StoreDown(_) if chat => "your message was not delivered: the chat's storage is unavailable right now; try again in a moment".into(),
             Why::StoreDown(_) => "the chat's storage is unavailable right now; try again in a moment".into(),
@@ -143,45 +175,55 @@ impl Failure {
     }
 }
 
-/// API Gateway's response to `outcome`, after telling `sender` what went wrong (if anything did, and it can be
-/// told).
+/// API Gateway's response to `outcome`, after telling the sender what went wrong (if anything did, and it can be
+/// told), and closing its connection when it went on sending far past its budget.
 pub(super) async fn send(
     outcome: Outcome,
     gateway: &dyn Gateway,
-    sender: &ConnectionId,
+    caller: &Caller,
 ) -> ApiGatewayProxyResponse {
     let failure = match outcome {
         Ok(()) => return response(200, None),
         Err(failure) => failure,
     };
+    let (sender, address) = (
+        &caller.conn,
+        caller.address.as_ref().map(ToString::to_string),
+    );
     let reason = failure.reason();
     match &failure.why {
         Why::StoreDown(err) => {
             error!(connection = %sender, error = %error_chain(err), "room store unavailable");
         }
-        Why::Refused(_) => warn!(connection = %sender, reason = %reason, "frame refused"),
+        Why::Refused(_) => warn!(connection = %sender, address, reason = %reason, "frame refused"),
+        Why::OverBudget {
+            retry_after_ms,
+            close,
+        } => warn!(connection = %sender, address, retry_after_ms, close, "over its frame budget"),
         _ => {}
     }
     if !matches!(failure.why, Why::AnswerLost(_)) {
-        tell(gateway, sender, &reason, failure.undelivered.as_deref()).await;
+        let frame = ServerFrame::Error {
+            error: &reason,
+            undelivered: failure.undelivered.as_deref(),
+            retry_after_ms: failure.retry_after_ms(),
+        }
+        .encode();
+        if let Err(err) = gateway.post_to_connection(sender, frame).await {
+            let err: &dyn std::error::Error = &err;
+            warn!(connection = %sender, error = err, "could not send the error frame");
+        }
+    }
+    if let Why::OverBudget { close: true, .. } = failure.why {
+        match gateway.delete_connection(sender).await {
+            Ok(()) | Err(GatewayError::Gone) => {
+                warn!(connection = %sender, address, "connection closed: far past its frame budget");
+            }
+            Err(err) => {
+                let err: &dyn std::error::Error = &err;
+                warn!(connection = %sender, address, error = err, "could not close a connection far past its frame budget");
+            }
+        }
     }
     response(failure.status(), Some(&reason))
-}
-
-/// `{"error": …}` to the sender alone, with `"undelivered": <the text>` when a chat message did not get through.
-async fn tell(
-    gateway: &dyn Gateway,
-    sender: &ConnectionId,
-    error: &str,
-    undelivered: Option<&str>,
-) {
-    let frame = match undelivered {
-        Some(undelivered) => ServerFrame::Undelivered { error, undelivered },
-        None => ServerFrame::Error { error },
-    }
-    .encode();
-    if let Err(err) = gateway.post_to_connection(sender, frame).await {
-        let err: &dyn std::error::Error = &err;
-        warn!(connection = %sender, error = err, "could not send the error frame");
-    }
 }

@@ -40,6 +40,7 @@ async fn world(members: &[(&str, &str)]) -> World {
         rooms: store.clone(),
         gateway: gateway.clone(),
         fanout: FanoutSettings::default(),
+        max_message_bytes: crate::config::DEFAULT_MAX_MESSAGE_BYTES,
     };
     World {
         deps,
@@ -309,6 +310,7 @@ async fn a_sender_over_its_rate_limit_is_told_and_nothing_is_broadcast() {
         rooms: store.clone(),
         gateway: gateway.clone(),
         fanout: FanoutSettings::default(),
+        max_message_bytes: crate::config::DEFAULT_MAX_MESSAGE_BYTES,
     };
 
     let mut statuses = Vec::new();

@@ -10,10 +10,10 @@ use async_trait::async_trait;
 
 use self::state::State;
 use super::{
-    Departed, Entered, HistoryPage, MAX_CONNECTION_LIFETIME, MAX_PRESENCE_NAMES, Policy, Presence,
-    PublishOutcome, Published, RoomStore, SEEN_FOR_MS, Sender, StoreError,
+    Admission, Departed, Entered, HistoryPage, MAX_CONNECTION_LIFETIME, MAX_PRESENCE_NAMES, Policy,
+    Presence, PublishOutcome, Published, RoomStore, SEEN_FOR_MS, Sender, Spent, StoreError,
 };
-use crate::wire::{ConnectionId, DisplayName, Epoch, RoomName, chat_frame};
+use crate::wire::{ConnectionId, DisplayName, Epoch, RoomName, SourceAddress, chat_frame};
 
 /// A [`RoomStore`] held in process memory. Membership and history expire like the Redis store's.
 #[derive(Debug)]
@@ -86,11 +86,13 @@ impl RoomStore for MemoryRoomStore {
         if let Some(name) = name {
             state.names.insert(conn.clone(), name.as_str().to_owned());
         }
+        let announce = state.damp(room, expired.len() + usize::from(fresh), connected_at_ms);
         Ok(Entered::Joined {
             fresh,
             count: live.len() + usize::from(fresh),
             watchers: state.watchers_of(room, conn),
             expired,
+            announce,
         })
     }
 
@@ -116,11 +118,13 @@ impl RoomStore for MemoryRoomStore {
             .collect();
         names.sort();
         names.truncate(MAX_PRESENCE_NAMES);
+        let announce = state.damp(room, expired.len(), now_ms);
         Ok(Presence {
             count: live.len(),
             names,
             expired,
             watchers,
+            announce,
         })
     }
 
@@ -145,23 +149,11 @@ impl RoomStore for MemoryRoomStore {
             .as_ref()
             .and_then(|key| state.seen.get(key))
             .copied();
-        if repeat.is_none() {
-            let limits = self.policy.limits;
-            let bucket = state
-                .buckets
-                .entry((room.clone(), sender.conn.clone()))
-                .or_insert((f64::from(limits.burst), now_ms));
-            let elapsed_s = (now_ms - bucket.1).max(0) as f64 / 1000.0;
-            let tokens = (bucket.0 + elapsed_s * f64::from(limits.messages_per_sec))
-                .min(f64::from(limits.burst));
-            *bucket = (tokens, now_ms);
-            if tokens < 1.0 {
-                let wait = (1.0 - tokens) * 1000.0 / f64::from(limits.messages_per_sec);
-                return Ok(PublishOutcome::RateLimited {
-                    retry_after_ms: wait.ceil() as u64,
-                });
-            }
-            bucket.0 = tokens - 1.0;
+        if repeat.is_none()
+            && let Err(retry_after_ms) =
+                state.chat_token(room, sender.conn, self.policy.limits, now_ms)
+        {
+            return Ok(PublishOutcome::RateLimited { retry_after_ms });
         }
         state.add(room, sender.conn, sender.connected_at_ms);
         if let Some(name) = sender.user {
@@ -197,10 +189,7 @@ impl RoomStore for MemoryRoomStore {
             &history.epoch,
             history.ts,
         );
-        history.frames.push_back(frame.clone());
-        while history.frames.len() > max {
-            history.frames.pop_front();
-        }
+        history.push(frame.clone(), max, self.policy.retention.max_bytes);
         let published = Published {
             frame,
             seq: history.seq,
@@ -244,11 +233,42 @@ impl RoomStore for MemoryRoomStore {
             (Some(_), _) => (0, false),
             (None, _) => (0, first <= 1),
         };
+        let page = self.policy.retention.page_bytes;
         let skip = usize::try_from(skip).unwrap_or(usize::MAX);
+        let mut frames = Vec::new();
+        let mut bytes = 0;
+        let mut more = false;
+        if after.is_some() {
+            // What follows, up to a page: at least one message, so a reader paging through always moves on.
+            for frame in history.frames.iter().skip(skip) {
+                if !frames.is_empty() && bytes + frame.len() > page {
+                    more = true;
+                    break;
+                }
+                bytes += frame.len();
+                frames.push(frame.clone());
+            }
+        } else {
+            // The most recent messages that fit in a page, oldest first.
+            for frame in history.frames.iter().rev() {
+                if !frames.is_empty() && bytes + frame.len() > page {
+                    break;
+                }
+                bytes += frame.len();
+                frames.push(frame.clone());
+            }
+            frames.reverse();
+        }
+        let complete = if after.is_none() {
+            first + (retained - frames.len() as u64) <= 1
+        } else {
+            complete
+        };
         Ok(HistoryPage {
             epoch: history.epoch.clone(),
-            frames: history.frames.iter().skip(skip).cloned().collect(),
+            frames,
             complete,
+            more,
         })
     }
 
@@ -269,12 +289,13 @@ impl RoomStore for MemoryRoomStore {
         let Some(room) = state.conns.get(conn).cloned() else {
             return Ok(None);
         };
-        let names = state.remove(&room, conn).into_iter().collect();
-        Ok(Some(state.departed(
-            room,
-            names,
-            now_ms.saturating_sub(self.lifetime_ms),
-        )))
+        let names: Vec<_> = state.remove(&room, conn).into_iter().collect();
+        let announce = state.damp(&room, names.len(), now_ms);
+        let departed = state.departed(room, names, now_ms.saturating_sub(self.lifetime_ms));
+        Ok(Some(Departed {
+            announce,
+            ..departed
+        }))
     }
 
     async fn prune(
@@ -284,8 +305,40 @@ impl RoomStore for MemoryRoomStore {
         now_ms: i64,
     ) -> Result<Departed, StoreError> {
         let mut state = self.state();
-        let names = gone.iter().filter_map(|c| state.remove(room, c)).collect();
-        Ok(state.departed(room.clone(), names, now_ms.saturating_sub(self.lifetime_ms)))
+        let names: Vec<_> = gone.iter().filter_map(|c| state.remove(room, c)).collect();
+        let announce = state.damp(room, names.len(), now_ms);
+        let departed = state.departed(room.clone(), names, now_ms.saturating_sub(self.lifetime_ms));
+        Ok(Departed {
+            announce,
+            ..departed
+        })
+    }
+
+    async fn spend(&self, conn: &ConnectionId, now_ms: i64) -> Result<Spent, StoreError> {
+        Ok(self.state().spend(conn, self.policy.limits, now_ms))
+    }
+
+    async fn admit(
+        &self,
+        address: &SourceAddress,
+        conn: &ConnectionId,
+        connected_at_ms: i64,
+    ) -> Result<Admission, StoreError> {
+        let cutoff = connected_at_ms.saturating_sub(self.lifetime_ms);
+        Ok(self
+            .state()
+            .admit(address, conn, self.policy.limits, connected_at_ms, cutoff))
+    }
+
+    async fn release(
+        &self,
+        address: &SourceAddress,
+        conn: &ConnectionId,
+    ) -> Result<(), StoreError> {
+        if let Some(live) = self.state().address_conns.get_mut(address) {
+            live.remove(conn);
+        }
+        Ok(())
     }
 }
 

@@ -2,8 +2,10 @@
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 
-use crate::rooms::{Departed, Member};
-use crate::wire::{ConnectionId, Epoch, RoomName};
+use crate::rooms::{
+    ANNOUNCEMENT_BURST, ANNOUNCEMENTS_PER_SEC, Admission, Announce, Departed, Limits, Member, Spent,
+};
+use crate::wire::{ConnectionId, Epoch, RoomName, SourceAddress};
 
 #[derive(Debug, Default)]
 pub(super) struct State {
@@ -14,7 +16,15 @@ pub(super) struct State {
     /// room → its sequence and retained messages
     pub(super) histories: HashMap<RoomName, RoomHistory>,
     /// (room, connection) → its rate-limit bucket: tokens left, and when they were counted (ms)
-    pub(super) buckets: HashMap<(RoomName, ConnectionId), (f64, i64)>,
+    pub(super) buckets: HashMap<(RoomName, ConnectionId), Bucket>,
+    /// connection → its frame budget (history, presence, ping, refused frames)
+    pub(super) budgets: HashMap<ConnectionId, Bucket>,
+    /// source address → its handshake bucket
+    pub(super) handshakes: HashMap<SourceAddress, Bucket>,
+    /// source address → its live connections and when each connected (ms)
+    pub(super) address_conns: HashMap<SourceAddress, HashMap<ConnectionId, i64>>,
+    /// room → its presence damping: the bucket, and how many announcements were merged away since the last
+    pub(super) damping: HashMap<RoomName, (Bucket, usize)>,
     /// (room, message id) → the seq and ts it got, until the time (ms) it is forgotten
     pub(super) seen: HashMap<(RoomName, String), (u64, i64, i64)>,
     /// connection → its display name (anonymous connections have none)
@@ -33,6 +43,8 @@ pub(super) struct RoomHistory {
     pub(super) ts: i64,
     /// The newest retained chat frames, oldest first: seqs `seq - len + 1 ..= seq`.
     pub(super) frames: VecDeque<String>,
+    /// Their bytes, in all.
+    pub(super) bytes: usize,
     /// Forgotten at this time (epoch ms) unless another message comes first.
     pub(super) expires_at_ms: i64,
 }
@@ -155,6 +167,7 @@ impl State {
         cutoff: i64,
     ) -> Departed {
         Departed {
+            announce: Announce::default(),
             count: self
                 .rooms
                 .get(&room)
@@ -185,7 +198,149 @@ impl RoomHistory {
             seq: 0,
             ts: 0,
             frames: VecDeque::new(),
+            bytes: 0,
             expires_at_ms: now_ms.saturating_add(ttl_ms),
         }
+    }
+}
+
+impl RoomHistory {
+    /// Appends `frame`, then drops the oldest frames while more than `max` are kept or more than `max_bytes` in
+    /// all (the newest always stays).
+    pub(super) fn push(&mut self, frame: String, max: usize, max_bytes: usize) {
+        self.bytes += frame.len();
+        self.frames.push_back(frame);
+        while self.frames.len() > 1 && (self.frames.len() > max || self.bytes > max_bytes) {
+            let oldest = self.frames.pop_front().unwrap_or_default();
+            self.bytes -= oldest.len();
+        }
+    }
+}
+
+/// A token bucket, with the same arithmetic as the Redis scripts': `tokens` counted at `at` (epoch ms).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Bucket {
+    pub(super) tokens: f64,
+    pub(super) at: i64,
+}
+
+impl Bucket {
+    fn full(cap: u32, now_ms: i64) -> Self {
+        Self {
+            tokens: f64::from(cap),
+            at: now_ms,
+        }
+    }
+
+    /// Refills at `per_sec` up to `cap` for the time since it was last counted.
+    pub(super) fn refill(&mut self, now_ms: i64, per_sec: f64, cap: u32) {
+        if now_ms > self.at {
+            self.tokens =
+                (self.tokens + (now_ms - self.at) as f64 * per_sec / 1000.0).min(f64::from(cap));
+            self.at = now_ms;
+        }
+    }
+
+    /// How long until a token is there, refilling at `per_sec`.
+    pub(super) fn wait_ms(&self, per_sec: f64) -> u64 {
+        ((1.0 - self.tokens) * 1000.0 / per_sec).ceil() as u64
+    }
+}
+
+impl State {
+    /// A chat message's token from the sender's bucket in `room`; the wait when there is none.
+    pub(super) fn chat_token(
+        &mut self,
+        room: &RoomName,
+        conn: &ConnectionId,
+        limits: Limits,
+        now_ms: i64,
+    ) -> Result<(), u64> {
+        let per_sec = f64::from(limits.messages_per_sec);
+        let bucket = self
+            .buckets
+            .entry((room.clone(), conn.clone()))
+            .or_insert_with(|| Bucket::full(limits.burst, now_ms));
+        bucket.refill(now_ms, per_sec, limits.burst);
+        if bucket.tokens < 1.0 {
+            return Err(bucket.wait_ms(per_sec));
+        }
+        bucket.tokens -= 1.0;
+        Ok(())
+    }
+
+    /// `conn`'s frame budget: a token, or a refusal into debt (down to `-burst`, where the connection is closed).
+    pub(super) fn spend(&mut self, conn: &ConnectionId, limits: Limits, now_ms: i64) -> Spent {
+        let (per_sec, burst) = (f64::from(limits.frames_per_sec), limits.frame_burst);
+        let bucket = self
+            .budgets
+            .entry(conn.clone())
+            .or_insert_with(|| Bucket::full(burst, now_ms));
+        bucket.refill(now_ms, per_sec, burst);
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            return Spent::Granted;
+        }
+        bucket.tokens = (bucket.tokens - 1.0).max(-f64::from(burst));
+        Spent::Refused {
+            retry_after_ms: bucket.wait_ms(per_sec),
+            close: bucket.tokens <= -f64::from(burst),
+        }
+    }
+
+    /// A handshake from `address`, counted; `conn` recorded as one of its live connections when admitted.
+    pub(super) fn admit(
+        &mut self,
+        address: &SourceAddress,
+        conn: &ConnectionId,
+        limits: Limits,
+        connected_at_ms: i64,
+        cutoff: i64,
+    ) -> Admission {
+        let (per_min, per_sec) = (
+            limits.handshakes_per_min,
+            f64::from(limits.handshakes_per_min) / 60.0,
+        );
+        let bucket = self
+            .handshakes
+            .entry(address.clone())
+            .or_insert_with(|| Bucket::full(per_min, connected_at_ms));
+        bucket.refill(connected_at_ms, per_sec, per_min);
+        if bucket.tokens < 1.0 {
+            return Admission::TooFast {
+                retry_after_ms: bucket.wait_ms(per_sec),
+            };
+        }
+        bucket.tokens -= 1.0;
+        let live = self.address_conns.entry(address.clone()).or_default();
+        live.retain(|_, at| *at >= cutoff);
+        if !live.contains_key(conn) && live.len() >= limits.connections_per_address {
+            return Admission::TooMany;
+        }
+        live.insert(conn.clone(), connected_at_ms);
+        Admission::Admitted
+    }
+
+    /// Presence damping in `room`: how many of `n` announcements go out now, and whether watchers should recount.
+    pub(super) fn damp(&mut self, room: &RoomName, n: usize, now_ms: i64) -> Announce {
+        if n == 0 {
+            return Announce::default();
+        }
+        let (per_sec, burst) = (f64::from(ANNOUNCEMENTS_PER_SEC), ANNOUNCEMENT_BURST);
+        let (bucket, missed) = self
+            .damping
+            .entry(room.clone())
+            .or_insert_with(|| (Bucket::full(burst, now_ms), 0));
+        bucket.refill(now_ms, per_sec, burst);
+        let allowed = n.min(bucket.tokens.floor().max(0.0) as usize);
+        bucket.tokens -= allowed as f64;
+        let mut recount = false;
+        if allowed > 0 {
+            recount = *missed > 0 || allowed < n || bucket.tokens < 1.0;
+            *missed = n - allowed;
+        } else {
+            *missed += n;
+        }
+        Announce { allowed, recount }
     }
 }

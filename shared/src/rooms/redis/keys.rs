@@ -8,22 +8,26 @@
 //! | `wschat:conn:{<connection id>}` | string | the room name | membership lifetime after the join |
 //! | `wschat:names:{<room>}` | hash | connection id → display name, for named members | membership lifetime after the newest named join |
 //! | `wschat:watchers:{<room>}` | set | connections that asked for presence (they hear of joins and leaves) | membership lifetime after the newest request |
-//! | `wschat:seq:{<room>}` | hash | `epoch` (the history's name), `seq` (last seq assigned), `ts` (last ts) | `HISTORY_TTL_SECS` after the last message |
-//! | `wschat:history:{<room>}` | list | the newest `HISTORY_MAX_MESSAGES` chat frames, oldest first | as `seq` |
+//! | `wschat:seq:{<room>}` | hash | `epoch` (the history's name), `seq` (last seq assigned), `ts` (last ts), `bytes` (the history's size) | `HISTORY_TTL_SECS` after the last message |
+//! | `wschat:history:{<room>}` | list | the newest chat frames, oldest first: at most `HISTORY_MAX_MESSAGES` of them and `HISTORY_MAX_BYTES` in all | as `seq` |
 //! | `wschat:rate:{<room>}:<connection id>` | hash | the sender's token bucket: `t` (tokens left), `at` (last refill, epoch ms) | the time a full bucket takes to refill, plus 1 s, after the last message |
 //! | `wschat:msg:{<room>}:<message id>` | string | `<seq>:<ts>`, what API Gateway's message id got | 60 s: a publish retried after a lost answer returns the same seq |
+//! | `wschat:announce:{<room>}` | hash | presence damping: `t` (announcements left), `at` (last refill), `missed` (not announced since the last one) | the time a full bucket takes to refill, plus 1 s |
+//! | `wschat:budget:{<connection id>}` | hash | the connection's frame budget: `t` (tokens, below zero in debt), `at` (last refill) | the time it takes to refill from the floor, plus 1 s |
+//! | `wschat:addr:{<address>}` | hash | the source address's handshake bucket: `t`, `at` | 61 s |
+//! | `wschat:addrconns:{<address>}` | sorted set | the address's live connections, scored by `connectedAt` | membership lifetime after the newest |
 //!
 //! The list always holds the frames of seqs `seq - LLEN + 1 ..= seq` (both are written by one script), so a
 //! history request finds "everything after seq N" with one `LRANGE`. When the `seq` hash is gone (expired,
 //! evicted, or Redis lost its data), the next publish or history request starts a new epoch at seq 1 and empties
 //! the list, so no client can take a new message for an old one.
 //!
-//! The `{...}` hash tags put every key of one room (its rate buckets and message ids included) in one Redis
-//! Cluster slot, and every connection's key in its own; no command or script ever touches keys of two slots at
+//! The `{...}` hash tags put every key of one room (its rate buckets, message ids and damping included) in one
+//! Redis Cluster slot, every connection's keys in their own, and every source address's in its own; no command or script ever touches keys of two slots at
 //! once, so the schema works unchanged on Redis Cluster and ElastiCache Serverless (cluster mode).
 
 use crate::config::KeyPrefix;
-use crate::wire::{ConnectionId, RoomName};
+use crate::wire::{ConnectionId, RoomName, SourceAddress};
 
 /// The names of the keys, under one prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,6 +83,26 @@ impl Keys {
         format!("{}:{id}", self.of_room("msg", room))
     }
 
+    /// The hash damping `room`'s presence announcements.
+    pub fn announce(&self, room: &RoomName) -> String {
+        self.of_room("announce", room)
+    }
+
+    /// The hash holding `conn`'s frame budget.
+    pub fn budget(&self, conn: &ConnectionId) -> String {
+        format!("{}budget:{{{}}}", self.prefix, conn.as_str())
+    }
+
+    /// The hash holding `address`'s handshake bucket.
+    pub fn address(&self, address: &SourceAddress) -> String {
+        format!("{}addr:{{{}}}", self.prefix, address.as_str())
+    }
+
+    /// The sorted set of `address`'s live connections.
+    pub fn address_connections(&self, address: &SourceAddress) -> String {
+        format!("{}addrconns:{{{}}}", self.prefix, address.as_str())
+    }
+
     fn of_room(&self, kind: &str, room: &RoomName) -> String {
         format!("{}{kind}:{{{}}}", self.prefix, room.as_str())
     }
@@ -89,7 +113,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_key_of_a_room_carries_the_room_as_its_hash_tag() {
+    fn every_key_carries_its_room_its_connection_or_its_address_as_its_hash_tag() {
         let keys = Keys::new(&KeyPrefix::default());
         let room = RoomName::parse("로비").expect("room");
         let conn = ConnectionId::parse("L0SM9cOFvHcCIhw=").expect("id");
@@ -104,6 +128,14 @@ mod tests {
             "wschat:rate:{로비}:L0SM9cOFvHcCIhw="
         );
         assert_eq!(keys.message(&room, "m-1"), "wschat:msg:{로비}:m-1");
+        assert_eq!(keys.announce(&room), "wschat:announce:{로비}");
         assert_eq!(keys.conn(&conn), "wschat:conn:{L0SM9cOFvHcCIhw=}");
+        assert_eq!(keys.budget(&conn), "wschat:budget:{L0SM9cOFvHcCIhw=}");
+        let address = SourceAddress::parse("2001:db8::1").expect("an address");
+        assert_eq!(keys.address(&address), "wschat:addr:{2001:db8::1}");
+        assert_eq!(
+            keys.address_connections(&address),
+            "wschat:addrconns:{2001:db8::1}"
+        );
     }
 }

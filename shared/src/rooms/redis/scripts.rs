@@ -6,11 +6,17 @@
 //! | script | KEYS | ARGV | reply |
 //! |---|---|---|---|
 //! | [`LIVE_MEMBERS`] | members | member cutoff (ms) | the live members (the older ones are dropped) |
-//! | [`PUBLISH`] | members, seq, history, the sender's rate bucket, the message id's key, names | 1 member cutoff (ms), 2 now (ms), 3 the message as a JSON string, 4 a fresh epoch, 5 messages kept, 6 history TTL (ms), 7 the sender, 8 its `connectedAt`, 9 the membership lifetime (ms), 10 `1` when KEYS\[5\] names a message id, 11 messages per second, 12 burst, 13 how long a message id is remembered (ms), 14 the sender's name as a JSON string (empty: anonymous), 15 the same name as text | `limited, retry_after_ms` or `ok, frame, seq, epoch, ts, (member, connectedAt)...` |
-//! | [`HISTORY`] | members, seq, history | 1 after (`-1`: none), 2 the client's epoch (empty: none), 3 a fresh epoch, 4 history TTL (ms) | `epoch, complete (1/0), frame...` |
-//! | [`JOIN`] | members, names, watchers | 1 member cutoff (ms), 2 the connection, 3 its `connectedAt`, 4 the membership lifetime (ms), 5 the most members, 6 its display name (empty: anonymous, and a name already there stays) | `full` or `joined, fresh (1/0), count, n, expired name × n, watcher...` (the watchers but the joiner) |
-//! | [`PRESENCE`] | members, names, watchers | 1 member cutoff (ms), 2 the asking connection (made a watcher), 3 the membership lifetime (ms), 4 the most names | `count, n, expired name × n, m, name × m, watcher...` (the names of the earliest-joined named members; the other watchers) |
-//! | [`REMOVE`] | members, names, watchers | 1 member cutoff (ms), then the connections | `count, n, name × n, watcher...` (only connections that were still members are named; `count` leaves out members past their lifetime) |
+//! | [`PUBLISH`] | members, seq, history, the sender's rate bucket, the message id's key, names | 1 member cutoff (ms), 2 now (ms), 3 the message as a JSON string, 4 a fresh epoch, 5 messages kept, 6 history TTL (ms), 7 the sender, 8 its `connectedAt`, 9 the membership lifetime (ms), 10 `1` when KEYS\[5\] names a message id, 11 messages per second, 12 burst, 13 how long a message id is remembered (ms), 14 the sender's name as a JSON string (empty: anonymous), 15 the same name as text, 16 bytes kept | `limited, retry_after_ms` or `ok, frame, seq, epoch, ts, (member, connectedAt)...` |
+//! | [`HISTORY`] | members, seq, history | 1 after (`-1`: none), 2 the client's epoch (empty: none), 3 a fresh epoch, 4 history TTL (ms), 5 page bytes | `epoch, complete (1/0), more (1/0), frame...` |
+//! | [`JOIN`] | members, names, watchers, announce | 1 member cutoff (ms), 2 the connection, 3 its `connectedAt`, 4 the membership lifetime (ms), 5 the most members, 6 its display name (empty: anonymous, and a name already there stays), 7 announcements per second, 8 their burst | `full` or `joined, fresh (1/0), count, allowed, recount (1/0), n, expired name × n, watcher...` (the watchers but the joiner) |
+//! | [`PRESENCE`] | members, names, watchers, announce | 1 member cutoff (ms), 2 the asking connection (made a watcher), 3 the membership lifetime (ms), 4 the most names, 5 now (ms), 6 announcements per second, 7 their burst | `count, allowed, recount, n, expired name × n, m, name × m, watcher...` (the names of the earliest-joined named members; the other watchers) |
+//! | [`REMOVE`] | members, names, watchers, announce | 1 member cutoff (ms), 2 now (ms), 3 announcements per second, 4 their burst, then the connections | `count, allowed, recount, n, name × n, watcher...` (only connections that were still members are named; `count` leaves out members past their lifetime) |
+//! | [`SPEND`] | the connection's budget | 1 now (ms), 2 frames per second, 3 burst | `granted`, or `refused, retry_after_ms, close (1/0)` |
+//! | [`ADMIT`] | the address's bucket, its live connections | 1 now (ms), 2 handshakes per minute, 3 the most live connections, 4 the connection, 5 its `connectedAt`, 6 member cutoff (ms), 7 the membership lifetime (ms) | `admitted`, `fast, retry_after_ms` or `many` |
+//!
+//! Presence damping (`damp` in `presence_helpers.lua`) is a token bucket per room: a batch of joins and leaves
+//! lets out as many announcements as it has tokens, and `recount` tells watchers that some were merged away (or
+//! soon may be). A frame budget or a handshake bucket refuses before anything else is done.
 //!
 //! Names are `''` for an anonymous member. [`PUBLISH`] builds the chat frame exactly as
 //! [`crate::wire::chat_frame`] does (a test holds the two together); a message id seen in the last minute
@@ -60,6 +66,12 @@ pub(super) const REMOVE: &str = concat!(
     include_str!("scripts/remove.lua")
 );
 
+/// A frame's draw on its connection's budget.
+pub(super) const SPEND: &str = include_str!("scripts/spend.lua");
+
+/// A handshake counted against its source address.
+pub(super) const ADMIT: &str = include_str!("scripts/admit.lua");
+
 /// The scripts that run by SHA, hashed once per store.
 #[derive(Clone)]
 pub(super) struct Scripts {
@@ -67,6 +79,8 @@ pub(super) struct Scripts {
     pub(super) publish: redis::Script,
     pub(super) history: redis::Script,
     pub(super) presence: redis::Script,
+    pub(super) spend: redis::Script,
+    pub(super) admit: redis::Script,
 }
 
 impl Default for Scripts {
@@ -76,6 +90,8 @@ impl Default for Scripts {
             publish: redis::Script::new(PUBLISH),
             history: redis::Script::new(HISTORY),
             presence: redis::Script::new(PRESENCE),
+            spend: redis::Script::new(SPEND),
+            admit: redis::Script::new(ADMIT),
         }
     }
 }
@@ -92,6 +108,14 @@ impl Reply {
     /// The next item as text.
     pub(super) fn text(&mut self) -> Option<String> {
         self.0.next()
+    }
+
+    /// What presence damping let out: the count of announcements allowed, then `recount` (`1`/`0`).
+    pub(super) fn announce(&mut self) -> Option<crate::rooms::Announce> {
+        Some(crate::rooms::Announce {
+            allowed: self.parse()?,
+            recount: self.text()? == "1",
+        })
     }
 
     /// The next item, parsed.

@@ -11,10 +11,11 @@ use super::RedisRoomStore;
 use super::connection::{Batch, retrying};
 use super::scripts::{JOIN, REMOVE, Reply};
 use crate::rooms::{
-    Departed, Entered, HistoryPage, MAX_PRESENCE_NAMES, Member, Presence, PublishOutcome,
-    Published, RoomStore, SEEN_FOR_MS, Sender, StoreError,
+    ANNOUNCEMENT_BURST, ANNOUNCEMENTS_PER_SEC, Admission, Announce, Departed, Entered, HistoryPage,
+    MAX_PRESENCE_NAMES, Member, Presence, PublishOutcome, Published, RoomStore, SEEN_FOR_MS,
+    Sender, Spent, StoreError,
 };
-use crate::wire::{ConnectionId, DisplayName, Epoch, RoomName};
+use crate::wire::{ConnectionId, DisplayName, Epoch, RoomName, SourceAddress};
 
 impl<C> RedisRoomStore<C>
 where
@@ -77,11 +78,15 @@ where
             .slot()
             .cmd("EVAL")
             .arg(REMOVE)
-            .arg(3)
+            .arg(4)
             .arg(self.keys.room(room))
             .arg(self.keys.names(room))
             .arg(self.keys.watchers(room))
-            .arg(self.cutoff(now_ms));
+            .arg(self.keys.announce(room))
+            .arg(self.cutoff(now_ms))
+            .arg(now_ms)
+            .arg(ANNOUNCEMENTS_PER_SEC)
+            .arg(ANNOUNCEMENT_BURST);
         for conn in gone {
             script.arg(conn.as_str());
         }
@@ -95,12 +100,14 @@ where
             || batch.run_first(&self.conn),
             |mut reply| {
                 let count = reply.parse()?;
+                let announce = reply.announce()?;
                 let names = reply.names()?;
                 Some(Departed {
                     room: room.clone(),
                     names,
                     count,
                     watchers: reply.connections(),
+                    announce,
                 })
             },
         )
@@ -129,16 +136,19 @@ where
             .slot()
             .cmd("EVAL")
             .arg(JOIN)
-            .arg(3)
+            .arg(4)
             .arg(self.keys.room(room))
             .arg(self.keys.names(room))
             .arg(self.keys.watchers(room))
+            .arg(self.keys.announce(room))
             .arg(connected_at_ms.saturating_sub(ttl))
             .arg(conn.as_str())
             .arg(connected_at_ms)
             .arg(ttl)
             .arg(self.policy.limits.max_members)
-            .arg(name.map_or("", DisplayName::as_str));
+            .arg(name.map_or("", DisplayName::as_str))
+            .arg(ANNOUNCEMENTS_PER_SEC)
+            .arg(ANNOUNCEMENT_BURST);
         batch
             .slot()
             .cmd("SET")
@@ -158,12 +168,14 @@ where
                     }
                     let fresh = reply.text().as_deref() == Some("1");
                     let count = reply.parse()?;
+                    let announce = reply.announce()?;
                     let expired = reply.names()?;
                     Some(Entered::Joined {
                         fresh,
                         count,
                         watchers: reply.connections(),
                         expired,
+                        announce,
                     })
                 },
             )
@@ -187,16 +199,21 @@ where
         invocation
             .key(self.keys.names(room))
             .key(self.keys.watchers(room))
+            .key(self.keys.announce(room))
             .arg(self.cutoff(now_ms))
             .arg(conn.as_str())
             .arg(self.lifetime_ms)
-            .arg(MAX_PRESENCE_NAMES);
+            .arg(MAX_PRESENCE_NAMES)
+            .arg(now_ms)
+            .arg(ANNOUNCEMENTS_PER_SEC)
+            .arg(ANNOUNCEMENT_BURST);
         self.run(
             "presence",
             || self.keys.room(room),
             || async { invocation.invoke_async(&mut self.conn()).await },
             |mut reply| {
                 let count = reply.parse()?;
+                let announce = reply.announce()?;
                 let expired = reply.names()?;
                 let mut names: Vec<String> = reply.names()?.into_iter().flatten().collect();
                 names.sort();
@@ -205,6 +222,7 @@ where
                     names,
                     expired,
                     watchers: reply.connections(),
+                    announce,
                 })
             },
         )
@@ -254,7 +272,8 @@ where
             .arg(self.policy.limits.burst)
             .arg(SEEN_FOR_MS)
             .arg(sender.user.map(DisplayName::to_json).unwrap_or_default())
-            .arg(sender.user.map_or("", DisplayName::as_str));
+            .arg(sender.user.map_or("", DisplayName::as_str))
+            .arg(self.policy.retention.max_bytes);
         self.run(
             "publish",
             || self.keys.seq(room),
@@ -308,7 +327,8 @@ where
             .arg(after)
             .arg(epoch.map_or("", Epoch::as_str))
             .arg(Epoch::random().as_str())
-            .arg(self.history_ttl_ms());
+            .arg(self.history_ttl_ms())
+            .arg(self.policy.retention.page_bytes);
         self.run(
             "history",
             || self.keys.seq(room),
@@ -316,9 +336,11 @@ where
             |mut reply| {
                 let epoch = Epoch::parse(&reply.text()?).ok()?;
                 let complete = reply.text()? == "1";
+                let more = reply.text()? == "1";
                 Some(HistoryPage {
                     epoch,
                     complete,
+                    more,
                     frames: reply.rest(),
                 })
             },
@@ -378,8 +400,78 @@ where
                 names: Vec::new(),
                 count: 0,
                 watchers: Vec::new(),
+                announce: Announce::default(),
             });
         }
         self.remove(room, gone, now_ms, "prune").await
+    }
+
+    async fn spend(&self, conn: &ConnectionId, now_ms: i64) -> Result<Spent, StoreError> {
+        let limits = self.policy.limits;
+        let mut invocation = self.scripts.spend.key(self.keys.budget(conn));
+        invocation
+            .arg(now_ms)
+            .arg(limits.frames_per_sec)
+            .arg(limits.frame_burst);
+        self.run(
+            "spend",
+            || self.keys.budget(conn),
+            || async { invocation.invoke_async(&mut self.conn()).await },
+            |mut reply| match reply.text()?.as_str() {
+                "granted" => Some(Spent::Granted),
+                "refused" => Some(Spent::Refused {
+                    retry_after_ms: reply.parse()?,
+                    close: reply.text()? == "1",
+                }),
+                _ => None,
+            },
+        )
+        .await
+    }
+
+    async fn admit(
+        &self,
+        address: &SourceAddress,
+        conn: &ConnectionId,
+        connected_at_ms: i64,
+    ) -> Result<Admission, StoreError> {
+        let limits = self.policy.limits;
+        let mut invocation = self.scripts.admit.key(self.keys.address(address));
+        invocation
+            .key(self.keys.address_connections(address))
+            .arg(connected_at_ms)
+            .arg(limits.handshakes_per_min)
+            .arg(limits.connections_per_address)
+            .arg(conn.as_str())
+            .arg(connected_at_ms)
+            .arg(self.cutoff(connected_at_ms))
+            .arg(self.lifetime_ms);
+        self.run(
+            "admit",
+            || self.keys.address(address),
+            || async { invocation.invoke_async(&mut self.conn()).await },
+            |mut reply| match reply.text()?.as_str() {
+                "admitted" => Some(Admission::Admitted),
+                "fast" => Some(Admission::TooFast {
+                    retry_after_ms: reply.parse()?,
+                }),
+                "many" => Some(Admission::TooMany),
+                _ => None,
+            },
+        )
+        .await
+    }
+
+    async fn release(
+        &self,
+        address: &SourceAddress,
+        conn: &ConnectionId,
+    ) -> Result<(), StoreError> {
+        retrying("release", || async {
+            self.conn()
+                .zrem::<_, _, ()>(self.keys.address_connections(address), conn.as_str())
+                .await
+        })
+        .await
     }
 }

@@ -3,7 +3,7 @@ local function current_epoch(candidate, ttl)
   if not epoch then
     epoch = candidate
     redis.call('DEL', KEYS[3])
-    redis.call('HSET', KEYS[2], 'epoch', epoch, 'seq', 0, 'ts', 0)
+    redis.call('HSET', KEYS[2], 'epoch', epoch, 'seq', 0, 'ts', 0, 'bytes', 0)
     redis.call('PEXPIRE', KEYS[2], ttl)
   end
   return epoch

@@ -9,7 +9,8 @@ for i = 1, #members do
   local name = redis.call('HGET', KEYS[2], members[i])
   if name then names[#names + 1] = name end
 end
-local out = {tostring(#members)}
+local allowed, recount = damp(#expired, tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]))
+local out = {tostring(#members), tostring(allowed), recount}
 push_counted(out, expired)
 push_counted(out, names)
 push_watchers(out, ARGV[2])

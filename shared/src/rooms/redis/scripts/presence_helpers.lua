@@ -19,3 +19,26 @@ local function push_watchers(out, except)
     if watchers[i] ~= except then out[#out + 1] = watchers[i] end
   end
 end
+local function damp(n, now, rate, burst)
+  if n == 0 then return 0, '0' end
+  local b = redis.call('HMGET', KEYS[4], 't', 'at', 'missed')
+  local tokens = tonumber(b[1]) or burst
+  local at = tonumber(b[2]) or now
+  local missed = tonumber(b[3]) or 0
+  if now > at then
+    tokens = math.min(burst, tokens + (now - at) * rate / 1000)
+    at = now
+  end
+  local allowed = math.min(n, math.floor(tokens))
+  tokens = tokens - allowed
+  local recount = '0'
+  if allowed > 0 then
+    if missed > 0 or allowed < n or tokens < 1 then recount = '1' end
+    missed = n - allowed
+  else
+    missed = missed + n
+  end
+  redis.call('HSET', KEYS[4], 't', tostring(tokens), 'at', string.format('%d', at), 'missed', missed)
+  redis.call('PEXPIRE', KEYS[4], math.ceil(burst * 1000 / rate) + 1000)
+  return allowed, recount
+end

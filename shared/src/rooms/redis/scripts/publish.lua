@@ -49,16 +49,24 @@ end
 if not frame then
   local seq = redis.call('HINCRBY', KEYS[2], 'seq', 1)
   local ts = now
-  local last_ts = tonumber(redis.call('HGET', KEYS[2], 'ts') or '0')
+  local last = redis.call('HMGET', KEYS[2], 'ts', 'bytes')
+  local last_ts = tonumber(last[1] or '0')
   if last_ts > ts then ts = last_ts end
   seq_s = string.format('%d', seq)
   ts_s = string.format('%d', ts)
-  redis.call('HSET', KEYS[2], 'ts', ts_s)
   local user = ''
   if ARGV[14] ~= '' then user = ',"user":' .. ARGV[14] end
   frame = '{"message":' .. ARGV[3] .. user .. ',"seq":' .. seq_s .. ',"epoch":"' .. epoch .. '","ts":' .. ts_s .. '}'
-  redis.call('RPUSH', KEYS[3], frame)
-  redis.call('LTRIM', KEYS[3], -tonumber(ARGV[5]), -1)
+  -- The history is bounded by count and by bytes: the oldest frames go first, the newest always stays.
+  local len = redis.call('RPUSH', KEYS[3], frame)
+  local bytes = (tonumber(last[2]) or 0) + #frame
+  local most, most_bytes = tonumber(ARGV[5]), tonumber(ARGV[16])
+  while len > 1 and (len > most or bytes > most_bytes) do
+    bytes = bytes - #redis.call('LPOP', KEYS[3])
+    len = len - 1
+  end
+  if bytes < 0 then bytes = 0 end
+  redis.call('HSET', KEYS[2], 'ts', ts_s, 'bytes', string.format('%d', bytes))
   redis.call('PEXPIRE', KEYS[3], ARGV[6])
   redis.call('PEXPIRE', KEYS[2], ARGV[6])
   if ARGV[10] == '1' then
