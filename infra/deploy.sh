@@ -109,6 +109,8 @@ output() {
 }
 
 websocket_url="$(output WebSocketUrl)"
+max_message_bytes="$(output MaxMessageBytes)"
+[[ $max_message_bytes =~ ^[0-9]+$ ]] || max_message_bytes=null
 bucket="$(output SiteBucketName)"
 distribution="$(output DistributionId)"
 [[ $websocket_url == wss://* && -n $bucket && $bucket != None ]] || die "stack $stack has no WebSocketUrl/SiteBucketName outputs"
@@ -127,7 +129,7 @@ config_js="$(mktemp)"
 trap 'rm -f "$config_js"' EXIT
 cat >"$config_js" <<EOF
 // Written by infra/deploy.sh for stack $stack: the WebSocket API this site talks to.
-window.WSCHAT_CONFIG = { websocketUrl: "$websocket_url" };
+window.WSCHAT_CONFIG = { websocketUrl: "$websocket_url", maxMessageBytes: $max_message_bytes };
 EOF
 aws s3 cp "$config_js" "s3://$bucket/config.js" ${region_args[@]+"${region_args[@]}"} --only-show-errors \
   --content-type "text/javascript; charset=utf-8" --cache-control "no-cache"

@@ -226,11 +226,13 @@ class TemplateTest(unittest.TestCase):
         redis = {"REDIS_URL", "REDIS_URL_SECRET_ARN", "REDIS_CLUSTER", "REDIS_KEY_PREFIX", "MEMBERSHIP_TTL_SECS"}
         expected = {
             "ws-authorize": {"RUST_LOG"},
-            "ws-connect": {"RUST_LOG", "ALLOWED_ORIGINS", "MAX_ROOM_MEMBERS", "WS_MANAGEMENT_ENDPOINT"} | redis,
+            "ws-connect": {"RUST_LOG", "ALLOWED_ORIGINS", "MAX_ROOM_MEMBERS", "WS_MANAGEMENT_ENDPOINT",
+                           "CONNECT_RATE_PER_IP", "MAX_CONNECTIONS_PER_IP"} | redis,
             "ws-disconnect": {"RUST_LOG", "WS_MANAGEMENT_ENDPOINT"} | redis,
             "ws-default": {"RUST_LOG", "WS_MANAGEMENT_ENDPOINT", "FANOUT_MAX_IN_FLIGHT", "HISTORY_MAX_MESSAGES",
                            "HISTORY_TTL_SECS", "MAX_ROOM_MEMBERS", "RATE_LIMIT_PER_SEC", "RATE_LIMIT_BURST",
-                           "PRUNE_GRACE_SECS"} | redis,
+                           "PRUNE_GRACE_SECS", "FRAME_RATE_PER_SEC", "FRAME_BURST", "MAX_MESSAGE_BYTES",
+                           "HISTORY_PAGE_BYTES", "HISTORY_MAX_BYTES"} | redis,
         }
         for fid in self.functions:
             variables = effective_function_properties(self.template, fid)["Environment"]["Variables"]
@@ -300,18 +302,21 @@ class TemplateTest(unittest.TestCase):
                 self.assertNotIn("*", action, f"{rid}: {action}")
 
     def test_only_the_route_functions_may_manage_connections_and_only_post_on_this_stage(self):
-        holders = set()
+        connections = "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${Api}/${StageName}/%s/@connections/*"
+        holders = {}
         for rid, statement in self.allow_statements_by_resource():
             if "execute-api:ManageConnections" in as_list(statement["Action"]):
-                holders.add(rid)
-                self.assertEqual(
-                    sub_string(statement["Resource"]),
-                    "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${Api}/${StageName}/POST/@connections/*",
-                )
-        # ws-default posts the chat; ws-connect and ws-disconnect post presence events; the authorizer never posts.
+                holders[rid] = sorted(sub_string(r) for r in as_list(statement["Resource"]))
+        # ws-default posts the chat and closes a connection far past its budget; ws-connect and ws-disconnect post
+        # presence events; the authorizer never posts.
+        role = lambda binary: self.role_of(self.function_by_binary(binary))
         self.assertEqual(
             holders,
-            {self.role_of(self.function_by_binary(b)) for b in ("ws-connect", "ws-disconnect", "ws-default")},
+            {
+                role("ws-connect"): [connections % "POST"],
+                role("ws-disconnect"): [connections % "POST"],
+                role("ws-default"): sorted([connections % "DELETE", connections % "POST"]),
+            },
         )
 
     def test_secret_read_is_one_secret_and_only_for_the_redis_functions(self):

@@ -6,6 +6,15 @@ import { senderOf } from './log.js';
 
 const MAX_FRAME_BYTES = 32 * 1024; // API Gateway closes the socket (1009) on larger client frames
 const MAX_PENDING = 100; // sent texts remembered while their echo is awaited
+const SHOW_COUNT_FROM = 0.8; // the byte count shows once a message reaches this share of the limit
+
+/** The longest message the server takes, in UTF-8 bytes (config.js's `maxMessageBytes`, else the default). */
+export function messageLimit() {
+  const configured = window.WSCHAT_CONFIG && window.WSCHAT_CONFIG.maxMessageBytes;
+  return Number.isSafeInteger(configured) && configured > 0 ? configured : 8192;
+}
+
+const bytesOf = (text) => new TextEncoder().encode(text).length;
 
 export class Composer {
   /**
@@ -20,6 +29,8 @@ export class Composer {
     this.myName = myName;
     this.input = $('chat-message-input');
     this.error = $('composer-error');
+    this.count = $('composer-count');
+    this.limit = messageLimit();
     this.pending = []; // texts sent whose echo has not come back yet
     $('chat-form').addEventListener('submit', (event) => {
       event.preventDefault();
@@ -28,8 +39,14 @@ export class Composer {
         this.input.focus();
         return;
       }
+      const length = bytesOf(text);
+      if (length > this.limit) {
+        this.showError(`This message is too long to send (${length.toLocaleString()} bytes; the limit is `
+          + `${this.limit.toLocaleString()}).`);
+        return;
+      }
       const frame = JSON.stringify({ message: text });
-      const bytes = new TextEncoder().encode(frame).length;
+      const bytes = bytesOf(frame);
       if (bytes > MAX_FRAME_BYTES) {
         this.showError(`This message is too long to send (${Math.ceil(bytes / 1024)} KB; the limit is 32 KB).`);
         return;
@@ -42,12 +59,22 @@ export class Composer {
       if (this.pending.length > MAX_PENDING) this.pending.shift();
       this.hideError();
       this.input.value = '';
+      this.showCount();
       this.input.focus();
       sent();
     });
     this.input.addEventListener('input', () => {
+      this.showCount();
       if (!this.error.hidden && connected()) this.hideError();
     });
+  }
+
+  /** The message's size against the limit, once it comes near it: `7,000 / 8,192 bytes`. */
+  showCount() {
+    const length = bytesOf(this.input.value);
+    this.count.hidden = length < this.limit * SHOW_COUNT_FROM;
+    this.count.classList.toggle('over', length > this.limit);
+    this.count.textContent = `${length.toLocaleString()} / ${this.limit.toLocaleString()} bytes`;
   }
 
   /** Whether a chat frame arriving now is the echo of a message this tab sent (it is then no longer awaited). */
@@ -65,6 +92,7 @@ export class Composer {
     if (pending >= 0) this.pending.splice(pending, 1);
     if (this.input.value === '' || this.input.value === text) {
       this.input.value = text;
+      this.showCount();
       this.showError('Not delivered; your message is back here. Send it again when you like.');
     } else {
       this.showError(`Not delivered: “${text}”.`);

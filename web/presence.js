@@ -1,6 +1,11 @@
 // Who is here: the header's "3 here" button and its panel of names, asked on every (re)connect with
 // {"action": "presence"} and kept up to date by the {"joined"} and {"left"} frames that follow, each also shown
 // in the log as a line of its own. Names are text, never markup.
+//
+// The server damps joins and leaves (about one a second per room): when some were merged away, a frame says
+// `recount`, and the page asks again once things have been calm for RECOUNT_MS, so its count and names settle.
+
+const RECOUNT_MS = 2000;
 
 export class Presence {
   /**
@@ -8,11 +13,14 @@ export class Presence {
    * @param {(id: string) => HTMLElement} options.$ the page's elements by id
    * @param {string | null} options.myName this tab's name (marked in the list)
    * @param {import('./log.js').MessageLog} options.log where joins and leaves are told
+   * @param {() => void} options.ask asks the server who is here
    */
-  constructor({ $, myName, log }) {
+  constructor({ $, myName, log, ask }) {
     this.$ = $;
     this.myName = myName;
     this.log = log;
+    this.ask = ask;
+    this.recountTimer = 0;
     this.count = 0;
     this.names = [];
     this.button = $('presence-button');
@@ -52,6 +60,10 @@ export class Presence {
     }
     this.render();
     this.line(named, joined ? 'joined' : 'left');
+    if (frame.recount === true) {
+      clearTimeout(this.recountTimer);
+      this.recountTimer = setTimeout(() => this.ask(), RECOUNT_MS);
+    }
     return true;
   }
 

@@ -36,7 +36,7 @@ const myName = nameCheck.ok ? nameCheck.name : null;
 
 const log = new MessageLog($('chat-log'), $('new-messages'));
 const kept = new KeptMessages(room);
-const presence = new Presence({ $, myName, log });
+const presence = new Presence({ $, myName, log, ask: () => connection.send('{"action":"presence"}') });
 const status = new ConnectionStatus($);
 
 const connection = new Connection({
@@ -117,7 +117,12 @@ function received(data) {
     if (presence.onFrame(frame)) return;
     if (typeof frame.error === 'string') {
       log.error(`Server error: ${frame.error}`);
-      if (typeof frame.undelivered === 'string') composer.giveBack(frame.undelivered);
+      if (typeof frame.undelivered === 'string') {
+        composer.giveBack(frame.undelivered);
+      } else if (Number.isSafeInteger(frame.retryAfterMs)) {
+        // A request of this page's own was over its budget: the history it was waiting for is asked again.
+        setTimeout(() => { if (!sequence.synced) sequence.resume(); }, frame.retryAfterMs);
+      }
       return;
     }
     // What API Gateway itself sends when an integration failed: an error, never a chat line.

@@ -10,7 +10,8 @@
 // * a frame already shown (or held) is dropped;
 // * a history answer fills gaps the same way; when it says `complete: false` the messages before its first one
 //   are gone, and `notice("lost")` lets the page say so instead of pretending nothing was missed;
-// * a new epoch resets the sequence (`notice("reset")`).
+// * a new epoch resets the sequence (`notice("reset")`);
+// * an answer that says `more` is followed by a request for the next page.
 //
 // No DOM here: the room page and the Node unit tests (tests/browser/sequence.test.mjs) drive it alike.
 
@@ -70,9 +71,10 @@ export class RoomSequence {
   }
 
   /**
-   * A history answer arrived: `{"history": [...], "epoch": …, "complete"?: bool}`; only the last frame of an
-   * answer carries `complete`.
-   * @param {{history: ChatFrame[], epoch: string, complete?: boolean}} frame
+   * A history answer arrived: `{"history": [...], "epoch": …, "complete"?: bool, "more"?: true}`; only the last
+   * frame of an answer carries `complete`, and `more` when the server holds more than one answer carries: the next
+   * page is asked for at once, after the last message shown.
+   * @param {{history: ChatFrame[], epoch: string, complete?: boolean, more?: boolean}} frame
    */
   onHistory(frame) {
     if (this.epoch !== null && frame.epoch !== this.epoch) {
@@ -95,6 +97,12 @@ export class RoomSequence {
       // is a loss only for a page that had shown messages before it (a first visit starts wherever history does).
       if (this.last > 0) this.notice('lost', { from: this.last + 1, to: oldest - 1 });
       this.last = oldest - 1;
+    }
+    if (frame.more === true) {
+      // Live frames stay held until the last page is in.
+      this.drain();
+      this.requestHistory(this.last, this.epoch);
+      return;
     }
     this.synced = true;
     this.drain();
@@ -149,7 +157,8 @@ export class RoomSequence {
     } else if (this.timer === null) {
       this.timer = this.setTimer(() => {
         this.timer = null;
-        if (this.held.size > 0) this.requestHistory(this.last, this.epoch);
+        // While pages of an answer are still coming, they fill the gap themselves.
+        if (this.held.size > 0 && this.synced) this.requestHistory(this.last, this.epoch);
       }, this.holdMs);
     }
   }

@@ -141,16 +141,21 @@ test('composer_sends_exact_json_ignores_blank_input_and_clears_after_send', TEST
     await page.click('#chat-message-submit');
     await waitForChatLine(page, 'by click');
 
-    // Over API Gateway's 32 KB frame limit: refused here, instead of the gateway closing the socket (1009).
-    await postMessage(page, 'x'.repeat(33 * 1024));
+    // Near the server's limit (config.js's maxMessageBytes, 8,192 bytes by default) the size shows before sending;
+    // over it the message is refused here, instead of by the server.
+    await page.fill('#chat-message-input', 'x'.repeat(7000));
+    await page.locator('#composer-count').waitFor({ state: 'visible', timeout: WAIT_MS });
+    assert.equal(await page.textContent('#composer-count'), '7,000 / 8,192 bytes');
+    await postMessage(page, 'é'.repeat(4097));
     await page.locator('#composer-error').waitFor({ state: 'visible', timeout: WAIT_MS });
-    assert.match(await page.textContent('#composer-error'), /too long .*32 KB/);
-    assert.equal((await page.inputValue('#chat-message-input')).length, 33 * 1024, 'the text is kept');
+    assert.match(await page.textContent('#composer-error'), /too long .*8,194 bytes; the limit is 8,192/);
+    assert.ok(await page.locator('#composer-count.over').isVisible(), 'the count says it is over');
+    assert.equal(await page.inputValue('#chat-message-input'), 'é'.repeat(4097), 'the text is kept');
 
     assert.deepEqual(seen.sent[0], JSON.stringify({ action: 'history' }), 'on connect the page asks for history');
     const composed = seen.sent.filter((frame) => !('action' in JSON.parse(frame)));
     assert.deepEqual(composed, [JSON.stringify({ message: 'hi "there"' }), JSON.stringify({ message: 'by click' })],
-      'exactly two chat frames: the blank and the oversized input sent nothing');
+      'exactly two chat frames: the blank and the over-long input sent nothing');
     assert.equal(await page.getAttribute('#connection-status', 'data-state'), 'connected');
   });
 });

@@ -90,3 +90,20 @@ test('a_new_epoch_resets_the_sequence_and_says_so', () => {
   assert.equal(notices[0].kind, 'reset');
   assert.equal(sequence.epoch, 'new');
 });
+
+test('an answer that says more is followed by the next page, and live frames wait for the last page', () => {
+  const { sequence, shown, asked, fire } = harness();
+  const chat = (seq) => ({ message: `m${seq}`, seq, epoch: 'e' });
+  sequence.resume();
+  assert.deepEqual(asked, [{ after: null, epoch: null }]);
+
+  sequence.onHistory({ history: [chat(1), chat(2)], epoch: 'e', complete: true, more: true });
+  sequence.onChat(chat(6));
+  fire();
+
+  assert.deepEqual(shown, [1, 2]);
+  assert.deepEqual(asked.slice(1), [{ after: 2, epoch: 'e' }], 'the next page, and no gap request meanwhile');
+  sequence.onHistory({ history: [chat(3), chat(4), chat(5)], epoch: 'e', complete: true });
+  assert.deepEqual(shown, [1, 2, 3, 4, 5, 6]);
+  assert.equal(asked.length, 2);
+});

@@ -1,6 +1,7 @@
 //! The end-to-end suites, one module each, in one test binary: `cargo nextest run -p wschat-tests` runs them all,
 //! `-E 'test(/^chat::/)'` one suite.
 
+mod abuse;
 mod chat;
 mod cost_and_faults;
 mod faults;
@@ -10,3 +11,4 @@ mod names;
 mod presence;
 mod redis_store;
 mod redis_tls_cluster;
+mod store_limits;

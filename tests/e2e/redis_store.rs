@@ -349,3 +349,48 @@ async fn presence_keys_share_the_room_s_slot_and_leaves_count_only_live_members(
         .expect("watchers");
     assert_eq!(watchers, ["b"]);
 }
+
+#[tokio::test]
+async fn a_request_over_its_frame_budget_costs_the_budget_check_and_nothing_else() {
+    let (store, round_trips) = counting_store().await;
+    let store = Arc::new(store.with_policy(chat_shared::rooms::Policy {
+        limits: chat_shared::rooms::Limits {
+            frames_per_sec: 1,
+            frame_burst: 1,
+            ..chat_shared::rooms::Limits::default()
+        },
+        ..chat_shared::rooms::Policy::default()
+    }));
+    let gateway = Arc::new(RecordingGateway::new());
+    let deps = Deps {
+        rooms: store.clone(),
+        gateway: gateway.clone(),
+        fanout: FanoutSettings::default(),
+        max_message_bytes: chat_shared::config::DEFAULT_MAX_MESSAGE_BYTES,
+    };
+    let history: WebsocketRequest = serde_json::from_value(json!({
+        "requestContext": {
+            "routeKey": "$default", "eventType": "MESSAGE", "connectionId": "c0", "messageId": "m",
+            "connectedAt": 1_000, "requestTimeEpoch": 2_000, "stage": "prod", "apiId": "x", "domainName": "d",
+            "authorizer": { "room": "hot", "principalId": "c0" }
+        },
+        "body": r#"{"action":"history"}"#,
+        "isBase64Encoded": false
+    }))
+    .expect("event");
+    let granted = WsDefault::handle(&deps, &history, None)
+        .await
+        .expect("handled");
+    let before = round_trips.load(Ordering::SeqCst);
+
+    let refused = WsDefault::handle(&deps, &history, None)
+        .await
+        .expect("handled");
+
+    assert_eq!((granted.status_code, refused.status_code), (200, 429));
+    assert_eq!(
+        round_trips.load(Ordering::SeqCst) - before,
+        1,
+        "the budget's script, and no history read"
+    );
+}

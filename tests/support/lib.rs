@@ -137,6 +137,12 @@ impl TestChat {
     /// # Panics
     /// When the emulator cannot start, or Redis cannot be reached in [`Mode::Redis`].
     pub async fn start_configured(mode: Mode, options: Options, config: Config) -> Self {
+        // Every client of a test says its address in X-Forwarded-For ([`test_address`]); the tests' emulators
+        // trust it, as the shared Lambda-mode stack does.
+        let options = Options {
+            trust_forwarded_for: true,
+            ..options
+        };
         if mode == Mode::Deployed {
             let url = std::env::var(DEPLOYED_ENV).unwrap_or_else(|_| {
                 panic!("{DEPLOYED_ENV} is not set: point it at a deployed stage (wss://…/prod)")
@@ -150,9 +156,11 @@ impl TestChat {
                 options,
             };
         }
+        // The store keeps and enforces what `config` says, as the functions' own would.
+        let policy = chat_shared::startup::policy(&config);
         let (rooms, data): (Arc<dyn RoomStore>, Data) = match mode {
             Mode::Memory => {
-                let memory = Arc::new(MemoryRoomStore::default());
+                let memory = Arc::new(MemoryRoomStore::default().with_policy(policy));
                 (memory.clone(), Data::Memory(memory))
             }
             Mode::Deployed => unreachable!("handled above"),
@@ -164,7 +172,8 @@ impl TestChat {
                 };
                 let store = RedisRoomStore::connect(&redis_url(), &prefix, MAX_CONNECTION_LIFETIME)
                     .await
-                    .expect("the test Redis is reachable");
+                    .expect("the test Redis is reachable")
+                    .with_policy(policy);
                 (Arc::new(store), Data::Redis(prefix))
             }
         };
@@ -262,6 +271,14 @@ impl TestChat {
         format!("http://{}{path}", self.addr)
     }
 
+    /// The key prefix of this chat's rooms in the test Redis ([`Mode::Redis`] and [`Mode::Lambda`]).
+    pub fn key_prefix(&self) -> Option<&KeyPrefix> {
+        match &self.data {
+            Data::Redis(prefix) => Some(prefix),
+            _ => None,
+        }
+    }
+
     /// The Management API's stage URL.
     pub fn management_endpoint(&self) -> String {
         format!("http://{}/{}", self.addr, self.options.stage)
@@ -277,6 +294,16 @@ impl TestChat {
         Client::connect(&self.ws_url(room), origin.as_deref())
             .await
             .expect("handshake accepted")
+    }
+
+    /// Connects a client to `room` from `address`, or the handshake's error (`tungstenite::Error::Http` with the
+    /// status when it was refused).
+    ///
+    /// # Errors
+    /// The handshake's failure.
+    pub async fn join_from(&self, room: &str, address: &str) -> Result<Client, tungstenite::Error> {
+        let origin = self.deployed_url.is_none().then(|| self.http_url(""));
+        Client::connect_from(&self.ws_url(room), origin.as_deref(), address).await
     }
 
     /// Connects a client to `room` with the display name `name` (`?room=…&name=…`).
@@ -480,8 +507,12 @@ pub struct History {
     pub epoch: String,
     /// Whether nothing after the requested seq is missing.
     pub complete: bool,
+    /// Whether more messages follow than the answer carried.
+    pub more: bool,
     /// How many `{"history"}` frames carried it.
     pub frames: usize,
+    /// Their bytes, in all.
+    pub bytes: usize,
 }
 
 impl History {
@@ -551,7 +582,9 @@ impl Client {
             chats: Vec::new(),
             epoch: String::new(),
             complete: false,
+            more: false,
             frames: 0,
+            bytes: 0,
         };
         loop {
             let frame = self.next_json().await;
@@ -561,6 +594,8 @@ impl Client {
             };
             history.chats.extend(chats.iter().cloned());
             history.frames += 1;
+            history.bytes += frame.to_string().len();
+            history.more |= frame.get("more") == Some(&Value::Bool(true));
             history.epoch = frame["epoch"].as_str().expect("epoch").to_owned();
             if let Some(complete) = frame.get("complete") {
                 history.complete = complete.as_bool().expect("complete is a boolean");
@@ -678,6 +713,24 @@ impl Client {
         );
         if let Ok(next) = tokio::time::timeout(quiet, self.ws.next()).await {
             panic!("expected silence, got {next:?}");
+        }
+    }
+
+    /// Every data frame until the server closes the socket (or `within` passes), parsed as JSON, and whether it
+    /// closed.
+    pub async fn frames_until_closed(&mut self, within: Duration) -> (Vec<Value>, bool) {
+        let mut frames: Vec<Value> = self.backlog.drain(..).collect();
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            match tokio::time::timeout_at(deadline, self.ws.next()).await {
+                Err(_) => return (frames, false),
+                Ok(Some(Ok(Message::Text(text)))) => {
+                    frames.push(serde_json::from_str(&text).expect("frames are JSON"));
+                }
+                Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => {}
+                Ok(None | Some(Err(_) | Ok(Message::Close(_)))) => return (frames, true),
+                Ok(Some(Ok(other))) => panic!("expected a text frame, got {other:?}"),
+            }
         }
     }
 

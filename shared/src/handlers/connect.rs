@@ -437,4 +437,64 @@ mod tests {
             None
         );
     }
+
+    #[tokio::test]
+    async fn an_address_past_its_handshakes_or_live_connections_is_refused_with_429() {
+        let store = Arc::new(
+            MemoryRoomStore::default().with_policy(crate::rooms::Policy {
+                limits: crate::rooms::Limits {
+                    max_members: 1,
+                    handshakes_per_min: 5,
+                    connections_per_address: 2,
+                    ..crate::rooms::Limits::default()
+                },
+                ..crate::rooms::Policy::default()
+            }),
+        );
+        let deps = Deps {
+            rooms: store.clone(),
+            origins: OriginPolicy::Any,
+            announcer: None,
+        };
+        let mut answers = Vec::new();
+        for (conn, room) in [
+            ("a", "lobby"),
+            ("b", "lobby"),
+            ("c", "other"),
+            ("d", "third"),
+            ("e", "fourth"),
+            ("f", "fifth"),
+        ] {
+            let event = fixtures::connect(conn, json!({ "room": room }), json!({}));
+            let resp = handle(&event, &deps).await.expect("handled");
+            let body = match resp.body {
+                Some(aws_lambda_events::encodings::Body::Text(t)) => t,
+                _ => String::new(),
+            };
+            answers.push((resp.status_code, body));
+        }
+
+        let statuses: Vec<i64> = answers.iter().map(|(status, _)| *status).collect();
+        assert_eq!(
+            statuses,
+            [200, 403, 200, 429, 429, 429],
+            "b's full room gave its address slot back, so c fits: {answers:?}"
+        );
+        assert!(
+            answers[3].1.contains("too many open connections"),
+            "{answers:?}"
+        );
+        assert!(
+            answers[5].1.contains("try again in"),
+            "five handshakes a minute: {answers:?}"
+        );
+        assert_eq!(
+            store
+                .room_of(&ConnectionId::parse("d").expect("id"))
+                .await
+                .expect("room_of"),
+            None,
+            "a refused handshake joins nothing"
+        );
+    }
 }

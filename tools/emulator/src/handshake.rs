@@ -105,6 +105,7 @@ pub(crate) async fn handshake(
         .unwrap_or(200);
     info!(target: "apigw", connection = %conn, route = "$connect", function, status, ms, "event");
     if !(200..300).contains(&status) {
+        state.meter.refused("$connect", status, &info.source_ip);
         // API Gateway rejects the handshake with the integration's status and no body.
         let status = u16::try_from(status)
             .ok()

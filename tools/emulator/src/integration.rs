@@ -56,7 +56,7 @@ pub(crate) async fn disconnect(state: &AppState, info: &ConnectionInfo, code: u1
     }
     if let Some(function) = state.options.routes.function_for("$disconnect") {
         let event = events::disconnect(info, code, reason, now_ms());
-        let _ = invoke_logged(state, &info.connection_id, "$disconnect", function, event).await;
+        let _ = invoke_logged(state, info, "$disconnect", function, event).await;
     }
 }
 
@@ -76,7 +76,7 @@ pub(crate) async fn on_text(state: &AppState, info: &ConnectionInfo, body: &str,
         .as_str()
         .unwrap_or_default()
         .to_owned();
-    if let Err(failure) = invoke_logged(state, conn, route, function, event).await {
+    if let Err(failure) = invoke_logged(state, info, route, function, event).await {
         // What API Gateway pushes to the sender when a message's integration fails (a Lambda error, a throttle)
         // or times out: the client sees it as an ordinary frame.
         let message = match failure {
@@ -97,14 +97,16 @@ pub(crate) async fn on_text(state: &AppState, info: &ConnectionInfo, body: &str,
     }
 }
 
-/// Invokes `function` and logs one line.
+/// Invokes `function` and logs one line; an answer of 4xx or 5xx is counted as a refusal of the connection's
+/// address by the cost meter.
 async fn invoke_logged(
     state: &AppState,
-    conn: &str,
+    info: &ConnectionInfo,
     route: &str,
     function: &str,
     event: Value,
 ) -> Result<(), Failure> {
+    let conn = &info.connection_id;
     let started = Instant::now();
     let result = invoke(state, function, event).await;
     let ms = started.elapsed().as_millis();
@@ -115,6 +117,9 @@ async fn invoke_logged(
                 .and_then(Value::as_u64)
                 .unwrap_or(200);
             info!(target: "apigw", connection = %conn, route, function, status, ms, "event");
+            if status >= 400 {
+                state.meter.refused(route, status, &info.source_ip);
+            }
             Ok(())
         }
         Err(err) => {

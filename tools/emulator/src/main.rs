@@ -163,6 +163,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     // The cost meter counts Redis commands on a single server it can reach (not a cluster).
     let options = Options {
         meter_redis_url: config.redis_url.clone().filter(|_| !config.redis_cluster),
+        max_message_bytes: config.max_message_bytes,
         ..options
     };
     anyhow::ensure!(

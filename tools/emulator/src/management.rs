@@ -311,7 +311,9 @@ fn close(state: &AppState, id: &str) -> Result<(), Refusal> {
             code: 1000,
             reason: "Connection deleted",
         })
-        .map_err(|_| Refusal::GONE)
+        .map_err(|_| Refusal::GONE)?;
+    state.meter.deleted();
+    Ok(())
 }
 
 async fn delete_connection(

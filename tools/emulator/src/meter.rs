@@ -8,6 +8,9 @@
 //! | Lambda GB-seconds | measured duration rounded up to the millisecond × the template's `MemorySize` (in-process mode times the handler) | per ms × memory, priced by architecture |
 //! | Redis | commands the Redis server counted (`INFO commandstats`) since the emulator started, when it can see that server | ElastiCache Serverless: ECPUs, at least one per command |
 //!
+//! It also says who was refused: every answer of 4xx or 5xx from a route's function (a refused handshake, a frame
+//! over its budget) by route and status and by source address, and every connection closed by DeleteConnection.
+//!
 //! Prices are us-east-1 list prices ([`Prices::default`]); `--prices FILE` overrides any of them. The numbers are
 //! estimates for comparing designs, not a bill: no free tier, no data transfer, no storage.
 
@@ -137,8 +140,17 @@ pub struct Meter {
     connections: AtomicU64,
     closed_connection_ms: AtomicU64,
     functions: Mutex<BTreeMap<String, FunctionCount>>,
+    refusals: Mutex<Refusals>,
+    deleted: AtomicU64,
     redis: Option<RedisCounter>,
     prices: Prices,
+}
+
+/// Refusals by route and status (`"$connect 429"`) and by source address.
+#[derive(Debug, Default, Clone)]
+struct Refusals {
+    by_route: BTreeMap<String, u64>,
+    by_address: BTreeMap<String, u64>,
 }
 
 fn units(bytes: usize) -> u64 {
@@ -160,9 +172,29 @@ impl Meter {
             connections: AtomicU64::new(0),
             closed_connection_ms: AtomicU64::new(0),
             functions: Mutex::default(),
+            refusals: Mutex::default(),
+            deleted: AtomicU64::new(0),
             redis,
             prices,
         }
+    }
+
+    /// `route`'s function answered `status` (4xx or 5xx) to a connection from `address`.
+    pub fn refused(&self, route: &str, status: u64, address: &str) {
+        let mut refusals = self
+            .refusals
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *refusals
+            .by_route
+            .entry(format!("{route} {status}"))
+            .or_default() += 1;
+        *refusals.by_address.entry(address.to_owned()).or_default() += 1;
+    }
+
+    /// A connection was closed through DeleteConnection.
+    pub fn deleted(&self) {
+        self.deleted.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A client sent a data message of `bytes`.
@@ -272,8 +304,24 @@ impl Meter {
             },
             "lambda": { "requests": requests, "gbSeconds": gb_seconds, "functions": per_function },
             "redis": redis_commands.map(|commands| json!({ "commands": commands, "ecpusAtLeast": commands })),
+            "refusals": self.refusals_so_far(),
             "costUsd": cost,
             "prices": p,
+        })
+    }
+}
+
+impl Meter {
+    fn refusals_so_far(&self) -> Value {
+        let refusals = self
+            .refusals
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        json!({
+            "byRoute": refusals.by_route,
+            "byAddress": refusals.by_address,
+            "closedByDeleteConnection": self.deleted.load(Ordering::Relaxed),
         })
     }
 }

@@ -49,6 +49,8 @@ pub struct Options {
     /// `X-Forwarded-For` header instead of the TCP peer, so tests and load tools on one machine can be many
     /// addresses. Only for a proxy you run, or loopback: anyone can write that header.
     pub trust_forwarded_for: bool,
+    /// The longest chat message the functions accept (`MAX_MESSAGE_BYTES`), told to the pages by `/config.js`.
+    pub max_message_bytes: usize,
     /// What the cost meter charges.
     pub prices: Prices,
     /// A Redis whose command count the cost meter reads (`INFO commandstats`), when it can see one.
@@ -70,6 +72,7 @@ impl Default for Options {
             integration_timeout: Duration::from_secs(29),
             idle_reset_on_send: false,
             trust_forwarded_for: false,
+            max_message_bytes: chat_shared::config::DEFAULT_MAX_MESSAGE_BYTES,
             prices: Prices::default(),
             meter_redis_url: None,
             // The template is compiled in and a unit test follows it, so this cannot fail in a released binary.

@@ -467,3 +467,106 @@ async fn a_ping_is_answered_with_a_pong_and_rejoins_a_member_the_store_forgot() 
         vec![id("a")]
     );
 }
+
+/// A world whose connections may send `burst` non-chat frames at once, and one a second after.
+async fn budgeted_world(burst: u32) -> World {
+    let store = Arc::new(MemoryRoomStore::default().with_policy(Policy {
+        limits: Limits {
+            frames_per_sec: 1,
+            frame_burst: burst,
+            ..Limits::default()
+        },
+        ..Policy::default()
+    }));
+    for conn in ["a", "b"] {
+        store
+            .join(&room_("lobby"), &id(conn), 1_000, None)
+            .await
+            .expect("join");
+    }
+    let gateway = Arc::new(RecordingGateway::new());
+    World {
+        deps: Deps {
+            rooms: store.clone(),
+            gateway: gateway.clone(),
+            fanout: FanoutSettings::default(),
+            max_message_bytes: crate::config::DEFAULT_MAX_MESSAGE_BYTES,
+        },
+        store,
+        gateway,
+    }
+}
+
+#[tokio::test]
+async fn every_frame_but_chat_pays_the_frame_budget_and_past_it_is_answered_429_and_nothing_else() {
+    let w = budgeted_world(3).await;
+    let mut statuses = Vec::new();
+    for body in [
+        r#"{"action":"ping"}"#,
+        r#"{"action":"presence"}"#,
+        r#"{"action":"history"}"#,
+        r#"{"action":"history"}"#,
+    ] {
+        let resp = handle(&fixtures::message("a", body, Some("lobby")), &w.deps)
+            .await
+            .expect("handled");
+        statuses.push(resp.status_code);
+    }
+    let chat = handle(
+        &fixtures::message("a", r#"{"message":"still talking"}"#, Some("lobby")),
+        &w.deps,
+    )
+    .await
+    .expect("handled");
+
+    assert_eq!(statuses, [200, 200, 200, 429]);
+    let frames = json_frames(&w.gateway, "a");
+    let refusal = &frames[3];
+    assert!(
+        refusal["error"]
+            .as_str()
+            .expect("an error")
+            .contains("too many requests"),
+        "{refusal}"
+    );
+    assert_eq!(
+        refusal["retryAfterMs"], 2000,
+        "one in debt: two tokens to earn back at one a second"
+    );
+    assert_eq!(
+        frames.iter().filter(|f| f.get("history").is_some()).count(),
+        1,
+        "the refused request got no history: {frames:?}"
+    );
+    assert_eq!(chat.status_code, 200, "chat pays its own rate limit only");
+    assert_eq!(chats(&w.gateway, "b"), said(&[("still talking", 1)]));
+    assert!(w.gateway.deleted().is_empty());
+}
+
+#[tokio::test]
+async fn malformed_frames_pay_the_budget_too_and_hammering_far_past_it_closes_the_connection() {
+    let w = budgeted_world(2).await;
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        let resp = handle(&fixtures::message("a", "not json", Some("lobby")), &w.deps)
+            .await
+            .expect("handled");
+        statuses.push(resp.status_code);
+        if !w.gateway.deleted().is_empty() {
+            break;
+        }
+    }
+
+    assert_eq!(statuses, [400, 400, 429, 429], "two answered, two refused");
+    assert_eq!(
+        w.gateway.deleted(),
+        [id("a")],
+        "closed after a burst's worth of debt"
+    );
+    let last = json_frames(&w.gateway, "a").pop().expect("told");
+    assert!(
+        last["error"].as_str().expect("error").contains("closed"),
+        "{last}"
+    );
+    assert!(w.gateway.received(&id("b")).is_empty(), "nobody else heard");
+}

@@ -1,0 +1,268 @@
+//! What a room store enforces besides membership, the same in memory and in Redis: the frame budget, the limits
+//! per source address, presence damping, and a history bounded by bytes and answered a page at a time. Every
+//! check runs against both stores (`_in_memory`, `_in_redis`); the Redis one against the test Redis.
+
+use std::sync::Arc;
+
+use chat_shared::config::MAX_CONNECTION_LIFETIME;
+use chat_shared::rooms::{
+    ANNOUNCEMENT_BURST, Admission, Announce, Entered, Limits, MemoryRoomStore, Policy,
+    RedisRoomStore, Retention, RoomStore, Sender, Spent,
+};
+use chat_shared::wire::{ConnectionId, RoomName, SourceAddress};
+use wschat_tests::{redis_url, unique_prefix};
+
+/// Which store a check runs against.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Memory,
+    Redis,
+}
+
+async fn store_with(kind: Kind, limits: Limits, retention: Retention) -> Arc<dyn RoomStore> {
+    let policy = Policy { limits, retention };
+    match kind {
+        Kind::Memory => Arc::new(MemoryRoomStore::default().with_policy(policy)),
+        Kind::Redis => Arc::new(
+            RedisRoomStore::connect(&redis_url(), &unique_prefix(), MAX_CONNECTION_LIFETIME)
+                .await
+                .expect("Redis reachable")
+                .with_policy(policy),
+        ),
+    }
+}
+
+/// `name_in_memory` and `name_in_redis` for each check.
+macro_rules! both_stores {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test]
+                async fn in_memory() {
+                    super::$name(super::Kind::Memory).await;
+                }
+                #[tokio::test]
+                async fn in_redis() {
+                    super::$name(super::Kind::Redis).await;
+                }
+            }
+        )*
+    };
+}
+
+both_stores!(
+    a_frame_budget_refuses_past_its_burst_waits_for_its_rate_and_closes_far_past_it,
+    an_address_is_refused_past_its_handshake_rate_and_its_live_connections,
+    presence_damping_lets_a_burst_out_then_one_a_second_and_asks_watchers_to_recount,
+    a_history_is_bounded_by_bytes_and_answered_a_page_at_a_time,
+);
+
+fn id(raw: &str) -> ConnectionId {
+    ConnectionId::parse(raw).expect("id")
+}
+
+fn room(raw: &str) -> RoomName {
+    RoomName::parse(raw).expect("room")
+}
+
+async fn a_frame_budget_refuses_past_its_burst_waits_for_its_rate_and_closes_far_past_it(
+    kind: Kind,
+) {
+    let limits = Limits {
+        frames_per_sec: 2,
+        frame_burst: 3,
+        ..Limits::default()
+    };
+    let store = store_with(kind, limits, Retention::default()).await;
+    let (a, b) = (id("a"), id("b"));
+
+    let mut spent = Vec::new();
+    for _ in 0..3 {
+        spent.push(store.spend(&a, 1_000).await.expect("counted"));
+    }
+    let refused = store.spend(&a, 1_000).await.expect("counted");
+
+    assert_eq!(spent, [Spent::Granted; 3]);
+    assert_eq!(
+        refused,
+        Spent::Refused {
+            retry_after_ms: 1000,
+            close: false
+        },
+        "in debt by one: two tokens to earn back at two a second"
+    );
+    assert_eq!(
+        store.spend(&b, 1_000).await.expect("counted"),
+        Spent::Granted,
+        "another connection has a budget of its own"
+    );
+    let after_a_while = store.spend(&a, 3_000).await.expect("counted");
+    assert_eq!(
+        after_a_while,
+        Spent::Granted,
+        "two seconds earned 4 tokens back"
+    );
+    let mut last = Spent::Granted;
+    for _ in 0..8 {
+        last = store.spend(&a, 3_000).await.expect("counted");
+        if matches!(last, Spent::Refused { close: true, .. }) {
+            break;
+        }
+    }
+    assert!(
+        matches!(last, Spent::Refused { close: true, .. }),
+        "hammering into a debt of a whole burst closes: {last:?}"
+    );
+}
+
+async fn an_address_is_refused_past_its_handshake_rate_and_its_live_connections(kind: Kind) {
+    let limits = Limits {
+        handshakes_per_min: 3,
+        connections_per_address: 2,
+        ..Limits::default()
+    };
+    let store = store_with(kind, limits, Retention::default()).await;
+    let (here, there) = (
+        SourceAddress::parse("203.0.113.1").expect("ip"),
+        SourceAddress::parse("203.0.113.2").expect("ip"),
+    );
+
+    let first = store.admit(&here, &id("c1"), 0).await.expect("counted");
+    let second = store.admit(&here, &id("c2"), 0).await.expect("counted");
+    let third = store.admit(&here, &id("c3"), 0).await.expect("counted");
+    store.release(&here, &id("c1")).await.expect("released");
+    let too_fast = store.admit(&here, &id("c4"), 0).await.expect("counted");
+    let elsewhere = store.admit(&there, &id("c5"), 0).await.expect("counted");
+    let a_minute_on = store
+        .admit(&here, &id("c6"), 20_000)
+        .await
+        .expect("counted");
+
+    assert_eq!((first, second), (Admission::Admitted, Admission::Admitted));
+    assert_eq!(third, Admission::TooMany, "two live connections already");
+    assert_eq!(
+        too_fast,
+        Admission::TooFast {
+            retry_after_ms: 20_000
+        },
+        "three handshakes a minute, each counted"
+    );
+    assert_eq!(elsewhere, Admission::Admitted);
+    assert_eq!(
+        a_minute_on,
+        Admission::Admitted,
+        "a token back, and c1's slot free again"
+    );
+}
+
+async fn presence_damping_lets_a_burst_out_then_one_a_second_and_asks_watchers_to_recount(
+    kind: Kind,
+) {
+    let store = store_with(kind, Limits::default(), Retention::default()).await;
+    let lobby = room("lobby");
+    let mut announced = Vec::new();
+    for n in 0..15 {
+        let conn = id(&format!("c{n}"));
+        let entered = store.join(&lobby, &conn, 1_000, None).await.expect("join");
+        let Entered::Joined { announce, .. } = entered else {
+            panic!("{entered:?}")
+        };
+        announced.push(announce);
+    }
+    let later = store
+        .leave(&id("c0"), None, 2_500)
+        .await
+        .expect("leave")
+        .expect("was there");
+
+    let allowed: usize = announced.iter().map(|a| a.allowed).sum();
+    assert_eq!(allowed, ANNOUNCEMENT_BURST as usize);
+    assert!(announced[..9].iter().all(|a| !a.recount));
+    assert!(
+        announced[9].recount,
+        "the one that empties the bucket warns"
+    );
+    assert_eq!(
+        later.announce,
+        Announce {
+            allowed: 1,
+            recount: true
+        },
+        "a second and a half later one goes out, saying some were merged away"
+    );
+}
+
+async fn a_history_is_bounded_by_bytes_and_answered_a_page_at_a_time(kind: Kind) {
+    let retention = Retention {
+        max_bytes: 1_000,
+        page_bytes: 300,
+        ..Retention::default()
+    };
+    let store = store_with(kind, Limits::default(), retention).await;
+    let lobby = room("lobby");
+    let sender = id("a");
+    for n in 0..20 {
+        let who = Sender {
+            conn: &sender,
+            connected_at_ms: 0,
+            message_id: None,
+            user: None,
+        };
+        let text = format!("\"message number {n:02}\"");
+        store
+            .publish(&lobby, &who, &text, 1_000 + n)
+            .await
+            .expect("published");
+    }
+
+    let recent = store
+        .history(&lobby, None, None, 2_000)
+        .await
+        .expect("read");
+    let first_page = store
+        .history(&lobby, Some(0), None, 2_000)
+        .await
+        .expect("read");
+
+    let bytes = |frames: &[String]| frames.iter().map(String::len).sum::<usize>();
+    let seq = |frame: &String| {
+        serde_json::from_str::<serde_json::Value>(frame).expect("json")["seq"]
+            .as_u64()
+            .expect("seq")
+    };
+    assert!(bytes(&recent.frames) <= 300 && !recent.frames.is_empty());
+    assert_eq!(
+        recent.frames.last().map(seq),
+        Some(20),
+        "the newest messages"
+    );
+    assert!(!recent.complete && !recent.more);
+    assert!(bytes(&first_page.frames) <= 300);
+    assert!(first_page.more, "more follow");
+    assert!(
+        !first_page.complete,
+        "the oldest were trimmed to stay under 1,000 bytes"
+    );
+    let oldest = seq(&first_page.frames[0]);
+    assert!(oldest > 1, "{oldest}");
+    let mut after = first_page.frames.last().map(seq).expect("a frame");
+    let mut pages = 1;
+    loop {
+        let page = store
+            .history(&lobby, Some(after), None, 2_000)
+            .await
+            .expect("read");
+        assert_eq!(
+            page.frames.first().map(seq),
+            Some(after + 1),
+            "no gap between pages"
+        );
+        after = page.frames.last().map(seq).expect("a frame");
+        pages += 1;
+        if !page.more {
+            break;
+        }
+        assert!(pages < 20, "bounded");
+    }
+    assert_eq!(after, 20);
+}
