@@ -12,7 +12,11 @@
 # venvs). Results: target/bench/*.jsonl and the tables on stdout.
 #   BENCH_SECONDS (3)  how long every client sends, per cell
 #   BENCH_CELLS        the matrix (default 1x2:4,1x10:4,1x50:4,10x10:4,1x50:1)
-#   BENCH_SKIP_FANOUT=1, BENCH_SKIP_COST=1, BENCH_SKIP_GATEWAY=1, BENCH_SKIP_INPROCESS=1, BENCH_SKIP_LAMBDA=1  leave a part out
+#   3. the attack (`wschat-loadtest attack`), with the default limits, in process (rooms in Redis) and in Lambda
+#      mode, with the handshake storm from 1 address and from 100.
+#   BENCH_ATTACK_SECONDS (60)  how long each attack lasts
+#   BENCH_SKIP_FANOUT=1, BENCH_SKIP_COST=1, BENCH_SKIP_GATEWAY=1, BENCH_SKIP_INPROCESS=1, BENCH_SKIP_LAMBDA=1,
+#   BENCH_SKIP_ATTACK=1  leave a part out
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$repo"
@@ -20,8 +24,9 @@ seconds=${BENCH_SECONDS:-3}
 cells=${BENCH_CELLS:-1x2:4,1x10:4,1x50:4,10x10:4,1x50:1}
 out="$repo/target/bench"
 rm -rf "$out"; mkdir -p "$out"
-# The benchmark floods on purpose: lift the per-connection rate limit and the room cap for it.
-limits="RATE_LIMIT_PER_SEC=1000000,RATE_LIMIT_BURST=1000000"
+# The throughput benchmarks flood on purpose, from one address: they run with the abuse limits lifted (chat rate,
+# frame budget, per-address limits; tools/loadtest/src/lifted.rs says the same). `attack` runs with the defaults.
+limits="RATE_LIMIT_PER_SEC=1000000,RATE_LIMIT_BURST=1000000,FRAME_RATE_PER_SEC=1000000,FRAME_BURST=1000000,CONNECT_RATE_PER_IP=1000000,MAX_CONNECTIONS_PER_IP=1000000"
 
 # shellcheck source=tools/scripts/common.sh
 source "$repo/tools/scripts/common.sh"
@@ -58,7 +63,7 @@ echo; echo "## Matrix, ${seconds} s per cell"
 # wschat in process, rooms in memory (make run).
 if [ "${BENCH_SKIP_INPROCESS:-}" != 1 ]; then
 port=$(free_port)
-env RATE_LIMIT_PER_SEC=1000000 RATE_LIMIT_BURST=1000000 RUST_LOG=warn \
+env ${limits//,/ } RUST_LOG=warn \
   target/fast/wschat-emulator --port "$port" >"$out/inprocess.log" 2>&1 &
 emulator=$!; pids+=("$emulator")
 wait_for_port "$port" 30
@@ -105,3 +110,26 @@ tools/scripts/with-redis.sh -- bash -c '
 
 echo; echo "## Side by side (ratios: delivered msgs/s against the Channels tutorial)"
 "$load" report --baseline "Channels tutorial" "$out/matrix.jsonl"
+
+if [ "${BENCH_SKIP_ATTACK:-}" != 1 ]; then
+  attack_seconds=${BENCH_ATTACK_SECONDS:-60}
+  echo; echo "## Under attack, with the default limits: ${attack_seconds} s each, the storm from 1 address and from 100"
+  # In process, rooms in Redis (weighed with MEMORY USAGE); X-Forwarded-For trusted: one machine, many addresses.
+  tools/scripts/with-redis.sh --as-redis-url -- bash -c '
+    source tools/scripts/common.sh
+    port=$(free_port)
+    RUST_LOG=warn target/fast/wschat-emulator --port "$port" --trust-forwarded-for >"$2/attack-emulator.log" 2>&1 &
+    emulator=$!
+    trap "kill $emulator 2>/dev/null; wait $emulator 2>/dev/null" EXIT
+    wait_for_port "$port" 30
+    for addresses in 1 100; do
+      "$0" attack --name "wschat in-process" --url "ws://127.0.0.1:$port/local" --seconds "$1" \
+        --storm-addresses "$addresses" --redis-url "$REDIS_URL"
+    done' "$load" "$attack_seconds" "$out"
+  # Lambda mode: the release functions with their default limits; the stack's emulator trusts X-Forwarded-For.
+  LAMBDA_RELEASE=1 WSCHAT_NO_FAULT_STACK=1 RUST_LOG=warn tools/scripts/lambda-stack.sh -- bash -c '
+    for addresses in 1 100; do
+      "$0" attack --name "wschat Lambda mode" --url "${WSCHAT_LAMBDA_EMULATOR_URL/http:/ws:}/local" --seconds "$1" \
+        --storm-addresses "$addresses" --redis-url "$REDIS_URL"
+    done' "$load" "$attack_seconds" || echo "bench: the Lambda-mode attack failed (see above)"
+fi

@@ -11,11 +11,12 @@ pub async fn in_memory_emulator(config: chat_shared::config::Config) -> Emulator
         config,
         posts: Posts::InMemory,
     });
-    Emulator::start(
-        "127.0.0.1:0".parse().expect("addr"),
-        Options::default(),
-        backend,
-    )
-    .await
-    .expect("emulator")
+    // X-Forwarded-For trusted: `attack` is many addresses from one machine.
+    let options = Options {
+        trust_forwarded_for: true,
+        ..Options::default()
+    };
+    Emulator::start("127.0.0.1:0".parse().expect("addr"), options, backend)
+        .await
+        .expect("emulator")
 }

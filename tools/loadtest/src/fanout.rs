@@ -100,10 +100,14 @@ async fn measure(args: &FanoutArgs, in_flight: usize) -> anyhow::Result<Sample> 
     };
     let backend = BackendChoice::InProcess(InProcessOptions {
         store: StoreChoice::Memory,
-        config: Config {
-            fanout_max_in_flight: in_flight,
-            ..Config::default()
-        },
+        // The limits lifted: a thousand members from one address (crate::lifted).
+        config: crate::lifted::lifted(
+            Config {
+                fanout_max_in_flight: in_flight,
+                ..Config::default()
+            },
+            args.members,
+        ),
         posts: Posts::InMemory,
     });
     let addr: SocketAddr = "127.0.0.1:0".parse()?;

@@ -7,16 +7,20 @@
 //! * `report` ([`report`]): the matrix results of several targets side by side, as a Markdown table with ratios.
 //! * `gateway` ([`gateway`]): CPU per PostToConnection of the SDK client and of the direct client.
 //! * `cost` ([`cost`]): what 1,000 chat messages cost on AWS at several room sizes, by the emulator's cost meter.
+//! * `attack` ([`attack`]): the abuse limits under attack, with their defaults: a request flood, a handshake storm
+//!   and a message flood at once, while two members chat.
 //!
 //! Every loop is bounded in count and time; everything talks to 127.0.0.1 only.
 
 use clap::Parser;
 
+mod attack;
 mod cost;
 #[cfg(test)]
 mod emulated;
 mod fanout;
 mod gateway;
+mod lifted;
 mod matrix;
 mod members;
 mod report;
@@ -34,6 +38,8 @@ enum Command {
     Gateway(gateway::GatewayArgs),
     /// What 1,000 chat messages cost on AWS at several room sizes, by the emulator's cost meter.
     Cost(cost::CostArgs),
+    /// A request flood, a handshake storm and a message flood at once against one chat, with its limits.
+    Attack(attack::AttackArgs),
 }
 
 // The allocator ws-default runs with, so that `gateway` measures the posts as the function makes them.
@@ -57,6 +63,7 @@ fn main() -> anyhow::Result<()> {
             Command::Report(args) => report::run(&args),
             Command::Gateway(args) => gateway::run(&args).await.map(drop),
             Command::Cost(args) => cost::run(&args).await,
+            Command::Attack(args) => attack::run(&args).await.map(drop),
         }
     })
 }
