@@ -165,7 +165,7 @@ async fn a_history_answer_is_a_page_and_the_rest_follows_after_it(mode: Mode) {
     let chat = TestChat::start(mode).await;
     let room = unique_room("pages");
     let mut ann = chat.join(&room).await;
-    // Ten messages of 7,000 bytes: more than one page of 64 KB, well within the rate limit's burst.
+    // Ten messages of 7,000 bytes: more than one page (32,000 bytes by default), well within the chat burst.
     let said: Vec<String> = (0..10)
         .map(|n| format!("{n}{}", "y".repeat(7_000)))
         .collect();

@@ -56,7 +56,7 @@ pub struct Config {
     pub frame_burst: u32,
     /// [`MAX_MESSAGE_BYTES`]: 1 to [`MAX_MAX_MESSAGE_BYTES`].
     pub max_message_bytes: usize,
-    /// [`HISTORY_PAGE_BYTES`]: 1024 to [`DEFAULT_HISTORY_PAGE_BYTES`].
+    /// [`HISTORY_PAGE_BYTES`]: 1024 to [`MAX_HISTORY_PAGE_BYTES`].
     pub history_page_bytes: usize,
     /// [`HISTORY_MAX_BYTES`]: 16384 to [`MAX_HISTORY_MAX_BYTES`].
     pub history_max_bytes: usize,
@@ -191,7 +191,7 @@ impl Config {
             &lookup,
             HISTORY_PAGE_BYTES,
             defaults.history_page_bytes,
-            1024..=DEFAULT_HISTORY_PAGE_BYTES as u64,
+            1024..=MAX_HISTORY_PAGE_BYTES as u64,
         )?;
         let history_max_bytes = ranged(
             &lookup,
@@ -410,7 +410,7 @@ mod tests {
             (DEFAULT_FRAME_RATE_PER_SEC, DEFAULT_FRAME_BURST)
         );
         assert_eq!(cfg.max_message_bytes, 8192);
-        assert_eq!(cfg.history_page_bytes, 65_536);
+        assert_eq!(cfg.history_page_bytes, 32_000);
         assert_eq!(cfg.history_max_bytes, 524_288);
         assert_eq!(
             (cfg.connect_rate_per_ip, cfg.max_connections_per_ip),

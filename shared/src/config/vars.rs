@@ -46,8 +46,8 @@ pub const FRAME_RATE_PER_SEC: &str = "FRAME_RATE_PER_SEC";
 pub const FRAME_BURST: &str = "FRAME_BURST";
 /// UTF-8 bytes a chat message's text may have (default 8192, at most 16384).
 pub const MAX_MESSAGE_BYTES: &str = "MAX_MESSAGE_BYTES";
-/// Bytes of chat frames one history answer carries at most (default and most 65536); the last frame of a longer
-/// answer says `"more": true`.
+/// Bytes of chat frames one history answer carries at most (default 32000, at most 65536); the last frame of a
+/// longer answer says `"more": true`.
 pub const HISTORY_PAGE_BYTES: &str = "HISTORY_PAGE_BYTES";
 /// Bytes of chat frames each room's history keeps at most, besides [`HISTORY_MAX_MESSAGES`] (default 524288).
 pub const HISTORY_MAX_BYTES: &str = "HISTORY_MAX_BYTES";
@@ -91,9 +91,12 @@ pub const DEFAULT_FRAME_BURST: u32 = 20;
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 8 * 1024;
 /// The most [`MAX_MESSAGE_BYTES`] may be.
 pub const MAX_MAX_MESSAGE_BYTES: usize = 16 * 1024;
-/// [`HISTORY_PAGE_BYTES`]'s default and most: an answer of at most 64 KB, in frames of at most 32 KB, is at most
-/// 4 billed messages.
-pub const DEFAULT_HISTORY_PAGE_BYTES: usize = 64 * 1024;
+/// [`HISTORY_PAGE_BYTES`]'s default: an answer of one frame, one billed message (32 KB with its envelope),
+/// unless a single message is larger.
+pub const DEFAULT_HISTORY_PAGE_BYTES: usize = 32_000;
+/// The most [`HISTORY_PAGE_BYTES`] may be: an answer of at most 64 KB, in frames of at most 32 KB, is at most 4
+/// billed messages.
+pub const MAX_HISTORY_PAGE_BYTES: usize = 64 * 1024;
 /// [`HISTORY_MAX_BYTES`]'s default: with the keys around it, a room stays under 1 MB of Redis however it is used.
 pub const DEFAULT_HISTORY_MAX_BYTES: usize = 512 * 1024;
 /// The most [`HISTORY_MAX_BYTES`] may be.

@@ -1,6 +1,6 @@
 //! `{"action": "history", "after": n, "epoch": "…"}`: the retained messages after seq `after`, to the sender alone,
 //! at most `HISTORY_PAGE_BYTES` of them (the last frame says `"more": true` when more follow), in frames under API
-//! Gateway's 32 KB frame limit, in order: at most 4 billed messages for one request.
+//! Gateway's 32 KB frame limit, in order: one billed message with the default page, at most 4 with the largest.
 
 use tracing::{info, warn};
 
