@@ -13,7 +13,7 @@ use chat_shared::rooms::ANNOUNCEMENT_BURST;
 use serde_json::Value;
 use tokio_tungstenite::tungstenite;
 use wschat_emulator::Options;
-use wschat_tests::{Mode, TestChat, WAIT, all_modes, redis_url, unique_room};
+use wschat_tests::{Mode, TestChat, WAIT, all_modes, redis_url, unique_address, unique_room};
 
 all_modes!(
     a_request_flood_is_refused_past_its_budget_and_closed_while_another_room_chats,
@@ -22,17 +22,15 @@ all_modes!(
     a_history_answer_is_a_page_and_the_rest_follows_after_it,
 );
 
-/// A fresh address for this test's hostile clients (the test's own clients use another).
-fn address(n: u32) -> String {
-    format!("192.0.2.{}", n % 250 + 1)
-}
-
 async fn a_request_flood_is_refused_past_its_budget_and_closed_while_another_room_chats(
     mode: Mode,
 ) {
     let chat = TestChat::start(mode).await;
     let (flooded, quiet) = (unique_room("flooded"), unique_room("quiet"));
-    let mut attacker = chat.join_from(&flooded, &address(1)).await.expect("joined");
+    let mut attacker = chat
+        .join_from(&flooded, &unique_address())
+        .await
+        .expect("joined");
     let mut ann = chat.join(&quiet).await;
     let mut bob = chat.join(&quiet).await;
 
@@ -69,7 +67,7 @@ async fn a_request_flood_is_refused_past_its_budget_and_closed_while_another_roo
 async fn handshakes_past_an_address_rate_get_429_and_other_addresses_still_connect(mode: Mode) {
     let chat = TestChat::start(mode).await;
     let room = unique_room("knock");
-    let hammer = address(2);
+    let hammer = unique_address();
     let started = Instant::now();
     let mut accepted = 0_u32;
     let refusal = loop {
@@ -97,7 +95,7 @@ async fn handshakes_past_an_address_rate_get_429_and_other_addresses_still_conne
         "a minute's worth at once first: {accepted}"
     );
     let mut elsewhere = chat
-        .join_from(&room, &address(3))
+        .join_from(&room, &unique_address())
         .await
         .expect("another address");
     elsewhere.say("in").await;
@@ -116,7 +114,7 @@ async fn a_storm_of_joins_and_leaves_reaches_a_watcher_damped_and_its_count_sett
     let started = Instant::now();
     for n in 0..storm {
         let client = chat
-            .join_from(&room, &address(10 + n))
+            .join_from(&room, &unique_address())
             .await
             .expect("joined");
         client.close().await;

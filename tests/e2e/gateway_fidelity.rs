@@ -250,6 +250,46 @@ async fn delete_connection_closes_the_socket_and_runs_disconnect() {
 }
 
 #[tokio::test]
+async fn every_frame_posted_before_a_delete_connection_arrives_before_the_close() {
+    let chat = TestChat::start(Mode::Memory).await;
+    let mut alice = chat.join(&unique_room("drain")).await;
+    let conn = id(&chat.connection_ids().await.remove(0));
+    let gateway = chat.emulator().gateway();
+
+    // Alice reads nothing until the close is ordered: frames of 30 KB fill the socket's buffers, so most of them
+    // are still queued in the emulator when the DeleteConnection comes.
+    let (posted, padding) = (250, "x".repeat(30 * 1024));
+    for n in 0..posted {
+        let frame =
+            serde_json::json!({ "message": format!("frame {n}"), "padding": padding }).to_string();
+        gateway
+            .post_to_connection(&conn, Bytes::from(frame))
+            .await
+            .expect("posted");
+    }
+    gateway.delete_connection(&conn).await.expect("deleted");
+
+    let (frames, closed) = alice.frames_until_closed(WAIT).await;
+    assert!(closed, "a close frame arrives");
+    let texts: Vec<&str> = frames
+        .iter()
+        .filter_map(|f| f["message"].as_str())
+        .collect();
+    assert_eq!(
+        texts.len(),
+        posted,
+        "a post answered 200 is never dropped by a later close"
+    );
+    assert!(
+        texts
+            .iter()
+            .enumerate()
+            .all(|(n, t)| *t == format!("frame {n}")),
+        "in the order posted"
+    );
+}
+
+#[tokio::test]
 async fn a_single_frame_of_200_kb_closes_with_a_1009_close_frame() {
     let chat = TestChat::start(Mode::Memory).await;
     let mut alice = chat.join(&unique_room("huge")).await;

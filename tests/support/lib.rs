@@ -73,14 +73,18 @@ pub fn unique_prefix() -> KeyPrefix {
 /// stack trusts that header (`--trust-forwarded-for`), so each test counts against address limits of its own.
 pub fn test_address() -> &'static str {
     static ADDRESS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    ADDRESS.get_or_init(|| {
-        format!(
-            "10.{}.{}.{}",
-            fastrand::u8(..),
-            fastrand::u8(..),
-            fastrand::u8(1..255)
-        )
-    })
+    ADDRESS.get_or_init(unique_address)
+}
+
+/// A source address no other test uses (in 10.0.0.0/8, like [`test_address`]), for a test's hostile clients: the
+/// shared Lambda-mode stack keeps an address's counts between test runs.
+pub fn unique_address() -> String {
+    format!(
+        "10.{}.{}.{}",
+        fastrand::u8(..),
+        fastrand::u8(..),
+        fastrand::u8(1..255)
+    )
 }
 
 /// A room name no other test uses.

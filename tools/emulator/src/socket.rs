@@ -55,11 +55,17 @@ pub(crate) async fn run(
         let mut outbound_open = true;
         loop {
             tokio::select! {
-                // A close order wins over queued frames; the registry dropping its sender must not end the
-                // writer before the close frame is out.
+                // A close order is served first, so the registry dropping its sender cannot end the writer
+                // before the close frame is out; the frames already queued go before it: their posts were
+                // answered 200, so they are the client's before the close.
                 biased;
                 close = close_rx.recv() => {
                     if let Some(frame) = close {
+                        while let Ok(queued) = outbound.try_recv() {
+                            if sink.feed(queued.into_message()).await.is_err() {
+                                break;
+                            }
+                        }
                         let _ = sink.send(Message::Close(Some(frame))).await;
                     }
                     break;
