@@ -112,7 +112,7 @@ async fn a_storm_of_joins_and_leaves_reaches_a_watcher_damped_and_its_count_sett
     // Each newcomer from an address of its own: only the damping holds the storm, not the address limits.
     let storm = 30;
     let started = Instant::now();
-    for n in 0..storm {
+    for _ in 0..storm {
         let client = chat
             .join_from(&room, &unique_address())
             .await

@@ -3,7 +3,8 @@
 //! * [`keys`]: the key schema, every key in one table.
 //! * [`scripts`]: the Lua scripts (one `.lua` file each) and the reader of their replies.
 //! * [`connection`]: one node or a cluster, TLS, the sockets' settings, the one retry, per-slot batches.
-//! * `store`: [`RoomStore`](super::RoomStore) on top of them.
+//! * `store`: [`RoomStore`](super::RoomStore) on top of them; `budgets`: its per-connection and per-address
+//!   budgets.
 //!
 //! # Round trips
 //! Counted on one node; on a cluster each pipeline becomes one request per slot, sent concurrently.
@@ -14,9 +15,13 @@
 //!   refreshed, the frame and the live members returned. The sender's room comes from the authorizer context that
 //!   API Gateway attaches to every event, so the hot path is one round trip; without an authorizer one `GET` on
 //!   the connection key comes first.
+//! * `$default` history, presence or ping → first the budget script on the connection's `budget` key (a frame
+//!   over budget stops there).
 //! * `$default` history request → one script on the room's `seq` and `history` keys.
 //! * `$default` ping → the same pipeline as `$connect` (the membership is written again).
 //! * `$default` presence request → one script on the room's members, names and watchers (O(members)).
+//! * `$connect` from an address → the address script on its `addr` and `addrconns` keys, before the join;
+//!   `$disconnect` → a `ZREM` of its slot.
 //! * `$disconnect` → the removal script on the room's slot (`ZREM`, `HGET`/`HDEL` the name, `SREM`, `SMEMBERS`
 //!   the watchers) + `DEL` of the connection key, one pipeline, when the room is known; else `GETDEL` first.
 //! * 410 during fan-out → the same removal script for all the gone members + their `DEL`s, one pipeline.
@@ -35,6 +40,7 @@
 //! set, against that PEM file's CAs only. The `#insecure` URL fragment is refused: redis-rs is built without
 //! `tls-rustls-insecure`.
 
+mod budgets;
 mod connection;
 pub mod keys;
 mod scripts;

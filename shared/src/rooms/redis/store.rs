@@ -23,7 +23,7 @@ where
 {
     /// Runs `request`, whose reply is a flat list of strings (retried once after a dropped connection), and reads
     /// the reply with `read`; a reply `read` cannot make sense of is [`StoreError::Corrupt`] naming `key`.
-    async fn run<T, F, Fut>(
+    pub(super) async fn run<T, F, Fut>(
         &self,
         op: &'static str,
         key: impl FnOnce() -> String,
@@ -38,12 +38,12 @@ where
         read(Reply::new(raw)).ok_or_else(|| StoreError::Corrupt { key: key() })
     }
 
-    fn conn(&self) -> C {
+    pub(super) fn conn(&self) -> C {
         // Cloning a ConnectionManager or a ClusterConnection is cheap: clones share the same sockets.
         self.conn.clone()
     }
 
-    fn cutoff(&self, now_ms: i64) -> i64 {
+    pub(super) fn cutoff(&self, now_ms: i64) -> i64 {
         now_ms.saturating_sub(self.lifetime_ms)
     }
 
@@ -407,26 +407,7 @@ where
     }
 
     async fn spend(&self, conn: &ConnectionId, now_ms: i64) -> Result<Spent, StoreError> {
-        let limits = self.policy.limits;
-        let mut invocation = self.scripts.spend.key(self.keys.budget(conn));
-        invocation
-            .arg(now_ms)
-            .arg(limits.frames_per_sec)
-            .arg(limits.frame_burst);
-        self.run(
-            "spend",
-            || self.keys.budget(conn),
-            || async { invocation.invoke_async(&mut self.conn()).await },
-            |mut reply| match reply.text()?.as_str() {
-                "granted" => Some(Spent::Granted),
-                "refused" => Some(Spent::Refused {
-                    retry_after_ms: reply.parse()?,
-                    close: reply.text()? == "1",
-                }),
-                _ => None,
-            },
-        )
-        .await
+        self.spend_frame(conn, now_ms).await
     }
 
     async fn admit(
@@ -435,31 +416,7 @@ where
         conn: &ConnectionId,
         connected_at_ms: i64,
     ) -> Result<Admission, StoreError> {
-        let limits = self.policy.limits;
-        let mut invocation = self.scripts.admit.key(self.keys.address(address));
-        invocation
-            .key(self.keys.address_connections(address))
-            .arg(connected_at_ms)
-            .arg(limits.handshakes_per_min)
-            .arg(limits.connections_per_address)
-            .arg(conn.as_str())
-            .arg(connected_at_ms)
-            .arg(self.cutoff(connected_at_ms))
-            .arg(self.lifetime_ms);
-        self.run(
-            "admit",
-            || self.keys.address(address),
-            || async { invocation.invoke_async(&mut self.conn()).await },
-            |mut reply| match reply.text()?.as_str() {
-                "admitted" => Some(Admission::Admitted),
-                "fast" => Some(Admission::TooFast {
-                    retry_after_ms: reply.parse()?,
-                }),
-                "many" => Some(Admission::TooMany),
-                _ => None,
-            },
-        )
-        .await
+        self.admit_handshake(address, conn, connected_at_ms).await
     }
 
     async fn release(
@@ -467,11 +424,6 @@ where
         address: &SourceAddress,
         conn: &ConnectionId,
     ) -> Result<(), StoreError> {
-        retrying("release", || async {
-            self.conn()
-                .zrem::<_, _, ()>(self.keys.address_connections(address), conn.as_str())
-                .await
-        })
-        .await
+        self.release_address(address, conn).await
     }
 }
