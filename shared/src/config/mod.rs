@@ -10,7 +10,7 @@ mod values;
 mod vars;
 
 pub use self::values::{ConfigError, KeyPrefix};
-use self::values::{parse_or, ranged};
+use self::values::{parse_or, positive, ranged};
 pub use self::vars::*;
 
 use std::path::PathBuf;
@@ -132,55 +132,24 @@ impl Config {
                 ),
             ));
         }
-        let fanout_max_in_flight = ranged(
-            &lookup,
-            FANOUT_MAX_IN_FLIGHT,
-            defaults.fanout_max_in_flight,
-            1..=u64::MAX,
-        )?;
-        let fanout_max_attempts = ranged(
-            &lookup,
-            FANOUT_MAX_ATTEMPTS,
-            defaults.fanout_max_attempts,
-            1..=u64::MAX,
-        )?;
+        let fanout_max_in_flight =
+            positive(&lookup, FANOUT_MAX_IN_FLIGHT, defaults.fanout_max_in_flight)?;
+        let fanout_max_attempts =
+            positive(&lookup, FANOUT_MAX_ATTEMPTS, defaults.fanout_max_attempts)?;
         let history_max_messages = ranged(
             &lookup,
             HISTORY_MAX_MESSAGES,
             defaults.history_max_messages,
             1..=MAX_HISTORY_MAX_MESSAGES as u64,
         )?;
-        let history_ttl_secs = ranged(
-            &lookup,
-            HISTORY_TTL_SECS,
-            defaults.history_ttl.as_secs(),
-            1..=u64::MAX,
-        )?;
-        let max_room_members = ranged(
-            &lookup,
-            MAX_ROOM_MEMBERS,
-            defaults.max_room_members,
-            1..=u64::MAX,
-        )?;
-        let rate_limit_per_sec = ranged(
-            &lookup,
-            RATE_LIMIT_PER_SEC,
-            defaults.rate_limit_per_sec,
-            1..=u64::MAX,
-        )?;
-        let rate_limit_burst = ranged(
-            &lookup,
-            RATE_LIMIT_BURST,
-            defaults.rate_limit_burst,
-            1..=u64::MAX,
-        )?;
-        let frame_rate_per_sec = ranged(
-            &lookup,
-            FRAME_RATE_PER_SEC,
-            defaults.frame_rate_per_sec,
-            1..=u64::MAX,
-        )?;
-        let frame_burst = ranged(&lookup, FRAME_BURST, defaults.frame_burst, 1..=u64::MAX)?;
+        let history_ttl_secs = positive(&lookup, HISTORY_TTL_SECS, defaults.history_ttl.as_secs())?;
+        let max_room_members = positive(&lookup, MAX_ROOM_MEMBERS, defaults.max_room_members)?;
+        let rate_limit_per_sec =
+            positive(&lookup, RATE_LIMIT_PER_SEC, defaults.rate_limit_per_sec)?;
+        let rate_limit_burst = positive(&lookup, RATE_LIMIT_BURST, defaults.rate_limit_burst)?;
+        let frame_rate_per_sec =
+            positive(&lookup, FRAME_RATE_PER_SEC, defaults.frame_rate_per_sec)?;
+        let frame_burst = positive(&lookup, FRAME_BURST, defaults.frame_burst)?;
         let max_message_bytes = ranged(
             &lookup,
             MAX_MESSAGE_BYTES,
@@ -199,17 +168,12 @@ impl Config {
             defaults.history_max_bytes,
             16 * 1024..=MAX_HISTORY_MAX_BYTES as u64,
         )?;
-        let connect_rate_per_ip = ranged(
-            &lookup,
-            CONNECT_RATE_PER_IP,
-            defaults.connect_rate_per_ip,
-            1..=u64::MAX,
-        )?;
-        let max_connections_per_ip = ranged(
+        let connect_rate_per_ip =
+            positive(&lookup, CONNECT_RATE_PER_IP, defaults.connect_rate_per_ip)?;
+        let max_connections_per_ip = positive(
             &lookup,
             MAX_CONNECTIONS_PER_IP,
             defaults.max_connections_per_ip,
-            1..=u64::MAX,
         )?;
         let prune_grace_secs: f64 = parse_or(
             &lookup,

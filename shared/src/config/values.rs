@@ -131,3 +131,16 @@ where
     };
     Err(ConfigError::invalid(name, &wide.to_string(), &rule))
 }
+
+/// `name` parsed, or `default` when unset; refused below 1.
+pub(super) fn positive<T>(
+    lookup: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: T,
+) -> Result<T, ConfigError>
+where
+    T: FromStr + Copy + TryInto<u64>,
+    T::Err: std::fmt::Display,
+{
+    ranged(lookup, name, default, 1..=u64::MAX)
+}

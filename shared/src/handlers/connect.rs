@@ -230,15 +230,29 @@ mod tests {
     }
 
     fn deps(origins: OriginPolicy) -> (Deps, Arc<MemoryRoomStore>) {
-        let store = Arc::new(MemoryRoomStore::default());
-        (
-            Deps {
-                rooms: store.clone(),
-                origins,
-                announcer: None,
-            },
-            store,
+        with_store(MemoryRoomStore::default(), origins)
+    }
+
+    /// Any origin, no announcer, a store with these limits.
+    fn limited(limits: crate::rooms::Limits) -> (Deps, Arc<MemoryRoomStore>) {
+        let policy = crate::rooms::Policy {
+            limits,
+            ..crate::rooms::Policy::default()
+        };
+        with_store(
+            MemoryRoomStore::default().with_policy(policy),
+            OriginPolicy::Any,
         )
+    }
+
+    fn with_store(store: MemoryRoomStore, origins: OriginPolicy) -> (Deps, Arc<MemoryRoomStore>) {
+        let store = Arc::new(store);
+        let deps = Deps {
+            rooms: store.clone(),
+            origins,
+            announcer: None,
+        };
+        (deps, store)
     }
 
     #[tokio::test]
@@ -401,20 +415,10 @@ mod tests {
 
     #[tokio::test]
     async fn connect_to_a_full_room_is_rejected_with_403_and_a_member_may_come_back() {
-        let store = Arc::new(
-            MemoryRoomStore::default().with_policy(crate::rooms::Policy {
-                limits: crate::rooms::Limits {
-                    max_members: 2,
-                    ..crate::rooms::Limits::default()
-                },
-                ..crate::rooms::Policy::default()
-            }),
-        );
-        let deps = Deps {
-            rooms: store.clone(),
-            origins: OriginPolicy::Any,
-            announcer: None,
-        };
+        let (deps, store) = limited(crate::rooms::Limits {
+            max_members: 2,
+            ..crate::rooms::Limits::default()
+        });
         let join =
             |conn: &'static str| fixtures::connect(conn, json!({ "room": "lobby" }), json!({}));
 
@@ -440,22 +444,12 @@ mod tests {
 
     #[tokio::test]
     async fn an_address_past_its_handshakes_or_live_connections_is_refused_with_429() {
-        let store = Arc::new(
-            MemoryRoomStore::default().with_policy(crate::rooms::Policy {
-                limits: crate::rooms::Limits {
-                    max_members: 1,
-                    handshakes_per_min: 5,
-                    connections_per_address: 2,
-                    ..crate::rooms::Limits::default()
-                },
-                ..crate::rooms::Policy::default()
-            }),
-        );
-        let deps = Deps {
-            rooms: store.clone(),
-            origins: OriginPolicy::Any,
-            announcer: None,
-        };
+        let (deps, store) = limited(crate::rooms::Limits {
+            max_members: 1,
+            handshakes_per_min: 5,
+            connections_per_address: 2,
+            ..crate::rooms::Limits::default()
+        });
         let mut answers = Vec::new();
         for (conn, room) in [
             ("a", "lobby"),

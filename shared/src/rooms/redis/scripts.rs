@@ -14,9 +14,10 @@
 //! | [`SPEND`] | the connection's budget | 1 now (ms), 2 frames per second, 3 burst | `granted`, or `refused, retry_after_ms, close (1/0)` |
 //! | [`ADMIT`] | the address's bucket, its live connections | 1 now (ms), 2 handshakes per minute, 3 the most live connections, 4 the connection, 5 its `connectedAt`, 6 member cutoff (ms), 7 the membership lifetime (ms) | `admitted`, `fast, retry_after_ms` or `many` |
 //!
-//! Presence damping (`damp` in `presence_helpers.lua`) is a token bucket per room: a batch of joins and leaves
-//! lets out as many announcements as it has tokens, and `recount` tells watchers that some were merged away (or
-//! soon may be). A frame budget or a handshake bucket refuses before anything else is done.
+//! Every rate in the scripts is a token bucket (`bucket.lua`, prepended to the scripts that use one; the memory
+//! store's `Bucket` does the same arithmetic). Presence damping (`damp` in `presence_helpers.lua`) is one per room:
+//! a batch of joins and leaves lets out as many announcements as it has tokens, and `recount` tells watchers that
+//! some were merged away (or soon may be). A frame budget or a handshake bucket refuses before anything else is done.
 //!
 //! Names are `''` for an anonymous member. [`PUBLISH`] builds the chat frame exactly as
 //! [`crate::wire::chat_frame`] does (a test holds the two together); a message id seen in the last minute
@@ -38,6 +39,7 @@ pub(super) const LIVE_MEMBERS: &str = include_str!("scripts/live_members.lua");
 /// The chat hot path: the rate bucket, the sender's membership, the next seq (a new epoch when the room has no
 /// history), the frame appended to the bounded history, and the live members, in one round trip.
 pub(super) const PUBLISH: &str = concat!(
+    include_str!("scripts/bucket.lua"),
     include_str!("scripts/current_epoch.lua"),
     include_str!("scripts/publish.lua")
 );
@@ -50,27 +52,36 @@ pub(super) const HISTORY: &str = concat!(
 
 /// `$connect`'s membership write, refused when the room is full.
 pub(super) const JOIN: &str = concat!(
+    include_str!("scripts/bucket.lua"),
     include_str!("scripts/presence_helpers.lua"),
     include_str!("scripts/join.lua")
 );
 
 /// A presence request: who is here, and the asker made a watcher.
 pub(super) const PRESENCE: &str = concat!(
+    include_str!("scripts/bucket.lua"),
     include_str!("scripts/presence_helpers.lua"),
     include_str!("scripts/presence.lua")
 );
 
 /// Members leaving (`$disconnect`, or a 410).
 pub(super) const REMOVE: &str = concat!(
+    include_str!("scripts/bucket.lua"),
     include_str!("scripts/presence_helpers.lua"),
     include_str!("scripts/remove.lua")
 );
 
 /// A frame's draw on its connection's budget.
-pub(super) const SPEND: &str = include_str!("scripts/spend.lua");
+pub(super) const SPEND: &str = concat!(
+    include_str!("scripts/bucket.lua"),
+    include_str!("scripts/spend.lua")
+);
 
 /// A handshake counted against its source address.
-pub(super) const ADMIT: &str = include_str!("scripts/admit.lua");
+pub(super) const ADMIT: &str = concat!(
+    include_str!("scripts/bucket.lua"),
+    include_str!("scripts/admit.lua")
+);
 
 /// The scripts that run by SHA, hashed once per store.
 #[derive(Clone)]

@@ -1,12 +1,6 @@
 local now, per_minute, most = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[6])
-local b = redis.call('HMGET', KEYS[1], 't', 'at')
-local tokens = tonumber(b[1]) or per_minute
-local at = tonumber(b[2]) or now
-if now > at then
-  tokens = math.min(per_minute, tokens + (now - at) * per_minute / 60000)
-  at = now
-end
+local tokens, at = refill(KEYS[1], now, per_minute / 60000, per_minute)
 local out
 if tokens < 1 then
   out = {'fast', string.format('%d', math.ceil((1 - tokens) * 60000 / per_minute))}
@@ -20,6 +14,5 @@ else
     out = {'admitted'}
   end
 end
-redis.call('HSET', KEYS[1], 't', tostring(tokens), 'at', string.format('%d', at))
-redis.call('PEXPIRE', KEYS[1], 61000)
+store(KEYS[1], tokens, at, 61000)
 return out

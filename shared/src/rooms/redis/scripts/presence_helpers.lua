@@ -21,14 +21,8 @@ local function push_watchers(out, except)
 end
 local function damp(n, now, rate, burst)
   if n == 0 then return 0, '0' end
-  local b = redis.call('HMGET', KEYS[4], 't', 'at', 'missed')
-  local tokens = tonumber(b[1]) or burst
-  local at = tonumber(b[2]) or now
-  local missed = tonumber(b[3]) or 0
-  if now > at then
-    tokens = math.min(burst, tokens + (now - at) * rate / 1000)
-    at = now
-  end
+  local tokens, at, was_missed = refill(KEYS[4], now, rate / 1000, burst, 'missed')
+  local missed = tonumber(was_missed) or 0
   local allowed = math.min(n, math.floor(tokens))
   tokens = tokens - allowed
   local recount = '0'
@@ -38,7 +32,6 @@ local function damp(n, now, rate, burst)
   else
     missed = missed + n
   end
-  redis.call('HSET', KEYS[4], 't', tostring(tokens), 'at', string.format('%d', at), 'missed', missed)
-  redis.call('PEXPIRE', KEYS[4], math.ceil(burst * 1000 / rate) + 1000)
+  store(KEYS[4], tokens, at, math.ceil(burst * 1000 / rate) + 1000, 'missed', missed)
   return allowed, recount
 end

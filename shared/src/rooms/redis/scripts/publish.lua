@@ -11,21 +11,13 @@ end
 if not repeat_seq then
   -- Token bucket: `t` tokens at time `at`, refilled at ARGV[11] per second up to ARGV[12].
   local rate, burst = tonumber(ARGV[11]), tonumber(ARGV[12])
-  local bucket = redis.call('HMGET', KEYS[4], 't', 'at')
-  local tokens = tonumber(bucket[1]) or burst
-  local at = tonumber(bucket[2]) or now
-  if now > at then
-    tokens = math.min(burst, tokens + (now - at) * rate / 1000)
-    at = now
-  end
+  local tokens, at = refill(KEYS[4], now, rate / 1000, burst)
   local keep = math.ceil(burst * 1000 / rate) + 1000
   if tokens < 1 then
-    redis.call('HSET', KEYS[4], 't', tostring(tokens), 'at', string.format('%d', at))
-    redis.call('PEXPIRE', KEYS[4], keep)
+    store(KEYS[4], tokens, at, keep)
     return {'limited', string.format('%d', math.ceil((1 - tokens) * 1000 / rate))}
   end
-  redis.call('HSET', KEYS[4], 't', tostring(tokens - 1), 'at', string.format('%d', at))
-  redis.call('PEXPIRE', KEYS[4], keep)
+  store(KEYS[4], tokens - 1, at, keep)
 end
 -- The sender is alive (it is talking): make it a member again, whatever the store forgot.
 redis.call('ZADD', KEYS[1], ARGV[8], ARGV[7])
