@@ -15,7 +15,11 @@
 //! | [`ADMIT`] | the address's bucket, its live connections | 1 now (ms), 2 handshakes per minute, 3 the most live connections, 4 the connection, 5 its `connectedAt`, 6 member cutoff (ms), 7 the membership lifetime (ms) | `admitted`, `fast, retry_after_ms` or `many` |
 //!
 //! Every rate in the scripts is a token bucket (`bucket.lua`, prepended to the scripts that use one; the memory
-//! store's `Bucket` does the same arithmetic). Presence damping (`damp` in `presence_helpers.lua`) is one per room:
+//! store's `Bucket` does the same arithmetic): `refill(key, now, per_ms, burst, ...)` reads a hash of `t` tokens
+//! at `at` (ms), a bucket never seen being full, refills it for the time since, and returns the tokens, `at` and
+//! the first of the extra fields `...` named; `store(key, tokens, at, keep_ms, ...)` writes it back, with extra
+//! field-value pairs, and keeps it `keep_ms`. (The `.lua` files carry no comments where they are sent whole with
+//! `EVAL`: they would cost bytes on every call.) Presence damping (`damp` in `presence_helpers.lua`) is one per room:
 //! a batch of joins and leaves lets out as many announcements as it has tokens, and `recount` tells watchers that
 //! some were merged away (or soon may be). A frame budget or a handshake bucket refuses before anything else is done.
 //!
