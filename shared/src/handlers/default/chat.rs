@@ -21,7 +21,7 @@ pub(super) async fn send(
     deps: &Deps,
     deadline: Option<tokio::time::Instant>,
 ) -> Outcome {
-    debug!(connection = %caller.conn, message = %message, "chat message");
+    debug!(connection = %caller.conn, bytes = message.len(), "chat message");
     publish(room, caller, json, deps, deadline)
         .await
         .map_err(|failure| failure.of_message(message))

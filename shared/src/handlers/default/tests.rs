@@ -570,3 +570,70 @@ async fn malformed_frames_pay_the_budget_too_and_hammering_far_past_it_closes_th
     );
     assert!(w.gateway.received(&id("b")).is_empty(), "nobody else heard");
 }
+
+/// Everything the handlers log, at every level.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("log buffer").extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn no_message_text_reaches_the_log_at_any_level_delivered_refused_or_over_budget() {
+    let logs = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer({
+            let logs = logs.clone();
+            move || logs.clone()
+        })
+        .finish();
+    let _logging = tracing::subscriber::set_default(subscriber);
+    let w = budgeted_world(1).await;
+    let marker = "SECRET-BODY-7f3a";
+    let too_long = format!(
+        "{marker}{}",
+        "x".repeat(crate::config::DEFAULT_MAX_MESSAGE_BYTES)
+    );
+    let bodies = [
+        json!({ "message": marker }).to_string(),
+        json!({ "message": too_long }).to_string(),
+        format!(r#"{{"mesage":"{marker}"}}"#),
+        format!("{marker} is not JSON"),
+        format!(r#"{{"action":"history","after":"{marker}"}}"#),
+    ];
+
+    let mut statuses = Vec::new();
+    for body in &bodies {
+        let resp = handle(&fixtures::message("a", body, Some("lobby")), &w.deps)
+            .await
+            .expect("handled");
+        statuses.push(resp.status_code);
+    }
+
+    assert_eq!(
+        statuses,
+        [200, 400, 429, 429, 429],
+        "delivered, refused, over budget"
+    );
+    let logged = String::from_utf8(logs.0.lock().expect("log buffer").clone()).expect("UTF-8");
+    assert!(
+        logged.contains("chat message"),
+        "debug lines were captured: {logged}"
+    );
+    assert!(logged.contains("frame refused"), "{logged}");
+    assert!(logged.contains("over its frame budget"), "{logged}");
+    assert!(
+        !logged.contains(marker),
+        "a message's text was logged:\n{logged}"
+    );
+}
