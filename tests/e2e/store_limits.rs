@@ -153,6 +153,30 @@ async fn an_address_is_refused_past_its_handshake_rate_and_its_live_connections(
         Admission::Admitted,
         "a token back, and c1's slot free again"
     );
+
+    // An IPv6 address counts with the rest of its /64: hopping inside it buys nothing.
+    let in_one_64 = ["2001:db8:7:7::1", "2001:db8:7:7::2", "2001:db8:7:7:ffff::3"];
+    let mut hops = Vec::new();
+    for (n, raw) in in_one_64.iter().enumerate() {
+        let address = SourceAddress::parse(raw).expect("ip");
+        hops.push(
+            store
+                .admit(&address, &id(&format!("v{n}")), 0)
+                .await
+                .expect("counted"),
+        );
+    }
+    let next_64 = SourceAddress::parse("2001:db8:7:8::1").expect("ip");
+    assert_eq!(
+        hops,
+        [Admission::Admitted, Admission::Admitted, Admission::TooMany],
+        "one /64, two live connections"
+    );
+    assert_eq!(
+        store.admit(&next_64, &id("v9"), 0).await.expect("counted"),
+        Admission::Admitted,
+        "another /64 is another subscriber"
+    );
 }
 
 async fn presence_damping_lets_a_burst_out_then_one_a_second_and_asks_watchers_to_recount(

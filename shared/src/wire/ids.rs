@@ -2,6 +2,7 @@
 //! event, epochs from history requests.
 
 use std::fmt;
+use std::net::{IpAddr, Ipv6Addr};
 
 use super::FrameError;
 
@@ -259,29 +260,46 @@ impl fmt::Display for Epoch {
     }
 }
 
-/// The address a connection comes from (`requestContext.identity.sourceIp`), in its canonical form: what the
-/// handshake limits count by.
+/// The address a connection comes from (`requestContext.identity.sourceIp`), in its canonical form, and the block
+/// the handshake limits count it in: an IPv4 address alone, an IPv6 address with the rest of its /64 (one
+/// subscriber's network: whoever holds one address of it can use any of its 2^64).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct SourceAddress(String);
+pub struct SourceAddress {
+    ip: String,
+    block: String,
+}
 
 impl SourceAddress {
-    /// Parses an IPv4 or IPv6 address; `None` for anything else.
+    /// Parses an IPv4 or IPv6 address (an IPv4-mapped IPv6 address is its IPv4 address); `None` for anything else.
     pub fn parse(raw: &str) -> Option<Self> {
-        raw.trim()
-            .parse::<std::net::IpAddr>()
-            .ok()
-            .map(|ip| Self(ip.to_string()))
+        let ip = raw.trim().parse::<IpAddr>().ok()?.to_canonical();
+        let block = match ip {
+            IpAddr::V4(v4) => v4.to_string(),
+            IpAddr::V6(v6) => {
+                let network = u128::from(v6) & !(u128::from(u64::MAX));
+                format!("{}/64", Ipv6Addr::from(network))
+            }
+        };
+        Some(Self {
+            ip: ip.to_string(),
+            block,
+        })
     }
 
     /// The address as text.
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.ip
+    }
+
+    /// What the limits count by: the IPv4 address, or the IPv6 address's /64 (`2001:db8:1:2::/64`).
+    pub fn block(&self) -> &str {
+        &self.block
     }
 }
 
 impl fmt::Display for SourceAddress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.ip)
     }
 }
 
@@ -427,5 +445,23 @@ mod tests {
         assert_eq!(SourceAddress::parse("203.0.113.9, 10.0.0.1"), None);
         assert_eq!(SourceAddress::parse("{x}"), None);
         assert_eq!(SourceAddress::parse(""), None);
+    }
+
+    #[test]
+    fn an_ipv6_address_counts_with_its_64_and_an_ipv4_mapped_one_as_its_ipv4_address() {
+        let block = |raw: &str| SourceAddress::parse(raw).map(|a| a.block().to_owned());
+        assert_eq!(
+            block("2001:db8:1:2:aaaa:bbbb:cccc:dddd"),
+            Some("2001:db8:1:2::/64".to_owned())
+        );
+        assert_eq!(block("2001:db8:1:2::1"), block("2001:db8:1:2:ffff::9"));
+        assert_ne!(block("2001:db8:1:2::1"), block("2001:db8:1:3::1"));
+        assert_eq!(block("203.0.113.9"), Some("203.0.113.9".to_owned()));
+        assert_ne!(block("203.0.113.9"), block("203.0.113.10"));
+        let mapped = SourceAddress::parse("::ffff:203.0.113.9").expect("an address");
+        assert_eq!(
+            (mapped.as_str(), mapped.block()),
+            ("203.0.113.9", "203.0.113.9")
+        );
     }
 }

@@ -335,7 +335,7 @@ impl RoomStore for MemoryRoomStore {
         address: &SourceAddress,
         conn: &ConnectionId,
     ) -> Result<(), StoreError> {
-        if let Some(live) = self.state().address_conns.get_mut(address) {
+        if let Some(live) = self.state().address_conns.get_mut(address.block()) {
             live.remove(conn);
         }
         Ok(())

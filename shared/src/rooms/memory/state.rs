@@ -19,10 +19,10 @@ pub(super) struct State {
     pub(super) buckets: HashMap<(RoomName, ConnectionId), Bucket>,
     /// connection → its frame budget (history, presence, ping, refused frames)
     pub(super) budgets: HashMap<ConnectionId, Bucket>,
-    /// source address → its handshake bucket
-    pub(super) handshakes: HashMap<SourceAddress, Bucket>,
-    /// source address → its live connections and when each connected (ms)
-    pub(super) address_conns: HashMap<SourceAddress, HashMap<ConnectionId, i64>>,
+    /// source address block ([`SourceAddress::block`]) → its handshake bucket
+    pub(super) handshakes: HashMap<String, Bucket>,
+    /// source address block → its live connections and when each connected (ms)
+    pub(super) address_conns: HashMap<String, HashMap<ConnectionId, i64>>,
     /// room → its presence damping: the bucket, and how many announcements were merged away since the last
     pub(super) damping: HashMap<RoomName, (Bucket, usize)>,
     /// (room, message id) → the seq and ts it got, until the time (ms) it is forgotten
@@ -303,7 +303,7 @@ impl State {
         );
         let bucket = self
             .handshakes
-            .entry(address.clone())
+            .entry(address.block().to_owned())
             .or_insert_with(|| Bucket::full(per_min, connected_at_ms));
         bucket.refill(connected_at_ms, per_sec, per_min);
         if bucket.tokens < 1.0 {
@@ -312,7 +312,10 @@ impl State {
             };
         }
         bucket.tokens -= 1.0;
-        let live = self.address_conns.entry(address.clone()).or_default();
+        let live = self
+            .address_conns
+            .entry(address.block().to_owned())
+            .or_default();
         live.retain(|_, at| *at >= cutoff);
         if !live.contains_key(conn) && live.len() >= limits.connections_per_address {
             return Admission::TooMany;

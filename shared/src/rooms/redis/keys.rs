@@ -14,8 +14,8 @@
 //! | `wschat:msg:{<room>}:<message id>` | string | `<seq>:<ts>`, what API Gateway's message id got | 60 s: a publish retried after a lost answer returns the same seq |
 //! | `wschat:announce:{<room>}` | hash | presence damping: `t` (announcements left), `at` (last refill), `missed` (not announced since the last one) | the time a full bucket takes to refill, plus 1 s |
 //! | `wschat:budget:{<connection id>}` | hash | the connection's frame budget: `t` (tokens, below zero in debt), `at` (last refill) | the time it takes to refill from the floor, plus 1 s |
-//! | `wschat:addr:{<address>}` | hash | the source address's handshake bucket: `t`, `at` | 61 s |
-//! | `wschat:addrconns:{<address>}` | sorted set | the address's live connections, scored by `connectedAt` | membership lifetime after the newest |
+//! | `wschat:addr:{<block>}` | hash | the handshake bucket of a source address (IPv4) or its /64 (IPv6): `t`, `at` | 61 s |
+//! | `wschat:addrconns:{<block>}` | sorted set | the block's live connections, scored by `connectedAt` | membership lifetime after the newest |
 //!
 //! The list always holds the frames of seqs `seq - LLEN + 1 ..= seq` (both are written by one script), so a
 //! history request finds "everything after seq N" with one `LRANGE`. When the `seq` hash is gone (expired,
@@ -93,14 +93,14 @@ impl Keys {
         format!("{}budget:{{{}}}", self.prefix, conn.as_str())
     }
 
-    /// The hash holding `address`'s handshake bucket.
+    /// The hash holding the handshake bucket of `address`'s block (the address, or its IPv6 /64).
     pub fn address(&self, address: &SourceAddress) -> String {
-        format!("{}addr:{{{}}}", self.prefix, address.as_str())
+        format!("{}addr:{{{}}}", self.prefix, address.block())
     }
 
-    /// The sorted set of `address`'s live connections.
+    /// The sorted set of the live connections of `address`'s block.
     pub fn address_connections(&self, address: &SourceAddress) -> String {
-        format!("{}addrconns:{{{}}}", self.prefix, address.as_str())
+        format!("{}addrconns:{{{}}}", self.prefix, address.block())
     }
 
     fn of_room(&self, kind: &str, room: &RoomName) -> String {
@@ -132,10 +132,12 @@ mod tests {
         assert_eq!(keys.conn(&conn), "wschat:conn:{L0SM9cOFvHcCIhw=}");
         assert_eq!(keys.budget(&conn), "wschat:budget:{L0SM9cOFvHcCIhw=}");
         let address = SourceAddress::parse("2001:db8::1").expect("an address");
-        assert_eq!(keys.address(&address), "wschat:addr:{2001:db8::1}");
+        assert_eq!(keys.address(&address), "wschat:addr:{2001:db8::/64}");
         assert_eq!(
             keys.address_connections(&address),
-            "wschat:addrconns:{2001:db8::1}"
+            "wschat:addrconns:{2001:db8::/64}"
         );
+        let address = SourceAddress::parse("198.51.100.7").expect("an address");
+        assert_eq!(keys.address(&address), "wschat:addr:{198.51.100.7}");
     }
 }
