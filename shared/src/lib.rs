@@ -7,7 +7,8 @@
 //! * [`gateway`]: PostToConnection behind [`gateway::Gateway`]; the direct client the functions use, the AWS SDK
 //!   adapter (feature `sdk`: the tests and the load tool hold the two side by side) and a recording fake.
 //! * [`signed`]: AWS requests signed with the SDK's own signer over one keep-alive HTTP client.
-//! * [`secrets`]: the Redis URL from Secrets Manager.
+//! * [`secrets`]: the Redis URL (and the auth's shared secret) from Secrets Manager.
+//! * [`auth`]: who is connecting when `AUTH_MODE=oidc`: the token's transport, its keys, its verification.
 //! * [`fanout`]: `group_send`, concurrent and bounded, pruning gone members and retrying throttled ones; presence
 //!   announcements.
 //! * [`handlers`]: each route's event typed at the edge ([`handlers::events`]), and one pure `handle` per route.
@@ -17,9 +18,10 @@
 //! * [`telemetry`]: logs. `lambda` (feature `lambda`): the runtime glue every function's `main` shares.
 //!
 //! Only [`gateway`] and [`signed`] see the AWS SDK's crates. Imports run one way, each module using only those
-//! before it: `config`, `wire`, `tls`, `signed` → `rooms`, `gateway`, `secrets` → `fanout` → `handlers`,
+//! before it: `config`, `wire`, `tls`, `signed` → `rooms`, `gateway`, `secrets`, `auth` → `fanout` → `handlers`,
 //! `startup` → `functions` → `lambda`; nothing imports in a circle.
 
+pub mod auth;
 pub mod config;
 pub mod fanout;
 pub mod functions;

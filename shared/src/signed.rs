@@ -21,13 +21,12 @@ use aws_smithy_runtime_api::client::identity::Identity;
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
 /// A boxed error from below (the signer, the HTTP stack).
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
-type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+type HttpsClient = Client<crate::tls::HttpsConnector, Full<Bytes>>;
 
 /// One signed request's answer: the status and the body.
 #[derive(Debug, Clone)]
@@ -93,28 +92,10 @@ impl SignedClient {
 
     /// A client for `region` signing with `credentials`.
     pub fn new(region: &str, credentials: Credentials, timeout: Duration) -> Self {
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        // Small requests and answers: no Nagle delay.
-        http.set_nodelay(true);
-        http.set_keepalive(Some(Duration::from_secs(30)));
-        http.set_connect_timeout(Some(timeout));
-        crate::tls::install_crypto_provider();
-        let builder = hyper_rustls::HttpsConnectorBuilder::new();
-        let builder = match builder.with_native_roots() {
-            Ok(builder) => builder,
-            // No system roots at all: http still works, https fails per call with a certificate error.
-            Err(_) => hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(
-                rustls::ClientConfig::builder()
-                    .with_root_certificates(rustls::RootCertStore::empty())
-                    .with_no_client_auth(),
-            ),
-        };
-        let connector = builder.https_or_http().enable_http1().wrap_connector(http);
         Self {
             client: Client::builder(TokioExecutor::new())
                 .pool_idle_timeout(Duration::from_secs(60))
-                .build(connector),
+                .build(crate::tls::https_connector(timeout)),
             region: region.into(),
             identity: credentials.into(),
             timeout,

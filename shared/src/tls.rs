@@ -17,6 +17,31 @@ pub fn install_crypto_provider() {
     }
 }
 
+/// HTTP/1.1 over rustls (or plain HTTP), keep-alive, no Nagle delay: the connector of every HTTP client here.
+pub type HttpsConnector =
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>;
+
+/// A connector that trusts the system's roots and gives up connecting after `timeout`.
+pub fn https_connector(timeout: std::time::Duration) -> HttpsConnector {
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    http.enforce_http(false);
+    // Small requests and answers: no Nagle delay.
+    http.set_nodelay(true);
+    http.set_keepalive(Some(std::time::Duration::from_secs(30)));
+    http.set_connect_timeout(Some(timeout));
+    install_crypto_provider();
+    let builder = match hyper_rustls::HttpsConnectorBuilder::new().with_native_roots() {
+        Ok(builder) => builder,
+        // No system roots at all: http still works, https fails per call with a certificate error.
+        Err(_) => hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(
+            rustls::ClientConfig::builder()
+                .with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth(),
+        ),
+    };
+    builder.https_or_http().enable_http1().wrap_connector(http)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

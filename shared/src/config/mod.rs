@@ -6,9 +6,11 @@
 //! Redis) is [`crate::startup`]'s job.
 //! The variables' names and defaults are in [`vars`], re-exported here.
 
+mod auth;
 mod values;
 mod vars;
 
+pub use self::auth::*;
 pub use self::values::{ConfigError, KeyPrefix};
 use self::values::{parse_or, positive, ranged};
 pub use self::vars::*;
@@ -66,6 +68,8 @@ pub struct Config {
     pub max_connections_per_ip: usize,
     /// [`PRUNE_GRACE_SECS`].
     pub prune_grace: Duration,
+    /// [`AUTH_MODE`] and the settings it needs.
+    pub auth: AuthConfig,
 }
 
 impl Default for Config {
@@ -95,6 +99,7 @@ impl Default for Config {
             connect_rate_per_ip: DEFAULT_CONNECT_RATE_PER_IP,
             max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
             prune_grace: DEFAULT_PRUNE_GRACE,
+            auth: AuthConfig::Open,
         }
     }
 }
@@ -233,6 +238,7 @@ impl Config {
             connect_rate_per_ip,
             max_connections_per_ip,
             prune_grace,
+            auth: AuthConfig::from_lookup(&lookup)?,
         })
     }
 
@@ -279,6 +285,7 @@ impl std::fmt::Debug for Config {
             connect_rate_per_ip,
             max_connections_per_ip,
             prune_grace,
+            auth,
         } = self;
         f.debug_struct("Config")
             .field("redis_url", &redis_url.as_ref().map(|_| "<redacted>"))
@@ -304,6 +311,7 @@ impl std::fmt::Debug for Config {
             .field("connect_rate_per_ip", connect_rate_per_ip)
             .field("max_connections_per_ip", max_connections_per_ip)
             .field("prune_grace", prune_grace)
+            .field("auth", auth)
             .finish()
     }
 }
