@@ -3,7 +3,7 @@
 //!
 //! | function | route | event → typed value | dependencies |
 //! |---|---|---|---|
-//! | [`WsAuthorize`] | the `$connect` REQUEST authorizer | [`AuthorizerRequest`] → [`Authorization`] | none |
+//! | [`WsAuthorize`] | the `$connect` REQUEST authorizer | [`AuthorizerRequest`] → [`Authorization`] | the token verifier (`AUTH_MODE=oidc`) |
 //! | [`WsConnect`] | `$connect` | [`WebsocketRequest`] → [`Connecting`] | the store, the origin rule, the Management API (optional: joins are announced) |
 //! | [`WsDisconnect`] | `$disconnect` | [`WebsocketRequest`] → [`Leaving`] | the store, the Management API (optional: leaves are announced) |
 //! | [`WsDefault`] | `$default` | [`WebsocketRequest`] → [`Message`] | the store, the Management API (required), the fan-out tuning |
@@ -25,7 +25,7 @@ use crate::handlers::authorize::AuthorizerResponse;
 use crate::handlers::connect::OriginPolicy;
 use crate::handlers::events::{Authorization, AuthorizerRequest, Connecting, Leaving, Message};
 use crate::handlers::{HandlerError, authorize, connect, default, disconnect};
-use crate::startup::{Parts, StartupError, fanout_settings};
+use crate::startup::{Parts, StartupError, fanout_settings, local_verifier, verifier};
 use crate::{ProxyResponse, WebsocketRequest};
 
 /// One Lambda function of the API.
@@ -74,23 +74,29 @@ impl Function for WsAuthorize {
     const BINARY: &'static str = "ws-authorize";
     type Event = AuthorizerRequest;
     type Response = AuthorizerResponse;
-    type Deps = ();
+    type Deps = authorize::Deps;
 
-    fn wire(_: &Parts) -> Result<(), StartupError> {
-        Ok(())
+    fn wire(parts: &Parts) -> Result<authorize::Deps, StartupError> {
+        Ok(authorize::Deps {
+            verifier: local_verifier(&parts.config),
+        })
     }
 
-    /// Nothing to build: the authorizer reads no configuration and connects to nothing.
-    async fn from_env() -> Result<(), StartupError> {
-        Ok(())
+    /// The configuration and, with `AUTH_MODE=oidc`, the verifier: the authorizer connects to no store.
+    async fn from_env() -> Result<authorize::Deps, StartupError> {
+        let config = crate::config::Config::from_env()?;
+        Ok(authorize::Deps {
+            verifier: verifier(&config).await?,
+        })
     }
 
     async fn handle(
-        (): &(),
+        deps: &authorize::Deps,
         event: &AuthorizerRequest,
         _deadline: Option<tokio::time::Instant>,
     ) -> Result<AuthorizerResponse, HandlerError> {
-        Ok(authorize::handle(Authorization::from(event)))
+        let now_secs = crate::handlers::now_ms() / 1000;
+        authorize::handle(Authorization::from(event), deps, now_secs).await
     }
 }
 
@@ -108,6 +114,7 @@ impl Function for WsConnect {
             rooms: parts.rooms.clone(),
             origins: OriginPolicy::parse(&parts.config.allowed_origins),
             announcer: parts.announcer(),
+            auth_required: parts.config.auth.oidc().is_some(),
         })
     }
 
@@ -165,6 +172,13 @@ impl Function for WsDefault {
             gateway,
             fanout: fanout_settings(&parts.config),
             max_message_bytes: parts.config.max_message_bytes,
+            token_leeway_secs: parts
+                .config
+                .auth
+                .oidc()
+                .map_or(crate::config::DEFAULT_AUTH_LEEWAY_SECS, |oidc| {
+                    oidc.leeway_secs
+                }),
         })
     }
 

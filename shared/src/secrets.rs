@@ -1,7 +1,8 @@
-//! The Redis URL from AWS Secrets Manager (`REDIS_URL_SECRET_ARN`), read once at cold start with one signed
-//! `GetSecretValue` call ([`crate::signed`]), so the functions link no second SDK client for a single request.
+//! Secrets from AWS Secrets Manager, read once at cold start with one signed `GetSecretValue` call
+//! ([`crate::signed`]), so the functions link no second SDK client for a single request: the Redis URL
+//! (`REDIS_URL_SECRET_ARN`) and the authorizer's HS256 key (`AUTH_HS256_SECRET_ARN`).
 //!
-//! The URL may hold a password: it is never logged, and no error here carries it.
+//! A secret's value is never logged, and no error here carries it.
 
 use std::time::Duration;
 
@@ -43,6 +44,22 @@ pub enum SecretError {
 /// # Errors
 /// [`SecretError`] when the secret cannot be read or is not a URL.
 pub async fn read_url(arn: &str) -> Result<String, SecretError> {
+    let (client, endpoint) = client_for(arn);
+    url_from_secret(&client, &endpoint, arn).await
+}
+
+/// The SecretString stored in `arn`, whatever it holds, read like [`read_url`].
+///
+/// # Errors
+/// [`SecretError`] when the secret cannot be read or holds no string.
+pub async fn read_string(arn: &str) -> Result<String, SecretError> {
+    let (client, endpoint) = client_for(arn);
+    info!(arn, "reading a secret from Secrets Manager");
+    secret_string(&client, &endpoint, arn).await
+}
+
+/// A client signing for the secret's own region, and that region's endpoint.
+fn client_for(arn: &str) -> (SignedClient, String) {
     let client = SignedClient::from_env(SECRET_TIMEOUT);
     // The secret's own region (an ARN's fourth field) decides the endpoint, and the signature must name it too.
     let client = match arn.split(':').nth(3).filter(|r| !r.is_empty()) {
@@ -50,7 +67,7 @@ pub async fn read_url(arn: &str) -> Result<String, SecretError> {
         None => client,
     };
     let endpoint = format!("https://secretsmanager.{}.amazonaws.com/", client.region());
-    url_from_secret(&client, &endpoint, arn).await
+    (client, endpoint)
 }
 
 /// GetSecretValue on `arn` at `endpoint`, checked to be a URL; the value is never logged.
@@ -60,6 +77,19 @@ async fn url_from_secret(
     arn: &str,
 ) -> Result<String, SecretError> {
     info!(arn, "reading the Redis URL from Secrets Manager");
+    let url = secret_string(client, endpoint, arn).await?;
+    if !url.contains("://") {
+        return Err(SecretError::NotAUrl);
+    }
+    Ok(url)
+}
+
+/// GetSecretValue on `arn` at `endpoint`: its SecretString, trimmed; the value is never logged.
+async fn secret_string(
+    client: &SignedClient,
+    endpoint: &str,
+    arn: &str,
+) -> Result<String, SecretError> {
     let body = serde_json::json!({ "SecretId": arn }).to_string();
     let answer = client
         .send(
@@ -83,14 +113,11 @@ async fn url_from_secret(
             message: text("message"),
         });
     }
-    let url = value["SecretString"]
+    let text = value["SecretString"]
         .as_str()
         .ok_or(SecretError::NoString)?
         .trim();
-    if !url.contains("://") {
-        return Err(SecretError::NotAUrl);
-    }
-    Ok(url.to_owned())
+    Ok(text.to_owned())
 }
 
 #[cfg(test)]

@@ -12,7 +12,10 @@ use std::sync::Arc;
 use redis::{ConnectionAddr, IntoConnectionInfo, TlsCertificates};
 use tracing::{info, warn};
 
-use crate::config::{Config, ConfigError, REDIS_CA_CERT_PATH, REDIS_URL, REDIS_URL_SECRET_ARN};
+use crate::auth::Verifier;
+use crate::config::{
+    AUTH_HS256_SECRET_ARN, Config, ConfigError, REDIS_CA_CERT_PATH, REDIS_URL, REDIS_URL_SECRET_ARN,
+};
 use crate::fanout::{Announcer, FanoutSettings};
 use crate::gateway::{DirectGateway, Gateway};
 use crate::rooms::{Limits, Policy, RedisRoomStore, Retention, RoomStore, StoreError};
@@ -24,7 +27,7 @@ pub enum StartupError {
     /// The environment is incomplete or wrong.
     #[error(transparent)]
     Config(#[from] ConfigError),
-    /// The secret named by [`REDIS_URL_SECRET_ARN`] cannot be read or does not hold a URL.
+    /// The secret named by [`REDIS_URL_SECRET_ARN`] (or [`AUTH_HS256_SECRET_ARN`]) cannot be read or used.
     #[error("environment variable {name}={arn:?} names a secret that cannot be used")]
     Secret {
         /// The variable.
@@ -63,6 +66,44 @@ pub async fn redis_url(cfg: &Config) -> Result<String, StartupError> {
             arn: arn.clone(),
             source,
         })
+}
+
+/// The token verifier `AUTH_MODE` asks for (none: `open`), its HS256 key read now from
+/// [`AUTH_HS256_SECRET_ARN`] when that is set. Call it once per cold start.
+///
+/// # Errors
+/// [`StartupError::Secret`] when the secret cannot be read.
+pub async fn verifier(cfg: &Config) -> Result<Option<Arc<Verifier>>, StartupError> {
+    let Some(oidc) = cfg.auth.oidc() else {
+        return Ok(None);
+    };
+    let secret = match &oidc.hs256_secret_arn {
+        Some(arn) => {
+            Some(
+                secrets::read_string(arn)
+                    .await
+                    .map_err(|source| StartupError::Secret {
+                        name: AUTH_HS256_SECRET_ARN,
+                        arn: arn.clone(),
+                        source,
+                    })?,
+            )
+        }
+        None => oidc.hs256_secret.clone(),
+    };
+    Ok(Some(Arc::new(Verifier::new(oidc, secret.as_deref()))))
+}
+
+/// The same without Secrets Manager, for a process that runs every function at once (the emulator): the HS256
+/// key only from `AUTH_HS256_SECRET`.
+pub fn local_verifier(cfg: &Config) -> Option<Arc<Verifier>> {
+    let oidc = cfg.auth.oidc()?;
+    if oidc.hs256_secret_arn.is_some() {
+        warn!(
+            "{AUTH_HS256_SECRET_ARN} is read only by the Lambda functions: locally, set AUTH_HS256_SECRET"
+        );
+    }
+    Some(Arc::new(Verifier::new(oidc, oidc.hs256_secret.as_deref())))
 }
 
 const CERTIFICATE_PEM: &[u8] = b"-----BEGIN CERTIFICATE-----";

@@ -25,7 +25,7 @@ async fn a_connection_lives_through_the_fixture_events() {
     let room = RoomName::parse("lobby").expect("room");
     let conn = ConnectionId::parse("CAqG8dL3DoECF3g=").expect("id");
 
-    let auth = WsAuthorize::handle(&(), &fixture("authorize.json"), None)
+    let auth = WsAuthorize::handle(&Default::default(), &fixture("authorize.json"), None)
         .await
         .expect("authorized");
     assert_eq!(
@@ -37,6 +37,7 @@ async fn a_connection_lives_through_the_fixture_events() {
         rooms: store.clone(),
         origins: Default::default(),
         announcer: None,
+        auth_required: false,
     };
     let resp = WsConnect::handle(
         &connect_deps,
@@ -59,6 +60,7 @@ async fn a_connection_lives_through_the_fixture_events() {
         gateway: gateway.clone(),
         fanout: FanoutSettings::default(),
         max_message_bytes: chat_shared::config::DEFAULT_MAX_MESSAGE_BYTES,
+        token_leeway_secs: 60,
     };
     let resp = WsDefault::handle(
         &default_deps,

@@ -229,6 +229,7 @@ async fn a_chat_message_costs_one_redis_round_trip() {
         gateway: gateway.clone(),
         fanout: FanoutSettings::default(),
         max_message_bytes: chat_shared::config::DEFAULT_MAX_MESSAGE_BYTES,
+        token_leeway_secs: 60,
     };
     let event = |n: usize| -> WebsocketRequest {
         serde_json::from_value(json!({
@@ -367,6 +368,7 @@ async fn a_request_over_its_frame_budget_costs_the_budget_check_and_nothing_else
         gateway: gateway.clone(),
         fanout: FanoutSettings::default(),
         max_message_bytes: chat_shared::config::DEFAULT_MAX_MESSAGE_BYTES,
+        token_leeway_secs: 60,
     };
     let history: WebsocketRequest = serde_json::from_value(json!({
         "requestContext": {

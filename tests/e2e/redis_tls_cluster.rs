@@ -328,6 +328,7 @@ async fn a_message_reaches_every_member_of_a_room_on_a_cluster_and_gone_members_
         gateway: gateway.clone(),
         fanout: FanoutSettings::default(),
         max_message_bytes: chat_shared::config::DEFAULT_MAX_MESSAGE_BYTES,
+        token_leeway_secs: 60,
     };
     // No authorizer context: the room comes from the sender's key, on another node than the room's.
     let event: WebsocketRequest = serde_json::from_value(json!({

@@ -6,7 +6,6 @@ use serde_json::{Map, Value};
 
 use super::grants::RoomGrants;
 use super::{AuthError, Identity};
-use crate::config::AUTH_LEEWAY_SECS;
 use crate::wire::{DisplayName, MAX_DISPLAY_NAME_CHARS};
 
 /// The longest `sub` taken as a user id (Cognito's are 36-character UUIDs; OpenID allows 255 ASCII characters).
@@ -46,6 +45,8 @@ pub struct Expected<'a> {
     pub audience: &'a str,
     /// The claim listing the rooms the user may join.
     pub rooms_claim: &'a str,
+    /// How far `exp` and `nbf` may be off, in seconds.
+    pub leeway: i64,
 }
 
 impl Claims {
@@ -70,12 +71,12 @@ impl Claims {
         }
         let exp = self.exp.ok_or(AuthError::Malformed("no exp"))?;
         let exp = exp.floor() as i64;
-        if now > exp.saturating_add(AUTH_LEEWAY_SECS) {
+        if now > exp.saturating_add(expected.leeway) {
             return Err(AuthError::Expired);
         }
         if self
             .nbf
-            .is_some_and(|nbf| now.saturating_add(AUTH_LEEWAY_SECS) < nbf.ceil() as i64)
+            .is_some_and(|nbf| now.saturating_add(expected.leeway) < nbf.ceil() as i64)
         {
             return Err(AuthError::NotYetValid);
         }
@@ -126,6 +127,7 @@ mod tests {
             issuer: "https://id.example",
             audience: "app",
             rooms_claim: "rooms",
+            leeway: 60,
         }
     }
 

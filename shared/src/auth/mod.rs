@@ -83,6 +83,7 @@ pub struct Verifier {
     issuer: String,
     audience: String,
     rooms_claim: String,
+    leeway: i64,
     keys: KeyCache,
     hs256: Option<DecodingKey>,
 }
@@ -114,6 +115,7 @@ impl Verifier {
             issuer: oidc.issuer.clone(),
             audience: oidc.audience.clone(),
             rooms_claim: oidc.rooms_claim.clone(),
+            leeway: oidc.leeway_secs,
             keys: KeyCache::new(source, url, oidc.jwks_refetch),
             hs256: hs256_secret.map(|s| DecodingKey::from_secret(s.as_bytes())),
         }
@@ -170,11 +172,14 @@ impl Verifier {
                 issuer: &self.issuer,
                 audience: &self.audience,
                 rooms_claim: &self.rooms_claim,
+                leeway: self.leeway,
             },
             now,
         )
     }
 }
 
+#[cfg(test)]
+pub(crate) mod testing;
 #[cfg(test)]
 mod tests;

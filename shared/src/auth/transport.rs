@@ -6,6 +6,23 @@
 /// The subprotocol a page offers next to its token, and `$connect` selects.
 pub const SUBPROTOCOL: &str = "wschat";
 
+/// A token as it arrived: its `Debug` never shows it, so no log line can carry it by accident.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token(String);
+
+impl Token {
+    /// The token's text, for the verifier.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(<redacted>)")
+    }
+}
+
 /// The header, as the client sent it (`Sec-WebSocket-Protocol`), looked up case-insensitively in `headers`.
 pub fn protocols_header<'h>(
     headers: impl IntoIterator<Item = (&'h str, &'h str)>,
@@ -23,7 +40,7 @@ pub fn offers_subprotocol(protocols: Option<&str>) -> bool {
 
 /// The token of a handshake: the offered subprotocol shaped like a JWT (three dot-separated parts), else the
 /// `token` query parameter.
-pub fn token<'a>(protocols: Option<&'a str>, query_token: Option<&'a str>) -> Option<&'a str> {
+pub fn token(protocols: Option<&str>, query_token: Option<&str>) -> Option<Token> {
     protocols
         .into_iter()
         .flat_map(|list| list.split(','))
@@ -31,6 +48,7 @@ pub fn token<'a>(protocols: Option<&'a str>, query_token: Option<&'a str>) -> Op
         .find(|p| p.split('.').count() == 3)
         .or(query_token.map(str::trim))
         .filter(|t| !t.is_empty())
+        .map(|t| Token(t.to_owned()))
 }
 
 #[cfg(test)]
@@ -46,10 +64,18 @@ mod tests {
 
         assert_eq!(header, Some("wschat, aaa.bbb.ccc"));
         assert!(offers_subprotocol(header));
-        assert_eq!(token(header, Some("q.q.q")), Some("aaa.bbb.ccc"));
-        assert_eq!(token(None, Some(" q.q.q ")), Some("q.q.q"));
+        let text = |t: Option<Token>| t.map(|t| t.as_str().to_owned());
+        assert_eq!(
+            text(token(header, Some("q.q.q"))).as_deref(),
+            Some("aaa.bbb.ccc")
+        );
+        assert_eq!(text(token(None, Some(" q.q.q "))).as_deref(), Some("q.q.q"));
         assert_eq!(token(Some("wschat"), None), None);
         assert_eq!(token(Some("chat, v2"), Some("")), None);
+        assert_eq!(
+            format!("{:?}", token(header, None)),
+            "Some(Token(<redacted>))"
+        );
         assert!(!offers_subprotocol(Some("chat, aaa.bbb.ccc")));
         assert!(!offers_subprotocol(None));
     }

@@ -23,13 +23,18 @@ pub const AUTH_HS256_SECRET_ARN: &str = "AUTH_HS256_SECRET_ARN";
 pub const AUTH_HS256_SECRET: &str = "AUTH_HS256_SECRET";
 /// Seconds between two fetches of the signing keys caused by an unknown `kid` (default 60).
 pub const AUTH_JWKS_REFETCH_SECS: &str = "AUTH_JWKS_REFETCH_SECS";
+/// How far `exp` and `nbf` may be off, in seconds: clocks drift (default and most: 60).
+pub const AUTH_LEEWAY_SECS: &str = "AUTH_LEEWAY_SECS";
+/// The OAuth client the pages sign in with (default: [`AUTH_AUDIENCE`], as with Cognito, whose ID tokens are
+/// for the app client).
+pub const AUTH_CLIENT_ID: &str = "AUTH_CLIENT_ID";
 /// [`AUTH_ROOMS_CLAIM`]'s default.
 pub const DEFAULT_AUTH_ROOMS_CLAIM: &str = "rooms";
 /// [`AUTH_JWKS_REFETCH_SECS`]'s default: a rotated key is picked up at once, an attacker's made-up `kid`s cost
 /// one fetch a minute.
 pub const DEFAULT_AUTH_JWKS_REFETCH: Duration = Duration::from_secs(60);
-/// How far `exp` and `nbf` may be off: clocks drift.
-pub const AUTH_LEEWAY_SECS: i64 = 60;
+/// [`AUTH_LEEWAY_SECS`]'s default, and the most it may be.
+pub const DEFAULT_AUTH_LEEWAY_SECS: i64 = 60;
 
 /// Who may connect.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -58,6 +63,10 @@ pub struct Oidc {
     pub hs256_secret: Option<String>,
     /// [`AUTH_JWKS_REFETCH_SECS`].
     pub jwks_refetch: Duration,
+    /// [`AUTH_LEEWAY_SECS`]: 0 to 60.
+    pub leeway_secs: i64,
+    /// [`AUTH_CLIENT_ID`].
+    pub client_id: String,
 }
 
 impl AuthConfig {
@@ -103,9 +112,18 @@ impl AuthConfig {
             DEFAULT_AUTH_JWKS_REFETCH.as_secs(),
             0..=3600,
         )?;
+        let leeway_secs = ranged(
+            lookup,
+            AUTH_LEEWAY_SECS,
+            DEFAULT_AUTH_LEEWAY_SECS as u64,
+            0..=60,
+        )?;
+        let audience = required(AUTH_AUDIENCE)?;
         Ok(Self::Oidc(Oidc {
             issuer,
-            audience: required(AUTH_AUDIENCE)?,
+            client_id: set(AUTH_CLIENT_ID).unwrap_or_else(|| audience.clone()),
+            audience,
+            leeway_secs: i64::try_from(leeway_secs).unwrap_or(DEFAULT_AUTH_LEEWAY_SECS),
             jwks_url,
             rooms_claim: set(AUTH_ROOMS_CLAIM)
                 .unwrap_or_else(|| DEFAULT_AUTH_ROOMS_CLAIM.to_owned()),
@@ -143,6 +161,8 @@ impl std::fmt::Debug for Oidc {
             hs256_secret_arn,
             hs256_secret,
             jwks_refetch,
+            leeway_secs,
+            client_id,
         } = self;
         f.debug_struct("Oidc")
             .field("issuer", issuer)
@@ -152,6 +172,8 @@ impl std::fmt::Debug for Oidc {
             .field("hs256_secret_arn", hs256_secret_arn)
             .field("hs256_secret", &hs256_secret.as_ref().map(|_| "<redacted>"))
             .field("jwks_refetch", jwks_refetch)
+            .field("leeway_secs", leeway_secs)
+            .field("client_id", client_id)
             .finish()
     }
 }
@@ -217,6 +239,7 @@ mod tests {
         assert_eq!(oidc.rooms_claim, "rooms");
         assert_eq!(oidc.jwks_refetch, Duration::from_secs(60));
         assert_eq!(oidc.jwks_url, None);
+        assert_eq!((oidc.leeway_secs, oidc.client_id.as_str()), (60, "app"));
     }
 
     #[test]

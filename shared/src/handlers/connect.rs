@@ -11,6 +11,7 @@ use tracing::{info, warn};
 
 use super::events::Connecting;
 use super::{HandlerError, response};
+use crate::auth::transport;
 use crate::fanout::Announcer;
 use crate::rooms::{Admission, Announce, Departed, Entered, RoomStore};
 use crate::wire::{ConnectionId, DisplayName, RoomName, ServerFrame};
@@ -24,6 +25,8 @@ pub struct Deps {
     pub origins: OriginPolicy,
     /// Who tells presence watchers about the newcomer (none: nobody is told).
     pub announcer: Option<Announcer>,
+    /// `AUTH_MODE=oidc`: a handshake the authorizer did not verify is refused (401), whatever let it through.
+    pub auth_required: bool,
 }
 
 /// Which browser origins may open a connection (`ALLOWED_ORIGINS`; the equivalent of Channels'
@@ -83,11 +86,17 @@ pub async fn handle(
         origin,
         address,
         handshake,
+        offers_subprotocol,
+        verified,
     } = connecting;
     let at = address.as_ref().map(ToString::to_string);
     if !deps.origins.allows(origin.as_deref()) {
         warn!(connection = %conn, address = at, origin, "handshake rejected: origin not allowed");
         return Ok(response(403, Some("origin not allowed")));
+    }
+    if deps.auth_required && verified.is_none() {
+        warn!(connection = %conn, address = at, "handshake rejected: no verified user (is the authorizer on $connect?)");
+        return Ok(response(401, Some("sign in first")));
     }
     let room = match handshake.room {
         Ok(room) => room,
@@ -97,10 +106,12 @@ pub async fn handle(
             return Ok(response(400, Some(&reason)));
         }
     };
-    // No `name` is an anonymous member; a `name` that breaks the rules is refused like a bad room.
-    let name = match handshake.name {
-        Ok(name) => name,
-        Err(reason) => {
+    // A verified user is named by the token (`?name=` is ignored). Otherwise no `name` is an anonymous member,
+    // and a `name` that breaks the rules is refused like a bad room.
+    let name = match (&verified, handshake.name) {
+        (Some(user), _) => Some(user.name.clone()),
+        (None, Ok(name)) => name,
+        (None, Err(reason)) => {
             let reason = reason.to_string();
             warn!(connection = %conn, address = at, reason, "handshake rejected: bad name");
             return Ok(response(400, Some(&reason)));
@@ -153,13 +164,26 @@ pub async fn handle(
                 tell.announce(announcer, deps.rooms.as_ref(), expired, announce)
                     .await;
             }
-            Ok(response(200, None))
+            Ok(accepted(offers_subprotocol))
         }
         Entered::RoomFull => {
             warn!(connection = %conn, address = at, room = %room, "handshake rejected: the room is full");
             Ok(response(403, Some("this room is full")))
         }
     }
+}
+
+/// 200, selecting the `wschat` subprotocol when the client offered it: a browser that offered subprotocols drops
+/// a socket whose answer selects none.
+fn accepted(offers_subprotocol: bool) -> ApiGatewayProxyResponse {
+    let mut answer = response(200, None);
+    if offers_subprotocol {
+        answer.headers.insert(
+            http::header::SEC_WEBSOCKET_PROTOCOL,
+            http::HeaderValue::from_static(transport::SUBPROTOCOL),
+        );
+    }
+    answer
 }
 
 /// A join, told to the room's presence watchers.
@@ -251,6 +275,7 @@ mod tests {
             rooms: store.clone(),
             origins,
             announcer: None,
+            auth_required: false,
         };
         (deps, store)
     }
@@ -268,6 +293,51 @@ mod tests {
             store.members(&room, 2_000).await.expect("members"),
             vec![ConnectionId::parse("c1").expect("id")]
         );
+    }
+
+    #[tokio::test]
+    async fn with_auth_required_only_a_verified_user_joins_and_under_the_token_s_name() {
+        let (mut deps, store) = deps(OriginPolicy::Any);
+        deps.auth_required = true;
+        let unverified =
+            fixtures::connect("c1", json!({ "room": "lobby", "name": "Ann" }), json!({}));
+        let mut verified = fixtures::connect(
+            "c2",
+            json!({ "room": "lobby", "name": "Mallory\u{202E}" }),
+            json!({ "Sec-WebSocket-Protocol": "wschat, a.b.c" }),
+        );
+        for (key, value) in [
+            ("room", "lobby"),
+            ("name", "Ann"),
+            ("uid", "u-1"),
+            ("exp", "1800000600"),
+        ] {
+            verified
+                .request_context
+                .authorizer
+                .fields
+                .insert(key.to_owned(), json!(value));
+        }
+
+        let refused = handle(&unverified, &deps).await.expect("handled");
+        let joined = handle(&verified, &deps).await.expect("handled");
+
+        assert_eq!(refused.status_code, 401);
+        assert_eq!(joined.status_code, 200, "?name= is ignored, not checked");
+        assert_eq!(
+            joined
+                .headers
+                .get("sec-websocket-protocol")
+                .map(|v| v.as_bytes()),
+            Some(&b"wschat"[..]),
+            "the offered subprotocol is selected"
+        );
+        let lobby = RoomName::parse("lobby").expect("room");
+        let here = store
+            .presence(&lobby, &ConnectionId::parse("c2").expect("id"), 2_000)
+            .await
+            .expect("presence");
+        assert_eq!((here.count, here.names), (1, vec!["Ann".to_owned()]));
     }
 
     #[tokio::test]
@@ -345,6 +415,7 @@ mod tests {
                 gateway: gateway.clone(),
                 settings: crate::fanout::FanoutSettings::default(),
             }),
+            auth_required: false,
         };
         let lobby = RoomName::parse("lobby").expect("room");
         let id = |c: &str| ConnectionId::parse(c).expect("id");

@@ -3,14 +3,15 @@
 //!
 //! | route | typed value | parsed from |
 //! |---|---|---|
-//! | the `$connect` authorizer | [`Authorization`] | the query string ([`Handshake`]), the connection id, the route's ARN |
-//! | `$connect` | [`Connecting`] | the query string ([`Handshake`]), `Origin`, `requestContext` |
+//! | the `$connect` authorizer | [`Authorization`] | the query string ([`Handshake`]), the token, the connection id, the route's ARN |
+//! | `$connect` | [`Connecting`] | the query string ([`Handshake`]), `Origin`, `Sec-WebSocket-Protocol`, `requestContext` and the authorizer context ([`Verified`]) |
 //! | `$default` | [`Message`] | `requestContext` and the authorizer context ([`Caller`]), the body ([`ClientFrame`]) |
 //! | `$disconnect` | [`Leaving`] | `requestContext` and the authorizer context ([`Caller`]), the close status |
 //!
 //! `$connect` is the only event with headers and a query string. Every later event of a connection carries what
-//! the authorizer returned as `requestContext.authorizer` ([`AUTHORIZER_ROOM_KEY`], [`AUTHORIZER_NAME_KEY`]),
-//! which is how `$default` knows the sender's room and name without asking Redis.
+//! the authorizer returned as `requestContext.authorizer` ([`AUTHORIZER_ROOM_KEY`], [`AUTHORIZER_NAME_KEY`], and
+//! with `AUTH_MODE=oidc` [`AUTHORIZER_UID_KEY`], [`AUTHORIZER_EXPIRES_KEY`]), which is how `$default` knows the
+//! sender's room, name and user without asking Redis. API Gateway delivers every context value as a string.
 
 use std::collections::HashMap;
 
@@ -20,6 +21,7 @@ use aws_lambda_events::apigw::{
 use serde::{Deserialize, Serialize};
 
 use super::HandlerError;
+use crate::auth::transport::{self, Token};
 use crate::wire::{
     ClientFrame, ConnectionId, ConnectionIdError, DisplayName, DisplayNameError, FrameError,
     RoomName, RoomNameError, SourceAddress,
@@ -30,6 +32,12 @@ pub const AUTHORIZER_ROOM_KEY: &str = "room";
 
 /// The key under which the authorizer puts the sender's display name in its context.
 pub const AUTHORIZER_NAME_KEY: &str = "name";
+
+/// The key under which the authorizer puts the verified user id (the token's `sub`; `AUTH_MODE=oidc` only).
+pub const AUTHORIZER_UID_KEY: &str = "uid";
+
+/// The key under which the authorizer puts when the token expires (epoch seconds; `AUTH_MODE=oidc` only).
+pub const AUTHORIZER_EXPIRES_KEY: &str = "exp";
 
 /// What a handshake asks for in its query string (`?room=…&name=…`): read by the authorizer and by `$connect`
 /// alike, with the same rules.
@@ -62,6 +70,9 @@ pub struct AuthorizerRequest {
     /// The handshake's query string.
     #[serde(default)]
     pub query_string_parameters: Option<HashMap<String, String>>,
+    /// The handshake's headers.
+    #[serde(default)]
+    pub headers: Option<HashMap<String, String>>,
     /// The connection being authorized.
     #[serde(default)]
     pub request_context: AuthorizerRequestContext,
@@ -85,12 +96,25 @@ pub struct Authorization {
     pub resource: String,
     /// What the handshake asks for.
     pub handshake: Handshake,
+    /// The token it carries ([`crate::auth::transport`]), if any.
+    pub token: Option<Token>,
 }
 
 impl From<&AuthorizerRequest> for Authorization {
     fn from(event: &AuthorizerRequest) -> Self {
         let query = event.query_string_parameters.as_ref();
+        let protocols = transport::protocols_header(
+            event
+                .headers
+                .iter()
+                .flatten()
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        );
         Self {
+            token: transport::token(
+                protocols,
+                query.and_then(|q| q.get("token")).map(String::as_str),
+            ),
             principal_id: event
                 .request_context
                 .connection_id
@@ -116,6 +140,41 @@ pub struct Connecting {
     pub address: Option<SourceAddress>,
     /// What the handshake asks for.
     pub handshake: Handshake,
+    /// Whether the client offered the `wschat` subprotocol (then the answer must select it).
+    pub offers_subprotocol: bool,
+    /// Who the authorizer verified the user to be (none: `AUTH_MODE=open`, or no authorizer ran).
+    pub verified: Option<Verified>,
+}
+
+/// A verified user, as the authorizer carries it to every event of the connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// The token's `sub`.
+    pub uid: String,
+    /// The name from the token.
+    pub name: DisplayName,
+    /// When the token expires (epoch seconds).
+    pub expires_at: i64,
+}
+
+impl Verified {
+    /// The verified user in an authorizer context, when it holds one whole.
+    fn from_context(ctx: &ApiGatewayWebsocketProxyRequestContext) -> Option<Self> {
+        let context = |key: &str| ctx.authorizer.fields.get(key);
+        let text = |key: &str| context(key).and_then(|v| v.as_str());
+        let expires_at = context(AUTHORIZER_EXPIRES_KEY).and_then(|v| match v {
+            serde_json::Value::Number(n) => n.as_i64(),
+            serde_json::Value::String(s) => s.parse().ok(),
+            _ => None,
+        })?;
+        Some(Self {
+            uid: text(AUTHORIZER_UID_KEY)
+                .filter(|u| !u.is_empty())?
+                .to_owned(),
+            name: DisplayName::parse_normalized(text(AUTHORIZER_NAME_KEY)?).ok()?,
+            expires_at,
+        })
+    }
 }
 
 impl TryFrom<&ApiGatewayWebsocketProxyRequest> for Connecting {
@@ -133,6 +192,13 @@ impl TryFrom<&ApiGatewayWebsocketProxyRequest> for Connecting {
                 .map(str::to_owned),
             address: source_address(&event.request_context),
             handshake: Handshake::parse(|key| query.first(key)),
+            offers_subprotocol: transport::offers_subprotocol(
+                event
+                    .headers
+                    .get("sec-websocket-protocol")
+                    .and_then(|v| v.to_str().ok()),
+            ),
+            verified: Verified::from_context(&event.request_context),
         })
     }
 }
@@ -154,6 +220,8 @@ pub struct Caller {
     pub message_id: Option<String>,
     /// Where the connection comes from (`requestContext.identity.sourceIp`), for the logs and the address limits.
     pub address: Option<SourceAddress>,
+    /// The verified user (`AUTH_MODE=oidc`); then [`Caller::name`] is theirs.
+    pub verified: Option<Verified>,
 }
 
 impl TryFrom<&ApiGatewayWebsocketProxyRequestContext> for Caller {
@@ -173,6 +241,7 @@ impl TryFrom<&ApiGatewayWebsocketProxyRequestContext> for Caller {
             },
             message_id: ctx.message_id.clone(),
             address: source_address(ctx),
+            verified: Verified::from_context(ctx),
         })
     }
 }

@@ -25,6 +25,12 @@ pub enum HandlerError {
     /// The event is not one API Gateway would send (no connection id).
     #[error("malformed event")]
     BadEvent(#[from] ConnectionIdError),
+    /// The handshake's token is missing or bad: exactly this message makes API Gateway answer 401.
+    #[error("Unauthorized")]
+    Unauthorized,
+    /// The issuer's signing keys cannot be fetched: the handshake fails with 500, not the client's fault.
+    #[error("cannot verify tokens")]
+    AuthKeys(#[source] crate::auth::AuthError),
 }
 
 impl HandlerError {
@@ -33,6 +39,8 @@ impl HandlerError {
         match self {
             Self::Store(_) => "RoomStoreError",
             Self::BadEvent(_) => "MalformedEvent",
+            Self::Unauthorized => "Unauthorized",
+            Self::AuthKeys(_) => "AuthKeysUnavailable",
         }
     }
 }

@@ -5,7 +5,8 @@
 //! * `presence`, `{"action": "presence"}`: who is here, to the sender alone, who then hears of joins and leaves;
 //! * `ping`, `{"action": "ping"}`: `{"pong"}` to the sender, after writing its membership again.
 //!
-//! Chat pays its own rate limit, in its publish's round trip. Every other frame, a refused one included, first
+//! A frame of a verified user whose token has expired (`AUTH_MODE=oidc`) is refused and its connection closed,
+//! before anything else. Chat pays its own rate limit, in its publish's round trip. Every other frame, a refused one included, first
 //! pays the connection's frame budget (`FRAME_RATE_PER_SEC`, `FRAME_BURST`): over it, nothing else is done. Every
 //! outcome is answered by `reply`: 200, or the failure's status with an error frame to the sender alone.
 //!
@@ -45,6 +46,8 @@ pub struct Deps {
     pub fanout: FanoutSettings,
     /// UTF-8 bytes a chat message's text may have (`MAX_MESSAGE_BYTES`).
     pub max_message_bytes: usize,
+    /// How long past its `exp` a verified user's token still holds, in seconds (`AUTH_LEEWAY_SECS`).
+    pub token_leeway_secs: i64,
 }
 
 /// Handles one `$default` message; no post starts shortly before `deadline` (the Lambda's own). Never fails: a
@@ -66,6 +69,15 @@ async fn serve(
     deps: &Deps,
     deadline: Option<tokio::time::Instant>,
 ) -> Outcome {
+    // A connection does not outlive its token: no frame of it is served after `exp`.
+    if caller.verified.as_ref().is_some_and(|user| {
+        caller.time_ms / 1000 > user.expires_at.saturating_add(deps.token_leeway_secs)
+    }) {
+        return Err(match frame {
+            Ok(ClientFrame::Chat { message, .. }) => Failure::token_expired().of_message(message),
+            _ => Failure::token_expired(),
+        });
+    }
     let frame = frame.and_then(|frame| within_limits(frame, deps.max_message_bytes));
     if !matches!(frame, Ok(ClientFrame::Chat { .. })) {
         spend(caller, deps).await?;

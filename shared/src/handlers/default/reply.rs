@@ -13,6 +13,7 @@
 //! | the connection is in no room (its membership expired) | 410 | to reconnect |
 //! | a chat message over the rate limit | 429 | how long to wait (`retryAfterMs`), and its text back |
 //! | any other frame over the connection's frame budget | 429 | how long to wait (`retryAfterMs`); far past it, the connection is also closed (DeleteConnection) |
+//! | any frame after the user's token expired (`AUTH_MODE=oidc`) | 401 | `token expired` (a chat message's text back); the connection is closed |
 //! | some members could not be reached | 502 | how many were |
 //! | the answer to the sender itself could not be posted | 502 | nothing (it cannot be reached) |
 //! | the room store is down | 503 | to try again in a moment |
@@ -20,7 +21,7 @@
 use std::borrow::Cow;
 
 use aws_lambda_events::apigw::ApiGatewayProxyResponse;
-use tracing::{error, warn};
+use tracing::{error, info, warn};
 
 use crate::gateway::{Gateway, GatewayError};
 use crate::handlers::events::Caller;
@@ -46,6 +47,7 @@ enum Why {
     NoRoom,
     RateLimited { retry_after_ms: u64 },
     OverBudget { retry_after_ms: u64, close: bool },
+    TokenExpired,
     Unreached { delivered: usize, members: usize },
     AnswerLost(&'static str),
     StoreDown(StoreError),
@@ -87,6 +89,11 @@ impl Failure {
         })
     }
 
+    /// The sender's token has expired: nothing is done, and the connection ends.
+    pub(super) fn token_expired() -> Self {
+        Self::new(Why::TokenExpired)
+    }
+
     /// The message reached `delivered` of `members` members.
     pub(super) fn unreached(delivered: usize, members: usize) -> Self {
         Self::new(Why::Unreached { delivered, members })
@@ -124,6 +131,7 @@ impl Failure {
     fn status(&self) -> i64 {
         match self.why {
             Why::Refused(_) => 400,
+            Why::TokenExpired => 401,
             Why::RoomFull => 403,
             Why::NoRoom => 410,
             Why::RateLimited { .. } | Why::OverBudget { .. } => 429,
@@ -168,6 +176,7 @@ impl Failure {
             Why::OverBudget { close: true, .. } => {
                 "far too many requests: this connection is closed".into()
             }
+            Why::TokenExpired => "token expired".into(),
             Why::AnswerLost(what) => (*what).into(),
             Why::StoreDown(_) if chat => "your message was not delivered: the chat's storage is unavailable right now; try again in a moment".into(),
             Why::StoreDown(_) => "the chat's storage is unavailable right now; try again in a moment".into(),
@@ -200,6 +209,9 @@ pub(super) async fn send(
             retry_after_ms,
             close,
         } => warn!(connection = %sender, address, retry_after_ms, close, "over its frame budget"),
+        Why::TokenExpired => {
+            info!(connection = %sender, address, "token expired: closing the connection")
+        }
         _ => {}
     }
     if !matches!(failure.why, Why::AnswerLost(_)) {
@@ -214,14 +226,19 @@ pub(super) async fn send(
             warn!(connection = %sender, error = err, "could not send the error frame");
         }
     }
-    if let Why::OverBudget { close: true, .. } = failure.why {
+    let closing = match failure.why {
+        Why::OverBudget { close: true, .. } => Some("far past its frame budget"),
+        Why::TokenExpired => Some("its token expired"),
+        _ => None,
+    };
+    if let Some(why) = closing {
         match gateway.delete_connection(sender).await {
             Ok(()) | Err(GatewayError::Gone) => {
-                warn!(connection = %sender, address, "connection closed: far past its frame budget");
+                warn!(connection = %sender, address, why, "connection closed");
             }
             Err(err) => {
                 let err: &dyn std::error::Error = &err;
-                warn!(connection = %sender, address, error = err, "could not close a connection far past its frame budget");
+                warn!(connection = %sender, address, why, error = err, "could not close a connection");
             }
         }
     }

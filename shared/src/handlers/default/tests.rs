@@ -41,6 +41,7 @@ async fn world(members: &[(&str, &str)]) -> World {
         gateway: gateway.clone(),
         fanout: FanoutSettings::default(),
         max_message_bytes: crate::config::DEFAULT_MAX_MESSAGE_BYTES,
+        token_leeway_secs: 60,
     };
     World {
         deps,
@@ -311,6 +312,7 @@ async fn a_sender_over_its_rate_limit_is_told_and_nothing_is_broadcast() {
         gateway: gateway.clone(),
         fanout: FanoutSettings::default(),
         max_message_bytes: crate::config::DEFAULT_MAX_MESSAGE_BYTES,
+        token_leeway_secs: 60,
     };
 
     let mut statuses = Vec::new();
@@ -491,6 +493,7 @@ async fn budgeted_world(burst: u32) -> World {
             gateway: gateway.clone(),
             fanout: FanoutSettings::default(),
             max_message_bytes: crate::config::DEFAULT_MAX_MESSAGE_BYTES,
+            token_leeway_secs: 60,
         },
         store,
         gateway,
@@ -635,5 +638,44 @@ async fn no_message_text_reaches_the_log_at_any_level_delivered_refused_or_over_
     assert!(
         !logged.contains(marker),
         "a message's text was logged:\n{logged}"
+    );
+}
+
+#[tokio::test]
+async fn a_frame_after_the_token_expired_reaches_nobody_and_closes_the_connection() {
+    let w = world(&[("lobby", "a"), ("lobby", "b")]).await;
+    // The fixture's request time is 100 s after the epoch; the leeway is 60 s.
+    let from_user = |body: &str, exp: &str| {
+        let mut event = fixtures::message("a", body, Some("lobby"));
+        for (key, value) in [("uid", "u-1"), ("name", "Ann"), ("exp", exp)] {
+            event
+                .request_context
+                .authorizer
+                .fields
+                .insert(key.to_owned(), json!(value));
+        }
+        event
+    };
+
+    let valid = handle(&from_user(r#"{"message":"still here"}"#, "50"), &w.deps)
+        .await
+        .expect("handled");
+    let expired = handle(&from_user(r#"{"message":"too late"}"#, "39"), &w.deps)
+        .await
+        .expect("handled");
+
+    assert_eq!((valid.status_code, expired.status_code), (200, 401));
+    assert_eq!(
+        chats(&w.gateway, "b"),
+        said(&[("still here", 1)]),
+        "the late one reached nobody"
+    );
+    let told = json_frames(&w.gateway, "a").pop().expect("told");
+    assert_eq!(told["error"], "token expired");
+    assert_eq!(told["undelivered"], "too late");
+    assert_eq!(
+        w.gateway.deleted(),
+        [id("a")],
+        "and the connection is closed"
     );
 }
