@@ -21,6 +21,7 @@ use crate::events::{self, ConnectionInfo};
 use crate::integration::{Failure, disconnect, invoke};
 use crate::state::{AppState, Handle, NewConnection, OUTBOUND_BUFFER};
 use crate::timefmt::now_ms;
+use chat_shared::handlers::HandlerError;
 
 /// Runs the authorizer and `$connect` before accepting; rejects with their status, or upgrades.
 pub(crate) async fn handshake(
@@ -70,6 +71,9 @@ pub(crate) async fn handshake(
             Ok(context) => info.authorizer = Some(context),
             Err(status) => {
                 info!(target: "apigw", connection = %conn, route = "$connect", status = status.as_u16(), "authorizer rejected the handshake");
+                state
+                    .meter
+                    .refused("authorizer", u64::from(status.as_u16()), &info.source_ip);
                 return status.into_response();
             }
         }
@@ -130,9 +134,13 @@ async fn authorize(
 ) -> Result<Map<String, Value>, StatusCode> {
     let response = match invoke(state, function, event).await {
         Ok(response) => response,
+        // Lambda's errorMessage "Unauthorized" (in process: the handler error that the runtime reports so).
         Err(Failure::Failed(InvokeError::Function { error_message, .. }))
             if error_message == "Unauthorized" =>
         {
+            return Err(StatusCode::UNAUTHORIZED);
+        }
+        Err(Failure::Failed(InvokeError::Handler(HandlerError::Unauthorized))) => {
             return Err(StatusCode::UNAUTHORIZED);
         }
         Err(err) => {

@@ -11,7 +11,7 @@ use wschat_emulator::backend::{InProcessOptions, Posts, StoreChoice};
 use wschat_emulator::faults::Faults;
 use wschat_emulator::meter::Prices;
 use wschat_emulator::routes::{Naming, RouteTable};
-use wschat_emulator::{BackendChoice, Emulator, Options};
+use wschat_emulator::{BackendChoice, Emulator, Options, PageAuth};
 
 // mimalloc: every frame allocates its event, JSON and queue entries; glibc's malloc and free were a tenth of the
 // emulator's CPU per frame (docs/benchmark.md, "Allocator").
@@ -98,6 +98,13 @@ struct Args {
     /// TCP peer: tests and load tools on one machine can then be many addresses. Anyone can write that header.
     #[arg(long, env = "WSCHAT_TRUST_FORWARDED_FOR")]
     trust_forwarded_for: bool,
+    /// Serve a development OpenID Connect provider at /oidc (sign in as anyone). In process, the functions then
+    /// require its tokens (AUTH_MODE=oidc, AUTH_ISSUER=this emulator's /oidc), unless AUTH_MODE says otherwise.
+    #[arg(long, env = "WSCHAT_OIDC_PROVIDER")]
+    oidc_provider: bool,
+    /// How long the development provider's tokens last, in seconds.
+    #[arg(long, default_value_t = 3600)]
+    oidc_token_ttl_secs: u64,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -158,8 +165,24 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         routes,
         ..Options::default()
     };
-    // The same variables the functions read (REDIS_URL, ALLOWED_ORIGINS, FANOUT_*...).
-    let config = Config::from_env()?;
+    let addr = SocketAddr::new(args.host, args.port);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    // The same variables the functions read (REDIS_URL, ALLOWED_ORIGINS, FANOUT_*, AUTH_*...).
+    let mut config = Config::from_env()?;
+    if args.oidc_provider && args.lambda_invoke_url.is_none() && config.auth.oidc().is_none() {
+        config.auth = wschat_emulator::oidc::trusted(&Emulator::issuer_at(listener.local_addr()?));
+    }
+    let options = Options {
+        oidc_provider: args.oidc_provider,
+        oidc_token_ttl: Duration::from_secs(args.oidc_token_ttl_secs),
+        page_auth: config.auth.oidc().map(|oidc| PageAuth {
+            issuer: oidc.issuer.clone(),
+            client_id: oidc.client_id.clone(),
+        }),
+        ..options
+    };
     // The cost meter counts Redis commands on a single server it can reach (not a cluster).
     let options = Options {
         meter_redis_url: config.redis_url.clone().filter(|_| !config.redis_cluster),
@@ -188,11 +211,16 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     if let Some(warning) = wschat_emulator::exposure_warning(args.host) {
         tracing::warn!(host = %args.host, "{warning}");
     }
-    let emulator = Emulator::start(SocketAddr::new(args.host, args.port), options, backend).await?;
+    let auth = match config_auth_issuer(&options) {
+        Some(issuer) => format!("sign-in required (issuer {issuer})"),
+        None => "open (no sign-in)".to_owned(),
+    };
+    let emulator = Emulator::start_on(listener, options, backend).await?;
     // Scripts and tests read this exact line to learn the port.
     println!("wschat emulator listening on http://{}", emulator.addr());
     tracing::info!(
         mode,
+        auth,
         websocket = %format!("ws://{}/{}", emulator.addr(), args.stage),
         management = %emulator.management_endpoint(&args.stage),
         "ready: open http://{}/ in a browser", emulator.addr()
@@ -201,6 +229,11 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     let metrics = emulator.shutdown().await;
     tracing::info!("{}", wschat_emulator::meter::summary(&metrics));
     Ok(())
+}
+
+/// The issuer the pages sign in with, when auth is on.
+fn config_auth_issuer(options: &Options) -> Option<&str> {
+    options.page_auth.as_ref().map(|auth| auth.issuer.as_str())
 }
 
 async fn shutdown_signal() {

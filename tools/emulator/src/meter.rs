@@ -150,7 +150,7 @@ pub struct Meter {
 #[derive(Debug, Default, Clone)]
 struct Refusals {
     by_route: BTreeMap<String, u64>,
-    by_address: BTreeMap<String, u64>,
+    by_address: BTreeMap<String, BTreeMap<String, u64>>,
 }
 
 fn units(bytes: usize) -> u64 {
@@ -185,11 +185,14 @@ impl Meter {
             .refusals
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let why = format!("{route} {status}");
         *refusals
-            .by_route
-            .entry(format!("{route} {status}"))
+            .by_address
+            .entry(address.to_owned())
+            .or_default()
+            .entry(why.clone())
             .or_default() += 1;
-        *refusals.by_address.entry(address.to_owned()).or_default() += 1;
+        *refusals.by_route.entry(why).or_default() += 1;
     }
 
     /// A connection was closed through DeleteConnection.
@@ -431,6 +434,30 @@ mod tests {
             s["costUsd"]["total"].as_f64().expect("total"),
             2.0 * 0.25 / 1e6
         ));
+    }
+
+    #[tokio::test]
+    async fn refusals_are_counted_by_route_and_status_and_by_address_and_closes_apart() {
+        let meter = Meter::new(Prices::default(), None);
+
+        meter.refused("authorizer", 401, "203.0.113.1");
+        meter.refused("$connect", 429, "203.0.113.1");
+        meter.refused("$connect", 429, "203.0.113.2");
+        meter.deleted();
+        let s = meter.snapshot([]).await;
+
+        assert_eq!(
+            s["refusals"]["byRoute"],
+            json!({ "$connect 429": 2, "authorizer 401": 1 })
+        );
+        assert_eq!(
+            s["refusals"]["byAddress"],
+            json!({
+                "203.0.113.1": { "$connect 429": 1, "authorizer 401": 1 },
+                "203.0.113.2": { "$connect 429": 1 }
+            })
+        );
+        assert_eq!(s["refusals"]["closedByDeleteConnection"], 1);
     }
 
     #[test]

@@ -57,6 +57,21 @@ pub struct Options {
     pub meter_redis_url: Option<String>,
     /// Which function serves which route.
     pub routes: RouteTable,
+    /// Serve the development OpenID provider at `/oidc` ([`crate::oidc`]).
+    pub oidc_provider: bool,
+    /// How long the development provider's tokens last.
+    pub oidc_token_ttl: Duration,
+    /// What `/config.js` tells the pages about signing in (none: auth is off).
+    pub page_auth: Option<PageAuth>,
+}
+
+/// Where the pages sign in: the issuer and the OAuth client (`AUTH_ISSUER`, `AUTH_CLIENT_ID`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageAuth {
+    /// The issuer URL; the pages read its discovery document.
+    pub issuer: String,
+    /// The client id they sign in with.
+    pub client_id: String,
 }
 
 impl Default for Options {
@@ -78,6 +93,9 @@ impl Default for Options {
             // The template is compiled in and a unit test follows it, so this cannot fail in a released binary.
             routes: RouteTable::deployed()
                 .expect("infra/template.yaml names every route's function"),
+            oidc_provider: false,
+            oidc_token_ttl: Duration::from_secs(3600),
+            page_auth: None,
         }
     }
 }
@@ -148,6 +166,8 @@ pub(crate) struct Inner {
     pub(crate) accepted: std::sync::atomic::AtomicU64,
     pub(crate) faults: Mutex<Faults>,
     pub(crate) meter: Meter,
+    /// The development OpenID provider (`--oidc-provider`).
+    pub(crate) oidc: Option<Arc<crate::oidc::Provider>>,
 }
 
 impl std::ops::Deref for AppState {

@@ -1,0 +1,82 @@
+//! The development provider's one page: "sign in as …".
+
+use axum::response::Html;
+
+use super::AuthorizeParams;
+
+/// The sign-in form, carrying the authorize request's parameters along (escaped: they come from the URL).
+pub(super) fn sign_in(params: &AuthorizeParams) -> Html<String> {
+    let hidden: String = [
+        ("response_type", &params.response_type),
+        ("client_id", &params.client_id),
+        ("redirect_uri", &params.redirect_uri),
+        ("state", &params.state),
+        ("code_challenge", &params.code_challenge),
+        ("code_challenge_method", &params.code_challenge_method),
+        ("nonce", &params.nonce),
+    ]
+    .iter()
+    .filter_map(|(name, value)| {
+        value.as_deref().map(|v| {
+            format!(
+                r#"<input type="hidden" name="{name}" value="{}">"#,
+                escape(v)
+            )
+        })
+    })
+    .collect();
+    let name = params.name.as_deref().map(escape).unwrap_or_default();
+    Html(format!(
+        r#"<!doctype html>
+<html lang="en">
+<head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Sign in (wschat development provider)</title>
+<style>
+body {{ font: 16px system-ui, sans-serif; max-width: 28rem; margin: 4rem auto; padding: 0 1rem; }}
+label {{ display: block; margin: 1rem 0 .25rem; }}
+input[type=text] {{ width: 100%; padding: .5rem; font: inherit; box-sizing: border-box; }}
+button {{ margin-top: 1.5rem; padding: .5rem 1.25rem; font: inherit; }}
+p.note {{ color: #666; font-size: .875rem; }}
+</style></head>
+<body>
+<h1>Sign in</h1>
+<p class="note">The wschat emulator's development provider: anyone may sign in as anyone. Not for production.</p>
+<form method="post" action="authorize">
+{hidden}
+<label for="name">Sign in as</label>
+<input type="text" id="name" name="name" value="{name}" maxlength="64" required autofocus autocomplete="username">
+<label for="rooms">Rooms this sign-in grants (optional: names or prefixes like <code>team_*</code>; empty: every room)</label>
+<input type="text" id="rooms" name="rooms" autocomplete="off">
+<button type="submit" id="sign-in">Sign in</button>
+</form>
+</body></html>
+"#
+    ))
+}
+
+/// Text safe inside HTML and its attributes.
+fn escape(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '&' => "&amp;".to_owned(),
+            '<' => "&lt;".to_owned(),
+            '>' => "&gt;".to_owned(),
+            '"' => "&quot;".to_owned(),
+            '\'' => "&#39;".to_owned(),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_the_url_brings_is_escaped() {
+        assert_eq!(
+            escape(r#""><script>alert('x')</script>&"#),
+            "&quot;&gt;&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&amp;"
+        );
+    }
+}
