@@ -2,6 +2,7 @@
 //! `-E 'test(/^chat::/)'` one suite.
 
 mod abuse;
+mod auth;
 mod chat;
 mod cost_and_faults;
 mod faults;

@@ -5,6 +5,7 @@
 //! they fail with a message saying so: they never skip.
 
 pub mod redis_servers;
+pub mod signin;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -119,6 +120,8 @@ pub struct TestChat {
     data: Data,
     /// Its options.
     pub options: Options,
+    /// The issuer its functions trust (a chat started with [`TestChat::start_signed_in`]).
+    pub issuer: Option<String>,
 }
 
 impl TestChat {
@@ -141,6 +144,17 @@ impl TestChat {
     /// # Panics
     /// When the emulator cannot start, or Redis cannot be reached in [`Mode::Redis`].
     pub async fn start_configured(mode: Mode, options: Options, config: Config) -> Self {
+        Self::launch(mode, options, |_| config, false).await
+    }
+
+    /// Starts the chat in `mode`, its functions reading the configuration `config_for` makes from the emulator's
+    /// address (known before the functions are built); `signed_in`: the chat of [`signin`].
+    async fn launch(
+        mode: Mode,
+        options: Options,
+        config_for: impl FnOnce(SocketAddr) -> Config,
+        signed_in: bool,
+    ) -> Self {
         // Every client of a test says its address in X-Forwarded-For ([`test_address`]); the tests' emulators
         // trust it, as the shared Lambda-mode stack does.
         let options = Options {
@@ -158,8 +172,13 @@ impl TestChat {
                 rooms: Arc::new(FlakyStore::down()),
                 data: Data::OutOfReach,
                 options,
+                issuer: None,
             };
         }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a free port");
+        let config = config_for(listener.local_addr().expect("bound"));
         // The store keeps and enforces what `config` says, as the functions' own would.
         let policy = chat_shared::startup::policy(&config);
         let (rooms, data): (Arc<dyn RoomStore>, Data) = match mode {
@@ -182,8 +201,12 @@ impl TestChat {
             }
         };
         if mode == Mode::Lambda {
-            let url = lambda_emulator_url();
-            let addr = url
+            let url = if signed_in {
+                signin::lambda_url()
+            } else {
+                lambda_emulator_url()
+            };
+            let addr: SocketAddr = url
                 .trim_start_matches("http://")
                 .trim_end_matches('/')
                 .parse()
@@ -195,15 +218,16 @@ impl TestChat {
                 rooms,
                 data,
                 options: Options::default(),
+                issuer: signed_in.then(|| Emulator::issuer_at(addr)),
             };
         }
+        let issuer = config.auth.oidc().map(|oidc| oidc.issuer.clone());
         let backend = BackendChoice::InProcess(InProcessOptions {
             store: StoreChoice::Shared(rooms.clone()),
             config,
             posts: Posts::InMemory,
         });
-        let addr: SocketAddr = "127.0.0.1:0".parse().expect("address");
-        let emulator = Emulator::start(addr, options.clone(), backend)
+        let emulator = Emulator::start_on(listener, options.clone(), backend)
             .await
             .expect("emulator starts");
         Self {
@@ -213,6 +237,7 @@ impl TestChat {
             rooms,
             data,
             options,
+            issuer,
         }
     }
 
@@ -556,8 +581,6 @@ impl Client {
         origin: Option<&str>,
         address: &str,
     ) -> Result<Self, tungstenite::Error> {
-        // wss:// (a deployed stage) makes a rustls client from the process default.
-        chat_shared::tls::install_crypto_provider();
         let mut request = url.into_client_request()?;
         if let Some(origin) = origin {
             request
@@ -568,6 +591,18 @@ impl Client {
             "X-Forwarded-For",
             address.parse().expect("an address is a header value"),
         );
+        Self::open(request).await
+    }
+
+    /// Opens the WebSocket `request` describes (URL and headers).
+    ///
+    /// # Errors
+    /// As [`Client::connect`].
+    pub async fn open(
+        request: tungstenite::handshake::client::Request,
+    ) -> Result<Self, tungstenite::Error> {
+        // wss:// (a deployed stage) makes a rustls client from the process default.
+        chat_shared::tls::install_crypto_provider();
         let (ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request))
             .await
             .map_err(|_| tungstenite::Error::Io(std::io::ErrorKind::TimedOut.into()))??;

@@ -9,7 +9,13 @@
 # In command mode (the tests) it also starts a second set of functions, the fault stack, for the tests that stop,
 # pause and restart Redis (tests/e2e/faults.rs): they point at a Redis port and an emulator port that the tests
 # themselves serve, one test at a time (WSCHAT_FAULT_REDIS_PORT, WSCHAT_FAULT_EMULATOR_PORT,
-# WSCHAT_FAULT_INVOKE_URL), with MAX_ROOM_MEMBERS=3 so the room cap can be met.
+# WSCHAT_FAULT_INVOKE_URL), with MAX_ROOM_MEMBERS=3 so the room cap can be met. And a third, the sign-in stack
+# (WSCHAT_LAMBDA_OIDC_EMULATOR_URL): functions with AUTH_MODE=oidc trusting its emulator's development provider,
+# to which each test adds a key of its own; unknown kids are fetched at once and there is no leeway, so the tests
+# need not wait a minute.
+#
+# AUTH=oidc (make run-lambda AUTH=oidc) serves the chat with sign-in: the functions require tokens of the
+# emulator's development provider (--oidc-provider), and the readiness probe signs in through it.
 #
 # Uses REDIS_URL when it is set; otherwise starts a private redis-server. Installs cargo-lambda (pip, in
 # .venv-tools) when it is missing. Everything it starts is stopped when it exits.
@@ -17,6 +23,7 @@
 #   LAMBDA_PROFILE=profiling the functions in that cargo profile instead (`profiling`: release with symbols, for perf)
 #   WSCHAT_FUNCTION_ENV=A=1,B=2  more environment for the functions (e.g. RATE_LIMIT_PER_SEC for a benchmark)
 #   WSCHAT_NO_FAULT_STACK=1  no fault stack in command mode
+#   WSCHAT_NO_OIDC_STACK=1   no sign-in stack in command mode
 #   WSCHAT_LAMBDA_CONCURRENCY=N  instances (processes) per function, each one invocation at a time (8)
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
@@ -51,9 +58,11 @@ watch_pids=()
 emulator_pid=
 tail_pid=
 fault_redis_pid=
+oidc_emulator_pid=
 cleanup() {
   [ -n "$tail_pid" ] && kill "$tail_pid" 2>/dev/null
   [ -n "$emulator_pid" ] && kill "$emulator_pid" 2>/dev/null && wait "$emulator_pid" 2>/dev/null
+  [ -n "$oidc_emulator_pid" ] && kill "$oidc_emulator_pid" 2>/dev/null && wait "$oidc_emulator_pid" 2>/dev/null
   [ -n "$fault_redis_pid" ] && kill "$fault_redis_pid" 2>/dev/null && wait "$fault_redis_pid" 2>/dev/null
   # cargo lambda watch runs each function as `cargo run` children: stop the whole process group.
   for pid in "${watch_pids[@]}"; do kill -- "-$pid" 2>/dev/null && wait "$pid" 2>/dev/null; done
@@ -98,38 +107,84 @@ warm_up() { # NAME INVOKE_PORT
     "ws-disconnect|{$ctx}" \
     "ws-default|{$ctx,\"body\":\"warm-up\"}"; do
     fn=${fn_event%%|*}
-    status=$(curl -s -o /dev/null -w "%{http_code}" --max-time 300 -H 'content-type: application/json' \
+    status=$(curl -s -o "$logs/$1-warm-up.json" -w "%{http_code}" --max-time 300 -H 'content-type: application/json' \
       -d "${fn_event#*|}" "http://127.0.0.1:$2/2015-03-31/functions/$fn/invocations") || status=000
-    [ "$status" = 200 ] || { echo "lambda-stack: warm-up of $fn ($1) answered $status; see $logs/$1.log" >&2; tail -20 "$logs/$1.log" >&2; exit 1; }
+    # With sign-in, the authorizer refuses the warm-up's handshake (no token): that answer is its being ready.
+    if [ "$status" != 200 ] && ! { [ "$fn" = ws-authorize ] && grep -q '"Unauthorized"' "$logs/$1-warm-up.json"; }; then
+      echo "lambda-stack: warm-up of $fn ($1) answered $status; see $logs/$1.log" >&2; tail -20 "$logs/$1.log" >&2; exit 1
+    fi
   done
 }
 
+# oidc_env PORT [EXTRA]: the functions' (and the emulator's) variables for sign-in through the development
+# provider of the emulator on PORT.
+oidc_env() {
+  echo "AUTH_MODE=oidc,AUTH_ISSUER=http://127.0.0.1:$1/oidc,AUTH_AUDIENCE=wschat-local${2:+,$2}"
+}
+
+# dev_token PORT: signs in as "probe" through the development provider on PORT (code + PKCE) and prints the token.
+dev_token() {
+  local base="http://127.0.0.1:$1" back verifier=dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk location code
+  back=$(python3 -c 'import sys,urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$base/")
+  location=$(curl -s -o /dev/null -w "%{redirect_url}" --max-time 5 -X POST "$base/oidc/authorize" \
+    -d "response_type=code&client_id=wschat-local&redirect_uri=$back&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256&name=probe") || return 1
+  code=$(python3 -c 'import sys,urllib.parse as u; print(u.parse_qs(u.urlparse(sys.argv[1]).query)["code"][0])' "$location") || return 1
+  curl -s --max-time 5 -X POST "$base/oidc/token" \
+    -d "grant_type=authorization_code&code=$code&redirect_uri=$back&client_id=wschat-local&code_verifier=$verifier" |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["id_token"])'
+}
+
+# start_emulator NAME PORT INVOKE_PORT ENV [FLAGS...]: the emulator on PORT in front of the functions on
+# INVOKE_PORT, with ENV (A=1,B=2) in its environment, ready when its first handshake (signed in when ENV says
+# AUTH_MODE=oidc) goes through the authorizer and $connect at once, answered 101 within 5 s. Sets started_pid.
+start_emulator() {
+  local name=$1 eport=$2 iport=$3 env=$4 handshake token= protocol=()
+  shift 4
+  # shellcheck disable=SC2046 # ENV is a comma-separated list of NAME=VALUE without spaces
+  env $(echo "$env" | tr ',' ' ') "target/$emulator_dir/wschat-emulator" --port "$eport" \
+    --lambda-invoke-url "http://127.0.0.1:$iport" "$@" >"$logs/$name.log" 2>&1 &
+  started_pid=$!
+  wait_for_port "$eport" 30 || { echo "lambda-stack: the emulator ($name) did not start; see $logs/$name.log" >&2; tail -20 "$logs/$name.log" >&2; exit 1; }
+  if [[ "$env" == *AUTH_MODE=oidc* ]]; then
+    token=$(dev_token "$eport") || { echo "lambda-stack: could not sign in at the provider of $name; see $logs/$name.log" >&2; exit 1; }
+    protocol=(-H "Sec-WebSocket-Protocol: wschat, $token")
+  fi
+  # curl drops the socket after the upgrade, which runs $disconnect too.
+  handshake=$(curl -s -o /dev/null -w "%{http_code}" --max-time 5 --http1.1 "${protocol[@]}" \
+    -H "Connection: Upgrade" -H "Upgrade: websocket" -H "Sec-WebSocket-Version: 13" \
+    -H "Sec-WebSocket-Key: d3NjaGF0LXJlYWR5LXByb2Jl" "http://127.0.0.1:$eport/local?room=ready_probe") || true
+  case "$handshake" in
+    101) ;;
+    *) echo "lambda-stack: the first handshake of $name answered '$handshake', not 101; see $logs/$name.log" >&2
+       tail -20 "$logs/$name.log" >&2; exit 1 ;;
+  esac
+}
+
 endpoint="http://127.0.0.1:$port/local"
-watch_functions watch "$invoke_port" "$REDIS_URL" "$endpoint"
-
-
+stack_env=
+oidc_flag=()
+if [ "${AUTH:-open}" = oidc ]; then stack_env=$(oidc_env "$port"); oidc_flag=(--oidc-provider); fi
+watch_functions watch "$invoke_port" "$REDIS_URL" "$endpoint" "$stack_env"
 warm_up watch "$invoke_port"
 # Only now the page port: a browser that connects the moment it opens meets warm functions, not a cold compile.
 # In command mode every test, and the load tool, is an address of its own (X-Forwarded-For): one address per test
 # keeps the per-address handshake limits of one test from meeting another's.
-trust=; [ "$command_mode" = 1 ] && trust=--trust-forwarded-for
-"target/$emulator_dir/wschat-emulator" --port "$port" --lambda-invoke-url "http://127.0.0.1:$invoke_port" $trust \
-  >"$logs/emulator.log" 2>&1 &
-emulator_pid=$!
-wait_for_port "$port" 30 || { echo "lambda-stack: the emulator did not start; see $logs/emulator.log" >&2; tail -20 "$logs/emulator.log" >&2; exit 1; }
-# Ready means a WebSocket handshake goes through the authorizer and $connect at once: the first one, made here,
-# must be answered 101 within 5 s (curl drops it after the upgrade, which runs $disconnect too).
-handshake=$(curl -s -o /dev/null -w "%{http_code}" --max-time 5 --http1.1 \
-  -H "Connection: Upgrade" -H "Upgrade: websocket" -H "Sec-WebSocket-Version: 13" \
-  -H "Sec-WebSocket-Key: d3NjaGF0LXJlYWR5LXByb2Jl" "http://127.0.0.1:$port/local?room=ready_probe") || true
-case "$handshake" in
-  101) ;;
-  *) echo "lambda-stack: the first handshake after start answered '$handshake', not 101; see $logs/emulator.log" >&2
-     tail -20 "$logs/emulator.log" >&2; exit 1 ;;
-esac
-echo "lambda-stack: ready: chat at http://127.0.0.1:$port/ (functions via cargo lambda watch on :$invoke_port, Redis $REDIS_URL)" >&2
+trust=(); [ "$command_mode" = 1 ] && trust=(--trust-forwarded-for)
+start_emulator emulator "$port" "$invoke_port" "$stack_env" "${trust[@]}" "${oidc_flag[@]}"
+emulator_pid=$started_pid
+echo "lambda-stack: ready: chat at http://127.0.0.1:$port/ (functions via cargo lambda watch on :$invoke_port, Redis $REDIS_URL${stack_env:+, sign-in at http://127.0.0.1:$port/oidc})" >&2
 
 export WSCHAT_LAMBDA_EMULATOR_URL="http://127.0.0.1:$port" WSCHAT_LAMBDA_EMULATOR_PID="$emulator_pid"
+if [ "$command_mode" = 1 ] && [ "${WSCHAT_NO_OIDC_STACK:-}" != 1 ]; then
+  oidc_port=$(free_port)
+  oidc_invoke_port=$(free_port)
+  oidc_stack_env=$(oidc_env "$oidc_port" "AUTH_JWKS_REFETCH_SECS=0,AUTH_LEEWAY_SECS=0")
+  watch_functions oidc-watch "$oidc_invoke_port" "$REDIS_URL" "http://127.0.0.1:$oidc_port/local" "$oidc_stack_env"
+  warm_up oidc-watch "$oidc_invoke_port"
+  start_emulator oidc-emulator "$oidc_port" "$oidc_invoke_port" "$oidc_stack_env" --trust-forwarded-for --oidc-provider
+  oidc_emulator_pid=$started_pid
+  export WSCHAT_LAMBDA_OIDC_EMULATOR_URL="http://127.0.0.1:$oidc_port"
+fi
 if [ "$command_mode" = 1 ] && [ "${WSCHAT_NO_FAULT_STACK:-}" != 1 ]; then
   # The fault stack: functions whose Redis and emulator ports the fault tests serve themselves. Warmed up against
   # a Redis started here for the purpose and stopped before the tests run.

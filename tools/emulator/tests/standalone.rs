@@ -216,14 +216,25 @@ async fn the_binary_fronts_any_invoke_server_by_logical_id_with_a_template_read_
     let echo: Value = serde_json::from_str(echo.to_text().expect("text")).expect("JSON");
     assert_eq!(echo, json!({ "echo": "hello", "user": "ann" }));
 
-    let (status, body) = http(
-        "GET",
-        &format!("http://{addr}/_emulator/metrics"),
-        Vec::new(),
-    )
-    .await;
-    assert_eq!(status, 200);
-    let metrics: Value = serde_json::from_slice(&body).expect("JSON");
+    // The function posted the echo before it returned, and the meter counts an invocation once it has returned:
+    // ask until it has (bounded).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let metrics = loop {
+        let (status, body) = http(
+            "GET",
+            &format!("http://{addr}/_emulator/metrics"),
+            Vec::new(),
+        )
+        .await;
+        assert_eq!(status, 200);
+        let metrics: Value = serde_json::from_slice(&body).expect("JSON");
+        if !metrics["lambda"]["functions"]["OnEcho"].is_null()
+            || tokio::time::Instant::now() > deadline
+        {
+            break metrics;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert_eq!(metrics["lambda"]["functions"]["OnEcho"]["memoryMb"], 1024);
     assert_eq!(
         metrics["lambda"]["functions"]["OnEcho"]["architecture"],
