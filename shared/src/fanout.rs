@@ -231,7 +231,7 @@ pub async fn announce(
     }
 }
 
-/// Announces the members that left `departed.room` to its watchers, `{"left": <name or null>, "count": n}` each,
+/// Announces the people that left `departed.room` to its watchers, `{"left": <name or null>, "count": n}` each,
 /// as many as presence damping lets out (`departed.announce`); the last one says `recount` when it must.
 pub async fn announce_departures(
     gateway: &dyn Gateway,
@@ -240,9 +240,10 @@ pub async fn announce_departures(
     settings: &FanoutSettings,
 ) {
     let allowed = departed.announce.allowed.min(departed.names.len());
-    for (i, name) in departed.names.iter().take(allowed).enumerate() {
+    for (i, who) in departed.names.iter().take(allowed).enumerate() {
         let frame = ServerFrame::Left {
-            left: name.as_deref(),
+            left: who.name.as_deref(),
+            uid: who.uid.as_deref(),
             count: departed.count,
             recount: departed.announce.recount && i + 1 == allowed,
         }
@@ -374,7 +375,10 @@ mod tests {
     async fn store_with(members: &[(&str, &str)]) -> MemoryRoomStore {
         let store = MemoryRoomStore::default();
         for (r, c) in members {
-            store.join(&room(r), &id(c), 0, None).await.expect("join");
+            store
+                .join(&room(r), &id(c), 0, None, None)
+                .await
+                .expect("join");
         }
         store
     }

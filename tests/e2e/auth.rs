@@ -1,7 +1,7 @@
 //! Sign-in (`AUTH_MODE=oidc`), in every mode, with tokens signed by keys the tests make and add to the
 //! provider's key set: the token names the member whatever `?name=` says, every missing or bad token is refused
-//! with 401 before `$connect` runs, the rooms claim is enforced with 403, a rotated key is picked up, and a
-//! connection ends with its token.
+//! with 401 before `$connect` runs, the rooms claim is enforced with 403, a rotated key is picked up, a
+//! connection ends with its token, and a user's tabs are one person.
 
 use std::time::Duration;
 
@@ -17,6 +17,7 @@ all_modes!(
     a_room_outside_the_rooms_claim_is_refused_with_403,
     a_rotated_key_is_accepted_after_one_fetch_of_the_keys,
     a_connection_ends_with_its_token,
+    two_tabs_of_one_user_are_one_person_in_presence,
 );
 
 async fn a_signed_in_member_chats_under_the_token_s_name_whatever_name_it_asks_for(mode: Mode) {
@@ -197,4 +198,45 @@ async fn a_connection_ends_with_its_token(mode: Mode) {
     assert_eq!(told["error"], "token expired");
     assert_eq!(told["undelivered"], "after");
     bob.expect_silence(Duration::from_millis(500)).await;
+}
+
+async fn two_tabs_of_one_user_are_one_person_in_presence(mode: Mode) {
+    let chat = TestChat::start_signed_in(mode).await;
+    let key = new_key();
+    chat.trust(&key).await;
+    let room = unique_room("tabs");
+    let mut wanda = chat.join_signed_in(&room, &key, "u-wanda", "Wanda").await;
+    wanda.send_text(r#"{"action":"presence"}"#).await;
+    assert_eq!(wanda.recv_json().await["presence"]["count"], 1);
+
+    let mut first_tab = chat.join_signed_in(&room, &key, "u-ann", "Ann").await;
+    assert_eq!(
+        wanda.recv_json().await,
+        json!({ "joined": "Ann", "uid": "u-ann", "count": 2 })
+    );
+    let mut second_tab = chat.join_signed_in(&room, &key, "u-ann", "Ann").await;
+    wanda.expect_silence(Duration::from_millis(500)).await;
+    wanda.send_text(r#"{"action":"presence"}"#).await;
+    let presence = wanda.recv_json().await;
+    first_tab.say("from one tab").await;
+    let in_the_other_tab = second_tab.recv_json().await;
+
+    assert_eq!(presence["presence"]["count"], 2, "{presence}");
+    assert_eq!(presence["presence"]["members"], json!(["Ann", "Wanda"]));
+    assert_eq!(
+        presence["presence"]["users"],
+        json!([{ "user": "Ann", "uid": "u-ann" }, { "user": "Wanda", "uid": "u-wanda" }])
+    );
+    assert_eq!(in_the_other_tab["message"], "from one tab");
+    assert_eq!(in_the_other_tab["uid"], "u-ann", "{in_the_other_tab}");
+    assert_eq!(wanda.recv_json().await["uid"], "u-ann");
+    assert_eq!(first_tab.recv_json().await["message"], "from one tab");
+
+    first_tab.close().await;
+    wanda.expect_silence(Duration::from_millis(500)).await;
+    second_tab.close().await;
+    assert_eq!(
+        wanda.recv_json().await,
+        json!({ "left": "Ann", "uid": "u-ann", "count": 1 })
+    );
 }

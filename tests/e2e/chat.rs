@@ -143,6 +143,7 @@ async fn vanished_member_is_pruned_on_the_next_send(mode: Mode) {
             &ghost,
             chat_shared::handlers::now_ms() - 60_000,
             None,
+            None,
         )
         .await
         .expect("join");

@@ -149,6 +149,7 @@ async fn plant_expired_member(chat: &TestChat, room: &str, conn: &str, name: &st
             &ConnectionId::parse(conn).expect("id"),
             long_ago,
             Some(&DisplayName::parse(name).expect("name")),
+            None,
         )
         .await
         .expect("planted");

@@ -12,7 +12,7 @@ use chat_shared::gateway::RecordingGateway;
 use chat_shared::handlers::default::Deps;
 use serde_json::json;
 
-use chat_shared::rooms::{RedisRoomStore, RoomStore};
+use chat_shared::rooms::{RedisRoomStore, RoomStore, Someone};
 use chat_shared::wire::{ConnectionId, RoomName};
 use redis::AsyncCommands as _;
 use wschat_tests::{redis_url, unique_prefix};
@@ -47,7 +47,7 @@ async fn join_writes_the_documented_keys_with_expiry() {
     let (store, mut raw, prefix) = store(MAX_CONNECTION_LIFETIME).await;
 
     store
-        .join(&room("lobby"), &id("c1="), 1_000, None)
+        .join(&room("lobby"), &id("c1="), 1_000, None, None)
         .await
         .expect("join");
 
@@ -75,11 +75,11 @@ async fn members_older_than_the_lifetime_are_ignored_and_trimmed() {
     let (store, mut raw, prefix) = store(MAX_CONNECTION_LIFETIME).await;
     let now = 10 * HOUR_MS;
     store
-        .join(&room("lobby"), &id("old"), now - 3 * HOUR_MS, None)
+        .join(&room("lobby"), &id("old"), now - 3 * HOUR_MS, None, None)
         .await
         .expect("join");
     store
-        .join(&room("lobby"), &id("new"), now - HOUR_MS, None)
+        .join(&room("lobby"), &id("new"), now - HOUR_MS, None, None)
         .await
         .expect("join");
 
@@ -98,7 +98,7 @@ async fn room_of_leave_and_prune_keep_both_keys_consistent() {
     let (store, mut raw, prefix) = store(MAX_CONNECTION_LIFETIME).await;
     for c in ["a", "b", "c"] {
         store
-            .join(&room("r"), &id(c), 1_000, None)
+            .join(&room("r"), &id(c), 1_000, None, None)
             .await
             .expect("join");
     }
@@ -219,7 +219,7 @@ async fn a_chat_message_costs_one_redis_round_trip() {
     let store = Arc::new(store);
     for n in 0..20 {
         store
-            .join(&room("hot"), &id(&format!("c{n}")), 1_000, None)
+            .join(&room("hot"), &id(&format!("c{n}")), 1_000, None, None)
             .await
             .expect("join");
     }
@@ -281,7 +281,7 @@ async fn join_and_leave_with_a_known_room_are_one_round_trip_each() {
     let (store, round_trips) = counting_store().await;
 
     store
-        .join(&room("r"), &id("a"), 1_000, None)
+        .join(&room("r"), &id("a"), 1_000, None, None)
         .await
         .expect("join");
     assert_eq!(round_trips.load(Ordering::SeqCst), 1);
@@ -305,15 +305,16 @@ async fn presence_keys_share_the_room_s_slot_and_leaves_count_only_live_members(
             &id("stale"),
             now - 3 * HOUR_MS,
             Some(&stale),
+            None,
         )
         .await
         .expect("join");
     store
-        .join(&room("lobby"), &id("a"), now - HOUR_MS, Some(&ann))
+        .join(&room("lobby"), &id("a"), now - HOUR_MS, Some(&ann), None)
         .await
         .expect("join");
     store
-        .join(&room("lobby"), &id("b"), now - HOUR_MS, None)
+        .join(&room("lobby"), &id("b"), now - HOUR_MS, None, None)
         .await
         .expect("join");
     store
@@ -327,7 +328,7 @@ async fn presence_keys_share_the_room_s_slot_and_leaves_count_only_live_members(
         .expect("leave")
         .expect("was a member");
 
-    assert_eq!(left.names, [Some("Ann".to_owned())]);
+    assert_eq!(left.names, [Someone::named("Ann")]);
     assert_eq!(
         left.count, 1,
         "b only: the stale member is past its lifetime"
@@ -342,7 +343,7 @@ async fn presence_keys_share_the_room_s_slot_and_leaves_count_only_live_members(
         .presence(&room("lobby"), &id("b"), now)
         .await
         .expect("presence");
-    assert_eq!(present.expired, [Some("Stale".to_owned())]);
+    assert_eq!(present.expired, [Someone::named("Stale")]);
     assert_eq!((present.count, present.names.len()), (1, 0));
     let watchers: Vec<String> = raw
         .smembers(format!("{prefix}watchers:{{lobby}}"))

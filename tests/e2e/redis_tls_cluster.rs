@@ -43,11 +43,11 @@ fn config(vars: &[(&str, String)]) -> Config {
 async fn join_members_leave(store: &dyn RoomStore, stem: &str) {
     let lobby = room(&wschat_tests::unique_room(stem));
     store
-        .join(&lobby, &id("a="), now_ms(), None)
+        .join(&lobby, &id("a="), now_ms(), None, None)
         .await
         .expect("join a");
     store
-        .join(&lobby, &id("b="), now_ms(), None)
+        .join(&lobby, &id("b="), now_ms(), None, None)
         .await
         .expect("join b");
 
@@ -195,7 +195,10 @@ async fn store_life_cycle_across_nodes(cluster: &Cluster, pki: Option<&Pki>) {
 
     for (room, members) in &rooms {
         for conn in members {
-            store.join(room, conn, joined_at, None).await.expect("join");
+            store
+                .join(room, conn, joined_at, None, None)
+                .await
+                .expect("join");
         }
     }
 
@@ -311,13 +314,13 @@ async fn a_message_reaches_every_member_of_a_room_on_a_cluster_and_gone_members_
     // Joined a minute ago: past the grace period in which a 410 only means "not open yet".
     for conn in members {
         store
-            .join(lobby, conn, now_ms() - 60_000, None)
+            .join(lobby, conn, now_ms() - 60_000, None, None)
             .await
             .expect("join");
     }
     for conn in outsiders {
         store
-            .join(elsewhere, conn, now_ms(), None)
+            .join(elsewhere, conn, now_ms(), None, None)
             .await
             .expect("join");
     }

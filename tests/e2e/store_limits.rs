@@ -1,5 +1,6 @@
 //! What a room store enforces besides membership, the same in memory and in Redis: the frame budget, the limits
-//! per source address, presence damping, and a history bounded by bytes and answered a page at a time. Every
+//! per source address, presence damping, a history bounded by bytes and answered a page at a time, and people
+//! counted once however many tabs a signed-in user has open. Every
 //! check runs against both stores (`_in_memory`, `_in_redis`); the Redis one against the test Redis.
 
 use std::sync::Arc;
@@ -7,9 +8,9 @@ use std::sync::Arc;
 use chat_shared::config::MAX_CONNECTION_LIFETIME;
 use chat_shared::rooms::{
     ANNOUNCEMENT_BURST, Admission, Announce, Entered, Limits, MemoryRoomStore, Policy,
-    RedisRoomStore, Retention, RoomStore, Sender, Spent,
+    PublishOutcome, RedisRoomStore, Retention, RoomStore, Sender, Someone, Spent,
 };
-use chat_shared::wire::{ConnectionId, RoomName, SourceAddress};
+use chat_shared::wire::{ConnectionId, DisplayName, RoomName, SourceAddress, Uid};
 use wschat_tests::{redis_url, unique_prefix};
 
 /// Which store a check runs against.
@@ -55,6 +56,8 @@ both_stores!(
     an_address_is_refused_past_its_handshake_rate_and_its_live_connections,
     presence_damping_lets_a_burst_out_then_one_a_second_and_asks_watchers_to_recount,
     a_history_is_bounded_by_bytes_and_answered_a_page_at_a_time,
+    a_signed_in_user_s_tabs_are_one_person_who_arrives_with_the_first_and_leaves_with_the_last,
+    a_stored_chat_frame_is_byte_for_byte_the_one_chat_frame_makes,
 );
 
 fn id(raw: &str) -> ConnectionId {
@@ -187,7 +190,10 @@ async fn presence_damping_lets_a_burst_out_then_one_a_second_and_asks_watchers_t
     let mut announced = Vec::new();
     for n in 0..15 {
         let conn = id(&format!("c{n}"));
-        let entered = store.join(&lobby, &conn, 1_000, None).await.expect("join");
+        let entered = store
+            .join(&lobby, &conn, 1_000, None, None)
+            .await
+            .expect("join");
         let Entered::Joined { announce, .. } = entered else {
             panic!("{entered:?}")
         };
@@ -231,6 +237,7 @@ async fn a_history_is_bounded_by_bytes_and_answered_a_page_at_a_time(kind: Kind)
             connected_at_ms: 0,
             message_id: None,
             user: None,
+            uid: None,
         };
         let text = format!("\"message number {n:02}\"");
         store
@@ -289,4 +296,126 @@ async fn a_history_is_bounded_by_bytes_and_answered_a_page_at_a_time(kind: Kind)
         assert!(pages < 20, "bounded");
     }
     assert_eq!(after, 20);
+}
+
+async fn a_signed_in_user_s_tabs_are_one_person_who_arrives_with_the_first_and_leaves_with_the_last(
+    kind: Kind,
+) {
+    let store = store_with(kind, Limits::default(), Retention::default()).await;
+    let lobby = room("lobby");
+    let (ann, bob) = (
+        DisplayName::parse("Ann").expect("name"),
+        DisplayName::parse("Bob").expect("name"),
+    );
+    let (u_ann, u_bob) = (
+        Uid::parse("u-ann").expect("uid"),
+        Uid::parse("u-bob").expect("uid"),
+    );
+    let store = store.as_ref();
+    let arrivals = [
+        joined(store, &lobby, "ann-tab-1", Some((&ann, &u_ann))).await,
+        joined(store, &lobby, "ann-tab-2", Some((&ann, &u_ann))).await,
+        joined(store, &lobby, "anonymous", None).await,
+        joined(store, &lobby, "bob-tab-1", Some((&bob, &u_bob))).await,
+        joined(store, &lobby, "ann-tab-1", Some((&ann, &u_ann))).await,
+    ];
+    let present = store
+        .presence(&lobby, &id("anonymous"), 2_000)
+        .await
+        .expect("presence");
+    let first_out = store
+        .leave(&id("ann-tab-1"), Some(&lobby), 2_000)
+        .await
+        .expect("left")
+        .expect("was in a room");
+    let last_out = store
+        .leave(&id("ann-tab-2"), Some(&lobby), 2_000)
+        .await
+        .expect("left")
+        .expect("was in a room");
+
+    assert_eq!(
+        arrivals,
+        [(true, 1), (false, 1), (true, 2), (true, 3), (false, 3)],
+        "Ann's second tab and a rejoin are no news, and people are counted once"
+    );
+    let person = |name: &str, uid: &str| Someone {
+        name: Some(name.to_owned()),
+        uid: Some(uid.to_owned()),
+    };
+    assert_eq!(present.count, 3);
+    assert_eq!(
+        present.names,
+        [person("Ann", "u-ann"), person("Bob", "u-bob")]
+    );
+    assert_eq!(
+        (first_out.names, first_out.count),
+        (vec![], 3),
+        "Ann is still here"
+    );
+    assert_eq!(
+        (last_out.names, last_out.count),
+        (vec![person("Ann", "u-ann")], 2),
+        "Ann left with her last tab"
+    );
+}
+
+/// Joins `conn` to `room` (signed in as `who`, or anonymous): whether it was news, and the people now.
+async fn joined(
+    store: &dyn RoomStore,
+    room: &RoomName,
+    conn: &str,
+    who: Option<(&DisplayName, &Uid)>,
+) -> (bool, usize) {
+    let entered = store
+        .join(room, &id(conn), 1_000, who.map(|w| w.0), who.map(|w| w.1))
+        .await
+        .expect("joined");
+    match entered {
+        Entered::Joined { fresh, count, .. } => (fresh, count),
+        Entered::RoomFull => panic!("not full"),
+    }
+}
+
+async fn a_stored_chat_frame_is_byte_for_byte_the_one_chat_frame_makes(kind: Kind) {
+    let store = store_with(kind, Limits::default(), Retention::default()).await;
+    let lobby = room("lobby");
+    let (conn, name, uid) = (
+        id("a"),
+        DisplayName::parse("Ann \"the\" <b>").expect("name"),
+        Uid::parse("sub|\u{e9}\"1\"").expect("uid"),
+    );
+    let senders = [(None, None), (Some(&name), None), (Some(&name), Some(&uid))];
+
+    for (n, (user, uid)) in senders.into_iter().enumerate() {
+        let sender = Sender {
+            conn: &conn,
+            connected_at_ms: 0,
+            message_id: None,
+            user,
+            uid,
+        };
+        let json =
+            serde_json::to_string(&format!("message {n}: \u{1F600} \"quoted\"")).expect("JSON");
+        let PublishOutcome::Published(published) = store
+            .publish(&lobby, &sender, &json, 1_000 + n as i64)
+            .await
+            .expect("published")
+        else {
+            panic!("not rate limited");
+        };
+
+        assert_eq!(
+            published.frame,
+            chat_shared::wire::chat_frame(
+                &json,
+                user,
+                uid,
+                published.seq,
+                &published.epoch,
+                published.ts
+            ),
+            "sender {n}"
+        );
+    }
 }

@@ -16,7 +16,7 @@ use chat_shared::rooms::{
     Admission, Departed, Entered, HistoryPage, MemoryRoomStore, Presence, PublishOutcome,
     RedisRoomStore, RoomStore, Sender, Spent, StoreError,
 };
-use chat_shared::wire::{ConnectionId, DisplayName, Epoch, RoomName, SourceAddress};
+use chat_shared::wire::{ConnectionId, DisplayName, Epoch, RoomName, SourceAddress, Uid};
 use futures_util::{SinkExt as _, StreamExt as _};
 use serde_json::Value;
 use tokio::net::TcpStream;
@@ -435,8 +435,9 @@ impl RoomStore for FlakyStore {
         conn: &ConnectionId,
         at: i64,
         name: Option<&DisplayName>,
+        uid: Option<&Uid>,
     ) -> Result<Entered, StoreError> {
-        self.check()?.join(room, conn, at, name).await
+        self.check()?.join(room, conn, at, name, uid).await
     }
     async fn presence(
         &self,

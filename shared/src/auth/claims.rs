@@ -6,10 +6,7 @@ use serde_json::{Map, Value};
 
 use super::grants::RoomGrants;
 use super::{AuthError, Identity};
-use crate::wire::{DisplayName, MAX_DISPLAY_NAME_CHARS};
-
-/// The longest `sub` taken as a user id (Cognito's are 36-character UUIDs; OpenID allows 255 ASCII characters).
-pub const MAX_UID_CHARS: usize = 255;
+use crate::wire::{DisplayName, MAX_DISPLAY_NAME_CHARS, Uid};
 
 /// What is read from a token's payload.
 #[derive(Debug, Deserialize)]
@@ -82,12 +79,8 @@ impl Claims {
         }
         let uid = self
             .sub
-            .clone()
-            .filter(|s| {
-                !s.is_empty()
-                    && s.chars().count() <= MAX_UID_CHARS
-                    && !s.chars().any(char::is_control)
-            })
+            .as_deref()
+            .and_then(Uid::parse)
             .ok_or(AuthError::Malformed("no usable sub"))?;
         let name = [
             self.name.as_deref(),
@@ -217,7 +210,7 @@ mod tests {
         bare["sub"] = json!("3f6c0a2e-9d1b-4c55-8a77-0c2d1e4f5a6b");
         let who = check(bare).expect("valid");
         assert_eq!(who.name.as_str(), "3f6c0a2e-9d1b-4c55-8a77-0c2d1e4f");
-        assert_eq!(who.uid, "3f6c0a2e-9d1b-4c55-8a77-0c2d1e4f5a6b");
+        assert_eq!(who.uid.as_str(), "3f6c0a2e-9d1b-4c55-8a77-0c2d1e4f5a6b");
 
         assert!(matches!(
             check(with("sub", json!(""))),

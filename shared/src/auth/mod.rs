@@ -22,19 +22,18 @@ use base64::Engine as _;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 
-pub use self::claims::MAX_UID_CHARS;
 use self::claims::{Claims, Expected};
 use self::fetch::HttpKeySource;
 use self::grants::RoomGrants;
 use self::keys::{FetchError, KeyCache, KeySource};
 use crate::config::Oidc;
-use crate::wire::DisplayName;
+use crate::wire::{DisplayName, Uid};
 
 /// Who a valid token says is connecting.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
     /// The stable user id: the token's `sub`.
-    pub uid: String,
+    pub uid: Uid,
     /// The name shown: `name`, else `preferred_username`, else `cognito:username`, else `sub`.
     pub name: DisplayName,
     /// When the token expires (`exp`, epoch seconds): the connection ends then.

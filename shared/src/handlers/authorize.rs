@@ -90,7 +90,12 @@ pub async fn handle(
         && !identity.rooms.allows(room)
     {
         warn!(connection = %principal_id, uid = %identity.uid, room = %room, "handshake refused: room not granted");
-        return Ok(answer(identity.uid, "Deny", &resource, Map::new()));
+        return Ok(answer(
+            identity.uid.to_string(),
+            "Deny",
+            &resource,
+            Map::new(),
+        ));
     }
     info!(connection = %principal_id, uid = %identity.uid, "handshake authorized");
     context.insert(
@@ -99,13 +104,18 @@ pub async fn handle(
     );
     context.insert(
         AUTHORIZER_UID_KEY.to_owned(),
-        Value::String(identity.uid.clone()),
+        Value::String(identity.uid.to_string()),
     );
     context.insert(
         AUTHORIZER_EXPIRES_KEY.to_owned(),
         Value::from(identity.expires_at),
     );
-    Ok(answer(identity.uid, "Allow", &resource, context))
+    Ok(answer(
+        identity.uid.to_string(),
+        "Allow",
+        &resource,
+        context,
+    ))
 }
 
 /// A policy with one statement of `effect` on `resource`.

@@ -13,8 +13,8 @@ use super::events::Connecting;
 use super::{HandlerError, response};
 use crate::auth::transport;
 use crate::fanout::Announcer;
-use crate::rooms::{Admission, Announce, Departed, Entered, RoomStore};
-use crate::wire::{ConnectionId, DisplayName, RoomName, ServerFrame};
+use crate::rooms::{Admission, Announce, Departed, Entered, RoomStore, Someone};
+use crate::wire::{ConnectionId, DisplayName, RoomName, ServerFrame, Uid};
 
 /// What `$connect` needs.
 #[derive(Clone)]
@@ -135,7 +135,13 @@ pub async fn handle(
     }
     let entered = deps
         .rooms
-        .join(&room, &conn, connected_at_ms, name.as_ref())
+        .join(
+            &room,
+            &conn,
+            connected_at_ms,
+            name.as_ref(),
+            verified.as_ref().map(|user| &user.uid),
+        )
         .await;
     if !matches!(entered, Ok(Entered::Joined { .. }))
         && let Some(address) = &address
@@ -160,6 +166,7 @@ pub async fn handle(
                     count,
                     fresh,
                     name: name.as_ref(),
+                    uid: verified.as_ref().map(|user| &user.uid),
                 };
                 tell.announce(announcer, deps.rooms.as_ref(), expired, announce)
                     .await;
@@ -193,6 +200,7 @@ struct Telling<'a> {
     count: usize,
     fresh: bool,
     name: Option<&'a DisplayName>,
+    uid: Option<&'a Uid>,
 }
 
 impl Telling<'_> {
@@ -202,7 +210,7 @@ impl Telling<'_> {
         self,
         announcer: &Announcer,
         rooms: &dyn RoomStore,
-        expired: Vec<Option<String>>,
+        expired: Vec<Someone>,
         announce: Announce,
     ) {
         let leaves = announce.allowed.min(expired.len());
@@ -225,6 +233,7 @@ impl Telling<'_> {
         if join {
             let frame = ServerFrame::Joined {
                 joined: self.name.map(DisplayName::as_str),
+                uid: self.uid.map(Uid::as_str),
                 count: self.count,
                 recount: announce.recount,
             }
@@ -337,7 +346,14 @@ mod tests {
             .presence(&lobby, &ConnectionId::parse("c2").expect("id"), 2_000)
             .await
             .expect("presence");
-        assert_eq!((here.count, here.names), (1, vec!["Ann".to_owned()]));
+        assert_eq!(here.count, 1);
+        assert_eq!(
+            here.names,
+            [crate::rooms::Someone {
+                name: Some("Ann".to_owned()),
+                uid: Some("u-1".to_owned())
+            }]
+        );
     }
 
     #[tokio::test]
@@ -421,7 +437,7 @@ mod tests {
         let id = |c: &str| ConnectionId::parse(c).expect("id");
         for conn in ["watcher", "quiet"] {
             store
-                .join(&lobby, &id(conn), 1_000, None)
+                .join(&lobby, &id(conn), 1_000, None, None)
                 .await
                 .expect("join");
         }

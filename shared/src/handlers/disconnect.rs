@@ -80,7 +80,10 @@ mod tests {
         let store = Arc::new(MemoryRoomStore::default());
         let room = RoomName::parse("lobby").expect("room");
         let conn = ConnectionId::parse("c1").expect("id");
-        store.join(&room, &conn, 1_000, None).await.expect("join");
+        store
+            .join(&room, &conn, 1_000, None, None)
+            .await
+            .expect("join");
         let deps = Deps {
             rooms: store.clone(),
             announcer: None,
@@ -108,11 +111,11 @@ mod tests {
         let id = |c: &str| ConnectionId::parse(c).expect("id");
         let name = crate::wire::DisplayName::parse("Cy").expect("name");
         store
-            .join(&room, &id("c1"), 1_000, Some(&name))
+            .join(&room, &id("c1"), 1_000, Some(&name), None)
             .await
             .expect("join");
         store
-            .join(&room, &id("w"), 1_000, None)
+            .join(&room, &id("w"), 1_000, None, None)
             .await
             .expect("join");
         store.presence(&room, &id("w"), 1_000).await.expect("asks");

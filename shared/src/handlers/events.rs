@@ -24,7 +24,7 @@ use super::HandlerError;
 use crate::auth::transport::{self, Token};
 use crate::wire::{
     ClientFrame, ConnectionId, ConnectionIdError, DisplayName, DisplayNameError, FrameError,
-    RoomName, RoomNameError, SourceAddress,
+    RoomName, RoomNameError, SourceAddress, Uid,
 };
 
 /// The key under which the authorizer puts the room in its context (`requestContext.authorizer.room`).
@@ -150,7 +150,7 @@ pub struct Connecting {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verified {
     /// The token's `sub`.
-    pub uid: String,
+    pub uid: Uid,
     /// The name from the token.
     pub name: DisplayName,
     /// When the token expires (epoch seconds).
@@ -168,9 +168,7 @@ impl Verified {
             _ => None,
         })?;
         Some(Self {
-            uid: text(AUTHORIZER_UID_KEY)
-                .filter(|u| !u.is_empty())?
-                .to_owned(),
+            uid: Uid::parse(text(AUTHORIZER_UID_KEY)?)?,
             name: DisplayName::parse_normalized(text(AUTHORIZER_NAME_KEY)?).ok()?,
             expires_at,
         })

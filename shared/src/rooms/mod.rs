@@ -12,7 +12,7 @@ pub mod redis;
 
 use async_trait::async_trait;
 
-use crate::wire::{ConnectionId, DisplayName, Epoch, RoomName, SourceAddress};
+use crate::wire::{ConnectionId, DisplayName, Epoch, RoomName, SourceAddress, Uid};
 
 pub use self::memory::MemoryRoomStore;
 pub use self::policy::{ANNOUNCEMENT_BURST, ANNOUNCEMENTS_PER_SEC, Limits, Policy, Retention};
@@ -22,6 +22,48 @@ pub use crate::config::MAX_CONNECTION_LIFETIME;
 
 /// How long a store remembers a message id, so a publish retried after a lost answer is not numbered twice.
 pub(crate) const SEEN_FOR_MS: i64 = 60_000;
+
+/// Someone presence tells of: a display name (none: anonymous) and, when signed in, the user id, which makes two
+/// tabs of one user one person. The stores keep it as one string per connection ([`Someone::stored`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default, PartialOrd, Ord)]
+pub struct Someone {
+    /// The display name (none: anonymous).
+    pub name: Option<String>,
+    /// The signed-in user's id.
+    pub uid: Option<String>,
+}
+
+impl Someone {
+    /// A named, not signed-in member.
+    pub fn named(name: &str) -> Self {
+        Self {
+            name: Some(name.to_owned()),
+            uid: None,
+        }
+    }
+
+    /// How the stores keep it: `''` (anonymous), `name`, or `uid<TAB>name` (neither a name nor a uid holds a
+    /// control character, so the tab is unambiguous).
+    pub fn stored(name: Option<&DisplayName>, uid: Option<&Uid>) -> String {
+        let name = name.map_or("", DisplayName::as_str);
+        match uid {
+            Some(uid) => format!("{uid}\t{name}"),
+            None => name.to_owned(),
+        }
+    }
+
+    /// What [`Someone::stored`] made.
+    pub fn from_stored(stored: &str) -> Self {
+        let (uid, name) = match stored.split_once('\t') {
+            Some((uid, name)) => (Some(uid.to_owned()), name),
+            None => (None, stored),
+        };
+        Self {
+            name: (!name.is_empty()).then(|| name.to_owned()),
+            uid,
+        }
+    }
+}
 
 /// A live member of a room and when it joined (`connectedAt`, epoch ms).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -45,6 +87,8 @@ pub struct Sender<'a> {
     pub message_id: Option<&'a str>,
     /// The sender's display name, carried in the frame as `user` (none: anonymous).
     pub user: Option<&'a DisplayName>,
+    /// The signed-in sender's id, carried in the frame as `uid`.
+    pub uid: Option<&'a Uid>,
 }
 
 /// What [`RoomStore::publish`] decided.
@@ -67,15 +111,16 @@ pub const MAX_PRESENCE_NAMES: usize = 100;
 pub enum Entered {
     /// A member now.
     Joined {
-        /// Not a member before (a ping's rejoin is not news).
+        /// Someone new: this connection was not a member before (a ping's rejoin is not news), and, signed in,
+        /// no other tab of the same user is either.
         fresh: bool,
-        /// Live members now, this one included.
+        /// People in the room now, this one included: live connections, a signed-in user's tabs counted once.
         count: usize,
         /// The connections that asked for presence, this one excluded: they hear of the join.
         watchers: Vec<ConnectionId>,
-        /// Members found past their lifetime and removed now (their names; `None`: anonymous): they left
-        /// without a `$disconnect`, and the watchers hear of it too.
-        expired: Vec<Option<String>>,
+        /// People whose last connection was found past its lifetime and removed now: they left without a
+        /// `$disconnect`, and the watchers hear of it too.
+        expired: Vec<Someone>,
         /// How many of the announcements (the expired members' leaves, then the join) presence damping lets out.
         announce: Announce,
     },
@@ -86,12 +131,12 @@ pub enum Entered {
 /// The answer to a presence request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Presence {
-    /// Live members, anonymous ones included.
+    /// People in the room: live connections, anonymous ones included, a signed-in user's tabs counted once.
     pub count: usize,
-    /// The named ones' names, sorted, at most [`MAX_PRESENCE_NAMES`].
-    pub names: Vec<String>,
-    /// Members found past their lifetime and removed now (their names; `None`: anonymous).
-    pub expired: Vec<Option<String>>,
+    /// The named people, once each, sorted, at most [`MAX_PRESENCE_NAMES`].
+    pub names: Vec<Someone>,
+    /// People whose last connection was found past its lifetime and removed now.
+    pub expired: Vec<Someone>,
     /// The other connections that asked for presence: they hear of the expired members' leaves.
     pub watchers: Vec<ConnectionId>,
     /// How many of the expired members' leaves presence damping lets out.
@@ -103,9 +148,10 @@ pub struct Presence {
 pub struct Departed {
     /// The room they left.
     pub room: RoomName,
-    /// For each member that was still there: its name (`None`: anonymous). Members already gone are not listed.
-    pub names: Vec<Option<String>>,
-    /// Live members left.
+    /// Who left, for each member that was still there and was the last connection of its person (a signed-in
+    /// user's other tab leaving is no news). Members already gone are not listed.
+    pub names: Vec<Someone>,
+    /// People left in the room.
     pub count: usize,
     /// The connections that asked for presence and are still there: they hear of the leave.
     pub watchers: Vec<ConnectionId>,
@@ -184,8 +230,8 @@ pub struct HistoryPage {
 #[async_trait]
 pub trait RoomStore: Send + Sync {
     /// Records `conn` as a member of `room`, joined at `connected_at_ms` (epoch milliseconds), with its display
-    /// name, unless the room is full (a member already in it is always written again), and says who to tell.
-    /// Idempotent.
+    /// name and, signed in, its user's id, unless the room is full (a member already in it is always written
+    /// again), and says who to tell. Idempotent.
     ///
     /// # Errors
     /// [`StoreError`] when the backing store cannot be reached or refuses the write.
@@ -195,6 +241,7 @@ pub trait RoomStore: Send + Sync {
         conn: &ConnectionId,
         connected_at_ms: i64,
         name: Option<&DisplayName>,
+        uid: Option<&Uid>,
     ) -> Result<Entered, StoreError>;
 
     /// The live members of `room` as presence shows them, in one round trip; `conn` is recorded as a watcher

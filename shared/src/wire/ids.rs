@@ -297,6 +297,40 @@ impl SourceAddress {
     }
 }
 
+/// A signed-in user's stable id: the token's `sub` (1–255 characters, none of them control characters). Pages
+/// recognise a person by it across tabs and names.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Uid(String);
+
+/// The longest [`Uid`]: OpenID Connect's limit on `sub`.
+pub const MAX_UID_CHARS: usize = 255;
+
+impl Uid {
+    /// Parses a user id; `None` when it is empty, too long, or holds a control character.
+    pub fn parse(raw: &str) -> Option<Self> {
+        let ok = !raw.is_empty()
+            && raw.chars().count() <= MAX_UID_CHARS
+            && !raw.chars().any(char::is_control);
+        ok.then(|| Self(raw.to_owned()))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The id as a JSON string, quotes included.
+    pub fn to_json(&self) -> String {
+        serde_json::Value::String(self.0.clone()).to_string()
+    }
+}
+
+impl fmt::Display for Uid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 impl fmt::Display for SourceAddress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.ip)

@@ -27,10 +27,10 @@ mod server;
 pub use self::client::{ClientFrame, FrameError};
 pub use self::ids::{
     ConnectionId, ConnectionIdError, DisplayName, DisplayNameError, Epoch, MAX_DISPLAY_NAME_CHARS,
-    MAX_ROOM_NAME_CHARS, RoomName, RoomNameError, SourceAddress,
+    MAX_ROOM_NAME_CHARS, MAX_UID_CHARS, RoomName, RoomNameError, SourceAddress, Uid,
 };
 pub use self::server::{
-    CHAT_FRAME_OVERHEAD, PresenceBody, ServerFrame, chat_frame, history_frames,
+    CHAT_FRAME_OVERHEAD, PresenceBody, ServerFrame, UserRef, chat_frame, history_frames,
 };
 
 /// Largest payload API Gateway's PostToConnection accepts (128 KB); larger data gets 413.
@@ -62,6 +62,7 @@ mod tests {
             let json = serde_json::to_string(&message).expect("a string encodes");
             let out = chat_frame(
                 &json,
+                None,
                 None,
                 7,
                 &Epoch::parse("e1").expect("epoch"),

@@ -4,25 +4,33 @@
 
 use serde::Serialize;
 
-use super::{DisplayName, Epoch, MAX_DISPLAY_NAME_CHARS};
+use super::{DisplayName, Epoch, MAX_DISPLAY_NAME_CHARS, MAX_UID_CHARS, Uid};
 
 /// The most a chat frame adds around its JSON-encoded message: `{"message":` … `,"user":` (a name of 32
-/// characters, JSON-escaped: up to 6 bytes each) `,"seq":` (20 digits) `,"epoch":"` (64) `","ts":` (20) `}`.
-pub const CHAT_FRAME_OVERHEAD: usize = 160 + 10 + 6 * MAX_DISPLAY_NAME_CHARS + 2;
+/// characters, JSON-escaped: up to 6 bytes each) `,"uid":` (255 characters, up to 6 bytes each) `,"seq":`
+/// (20 digits) `,"epoch":"` (64) `","ts":` (20) `}`.
+pub const CHAT_FRAME_OVERHEAD: usize =
+    160 + 10 + 6 * MAX_DISPLAY_NAME_CHARS + 2 + 9 + 6 * MAX_UID_CHARS;
 
-/// The chat frame every member receives: `{"message":<message_json>,"user":<name>,"seq":n,"epoch":"e","ts":t}`,
-/// fields in this order, `user` only for a sender with a name. `message_json` is the message already encoded as a
-/// JSON string (quotes included). The Redis store's script builds the very same bytes; a test holds the two to it.
+/// The chat frame every member receives:
+/// `{"message":<message_json>,"user":<name>,"uid":<uid>,"seq":n,"epoch":"e","ts":t}`, fields in this order,
+/// `user` only for a sender with a name and `uid` only for a signed-in one. `message_json` is the message already
+/// encoded as a JSON string (quotes included). The Redis store's script builds the very same bytes; a test holds
+/// the two to it.
 pub fn chat_frame(
     message_json: &str,
     user: Option<&DisplayName>,
+    uid: Option<&Uid>,
     seq: u64,
     epoch: &Epoch,
     ts: i64,
 ) -> String {
-    let user = user
+    let mut user = user
         .map(|u| format!(r#","user":{}"#, u.to_json()))
         .unwrap_or_default();
+    if let Some(uid) = uid {
+        user.push_str(&format!(r#","uid":{}"#, uid.to_json()));
+    }
     format!(
         r#"{{"message":{message_json}{user},"seq":{seq},"epoch":"{epoch}","ts":{ts}}}"#,
         epoch = epoch.as_str()
@@ -101,22 +109,28 @@ pub enum ServerFrame<'a> {
         /// Who is here.
         presence: PresenceBody<'a>,
     },
-    /// To watchers: `{"joined": <name or null>, "count": n}`, and `"recount": true` when other joins and leaves
-    /// were merged away (ask presence again in a moment).
+    /// To watchers: `{"joined": <name or null>, "uid": <the user's id, signed in>, "count": n}`, and
+    /// `"recount": true` when other joins and leaves were merged away (ask presence again in a moment).
     Joined {
         /// The newcomer's name (`null`: anonymous).
         joined: Option<&'a str>,
-        /// Members now.
+        /// The newcomer's user id (signed in only).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        uid: Option<&'a str>,
+        /// People now.
         count: usize,
         /// Some announcements were, or may soon be, merged away.
         #[serde(skip_serializing_if = "std::ops::Not::not")]
         recount: bool,
     },
-    /// To watchers: `{"left": <name or null>, "count": n}`, with `"recount"` as for a join.
+    /// To watchers: `{"left": <name or null>, "uid": …, "count": n}`, with `"recount"` as for a join.
     Left {
         /// The leaver's name (`null`: anonymous).
         left: Option<&'a str>,
-        /// Members now.
+        /// The leaver's user id (signed in only).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        uid: Option<&'a str>,
+        /// People now.
         count: usize,
         /// Some announcements were, or may soon be, merged away.
         #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -124,13 +138,25 @@ pub enum ServerFrame<'a> {
     },
 }
 
-/// The body of a presence answer.
+/// The body of a presence answer: `{"count": n, "members": [names], "users": [{"user", "uid"}]}`.
 #[derive(Debug, Serialize)]
 pub struct PresenceBody<'a> {
-    /// Live members, anonymous ones included.
+    /// People in the room, anonymous ones included, a signed-in user's tabs counted once.
     pub count: usize,
-    /// The named members' names (anonymous members are counted, not listed; at most 100).
-    pub members: &'a [String],
+    /// The named people's names, once each (anonymous members are counted, not listed; at most 100).
+    pub members: Vec<&'a str>,
+    /// The signed-in people among them, with their ids (left out when there are none).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub users: Vec<UserRef<'a>>,
+}
+
+/// A signed-in person in a presence answer.
+#[derive(Debug, Serialize)]
+pub struct UserRef<'a> {
+    /// The display name.
+    pub user: &'a str,
+    /// The user id.
+    pub uid: &'a str,
 }
 
 impl ServerFrame<'_> {
@@ -153,7 +179,16 @@ mod tests {
     fn history_frames_stay_under_the_limit_in_order_and_only_the_last_says_complete() {
         let epoch = Epoch::parse("abc").expect("epoch");
         let chats: Vec<String> = (1..=50)
-            .map(|seq| chat_frame(&format!("\"{}\"", "x".repeat(90)), None, seq, &epoch, 1))
+            .map(|seq| {
+                chat_frame(
+                    &format!("\"{}\"", "x".repeat(90)),
+                    None,
+                    None,
+                    seq,
+                    &epoch,
+                    1,
+                )
+            })
             .collect();
 
         let frames = history_frames(&epoch, &chats, false, false, 1024);
@@ -187,8 +222,15 @@ mod tests {
             )]
         );
 
-        let big = chat_frame(&format!("\"{}\"", "y".repeat(2000)), None, 1, &epoch, 1);
-        let small = chat_frame("\"hi\"", None, 2, &epoch, 1);
+        let big = chat_frame(
+            &format!("\"{}\"", "y".repeat(2000)),
+            None,
+            None,
+            1,
+            &epoch,
+            1,
+        );
+        let small = chat_frame("\"hi\"", None, None, 2, &epoch, 1);
         let frames = history_frames(&epoch, &[big, small], true, true, 1024);
         assert_eq!(frames.len(), 2);
         assert!(frames[1].len() <= 1024);
@@ -225,9 +267,19 @@ mod tests {
     #[test]
     fn a_chat_frame_names_its_sender_when_it_has_a_name() {
         let ann = DisplayName::parse("Ann \"the\" <b>").expect("a name");
+        let uid = Uid::parse("u-\"1\"").expect("a uid");
         let out = chat_frame(
             "\"hi\"",
             Some(&ann),
+            None,
+            3,
+            &Epoch::parse("e1").expect("epoch"),
+            5,
+        );
+        let signed_in = chat_frame(
+            "\"hi\"",
+            Some(&ann),
+            Some(&uid),
             3,
             &Epoch::parse("e1").expect("epoch"),
             5,
@@ -237,6 +289,12 @@ mod tests {
         assert_eq!(
             back,
             serde_json::json!({ "message": "hi", "user": "Ann \"the\" <b>", "seq": 3, "epoch": "e1", "ts": 5 })
+        );
+        let back: serde_json::Value = serde_json::from_str(&signed_in).expect("JSON");
+        assert_eq!(back["uid"], "u-\"1\"");
+        assert!(
+            signed_in.contains(r#""user":"Ann \"the\" <b>","uid":"u-\"1\"","seq":3"#),
+            "{signed_in}"
         );
         assert!(out.starts_with(r#"{"message":"hi","user":"#), "{out}");
     }

@@ -51,6 +51,7 @@ async fn publish(
         connected_at_ms: caller.connected_at_ms,
         message_id: Some(message_id),
         user: caller.name.as_ref(),
+        uid: caller.verified.as_ref().map(|user| &user.uid),
     };
     let published = match deps
         .rooms

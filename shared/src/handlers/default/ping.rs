@@ -15,7 +15,13 @@ pub(super) async fn answer(room: &RoomName, caller: &Caller, deps: &Deps) -> Out
     let sender = &caller.conn;
     let entered = deps
         .rooms
-        .join(room, sender, caller.connected_at_ms, caller.name.as_ref())
+        .join(
+            room,
+            sender,
+            caller.connected_at_ms,
+            caller.name.as_ref(),
+            caller.verified.as_ref().map(|user| &user.uid),
+        )
         .await
         .map_err(Failure::store_down)?;
     if entered == Entered::RoomFull {

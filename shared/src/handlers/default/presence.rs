@@ -9,7 +9,7 @@ use super::reply::{Failure, Outcome};
 use crate::fanout::announce_departures;
 use crate::handlers::events::Caller;
 use crate::rooms::{Departed, Presence};
-use crate::wire::{PresenceBody, RoomName, ServerFrame};
+use crate::wire::{PresenceBody, RoomName, ServerFrame, UserRef};
 
 /// Answers the sender with the room's count and names.
 pub(super) async fn answer(room: &RoomName, caller: &Caller, deps: &Deps) -> Outcome {
@@ -45,7 +45,16 @@ pub(super) async fn answer(room: &RoomName, caller: &Caller, deps: &Deps) -> Out
     let frame = ServerFrame::Presence {
         presence: PresenceBody {
             count,
-            members: &names,
+            members: names.iter().filter_map(|who| who.name.as_deref()).collect(),
+            users: names
+                .iter()
+                .filter_map(|who| {
+                    Some(UserRef {
+                        user: who.name.as_deref()?,
+                        uid: who.uid.as_deref()?,
+                    })
+                })
+                .collect(),
         },
     }
     .encode();

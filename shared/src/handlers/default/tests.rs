@@ -31,7 +31,7 @@ async fn world(members: &[(&str, &str)]) -> World {
     let store = Arc::new(MemoryRoomStore::default());
     for (room, conn) in members {
         store
-            .join(&room_(room), &id(conn), 1_000, None)
+            .join(&room_(room), &id(conn), 1_000, None, None)
             .await
             .expect("join");
     }
@@ -136,7 +136,7 @@ async fn a_presence_request_is_answered_to_the_sender_alone_and_a_gone_member_is
     let w = world(&[("lobby", "a"), ("lobby", "b"), ("lobby", "gone")]).await;
     let named = crate::wire::DisplayName::parse("Bee").expect("name");
     w.store
-        .join(&room_("lobby"), &id("b"), 1_000, Some(&named))
+        .join(&room_("lobby"), &id("b"), 1_000, Some(&named), None)
         .await
         .expect("named");
 
@@ -304,7 +304,7 @@ async fn a_sender_over_its_rate_limit_is_told_and_nothing_is_broadcast() {
     }));
     let gateway = Arc::new(RecordingGateway::new());
     store
-        .join(&room_("lobby"), &id("b"), 1_000, None)
+        .join(&room_("lobby"), &id("b"), 1_000, None, None)
         .await
         .expect("join");
     let deps = Deps {
@@ -482,7 +482,7 @@ async fn budgeted_world(burst: u32) -> World {
     }));
     for conn in ["a", "b"] {
         store
-            .join(&room_("lobby"), &id(conn), 1_000, None)
+            .join(&room_("lobby"), &id(conn), 1_000, None, None)
             .await
             .expect("join");
     }

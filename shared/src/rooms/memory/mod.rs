@@ -11,9 +11,10 @@ use async_trait::async_trait;
 use self::state::State;
 use super::{
     Admission, Departed, Entered, HistoryPage, MAX_CONNECTION_LIFETIME, MAX_PRESENCE_NAMES, Policy,
-    Presence, PublishOutcome, Published, RoomStore, SEEN_FOR_MS, Sender, Spent, StoreError,
+    Presence, PublishOutcome, Published, RoomStore, SEEN_FOR_MS, Sender, Someone, Spent,
+    StoreError,
 };
-use crate::wire::{ConnectionId, DisplayName, Epoch, RoomName, SourceAddress, chat_frame};
+use crate::wire::{ConnectionId, DisplayName, Epoch, RoomName, SourceAddress, Uid, chat_frame};
 
 /// A [`RoomStore`] held in process memory. Membership and history expire like the Redis store's.
 #[derive(Debug)]
@@ -72,6 +73,7 @@ impl RoomStore for MemoryRoomStore {
         conn: &ConnectionId,
         connected_at_ms: i64,
         name: Option<&DisplayName>,
+        uid: Option<&Uid>,
     ) -> Result<Entered, StoreError> {
         let mut state = self.state();
         // The clock of the join itself: members older than the lifetime do not count towards the cap.
@@ -82,14 +84,21 @@ impl RoomStore for MemoryRoomStore {
         if live.len() >= self.policy.limits.max_members && fresh {
             return Ok(Entered::RoomFull);
         }
+        // Someone new: not a member yet, and no other tab of the same signed-in user is one either.
+        let newcomer = fresh
+            && uid.is_none_or(|uid| {
+                live.iter()
+                    .all(|other| state.someone(other).uid.as_deref() != Some(uid.as_str()))
+            });
         state.add(room, conn, connected_at_ms);
-        if let Some(name) = name {
-            state.names.insert(conn.clone(), name.as_str().to_owned());
+        if name.is_some() || uid.is_some() {
+            state.names.insert(conn.clone(), Someone::stored(name, uid));
         }
-        let announce = state.damp(room, expired.len() + usize::from(fresh), connected_at_ms);
+        let announce = state.damp(room, expired.len() + usize::from(newcomer), connected_at_ms);
+        let members = state.live_members(room, cutoff);
         Ok(Entered::Joined {
-            fresh,
-            count: live.len() + usize::from(fresh),
+            fresh: newcomer,
+            count: state.people(&members),
             watchers: state.watchers_of(room, conn),
             expired,
             announce,
@@ -112,15 +121,19 @@ impl RoomStore for MemoryRoomStore {
             .entry(room.clone())
             .or_default()
             .insert(conn.clone());
-        let mut names: Vec<String> = live
+        let mut names: Vec<Someone> = live
             .iter()
-            .filter_map(|c| state.names.get(c).cloned())
+            .map(|c| state.someone(c))
+            .filter(|who| who.name.is_some())
             .collect();
         names.sort();
+        // One entry per person: a signed-in user's tabs are listed once.
+        let mut seen = std::collections::BTreeSet::new();
+        names.retain(|who| who.uid.as_ref().is_none_or(|uid| seen.insert(uid.clone())));
         names.truncate(MAX_PRESENCE_NAMES);
         let announce = state.damp(room, expired.len(), now_ms);
         Ok(Presence {
-            count: live.len(),
+            count: state.people(&live),
             names,
             expired,
             watchers,
@@ -156,10 +169,11 @@ impl RoomStore for MemoryRoomStore {
             return Ok(PublishOutcome::RateLimited { retry_after_ms });
         }
         state.add(room, sender.conn, sender.connected_at_ms);
-        if let Some(name) = sender.user {
-            state
-                .names
-                .insert(sender.conn.clone(), name.as_str().to_owned());
+        if sender.user.is_some() || sender.uid.is_some() {
+            state.names.insert(
+                sender.conn.clone(),
+                Someone::stored(sender.user, sender.uid),
+            );
         }
         let members = state.live_member_times(room, cutoff);
         let history = state.history(room, now_ms, ttl_ms);
@@ -185,6 +199,7 @@ impl RoomStore for MemoryRoomStore {
         let frame = chat_frame(
             message_json,
             sender.user,
+            sender.uid,
             history.seq,
             &history.epoch,
             history.ts,
@@ -359,12 +374,12 @@ mod tests {
         let now = 10 * HOUR_MS;
         let stale = DisplayName::parse("Stale").expect("name");
         store
-            .join(&room, &id("stale"), now - 3 * HOUR_MS, Some(&stale))
+            .join(&room, &id("stale"), now - 3 * HOUR_MS, Some(&stale), None)
             .await
             .expect("join");
         for conn in ["a", "b"] {
             store
-                .join(&room, &id(conn), now - HOUR_MS, None)
+                .join(&room, &id(conn), now - HOUR_MS, None, None)
                 .await
                 .expect("join");
         }
@@ -383,7 +398,7 @@ mod tests {
             .presence(&room, &id("b"), now)
             .await
             .expect("presence");
-        assert_eq!(present.expired, [Some("Stale".to_owned())]);
+        assert_eq!(present.expired, [Someone::named("Stale")]);
         assert_eq!(present.count, 1);
         let again = store
             .presence(&room, &id("b"), now)

@@ -3,7 +3,8 @@
 use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use crate::rooms::{
-    ANNOUNCEMENT_BURST, ANNOUNCEMENTS_PER_SEC, Admission, Announce, Departed, Limits, Member, Spent,
+    ANNOUNCEMENT_BURST, ANNOUNCEMENTS_PER_SEC, Admission, Announce, Departed, Limits, Member,
+    Someone, Spent,
 };
 use crate::wire::{ConnectionId, Epoch, RoomName, SourceAddress};
 
@@ -27,7 +28,7 @@ pub(super) struct State {
     pub(super) damping: HashMap<RoomName, (Bucket, usize)>,
     /// (room, message id) → the seq and ts it got, until the time (ms) it is forgotten
     pub(super) seen: HashMap<(RoomName, String), (u64, i64, i64)>,
-    /// connection → its display name (anonymous connections have none)
+    /// connection → who it is, as [`Someone::stored`] keeps it (anonymous connections have none)
     pub(super) names: HashMap<ConnectionId, String>,
     /// room → the connections that asked for presence
     pub(super) watchers: HashMap<RoomName, BTreeSet<ConnectionId>>,
@@ -96,8 +97,8 @@ impl State {
         live
     }
 
-    /// Removes the members of `room` that joined before `cutoff` and returns their names (`None`: anonymous).
-    pub(super) fn expire(&mut self, room: &RoomName, cutoff: i64) -> Vec<Option<String>> {
+    /// Removes the members of `room` that joined before `cutoff` and returns the people that left with them.
+    pub(super) fn expire(&mut self, room: &RoomName, cutoff: i64) -> Vec<Someone> {
         let mut expired: Vec<ConnectionId> = self
             .rooms
             .get(room)
@@ -133,12 +134,9 @@ impl State {
         history
     }
 
-    /// Removes `conn` from `room`; its name if it was there (`None` if it was not a member).
-    pub(super) fn remove(
-        &mut self,
-        room: &RoomName,
-        conn: &ConnectionId,
-    ) -> Option<Option<String>> {
+    /// Removes `conn` from `room`: who left, if it was a member and the last connection of its person (a signed-in
+    /// user's other tab leaving is no news), as the removal script decides.
+    pub(super) fn remove(&mut self, room: &RoomName, conn: &ConnectionId) -> Option<Someone> {
         let was = self
             .rooms
             .get_mut(room)
@@ -153,25 +151,50 @@ impl State {
         if self.conns.get(conn) == Some(room) {
             self.conns.remove(conn);
         }
-        let name = self.names.remove(conn);
-        was.then_some(name)
+        let who = self
+            .names
+            .remove(conn)
+            .map_or_else(Someone::default, |stored| Someone::from_stored(&stored));
+        let another_tab = who.uid.is_some()
+            && self.rooms.get(room).is_some_and(|members| {
+                members
+                    .keys()
+                    .any(|other| self.someone(other).uid == who.uid)
+            });
+        (was && !another_tab).then_some(who)
+    }
+
+    /// Who `conn` is, as its stored name says.
+    pub(super) fn someone(&self, conn: &ConnectionId) -> Someone {
+        self.names
+            .get(conn)
+            .map_or_else(Someone::default, |stored| Someone::from_stored(stored))
+    }
+
+    /// The people among `live`: connections, a signed-in user's counted once.
+    pub(super) fn people(&self, live: &[ConnectionId]) -> usize {
+        let mut users = BTreeSet::new();
+        live.iter()
+            .filter(|conn| match self.someone(conn).uid {
+                Some(uid) => users.insert(uid),
+                None => true,
+            })
+            .count()
     }
 
     /// What presence announces after `names` left `room`.
     /// `count` leaves out members that joined before `cutoff` (the next join or presence request removes and
     /// announces those).
-    pub(super) fn departed(
-        &self,
-        room: RoomName,
-        names: Vec<Option<String>>,
-        cutoff: i64,
-    ) -> Departed {
+    pub(super) fn departed(&self, room: RoomName, names: Vec<Someone>, cutoff: i64) -> Departed {
+        let live: Vec<ConnectionId> = self.rooms.get(&room).map_or_else(Vec::new, |m| {
+            m.iter()
+                .filter(|(_, at)| **at >= cutoff)
+                .map(|(c, _)| c.clone())
+                .collect()
+        });
         Departed {
             announce: Announce::default(),
-            count: self
-                .rooms
-                .get(&room)
-                .map_or(0, |m| m.values().filter(|at| **at >= cutoff).count()),
+            count: self.people(&live),
             watchers: self
                 .watchers
                 .get(&room)

@@ -6,7 +6,8 @@
 //! |---|---|---|---|
 //! | `wschat:room:{<room>}` | sorted set | member = connection id, score = `connectedAt` (epoch ms) | membership lifetime after the newest join |
 //! | `wschat:conn:{<connection id>}` | string | the room name | membership lifetime after the join |
-//! | `wschat:names:{<room>}` | hash | connection id → display name, for named members | membership lifetime after the newest named join |
+//! | `wschat:names:{<room>}` | hash | connection id → display name for named members; `<uid>\t<name>` for signed-in ones | membership lifetime after the newest named join |
+//! | `wschat:people:{<room>}` | hash | signed-in user id → their live connections in the room, and `""` → the sum: the count of people is members − sum + users | membership lifetime after the newest join |
 //! | `wschat:watchers:{<room>}` | set | connections that asked for presence (they hear of joins and leaves) | membership lifetime after the newest request |
 //! | `wschat:seq:{<room>}` | hash | `epoch` (the history's name), `seq` (last seq assigned), `ts` (last ts), `bytes` (the history's size) | `HISTORY_TTL_SECS` after the last message |
 //! | `wschat:history:{<room>}` | list | the newest chat frames, oldest first: at most `HISTORY_MAX_MESSAGES` of them and `HISTORY_MAX_BYTES` in all | as `seq` |
@@ -81,6 +82,11 @@ impl Keys {
     /// The string remembering which seq message `id` got in `room` (in the room's slot).
     pub fn message(&self, room: &RoomName, id: &str) -> String {
         format!("{}:{id}", self.of_room("msg", room))
+    }
+
+    /// The hash counting `room`'s signed-in people: user id → their live connections, and `""` → all of those.
+    pub fn people(&self, room: &RoomName) -> String {
+        self.of_room("people", room)
     }
 
     /// The hash damping `room`'s presence announcements.

@@ -35,6 +35,7 @@
 
 use std::str::FromStr;
 
+use crate::rooms::Someone;
 use crate::wire::ConnectionId;
 
 /// Drops the members that joined before the cutoff and returns the others.
@@ -138,16 +139,16 @@ impl Reply {
         self.0.next()?.parse().ok()
     }
 
-    /// A counted list of names: `n`, then `n` names (`''` for anonymous).
-    pub(super) fn names(&mut self) -> Option<Vec<Option<String>>> {
+    /// A counted list of people: `n`, then `n` of them as the names hash keeps them ([`Someone::stored`]).
+    pub(super) fn people(&mut self) -> Option<Vec<Someone>> {
         let n: usize = self.parse()?;
-        let names: Vec<Option<String>> = self
+        let people: Vec<Someone> = self
             .0
             .by_ref()
             .take(n)
-            .map(|name| (!name.is_empty()).then_some(name))
+            .map(|stored| Someone::from_stored(&stored))
             .collect();
-        (names.len() == n).then_some(names)
+        (people.len() == n).then_some(people)
     }
 
     /// The rest as connection ids. One that does not parse was not written by us: skipped, rather than failing

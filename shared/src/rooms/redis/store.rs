@@ -13,9 +13,9 @@ use super::scripts::{JOIN, REMOVE, Reply};
 use crate::rooms::{
     ANNOUNCEMENT_BURST, ANNOUNCEMENTS_PER_SEC, Admission, Announce, Departed, Entered, HistoryPage,
     MAX_PRESENCE_NAMES, Member, Presence, PublishOutcome, Published, RoomStore, SEEN_FOR_MS,
-    Sender, Spent, StoreError,
+    Sender, Someone, Spent, StoreError,
 };
-use crate::wire::{ConnectionId, DisplayName, Epoch, RoomName, SourceAddress};
+use crate::wire::{ConnectionId, DisplayName, Epoch, RoomName, SourceAddress, Uid};
 
 impl<C> RedisRoomStore<C>
 where
@@ -78,11 +78,12 @@ where
             .slot()
             .cmd("EVAL")
             .arg(REMOVE)
-            .arg(4)
+            .arg(5)
             .arg(self.keys.room(room))
             .arg(self.keys.names(room))
             .arg(self.keys.watchers(room))
             .arg(self.keys.announce(room))
+            .arg(self.keys.people(room))
             .arg(self.cutoff(now_ms))
             .arg(now_ms)
             .arg(ANNOUNCEMENTS_PER_SEC)
@@ -101,7 +102,7 @@ where
             |mut reply| {
                 let count = reply.parse()?;
                 let announce = reply.announce()?;
-                let names = reply.names()?;
+                let names = reply.people()?;
                 Some(Departed {
                     room: room.clone(),
                     names,
@@ -126,6 +127,7 @@ where
         conn: &ConnectionId,
         connected_at_ms: i64,
         name: Option<&DisplayName>,
+        uid: Option<&Uid>,
     ) -> Result<Entered, StoreError> {
         let ttl = self.lifetime_ms;
         // Not MULTI: the two keys live in different slots. Both writes are idempotent, so a retried join is safe.
@@ -136,17 +138,18 @@ where
             .slot()
             .cmd("EVAL")
             .arg(JOIN)
-            .arg(4)
+            .arg(5)
             .arg(self.keys.room(room))
             .arg(self.keys.names(room))
             .arg(self.keys.watchers(room))
             .arg(self.keys.announce(room))
+            .arg(self.keys.people(room))
             .arg(connected_at_ms.saturating_sub(ttl))
             .arg(conn.as_str())
             .arg(connected_at_ms)
             .arg(ttl)
             .arg(self.policy.limits.max_members)
-            .arg(name.map_or("", DisplayName::as_str))
+            .arg(Someone::stored(name, uid))
             .arg(ANNOUNCEMENTS_PER_SEC)
             .arg(ANNOUNCEMENT_BURST);
         batch
@@ -169,7 +172,7 @@ where
                     let fresh = reply.text().as_deref() == Some("1");
                     let count = reply.parse()?;
                     let announce = reply.announce()?;
-                    let expired = reply.names()?;
+                    let expired = reply.people()?;
                     Some(Entered::Joined {
                         fresh,
                         count,
@@ -200,6 +203,7 @@ where
             .key(self.keys.names(room))
             .key(self.keys.watchers(room))
             .key(self.keys.announce(room))
+            .key(self.keys.people(room))
             .arg(self.cutoff(now_ms))
             .arg(conn.as_str())
             .arg(self.lifetime_ms)
@@ -214,8 +218,8 @@ where
             |mut reply| {
                 let count = reply.parse()?;
                 let announce = reply.announce()?;
-                let expired = reply.names()?;
-                let mut names: Vec<String> = reply.names()?.into_iter().flatten().collect();
+                let expired = reply.people()?;
+                let mut names = reply.people()?;
                 names.sort();
                 Some(Presence {
                     count,
@@ -272,8 +276,13 @@ where
             .arg(self.policy.limits.burst)
             .arg(SEEN_FOR_MS)
             .arg(sender.user.map(DisplayName::to_json).unwrap_or_default())
-            .arg(sender.user.map_or("", DisplayName::as_str))
-            .arg(self.policy.retention.max_bytes);
+            .arg(if sender.user.is_some() || sender.uid.is_some() {
+                Someone::stored(sender.user, sender.uid)
+            } else {
+                String::new()
+            })
+            .arg(self.policy.retention.max_bytes)
+            .arg(sender.uid.map(Uid::to_json).unwrap_or_default());
         self.run(
             "publish",
             || self.keys.seq(room),

@@ -9,10 +9,15 @@ if ARGV[6] ~= '' then
   redis.call('HSET', KEYS[2], ARGV[2], ARGV[6])
   redis.call('PEXPIRE', KEYS[2], ARGV[4])
 end
+local newcomer = fresh
+if fresh then
+  newcomer = arrived(ARGV[6])
+  redis.call('PEXPIRE', KEYS[5], ARGV[4])
+end
 local events = #expired
-if fresh then events = events + 1 end
+if newcomer then events = events + 1 end
 local allowed, recount = damp(events, tonumber(ARGV[3]), tonumber(ARGV[7]), tonumber(ARGV[8]))
-local out = {'joined', fresh and '1' or '0', tostring(redis.call('ZCARD', KEYS[1])), tostring(allowed), recount}
+local out = {'joined', newcomer and '1' or '0', tostring(people(redis.call('ZCARD', KEYS[1]))), tostring(allowed), recount}
 push_counted(out, expired)
 push_watchers(out, ARGV[2])
 return out

@@ -3,14 +3,22 @@ redis.call('SADD', KEYS[3], ARGV[2])
 redis.call('PEXPIRE', KEYS[3], ARGV[3])
 local members = redis.call('ZRANGE', KEYS[1], 0, -1)
 local limit = tonumber(ARGV[4])
-local names = {}
+local names, seen = {}, {}
 for i = 1, #members do
   if #names >= limit then break end
-  local name = redis.call('HGET', KEYS[2], members[i])
-  if name then names[#names + 1] = name end
+  local stored = redis.call('HGET', KEYS[2], members[i])
+  local uid = person_of(stored)
+  if uid then
+    if not seen[uid] then
+      seen[uid] = true
+      names[#names + 1] = stored
+    end
+  elseif stored then
+    names[#names + 1] = stored
+  end
 end
 local allowed, recount = damp(#expired, tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]))
-local out = {tostring(#members), tostring(allowed), recount}
+local out = {tostring(people(#members)), tostring(allowed), recount}
 push_counted(out, expired)
 push_counted(out, names)
 push_watchers(out, ARGV[2])

@@ -1,11 +1,42 @@
+local function person_of(stored)
+  if not stored then return nil end
+  local tab = string.find(stored, '\t', 1, true)
+  if tab then return string.sub(stored, 1, tab - 1) end
+  return nil
+end
+local function arrived(stored)
+  local uid = person_of(stored)
+  if not uid then return true end
+  redis.call('HINCRBY', KEYS[5], '', 1)
+  return redis.call('HINCRBY', KEYS[5], uid, 1) == 1
+end
+local function departed(stored)
+  local uid = person_of(stored)
+  if not uid then return true end
+  if redis.call('HEXISTS', KEYS[5], uid) == 0 then return true end
+  redis.call('HINCRBY', KEYS[5], '', -1)
+  if redis.call('HINCRBY', KEYS[5], uid, -1) > 0 then return false end
+  redis.call('HDEL', KEYS[5], uid)
+  return true
+end
+local function people(connections)
+  local tabs = tonumber(redis.call('HGET', KEYS[5], '')) or 0
+  local persons = redis.call('HLEN', KEYS[5])
+  if redis.call('HEXISTS', KEYS[5], '') == 1 then persons = persons - 1 end
+  local count = connections - tabs + persons
+  if count < 0 then count = 0 end
+  return count
+end
+local function remove(conn, names)
+  local stored = redis.call('HGET', KEYS[2], conn)
+  redis.call('HDEL', KEYS[2], conn)
+  redis.call('SREM', KEYS[3], conn)
+  if departed(stored) then names[#names + 1] = stored or '' end
+end
 local function expire(cutoff)
   local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. cutoff)
   local names = {}
-  for i = 1, #gone do
-    names[#names + 1] = redis.call('HGET', KEYS[2], gone[i]) or ''
-    redis.call('HDEL', KEYS[2], gone[i])
-    redis.call('SREM', KEYS[3], gone[i])
-  end
+  for i = 1, #gone do remove(gone[i], names) end
   if #gone > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. cutoff) end
   return names
 end

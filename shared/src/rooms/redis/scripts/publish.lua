@@ -48,6 +48,7 @@ if not frame then
   ts_s = string.format('%d', ts)
   local user = ''
   if ARGV[14] ~= '' then user = ',"user":' .. ARGV[14] end
+  if ARGV[17] ~= '' then user = user .. ',"uid":' .. ARGV[17] end
   frame = '{"message":' .. ARGV[3] .. user .. ',"seq":' .. seq_s .. ',"epoch":"' .. epoch .. '","ts":' .. ts_s .. '}'
   -- The history is bounded by count and by bytes: the oldest frames go first, the newest always stays.
   local len = redis.call('RPUSH', KEYS[3], frame)
