@@ -43,6 +43,8 @@ export class Connection {
    * @param {(again: boolean) => void} options.opened a connection opened (`again`: not the page's first)
    * @param {(data: string) => void} options.received a frame arrived
    * @param {(reason: string) => void} options.lost an open connection closed
+   * @param {() => string[] | null} [options.protocols] the subprotocols to offer on each connect (the
+   *   sign-in's `['wschat', token]`, read afresh every time)
    * @param {Function} [options.WebSocket] the WebSocket class (tests pass a fake)
    * @param {object} [options.timers] `setTimeout`, `clearTimeout`, `setInterval`, `clearInterval`
    * @param {() => number} [options.now] the clock, epoch ms
@@ -55,6 +57,7 @@ export class Connection {
     this.opened = options.opened;
     this.received = options.received;
     this.lost = options.lost;
+    this.protocols = options.protocols ?? (() => null);
     this.WebSocket = options.WebSocket ?? globalThis.WebSocket;
     this.timers = options.timers ?? globalThis;
     this.now = options.now ?? Date.now;
@@ -132,7 +135,8 @@ export class Connection {
     this.setState('connecting', this.everConnected ? 'Reconnecting…' : 'Connecting…');
     let ws;
     try {
-      ws = new this.WebSocket(this.url);
+      const protocols = this.protocols();
+      ws = protocols ? new this.WebSocket(this.url, protocols) : new this.WebSocket(this.url);
     } catch (error) {
       this.refuse('Rejected', `Cannot open a connection to ${this.url}: ${error.message}`, null);
       return;

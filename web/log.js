@@ -61,7 +61,8 @@ export class MessageLog {
    * Appends one line and returns it. `kind` is "chat", "system" or "error". `text` is a string, or nodes and
    * strings (a system line with a name set apart); strings go in as text nodes only, never markup. A newline text
    * node follows each line, so the log's textContent reads like the tutorial's textarea.
-   * `who` (chat lines): `{user: string | null, own: boolean}`.
+   * `who` (chat lines): `{user: string | null, uid: string | null, own: boolean}`: lines group by sender, and a
+   * signed-in sender is its user id (someone else with the same name is someone else).
    */
   append(kind, text, at = Date.now(), seq = null, who = null) {
     const follow = this.atBottom();
@@ -76,11 +77,12 @@ export class MessageLog {
       line.dataset.user = who.user ?? 'Anonymous';
       if (who.user === null) line.classList.add('anonymous');
       if (who.own) line.classList.add('own');
+      if (who.uid) line.dataset.uid = who.uid;
       const last = this.lastChat;
-      if (last && last.user === who.user && last.own === who.own && at - last.at < GROUP_MS) {
+      if (last && last.user === who.user && last.uid === (who.uid ?? null) && last.own === who.own && at - last.at < GROUP_MS) {
         line.classList.add('grouped');
       }
-      this.lastChat = { user: who.user, own: who.own, at };
+      this.lastChat = { user: who.user, uid: who.uid ?? null, own: who.own, at };
     } else {
       this.lastChat = null;
     }
@@ -102,7 +104,8 @@ export class MessageLog {
   /** A chat frame as a line; `own`: this tab sent it. */
   chat(frame, own = false) {
     const at = Number.isFinite(frame.ts) ? frame.ts : Date.now();
-    return this.append('chat', frame.message, at, frame.seq ?? null, { user: senderOf(frame), own });
+    const uid = typeof frame.uid === 'string' && frame.uid !== '' ? frame.uid : null;
+    return this.append('chat', frame.message, at, frame.seq ?? null, { user: senderOf(frame), uid, own });
   }
 
   /** A notice of the page's own. */

@@ -13,8 +13,12 @@
 // {"action": "history", "after": <last seq shown>, "epoch": …} and {"action": "presence"}.
 //
 // The room name and the display name are checked here with the server's rules before any attempt: a refused
-// handshake is invisible to a browser (it only sees code 1006).
+// handshake is invisible to a browser (it only sees code 1006). When the chat needs sign-in (auth.js), the page
+// first makes sure of a token (renewing it, or off to the lobby's sign-in and back), offers it as a subprotocol on
+// every connect, renews it before it expires, and after the server's "token expired" reconnects with a fresh one
+// and resumes from history; its own messages are the ones with its user id.
 import { linkWithWs, params, socketUrl, websocketBase } from './address.js';
+import { pageAuth } from './auth.js';
 import { Composer } from './composer.js';
 import { Connection } from './connection.js';
 import { KeptMessages } from './kept.js';
@@ -30,9 +34,14 @@ const PING_MS = (Number(params().get('ping')) || 240) * 1000;
 
 const $ = (id) => document.getElementById(id);
 const room = params().get('room');
-// `?name=` (the lobby puts it there), else the name this browser used last; checked with the server's rule.
-const nameCheck = checkDisplayName(params().get('name') ?? savedName());
+const auth = pageAuth();
+const signedIn = auth && auth.who();
+// Signed in: the sign-in's name. Else `?name=` (the lobby puts it there), or the name this browser used last,
+// checked with the server's rule.
+const nameCheck = auth ? { ok: true, name: signedIn ? signedIn.name : null } : checkDisplayName(params().get('name') ?? savedName());
 const myName = nameCheck.ok ? nameCheck.name : null;
+const myUid = signedIn ? signedIn.uid : null;
+let token = null;
 
 const log = new MessageLog($('chat-log'), $('new-messages'));
 const kept = new KeptMessages(room);
@@ -62,6 +71,7 @@ const connection = new Connection({
   },
   received,
   lost: (reason) => log.system(`Disconnected (${reason}).`),
+  protocols: () => (token ? ['wschat', token] : null),
 });
 
 const composer = new Composer({
@@ -76,7 +86,7 @@ const sequence = new RoomSequence({
   epoch: kept.epoch,
   last: kept.last,
   deliver(frame) {
-    const own = composer.claim(frame);
+    const own = composer.claim(frame) || (myUid !== null && frame.uid === myUid);
     kept.add(frame, own);
     log.chat(frame, own);
     kept.save(sequence.epoch, sequence.last);
@@ -116,6 +126,12 @@ function received(data) {
     if (typeof frame.pong === 'number') return;
     if (presence.onFrame(frame)) return;
     if (typeof frame.error === 'string') {
+      if (auth && frame.error === 'token expired') {
+        log.system('Your sign-in expired; renewing it and reconnecting.');
+        renewThen(() => connection.retryNow());
+        if (typeof frame.undelivered === 'string') composer.giveBack(frame.undelivered);
+        return;
+      }
       log.error(`Server error: ${frame.error}`);
       if (typeof frame.undelivered === 'string') {
         composer.giveBack(frame.undelivered);
@@ -143,6 +159,31 @@ window.addEventListener('online', () => connection.online());
 // Leaving the page: close on purpose (no reconnect). Coming back from the back/forward cache: connect again.
 window.addEventListener('pagehide', () => connection.leave());
 window.addEventListener('pageshow', (event) => connection.returned(event.persisted));
+
+/** Off to the lobby's sign-in, and back to this room. */
+async function goSignIn() {
+  try {
+    window.location.assign(await auth.signInUrl(new URL('index.html', window.location.href).href.split('?')[0], window.location.href));
+  } catch (error) {
+    connection.refuse('Rejected', `This chat needs you to sign in, and the sign-in service cannot be reached: ${error.message}.`, 'Retry');
+  }
+}
+
+let renewTimer = 0;
+/** A token good for a while (renewed if it must be), then `next`; off to sign in when it cannot be had. */
+function renewThen(next) {
+  auth.fresh().then((fresh) => {
+    if (!fresh) {
+      goSignIn();
+      return;
+    }
+    token = fresh;
+    clearTimeout(renewTimer);
+    const at = auth.renewAt();
+    if (at !== null) renewTimer = setTimeout(() => renewThen(() => {}), Math.max(1_000, at - Date.now()));
+    next();
+  }, () => goSignIn());
+}
 
 function start() {
   const lobby = linkWithWs('index.html');
@@ -184,7 +225,9 @@ function start() {
     log.system('Earlier messages of this tab, restored after a reload.');
   }
   composer.focus();
-  connection.start(socketUrl(base.url, room, myName));
+  const url = socketUrl(base.url, room, auth ? null : myName);
+  if (auth) renewThen(() => connection.start(url));
+  else connection.start(url);
 }
 
 start();

@@ -172,7 +172,17 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     // The same variables the functions read (REDIS_URL, ALLOWED_ORIGINS, FANOUT_*, AUTH_*...).
     let mut config = Config::from_env()?;
     if args.oidc_provider && args.lambda_invoke_url.is_none() && config.auth.oidc().is_none() {
-        config.auth = wschat_emulator::oidc::trusted(&Emulator::issuer_at(listener.local_addr()?));
+        // The provider's issuer and client, and the rest of the AUTH_* variables as set (AUTH_LEEWAY_SECS...).
+        let issuer = Emulator::issuer_at(listener.local_addr()?);
+        config.auth = Config::from_lookup(|name| match name {
+            chat_shared::config::AUTH_MODE => Some("oidc".to_owned()),
+            chat_shared::config::AUTH_ISSUER => Some(issuer.clone()),
+            chat_shared::config::AUTH_AUDIENCE => {
+                Some(wschat_emulator::oidc::DEV_CLIENT_ID.to_owned())
+            }
+            other => std::env::var(other).ok(),
+        })?
+        .auth;
     }
     let options = Options {
         oidc_provider: args.oidc_provider,

@@ -8,7 +8,7 @@
 //! | `GET /oidc/jwks` | the provider's public key, and any a test added |
 //! | `GET /oidc/authorize` | a "sign in as …" page (a name, and optionally the rooms the token grants); with `prompt=none`, a code at once for the browser's session, else `error=login_required` |
 //! | `POST /oidc/authorize` | signs in: a session cookie, and back to `redirect_uri` with a one-time code |
-//! | `POST /oidc/token` | code + PKCE verifier → an ID token and an access token (the same JWT) |
+//! | `POST /oidc/token` | code + PKCE verifier → an ID token and an access token (the same JWT) and a refresh token; a refresh token → new tokens while its sign-in lasts |
 //! | `GET /oidc/logout` | ends the session and goes back to `post_logout_redirect_uri` |
 //! | `POST /_emulator/oidc/keys` | adds a public JWK to the key set (tests sign tokens with keys of their own) |
 //! | `GET /_emulator/oidc` | how often the key set was fetched, the issuer, the client id |
@@ -118,6 +118,7 @@ struct Session {
 
 /// A code waiting for its token request.
 struct Pending {
+    session_id: String,
     session: Session,
     client_id: String,
     redirect_uri: String,
@@ -134,6 +135,8 @@ pub(crate) struct Provider {
     added: Mutex<Vec<Value>>,
     sessions: Mutex<HashMap<String, Session>>,
     codes: Mutex<HashMap<String, Pending>>,
+    /// refresh token → (session id, client id)
+    refreshes: Mutex<HashMap<String, (String, String)>>,
     jwks_fetches: AtomicU64,
 }
 
@@ -147,6 +150,7 @@ impl Provider {
             added: Mutex::default(),
             sessions: Mutex::default(),
             codes: Mutex::default(),
+            refreshes: Mutex::default(),
             jwks_fetches: AtomicU64::new(0),
         }
     }
@@ -317,11 +321,11 @@ async fn authorize_page(
         return (StatusCode::BAD_REQUEST, problem).into_response();
     }
     if params.prompt.as_deref() == Some("none") {
-        let session =
-            session_of(&headers).and_then(|id| lock(&provider.sessions).get(&id).cloned());
+        let session = session_of(&headers)
+            .and_then(|id| Some((id.clone(), lock(&provider.sessions).get(&id).cloned()?)));
         return match session {
-            Some(session) => {
-                let code = provider.grant(&params, session);
+            Some((id, session)) => {
+                let code = provider.grant(&params, id, session);
                 params.back(Ok(&code))
             }
             None => params.back(Err("login_required")),
@@ -361,7 +365,7 @@ async fn sign_in(
     };
     let id = random_token(16);
     lock(&provider.sessions).insert(id.clone(), session.clone());
-    let code = provider.grant(&params, session);
+    let code = provider.grant(&params, id.clone(), session);
     let mut response = params.back(Ok(&code));
     if let Ok(cookie) = HeaderValue::from_str(&format!(
         "{SESSION_COOKIE}={id}; Path=/oidc; HttpOnly; SameSite=Lax"
@@ -373,13 +377,14 @@ async fn sign_in(
 
 impl Provider {
     /// A one-time code for `session`, bound to the request's client, redirect URI and PKCE challenge.
-    fn grant(&self, params: &AuthorizeParams, session: Session) -> String {
+    fn grant(&self, params: &AuthorizeParams, session_id: String, session: Session) -> String {
         let code = random_token(16);
         let mut codes = lock(&self.codes);
         codes.retain(|_, pending| pending.made.elapsed() < CODE_LIFETIME);
         codes.insert(
             code.clone(),
             Pending {
+                session_id,
                 session,
                 client_id: params.client_id.clone().unwrap_or_default(),
                 redirect_uri: params.redirect_uri.clone().unwrap_or_default(),
@@ -397,6 +402,7 @@ impl Provider {
 struct TokenParams {
     grant_type: Option<String>,
     code: Option<String>,
+    refresh_token: Option<String>,
     redirect_uri: Option<String>,
     client_id: Option<String>,
     code_verifier: Option<String>,
@@ -414,8 +420,10 @@ async fn token(
         *response.status_mut() = StatusCode::BAD_REQUEST;
         response
     };
-    if params.grant_type.as_deref() != Some("authorization_code") {
-        return invalid("unsupported_grant_type");
+    match params.grant_type.as_deref() {
+        Some("authorization_code") => {}
+        Some("refresh_token") => return refreshed(provider, &params),
+        _ => return invalid("unsupported_grant_type"),
     }
     let Some(pending) = params
         .code
@@ -447,6 +455,35 @@ async fn token(
         &pending.client_id,
         pending.nonce.as_deref(),
     );
+    let refresh = random_token(24);
+    lock(&provider.refreshes).insert(refresh.clone(), (pending.session_id, pending.client_id));
+    public_json(json!({
+        "token_type": "Bearer",
+        "id_token": jwt,
+        "access_token": jwt,
+        "refresh_token": refresh,
+        "expires_in": provider.token_ttl.as_secs(),
+    }))
+}
+
+/// `grant_type=refresh_token`: new tokens for the sign-in the refresh token belongs to, while it lasts.
+fn refreshed(provider: &Provider, params: &TokenParams) -> Response {
+    let grant = params
+        .refresh_token
+        .as_deref()
+        .and_then(|token| lock(&provider.refreshes).get(token).cloned());
+    let session = grant.as_ref().and_then(|(session_id, client_id)| {
+        let same_client = params.client_id.as_deref() == Some(client_id.as_str());
+        same_client
+            .then(|| lock(&provider.sessions).get(session_id).cloned())
+            .flatten()
+    });
+    let (Some((_, client_id)), Some(session)) = (grant, session) else {
+        let mut response = public_json(json!({ "error": "invalid_grant" }));
+        *response.status_mut() = StatusCode::BAD_REQUEST;
+        return response;
+    };
+    let jwt = provider.token(&session, &client_id, None);
     public_json(json!({
         "token_type": "Bearer",
         "id_token": jwt,

@@ -30,7 +30,7 @@ pub(super) fn sign_in(params: &AuthorizeParams) -> Html<String> {
         r#"<!doctype html>
 <html lang="en">
 <head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Sign in (wschat development provider)</title>
+<title>Sign in (wschat development provider)</title><link rel="icon" href="data:,">
 <style>
 body {{ font: 16px system-ui, sans-serif; max-width: 28rem; margin: 4rem auto; padding: 0 1rem; }}
 label {{ display: block; margin: 1rem 0 .25rem; }}
