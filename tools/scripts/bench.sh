@@ -13,10 +13,12 @@
 #   BENCH_SECONDS (3)  how long every client sends, per cell
 #   BENCH_CELLS        the matrix (default 1x2:4,1x10:4,1x50:4,10x10:4,1x50:1)
 #   3. the attack (`wschat-loadtest attack`), with the default limits, in process (rooms in Redis) and in Lambda
-#      mode, with the handshake storm from 1 address and from 100.
+#      mode, with the handshake storm from 1 address and from 100;
+#   4. sign-in (`wschat-loadtest authorize`): signed-in handshakes in process and in Lambda mode, the authorizer
+#      alone through the Invoke API, and the CPU of one verification.
 #   BENCH_ATTACK_SECONDS (60)  how long each attack lasts
 #   BENCH_SKIP_FANOUT=1, BENCH_SKIP_COST=1, BENCH_SKIP_GATEWAY=1, BENCH_SKIP_INPROCESS=1, BENCH_SKIP_LAMBDA=1,
-#   BENCH_SKIP_ATTACK=1  leave a part out
+#   BENCH_SKIP_CHANNELS=1, BENCH_SKIP_ATTACK=1, BENCH_SKIP_AUTH=1  leave a part out
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$repo"
@@ -74,7 +76,7 @@ fi
 
 # wschat in Lambda mode: release functions, Redis, the Management API client posting to the release emulator.
 if [ "${BENCH_SKIP_LAMBDA:-}" != 1 ]; then
-LAMBDA_RELEASE=1 WSCHAT_NO_FAULT_STACK=1 WSCHAT_FUNCTION_ENV="$limits" RUST_LOG=warn \
+LAMBDA_RELEASE=1 WSCHAT_NO_FAULT_STACK=1 WSCHAT_NO_OIDC_STACK=1 WSCHAT_FUNCTION_ENV="$limits" RUST_LOG=warn \
   tools/scripts/lambda-stack.sh -- bash -c '
     url="${WSCHAT_LAMBDA_EMULATOR_URL/http:/ws:}/local?room={room}"
     "$0" matrix --name "wschat Lambda mode" --url "$url" --cells "$1" --seconds "$2" \
@@ -83,6 +85,7 @@ LAMBDA_RELEASE=1 WSCHAT_NO_FAULT_STACK=1 WSCHAT_FUNCTION_ENV="$limits" RUST_LOG=
 fi
 
 # The Django Channels tutorial: daphne + channels_redis on a private redis-server.
+if [ "${BENCH_SKIP_CHANNELS:-}" != 1 ]; then
 venv="$repo/.venv-bench"
 reqs=tools/bench/channels_tutorial/requirements.txt
 if [ ! -x "$venv/bin/daphne" ] || ! cmp -s "$reqs" "$venv/requirements.txt"; then
@@ -107,9 +110,12 @@ tools/scripts/with-redis.sh -- bash -c '
     --origin "http://127.0.0.1:$port" \
     --seconds "$2" --cpu "daphne=$daphne" --cpu "redis=$redis_pid" --json "$3/matrix.jsonl"' \
   "$load" "$cells" "$seconds" "$out" "$venv" "$repo"
+fi
 
-echo; echo "## Side by side (ratios: delivered msgs/s against the Channels tutorial)"
-"$load" report --baseline "Channels tutorial" "$out/matrix.jsonl"
+if [ -s "$out/matrix.jsonl" ]; then
+  echo; echo "## Side by side (ratios: delivered msgs/s against the Channels tutorial)"
+  "$load" report --baseline "Channels tutorial" "$out/matrix.jsonl"
+fi
 
 if [ "${BENCH_SKIP_ATTACK:-}" != 1 ]; then
   attack_seconds=${BENCH_ATTACK_SECONDS:-60}
@@ -127,9 +133,26 @@ if [ "${BENCH_SKIP_ATTACK:-}" != 1 ]; then
         --storm-addresses "$addresses" --redis-url "$REDIS_URL"
     done' "$load" "$attack_seconds" "$out"
   # Lambda mode: the release functions with their default limits; the stack's emulator trusts X-Forwarded-For.
-  LAMBDA_RELEASE=1 WSCHAT_NO_FAULT_STACK=1 RUST_LOG=warn tools/scripts/lambda-stack.sh -- bash -c '
+  LAMBDA_RELEASE=1 WSCHAT_NO_FAULT_STACK=1 WSCHAT_NO_OIDC_STACK=1 RUST_LOG=warn tools/scripts/lambda-stack.sh -- bash -c '
     for addresses in 1 100; do
       "$0" attack --name "wschat Lambda mode" --url "${WSCHAT_LAMBDA_EMULATOR_URL/http:/ws:}/local" --seconds "$1" \
         --storm-addresses "$addresses" --redis-url "$REDIS_URL"
     done' "$load" "$attack_seconds" || echo "bench: the Lambda-mode attack failed (see above)"
+fi
+
+if [ "${BENCH_SKIP_AUTH:-}" != 1 ]; then
+  echo; echo "## Sign-in: what a token costs a handshake (release builds; the functions trust the emulator's provider)"
+  # Hundreds of handshakes from one address in a row: the per-address limits are lifted, as for the matrix.
+  port=$(free_port)
+  env ${limits//,/ } RUST_LOG=warn target/fast/wschat-emulator --port "$port" --oidc-provider >"$out/auth-emulator.log" 2>&1 &
+  emulator=$!; pids+=("$emulator")
+  wait_for_port "$port" 30
+  echo "in process:"
+  "$load" authorize --emulator "http://127.0.0.1:$port"
+  kill "$emulator"; wait "$emulator" 2>/dev/null || true
+  echo "Lambda mode:"
+  LAMBDA_RELEASE=1 WSCHAT_NO_FAULT_STACK=1 WSCHAT_FUNCTION_ENV="$limits" RUST_LOG=warn tools/scripts/lambda-stack.sh -- bash -c '
+    "$0" authorize --emulator "$WSCHAT_LAMBDA_OIDC_EMULATOR_URL" --invoke-url "$WSCHAT_LAMBDA_OIDC_INVOKE_URL"' \
+    "$load" || echo "bench: the Lambda-mode sign-in run failed (see above)"
+  ls -l target/release/ws-authorize | awk '{print "ws-authorize: " $5 " bytes"}'
 fi

@@ -184,6 +184,7 @@ if [ "$command_mode" = 1 ] && [ "${WSCHAT_NO_OIDC_STACK:-}" != 1 ]; then
   start_emulator oidc-emulator "$oidc_port" "$oidc_invoke_port" "$oidc_stack_env" --trust-forwarded-for --oidc-provider
   oidc_emulator_pid=$started_pid
   export WSCHAT_LAMBDA_OIDC_EMULATOR_URL="http://127.0.0.1:$oidc_port"
+  export WSCHAT_LAMBDA_OIDC_INVOKE_URL="http://127.0.0.1:$oidc_invoke_port"
 fi
 if [ "$command_mode" = 1 ] && [ "${WSCHAT_NO_FAULT_STACK:-}" != 1 ]; then
   # The fault stack: functions whose Redis and emulator ports the fault tests serve themselves. Warmed up against

@@ -20,3 +20,26 @@ pub async fn in_memory_emulator(config: chat_shared::config::Config) -> Emulator
         .await
         .expect("emulator")
 }
+
+/// The same with sign-in required: its development provider on, the functions trusting it.
+pub async fn signed_in_emulator() -> Emulator {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a free port");
+    let issuer = Emulator::issuer_at(listener.local_addr().expect("bound"));
+    let backend = BackendChoice::InProcess(InProcessOptions {
+        store: StoreChoice::Memory,
+        config: chat_shared::config::Config {
+            auth: wschat_emulator::oidc::trusted(&issuer),
+            ..chat_shared::config::Config::default()
+        },
+        posts: Posts::InMemory,
+    });
+    let options = Options {
+        oidc_provider: true,
+        ..Options::default()
+    };
+    Emulator::start_on(listener, options, backend)
+        .await
+        .expect("emulator")
+}

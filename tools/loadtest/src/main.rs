@@ -9,12 +9,14 @@
 //! * `cost` ([`cost`]): what 1,000 chat messages cost on AWS at several room sizes, by the emulator's cost meter.
 //! * `attack` ([`attack`]): the abuse limits under attack, with their defaults: a request flood, a handshake storm
 //!   and a message flood at once, while two members chat.
+//! * `authorize` ([`authorize`]): what sign-in costs a handshake, and the authorizer alone.
 //!
 //! Every loop is bounded in count and time; everything talks to 127.0.0.1 only.
 
 use clap::Parser;
 
 mod attack;
+mod authorize;
 mod cost;
 #[cfg(test)]
 mod emulated;
@@ -40,6 +42,8 @@ enum Command {
     Cost(cost::CostArgs),
     /// A request flood, a handshake storm and a message flood at once against one chat, with its limits.
     Attack(attack::AttackArgs),
+    /// Signed-in handshakes, and the authorizer alone, timed against a chat that requires sign-in.
+    Authorize(authorize::AuthorizeArgs),
 }
 
 // The allocator ws-default runs with, so that `gateway` measures the posts as the function makes them.
@@ -64,6 +68,7 @@ fn main() -> anyhow::Result<()> {
             Command::Gateway(args) => gateway::run(&args).await.map(drop),
             Command::Cost(args) => cost::run(&args).await,
             Command::Attack(args) => attack::run(&args).await.map(drop),
+            Command::Authorize(args) => authorize::run(&args).await.map(drop),
         }
     })
 }
