@@ -127,9 +127,16 @@ else
 fi
 config_js="$(mktemp)"
 trap 'rm -f "$config_js"' EXIT
+# With sign-in (AuthMode oidc or cognito), where the pages sign in: the issuer and the client.
+auth_issuer="$(output AuthIssuer)"
+auth_client_id="$(output AuthClientId)"
+auth=null
+if [[ $auth_issuer == https://* && -n $auth_client_id && $auth_client_id != None ]]; then
+  auth="{ issuer: \"$auth_issuer\", clientId: \"$auth_client_id\" }"
+fi
 cat >"$config_js" <<EOF
-// Written by infra/deploy.sh for stack $stack: the WebSocket API this site talks to.
-window.WSCHAT_CONFIG = { websocketUrl: "$websocket_url", maxMessageBytes: $max_message_bytes };
+// Written by infra/deploy.sh for stack $stack: the WebSocket API this site talks to, and where it signs in.
+window.WSCHAT_CONFIG = { websocketUrl: "$websocket_url", maxMessageBytes: $max_message_bytes, auth: $auth };
 EOF
 aws s3 cp "$config_js" "s3://$bucket/config.js" ${region_args[@]+"${region_args[@]}"} --only-show-errors \
   --content-type "text/javascript; charset=utf-8" --cache-control "no-cache"

@@ -224,15 +224,18 @@ class TemplateTest(unittest.TestCase):
 
     def test_environment_variables(self):
         redis = {"REDIS_URL", "REDIS_URL_SECRET_ARN", "REDIS_CLUSTER", "REDIS_KEY_PREFIX", "MEMBERSHIP_TTL_SECS"}
+        # Sign-in: every function reads the same settings (Globals); only the authorizer may read an HS256 key.
+        auth = {"RUST_LOG", "AUTH_MODE", "AUTH_ISSUER", "AUTH_AUDIENCE", "AUTH_CLIENT_ID", "AUTH_JWKS_URL",
+                "AUTH_ROOMS_CLAIM"}
         expected = {
-            "ws-authorize": {"RUST_LOG"},
-            "ws-connect": {"RUST_LOG", "ALLOWED_ORIGINS", "MAX_ROOM_MEMBERS", "WS_MANAGEMENT_ENDPOINT",
-                           "CONNECT_RATE_PER_IP", "MAX_CONNECTIONS_PER_IP"} | redis,
-            "ws-disconnect": {"RUST_LOG", "WS_MANAGEMENT_ENDPOINT"} | redis,
-            "ws-default": {"RUST_LOG", "WS_MANAGEMENT_ENDPOINT", "FANOUT_MAX_IN_FLIGHT", "HISTORY_MAX_MESSAGES",
-                           "HISTORY_TTL_SECS", "MAX_ROOM_MEMBERS", "RATE_LIMIT_PER_SEC", "RATE_LIMIT_BURST",
-                           "PRUNE_GRACE_SECS", "FRAME_RATE_PER_SEC", "FRAME_BURST", "MAX_MESSAGE_BYTES",
-                           "HISTORY_PAGE_BYTES", "HISTORY_MAX_BYTES"} | redis,
+            "ws-authorize": auth | {"AUTH_HS256_SECRET_ARN"},
+            "ws-connect": auth | {"ALLOWED_ORIGINS", "MAX_ROOM_MEMBERS", "WS_MANAGEMENT_ENDPOINT",
+                                  "CONNECT_RATE_PER_IP", "MAX_CONNECTIONS_PER_IP"} | redis,
+            "ws-disconnect": auth | {"WS_MANAGEMENT_ENDPOINT"} | redis,
+            "ws-default": auth | {"WS_MANAGEMENT_ENDPOINT", "FANOUT_MAX_IN_FLIGHT", "HISTORY_MAX_MESSAGES",
+                                  "HISTORY_TTL_SECS", "MAX_ROOM_MEMBERS", "RATE_LIMIT_PER_SEC", "RATE_LIMIT_BURST",
+                                  "PRUNE_GRACE_SECS", "FRAME_RATE_PER_SEC", "FRAME_BURST", "MAX_MESSAGE_BYTES",
+                                  "HISTORY_PAGE_BYTES", "HISTORY_MAX_BYTES"} | redis,
         }
         for fid in self.functions:
             variables = effective_function_properties(self.template, fid)["Environment"]["Variables"]
@@ -319,21 +322,28 @@ class TemplateTest(unittest.TestCase):
             },
         )
 
-    def test_secret_read_is_one_secret_and_only_for_the_redis_functions(self):
-        readers = set()
+    def test_secret_read_is_one_secret_each_and_the_redis_url_only_for_the_redis_functions(self):
+        readers = {}
         for rid, statement in self.allow_statements_by_resource():
             if "secretsmanager:GetSecretValue" in as_list(statement["Action"]):
-                readers.add(rid)
-                resource = statement["Resource"]
-                self.assertNotIn("*", json.dumps(resource), rid)
-                self.assertEqual(
-                    resource,
-                    {"Fn::If": ["UseExistingRedisUrlSecret", {"Ref": "RedisUrlSecretArn"}, {"Ref": "RedisUrlSecret"}]},
-                )
-        self.assertEqual(readers, {"RedisUrlSecretReadPolicy"})
+                self.assertNotIn("*", json.dumps(statement["Resource"]), rid)
+                readers[rid] = statement["Resource"]
+        self.assertEqual(
+            readers,
+            {
+                "RedisUrlSecretReadPolicy": {
+                    "Fn::If": ["UseExistingRedisUrlSecret", {"Ref": "RedisUrlSecretArn"}, {"Ref": "RedisUrlSecret"}]
+                },
+                "AuthHs256SecretReadPolicy": {"Ref": "AuthHs256SecretArn"},
+            },
+        )
         for fid in self.functions:
             attached = "RedisUrlSecretReadPolicy" in self.policies_attached_to(self.role_of(fid))
             self.assertEqual(attached, self.binary_of(fid) != AUTHORIZER_BINARY, fid)
+        # The HS256 key is the authorizer's alone, and only when one is given.
+        hs256 = self.template["Resources"]["AuthHs256SecretReadPolicy"]
+        self.assertEqual(hs256["Condition"], "ReadsAuthHs256Secret")
+        self.assertEqual(hs256["Properties"]["Roles"], [{"Ref": self.role_of(self.function_by_binary(AUTHORIZER_BINARY))}])
 
     def test_functions_write_only_their_own_log_group(self):
         for fid in self.functions:
@@ -383,9 +393,23 @@ class TemplateTest(unittest.TestCase):
     # --- outputs, skips, and the SAM transform -------------------------------------------------
     def test_outputs_deploy_sh_relies_on(self):
         outputs = self.template["Outputs"]
-        for name in ("WebSocketUrl", "ManagementEndpoint", "SiteUrl", "SiteBucketName", "LogsBucketName", "DistributionId"):
+        for name in ("WebSocketUrl", "ManagementEndpoint", "SiteUrl", "SiteBucketName", "LogsBucketName", "DistributionId",
+                     "MaxMessageBytes", "AuthIssuer", "AuthClientId"):
             self.assertIn(name, outputs)
+        self.assertEqual(outputs["AuthIssuer"]["Condition"], "AuthRequired")
         self.assertEqual(sub_string(outputs["WebSocketUrl"]["Value"]), "${Api.ApiEndpoint}/${Stage}")
+
+    def test_cognito_signs_in_a_public_client_with_the_code_flow_back_to_the_site_only(self):
+        client = self.template["Resources"]["UserPoolClient"]
+        self.assertEqual(client["Condition"], "IsCognito")
+        props = client["Properties"]
+        self.assertFalse(props["GenerateSecret"], "a page cannot keep a secret")
+        self.assertEqual(props["AllowedOAuthFlows"], ["code"])
+        site = "https://${SiteDistribution.DomainName}/index.html"
+        self.assertEqual([sub_string(u) for u in props["CallbackURLs"]], [site])
+        self.assertEqual([sub_string(u) for u in props["LogoutURLs"]], [site])
+        issuer = self.template["Globals"]["Function"]["Environment"]["Variables"]["AUTH_ISSUER"]
+        self.assertEqual(sub_string(issuer["Fn::If"][1]), "https://cognito-idp.${AWS::Region}.${AWS::URLSuffix}/${UserPool}")
 
     def test_every_checkov_skip_gives_a_reason(self):
         for rid, resource in self.template["Resources"].items():
