@@ -197,6 +197,25 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn any_secret_string_is_read_as_it_is_for_the_authorizer_s_hs256_key() {
+        let arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:wschat/hs256-AbCdEf";
+        let body = r#"{"Name":"wschat/hs256","SecretString":" a shared key, not a URL \n"}"#;
+        let (client, endpoint, seen) = fake_secrets_manager(200, body).await;
+
+        let key = secret_string(&client, &endpoint, arn)
+            .await
+            .expect("secret read");
+        let as_url = url_from_secret(&client, &endpoint, arn).await;
+
+        assert_eq!(key, "a shared key, not a URL");
+        assert!(
+            matches!(as_url, Err(SecretError::NotAUrl)),
+            "the Redis reader still insists on a URL"
+        );
+        assert_eq!(seen.lock().expect("lock").len(), 2);
+    }
+
+    #[tokio::test]
     async fn a_secret_that_cannot_be_read_keeps_the_cause() {
         let body = r#"{"__type":"ResourceNotFoundException","message":"Secrets Manager can't find the specified secret."}"#;
         let (client, endpoint, _) = fake_secrets_manager(400, body).await;
