@@ -16,7 +16,12 @@
 //! Anyone who reaches it can sign in as anyone: it is a development tool, and answers only redirect URIs on
 //! loopback.
 
+mod authorize;
+mod key;
 mod pages;
+mod token;
+
+pub use key::SigningKey;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -31,9 +36,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use ring::rand::SystemRandom;
-use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -60,53 +63,6 @@ pub fn trusted(issuer: &str) -> chat_shared::config::AuthConfig {
         jwks_refetch: chat_shared::config::DEFAULT_AUTH_JWKS_REFETCH,
         leeway_secs: chat_shared::config::DEFAULT_AUTH_LEEWAY_SECS,
     })
-}
-
-/// An ES256 signing key and its public JWK.
-pub struct SigningKey {
-    kid: String,
-    encoding: EncodingKey,
-    jwk: Value,
-}
-
-impl SigningKey {
-    /// A new P-256 key named `kid`.
-    ///
-    /// # Panics
-    /// If the system has no randomness (ring cannot make a key).
-    pub fn generate(kid: &str) -> Self {
-        let random = SystemRandom::new();
-        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &random)
-            .expect("the system's randomness makes a P-256 key");
-        let pair =
-            EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &random)
-                .expect("a key just made reads back");
-        let point = pair.public_key().as_ref();
-        Self {
-            kid: kid.to_owned(),
-            encoding: EncodingKey::from_ec_der(pkcs8.as_ref()),
-            jwk: json!({
-                "kty": "EC", "crv": "P-256", "use": "sig", "alg": "ES256", "kid": kid,
-                "x": URL_SAFE_NO_PAD.encode(&point[1..33]),
-                "y": URL_SAFE_NO_PAD.encode(&point[33..65]),
-            }),
-        }
-    }
-
-    /// The public key, as a JWK.
-    pub fn jwk(&self) -> &Value {
-        &self.jwk
-    }
-
-    /// `claims`, signed ES256 with this key's `kid` in the header.
-    ///
-    /// # Panics
-    /// Never for a JSON object (signing cannot fail otherwise).
-    pub fn sign(&self, claims: &Value) -> String {
-        let mut header = Header::new(Algorithm::ES256);
-        header.kid = Some(self.kid.clone());
-        jsonwebtoken::encode(&header, claims, &self.encoding).expect("claims serialize and sign")
-    }
 }
 
 /// Who signed in on this browser.
@@ -186,8 +142,11 @@ pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/oidc/.well-known/openid-configuration", get(discovery))
         .route("/oidc/jwks", get(jwks))
-        .route("/oidc/authorize", get(authorize_page).post(sign_in))
-        .route("/oidc/token", post(token))
+        .route(
+            "/oidc/authorize",
+            get(authorize::page).post(authorize::sign_in),
+        )
+        .route("/oidc/token", post(token::token))
         .route("/oidc/logout", get(logout))
         .route("/_emulator/oidc", get(stats))
         .route("/_emulator/oidc/keys", post(add_key))
@@ -243,253 +202,6 @@ async fn jwks(State(state): State<AppState>) -> Response {
     let mut keys = vec![provider.key.jwk().clone()];
     keys.extend(lock(&provider.added).iter().cloned());
     public_json(json!({ "keys": keys }))
-}
-
-/// The authorize request's parameters.
-#[derive(Debug, Deserialize)]
-struct AuthorizeParams {
-    response_type: Option<String>,
-    client_id: Option<String>,
-    redirect_uri: Option<String>,
-    state: Option<String>,
-    code_challenge: Option<String>,
-    code_challenge_method: Option<String>,
-    nonce: Option<String>,
-    prompt: Option<String>,
-    /// The sign-in form's fields.
-    name: Option<String>,
-    rooms: Option<String>,
-}
-
-impl AuthorizeParams {
-    /// The request's problem, if any: only the code flow with S256 PKCE, back to a loopback address.
-    fn problem(&self) -> Option<&'static str> {
-        if self.response_type.as_deref() != Some("code") {
-            return Some("response_type must be code");
-        }
-        if self.client_id.as_deref().is_none_or(str::is_empty) {
-            return Some("client_id is required");
-        }
-        if !self.redirect_uri.as_deref().is_some_and(is_loopback_url) {
-            return Some("redirect_uri must be an http(s) URL on this machine");
-        }
-        if self.code_challenge_method.as_deref() != Some("S256")
-            || self.code_challenge.as_deref().is_none_or(str::is_empty)
-        {
-            return Some("PKCE with S256 is required");
-        }
-        None
-    }
-
-    /// Back to the client with `code`, or with `error`.
-    fn back(&self, outcome: Result<&str, &str>) -> Response {
-        let (key, value) = match outcome {
-            Ok(code) => ("code", code),
-            Err(error) => ("error", error),
-        };
-        let mut url = format!(
-            "{}{}{key}={}",
-            self.redirect_uri.as_deref().unwrap_or_default(),
-            if self
-                .redirect_uri
-                .as_deref()
-                .unwrap_or_default()
-                .contains('?')
-            {
-                '&'
-            } else {
-                '?'
-            },
-            encode(value)
-        );
-        if let Some(state) = &self.state {
-            url.push_str(&format!("&state={}", encode(state)));
-        }
-        Redirect::to(&url).into_response()
-    }
-}
-
-async fn authorize_page(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Query(params): Query<AuthorizeParams>,
-) -> Response {
-    let Some(provider) = state.oidc.as_deref() else {
-        return absent();
-    };
-    if let Some(problem) = params.problem() {
-        return (StatusCode::BAD_REQUEST, problem).into_response();
-    }
-    if params.prompt.as_deref() == Some("none") {
-        let session = session_of(&headers)
-            .and_then(|id| Some((id.clone(), lock(&provider.sessions).get(&id).cloned()?)));
-        return match session {
-            Some((id, session)) => {
-                let code = provider.grant(&params, id, session);
-                params.back(Ok(&code))
-            }
-            None => params.back(Err("login_required")),
-        };
-    }
-    pages::sign_in(&params).into_response()
-}
-
-async fn sign_in(
-    State(state): State<AppState>,
-    axum::Form(params): axum::Form<AuthorizeParams>,
-) -> Response {
-    let Some(provider) = state.oidc.as_deref() else {
-        return absent();
-    };
-    if let Some(problem) = params.problem() {
-        return (StatusCode::BAD_REQUEST, problem).into_response();
-    }
-    let name = params.name.as_deref().map(str::trim).unwrap_or_default();
-    if name.is_empty() {
-        return pages::sign_in(&params).into_response();
-    }
-    let rooms = params
-        .rooms
-        .as_deref()
-        .map(|r| {
-            r.split([',', ' '])
-                .map(str::trim)
-                .filter(|r| !r.is_empty())
-                .map(str::to_owned)
-                .collect::<Vec<_>>()
-        })
-        .filter(|r| !r.is_empty());
-    let session = Session {
-        name: name.to_owned(),
-        rooms,
-    };
-    let id = random_token(16);
-    lock(&provider.sessions).insert(id.clone(), session.clone());
-    let code = provider.grant(&params, id.clone(), session);
-    let mut response = params.back(Ok(&code));
-    if let Ok(cookie) = HeaderValue::from_str(&format!(
-        "{SESSION_COOKIE}={id}; Path=/oidc; HttpOnly; SameSite=Lax"
-    )) {
-        response.headers_mut().insert(header::SET_COOKIE, cookie);
-    }
-    response
-}
-
-impl Provider {
-    /// A one-time code for `session`, bound to the request's client, redirect URI and PKCE challenge.
-    fn grant(&self, params: &AuthorizeParams, session_id: String, session: Session) -> String {
-        let code = random_token(16);
-        let mut codes = lock(&self.codes);
-        codes.retain(|_, pending| pending.made.elapsed() < CODE_LIFETIME);
-        codes.insert(
-            code.clone(),
-            Pending {
-                session_id,
-                session,
-                client_id: params.client_id.clone().unwrap_or_default(),
-                redirect_uri: params.redirect_uri.clone().unwrap_or_default(),
-                challenge: params.code_challenge.clone().unwrap_or_default(),
-                nonce: params.nonce.clone(),
-                made: Instant::now(),
-            },
-        );
-        code
-    }
-}
-
-/// The token request's form.
-#[derive(Debug, Deserialize)]
-struct TokenParams {
-    grant_type: Option<String>,
-    code: Option<String>,
-    refresh_token: Option<String>,
-    redirect_uri: Option<String>,
-    client_id: Option<String>,
-    code_verifier: Option<String>,
-}
-
-async fn token(
-    State(state): State<AppState>,
-    axum::Form(params): axum::Form<TokenParams>,
-) -> Response {
-    let Some(provider) = state.oidc.as_deref() else {
-        return absent();
-    };
-    let invalid = |error: &str| {
-        let mut response = public_json(json!({ "error": error }));
-        *response.status_mut() = StatusCode::BAD_REQUEST;
-        response
-    };
-    match params.grant_type.as_deref() {
-        Some("authorization_code") => {}
-        Some("refresh_token") => return refreshed(provider, &params),
-        _ => return invalid("unsupported_grant_type"),
-    }
-    let Some(pending) = params
-        .code
-        .as_deref()
-        .and_then(|code| lock(&provider.codes).remove(code))
-    else {
-        return invalid("invalid_grant");
-    };
-    // RFC 7636: a verifier of 43 to 128 characters.
-    let verifier = params
-        .code_verifier
-        .as_deref()
-        .filter(|v| (43..=128).contains(&v.len()))
-        .unwrap_or_default();
-    let challenge = URL_SAFE_NO_PAD.encode(ring::digest::digest(
-        &ring::digest::SHA256,
-        verifier.as_bytes(),
-    ));
-    if pending.made.elapsed() >= CODE_LIFETIME
-        || params.client_id.as_deref() != Some(pending.client_id.as_str())
-        || params.redirect_uri.as_deref() != Some(pending.redirect_uri.as_str())
-        || verifier.is_empty()
-        || challenge != pending.challenge
-    {
-        return invalid("invalid_grant");
-    }
-    let jwt = provider.token(
-        &pending.session,
-        &pending.client_id,
-        pending.nonce.as_deref(),
-    );
-    let refresh = random_token(24);
-    lock(&provider.refreshes).insert(refresh.clone(), (pending.session_id, pending.client_id));
-    public_json(json!({
-        "token_type": "Bearer",
-        "id_token": jwt,
-        "access_token": jwt,
-        "refresh_token": refresh,
-        "expires_in": provider.token_ttl.as_secs(),
-    }))
-}
-
-/// `grant_type=refresh_token`: new tokens for the sign-in the refresh token belongs to, while it lasts.
-fn refreshed(provider: &Provider, params: &TokenParams) -> Response {
-    let grant = params
-        .refresh_token
-        .as_deref()
-        .and_then(|token| lock(&provider.refreshes).get(token).cloned());
-    let session = grant.as_ref().and_then(|(session_id, client_id)| {
-        let same_client = params.client_id.as_deref() == Some(client_id.as_str());
-        same_client
-            .then(|| lock(&provider.sessions).get(session_id).cloned())
-            .flatten()
-    });
-    let (Some((_, client_id)), Some(session)) = (grant, session) else {
-        let mut response = public_json(json!({ "error": "invalid_grant" }));
-        *response.status_mut() = StatusCode::BAD_REQUEST;
-        return response;
-    };
-    let jwt = provider.token(&session, &client_id, None);
-    public_json(json!({
-        "token_type": "Bearer",
-        "id_token": jwt,
-        "access_token": jwt,
-        "expires_in": provider.token_ttl.as_secs(),
-    }))
 }
 
 /// The logout request's parameters.

@@ -2,7 +2,7 @@
 
 use axum::response::Html;
 
-use super::AuthorizeParams;
+use super::authorize::AuthorizeParams;
 
 /// The sign-in form, carrying the authorize request's parameters along (escaped: they come from the URL).
 pub(super) fn sign_in(params: &AuthorizeParams) -> Html<String> {
