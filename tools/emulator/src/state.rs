@@ -222,3 +222,9 @@ pub(crate) struct NewConnection {
     pub(crate) outbound: mpsc::Receiver<Outbound>,
     pub(crate) control: mpsc::Receiver<Control>,
 }
+
+impl axum::extract::FromRef<AppState> for crate::oidc::Dev {
+    fn from_ref(state: &AppState) -> Self {
+        Self(state.oidc.clone())
+    }
+}

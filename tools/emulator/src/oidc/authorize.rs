@@ -8,28 +8,44 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use super::{
-    CODE_LIFETIME, Pending, Provider, SESSION_COOKIE, Session, absent, encode, is_loopback_url,
-    lock, pages, random_token, session_of,
+    CODE_LIFETIME, Dev, Pending, Provider, SESSION_COOKIE, Session, absent, encode,
+    is_loopback_url, lock, pages, random_token, session_of,
 };
-use crate::state::AppState;
 
 /// The authorize request's parameters.
 #[derive(Debug, Deserialize)]
 pub(super) struct AuthorizeParams {
-    pub(super) response_type: Option<String>,
-    pub(super) client_id: Option<String>,
-    pub(super) redirect_uri: Option<String>,
-    pub(super) state: Option<String>,
-    pub(super) code_challenge: Option<String>,
-    pub(super) code_challenge_method: Option<String>,
-    pub(super) nonce: Option<String>,
-    pub(super) prompt: Option<String>,
+    response_type: Option<String>,
+    client_id: Option<String>,
+    redirect_uri: Option<String>,
+    state: Option<String>,
+    code_challenge: Option<String>,
+    code_challenge_method: Option<String>,
+    nonce: Option<String>,
+    prompt: Option<String>,
     /// The sign-in form's fields.
-    pub(super) name: Option<String>,
-    pub(super) rooms: Option<String>,
+    name: Option<String>,
+    rooms: Option<String>,
 }
 
 impl AuthorizeParams {
+    /// The sign-in page for this request.
+    fn page(&self) -> axum::response::Html<String> {
+        let carried = [
+            ("response_type", self.response_type.as_deref()),
+            ("client_id", self.client_id.as_deref()),
+            ("redirect_uri", self.redirect_uri.as_deref()),
+            ("state", self.state.as_deref()),
+            ("code_challenge", self.code_challenge.as_deref()),
+            (
+                "code_challenge_method",
+                self.code_challenge_method.as_deref(),
+            ),
+            ("nonce", self.nonce.as_deref()),
+        ];
+        pages::sign_in(&carried, self.name.as_deref())
+    }
+
     /// The request's problem, if any: only the code flow with S256 PKCE, back to a loopback address.
     fn problem(&self) -> Option<&'static str> {
         if self.response_type.as_deref() != Some("code") {
@@ -78,11 +94,11 @@ impl AuthorizeParams {
 }
 
 pub(super) async fn page(
-    State(state): State<AppState>,
+    State(dev): State<Dev>,
     headers: HeaderMap,
     Query(params): Query<AuthorizeParams>,
 ) -> Response {
-    let Some(provider) = state.oidc.as_deref() else {
+    let Some(provider) = dev.0.as_deref() else {
         return absent();
     };
     if let Some(problem) = params.problem() {
@@ -99,14 +115,14 @@ pub(super) async fn page(
             None => params.back(Err("login_required")),
         };
     }
-    pages::sign_in(&params).into_response()
+    params.page().into_response()
 }
 
 pub(super) async fn sign_in(
-    State(state): State<AppState>,
+    State(dev): State<Dev>,
     axum::Form(params): axum::Form<AuthorizeParams>,
 ) -> Response {
-    let Some(provider) = state.oidc.as_deref() else {
+    let Some(provider) = dev.0.as_deref() else {
         return absent();
     };
     if let Some(problem) = params.problem() {
@@ -114,7 +130,7 @@ pub(super) async fn sign_in(
     }
     let name = params.name.as_deref().map(str::trim).unwrap_or_default();
     if name.is_empty() {
-        return pages::sign_in(&params).into_response();
+        return params.page().into_response();
     }
     let rooms = params
         .rooms

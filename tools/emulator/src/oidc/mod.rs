@@ -24,13 +24,13 @@ mod token;
 pub use key::SigningKey;
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Query, State};
+use axum::extract::{FromRef, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -39,8 +39,6 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ring::rand::SystemRandom;
 use serde::Deserialize;
 use serde_json::{Value, json};
-
-use crate::state::AppState;
 
 /// The client id the pages sign in with, and the audience of the tokens, locally.
 pub const DEV_CLIENT_ID: &str = "wschat-local";
@@ -82,6 +80,10 @@ struct Pending {
     nonce: Option<String>,
     made: Instant,
 }
+
+/// The provider when the emulator runs with one: what the provider's handlers take from the emulator's state.
+#[derive(Clone, Default)]
+pub(crate) struct Dev(pub(crate) Option<Arc<Provider>>);
 
 /// The provider's state.
 pub(crate) struct Provider {
@@ -138,7 +140,11 @@ impl Provider {
 }
 
 /// The provider's routes (the handlers answer 404 when the emulator runs without it).
-pub(crate) fn routes() -> Router<AppState> {
+pub(crate) fn routes<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Dev: FromRef<S>,
+{
     Router::new()
         .route("/oidc/.well-known/openid-configuration", get(discovery))
         .route("/oidc/jwks", get(jwks))
@@ -173,8 +179,8 @@ fn public_json(body: Value) -> Response {
         .into_response()
 }
 
-async fn discovery(State(state): State<AppState>) -> Response {
-    let Some(provider) = state.oidc.as_deref() else {
+async fn discovery(State(dev): State<Dev>) -> Response {
+    let Some(provider) = dev.0.as_deref() else {
         return absent();
     };
     let issuer = provider.issuer();
@@ -194,8 +200,8 @@ async fn discovery(State(state): State<AppState>) -> Response {
     }))
 }
 
-async fn jwks(State(state): State<AppState>) -> Response {
-    let Some(provider) = state.oidc.as_deref() else {
+async fn jwks(State(dev): State<Dev>) -> Response {
+    let Some(provider) = dev.0.as_deref() else {
         return absent();
     };
     provider.jwks_fetches.fetch_add(1, Ordering::Relaxed);
@@ -211,11 +217,11 @@ struct LogoutParams {
 }
 
 async fn logout(
-    State(state): State<AppState>,
+    State(dev): State<Dev>,
     headers: HeaderMap,
     Query(params): Query<LogoutParams>,
 ) -> Response {
-    let Some(provider) = state.oidc.as_deref() else {
+    let Some(provider) = dev.0.as_deref() else {
         return absent();
     };
     if let Some(id) = session_of(&headers) {
@@ -236,8 +242,8 @@ async fn logout(
     response
 }
 
-async fn stats(State(state): State<AppState>) -> Response {
-    let Some(provider) = state.oidc.as_deref() else {
+async fn stats(State(dev): State<Dev>) -> Response {
+    let Some(provider) = dev.0.as_deref() else {
         return absent();
     };
     Json(json!({
@@ -248,8 +254,8 @@ async fn stats(State(state): State<AppState>) -> Response {
     .into_response()
 }
 
-async fn add_key(State(state): State<AppState>, Json(jwk): Json<Value>) -> Response {
-    let Some(provider) = state.oidc.as_deref() else {
+async fn add_key(State(dev): State<Dev>, Json(jwk): Json<Value>) -> Response {
+    let Some(provider) = dev.0.as_deref() else {
         return absent();
     };
     if jwk.get("kty").and_then(Value::as_str).is_none() || jwk.get("d").is_some() {

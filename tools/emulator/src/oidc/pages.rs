@@ -2,30 +2,21 @@
 
 use axum::response::Html;
 
-use super::authorize::AuthorizeParams;
-
-/// The sign-in form, carrying the authorize request's parameters along (escaped: they come from the URL).
-pub(super) fn sign_in(params: &AuthorizeParams) -> Html<String> {
-    let hidden: String = [
-        ("response_type", &params.response_type),
-        ("client_id", &params.client_id),
-        ("redirect_uri", &params.redirect_uri),
-        ("state", &params.state),
-        ("code_challenge", &params.code_challenge),
-        ("code_challenge_method", &params.code_challenge_method),
-        ("nonce", &params.nonce),
-    ]
-    .iter()
-    .filter_map(|(name, value)| {
-        value.as_deref().map(|v| {
-            format!(
-                r#"<input type="hidden" name="{name}" value="{}">"#,
-                escape(v)
-            )
+/// The sign-in form, carrying the authorize request's parameters (`carried`) along as hidden fields, and the name
+/// typed so far (both escaped: they come from the URL).
+pub(super) fn sign_in(carried: &[(&str, Option<&str>)], name: Option<&str>) -> Html<String> {
+    let hidden: String = carried
+        .iter()
+        .filter_map(|(field, value)| {
+            value.map(|v| {
+                format!(
+                    r#"<input type="hidden" name="{field}" value="{}">"#,
+                    escape(v)
+                )
+            })
         })
-    })
-    .collect();
-    let name = params.name.as_deref().map(escape).unwrap_or_default();
+        .collect();
+    let name = name.map(escape).unwrap_or_default();
     Html(format!(
         r#"<!doctype html>
 <html lang="en">

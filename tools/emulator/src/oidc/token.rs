@@ -8,8 +8,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{CODE_LIFETIME, Provider, absent, lock, public_json, random_token};
-use crate::state::AppState;
+use super::{CODE_LIFETIME, Dev, Provider, absent, lock, public_json, random_token};
 
 /// The token request's form.
 #[derive(Debug, Deserialize)]
@@ -23,10 +22,10 @@ pub(super) struct TokenParams {
 }
 
 pub(super) async fn token(
-    State(state): State<AppState>,
+    State(dev): State<Dev>,
     axum::Form(params): axum::Form<TokenParams>,
 ) -> Response {
-    let Some(provider) = state.oidc.as_deref() else {
+    let Some(provider) = dev.0.as_deref() else {
         return absent();
     };
     let invalid = |error: &str| {
