@@ -23,7 +23,7 @@ use wschat_tests::{Client, WAIT, unique_room};
 const MAX_MEMBERS: usize = 3;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
+pub(crate) enum Mode {
     Redis,
     Lambda,
 }
@@ -34,7 +34,7 @@ struct FaultChat {
     emulator: Emulator,
 }
 
-fn env_port(name: &str) -> u16 {
+pub(crate) fn env_port(name: &str) -> u16 {
     std::env::var(name)
         .unwrap_or_else(|_| {
             panic!(
@@ -48,39 +48,12 @@ fn env_port(name: &str) -> u16 {
 
 impl FaultChat {
     async fn start(mode: Mode, options: Options) -> Self {
-        // The emulator's and the in-process handlers' logs, shown when a test fails.
-        chat_shared::telemetry::init();
-        match mode {
-            Mode::Redis => {
-                let redis = FaultRedis::start().await;
-                let config = Config {
-                    redis_url: Some(redis.url()),
-                    max_room_members: MAX_MEMBERS,
-                    ..Config::default()
-                };
-                let backend = BackendChoice::InProcess(InProcessOptions {
-                    store: StoreChoice::Redis,
-                    config,
-                    posts: Posts::InMemory,
-                });
-                let addr: SocketAddr = "127.0.0.1:0".parse().expect("address");
-                let emulator = Emulator::start(addr, options, backend)
-                    .await
-                    .expect("emulator starts");
-                Self { redis, emulator }
-            }
-            Mode::Lambda => {
-                let redis = FaultRedis::start_on(env_port("WSCHAT_FAULT_REDIS_PORT")).await;
-                let invoke_url =
-                    std::env::var("WSCHAT_FAULT_INVOKE_URL").expect("set with the ports");
-                let addr =
-                    SocketAddr::from(([127, 0, 0, 1], env_port("WSCHAT_FAULT_EMULATOR_PORT")));
-                let emulator = Emulator::start(addr, options, BackendChoice::Lambda { invoke_url })
-                    .await
-                    .expect("the fault stack's emulator port is free");
-                Self { redis, emulator }
-            }
-        }
+        let redis = match mode {
+            Mode::Redis => FaultRedis::start().await,
+            Mode::Lambda => FaultRedis::start_on(env_port("WSCHAT_FAULT_REDIS_PORT")).await,
+        };
+        let emulator = fault_emulator(mode, options, &redis.url()).await;
+        Self { redis, emulator }
     }
 
     async fn join(&self, room: &str) -> Client {
@@ -90,6 +63,44 @@ impl FaultChat {
     async fn try_join(&self, room: &str) -> Result<Client, String> {
         let url = format!("ws://{}/local?room={room}", self.emulator.addr());
         Client::connect(&url, None).await.map_err(|e| e.to_string())
+    }
+}
+
+/// An emulator whose functions use the Redis at `redis_url`: in process (`Mode::Redis`), or the fault stack's
+/// functions (`Mode::Lambda`), whose `REDIS_URL` is fixed to `WSCHAT_FAULT_REDIS_PORT`: there `redis_url` must be
+/// on that port.
+pub(crate) async fn fault_emulator(mode: Mode, options: Options, redis_url: &str) -> Emulator {
+    // The emulator's and the in-process handlers' logs, shown when a test fails.
+    chat_shared::telemetry::init();
+    match mode {
+        Mode::Redis => {
+            let config = Config {
+                redis_url: Some(redis_url.to_owned()),
+                max_room_members: MAX_MEMBERS,
+                ..Config::default()
+            };
+            let backend = BackendChoice::InProcess(InProcessOptions {
+                store: StoreChoice::Redis,
+                config,
+                posts: Posts::InMemory,
+            });
+            let addr: SocketAddr = "127.0.0.1:0".parse().expect("address");
+            Emulator::start(addr, options, backend)
+                .await
+                .expect("emulator starts")
+        }
+        Mode::Lambda => {
+            let port = env_port("WSCHAT_FAULT_REDIS_PORT");
+            assert!(
+                redis_url.ends_with(&format!(":{port}")),
+                "the fault stack's functions use Redis on port {port}, not {redis_url}"
+            );
+            let invoke_url = std::env::var("WSCHAT_FAULT_INVOKE_URL").expect("set with the ports");
+            let addr = SocketAddr::from(([127, 0, 0, 1], env_port("WSCHAT_FAULT_EMULATOR_PORT")));
+            Emulator::start(addr, options, BackendChoice::Lambda { invoke_url })
+                .await
+                .expect("the fault stack's emulator port is free")
+        }
     }
 }
 

@@ -165,6 +165,55 @@ impl FaultRedis {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// Its port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Runs one command on it with `redis-cli` and returns the answer (the test fails if the command does).
+    pub fn cli(&self, args: &[&str]) -> String {
+        let output = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("redis-cli {args:?}: cannot run: {e}"));
+        let answer = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+        assert!(
+            output.status.success() && !answer.starts_with("ERR"),
+            "redis-cli {args:?} failed: {answer} {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        answer
+    }
+
+    /// Makes it a replica of the server on `port` (`REPLICAOF`): it refuses writes with `READONLY` from then on,
+    /// and, when that server answers, takes its data.
+    pub fn replicate(&self, port: u16) {
+        self.cli(&["REPLICAOF", "127.0.0.1", &port.to_string()]);
+    }
+
+    /// Makes it a primary again (`REPLICAOF NO ONE`), keeping its data.
+    pub fn promote(&self) {
+        self.cli(&["REPLICAOF", "NO", "ONE"]);
+    }
+
+    /// Waits until it is a replica in sync with its primary.
+    pub async fn wait_in_sync(&self) {
+        let started = Instant::now();
+        while !self
+            .cli(&["INFO", "replication"])
+            .contains("master_link_status:up")
+        {
+            assert!(
+                started.elapsed() < STARTUP,
+                "the replica on port {} did not sync within {STARTUP:?}",
+                self.port
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     fn signal(&self, signal: &str) {
         let pid = self.servers.pid(Self::NAME).to_string();
         let status = Command::new("kill")

@@ -86,7 +86,7 @@ where
         address: &SourceAddress,
         conn: &ConnectionId,
     ) -> Result<(), StoreError> {
-        retrying("release", || async {
+        retrying("release", self.redial.as_ref(), || async {
             self.conn()
                 .zrem::<_, _, ()>(self.keys.address_connections(address), conn.as_str())
                 .await

@@ -1,14 +1,17 @@
 //! Talking to Redis: connecting to one node or a cluster (over TLS for `rediss://`), the sockets' settings, the
-//! one retry after a dropped connection, and batches of commands split by hash slot on a cluster.
+//! one retry after a dropped connection or a server that stopped being the primary, and batches of commands split
+//! by hash slot on a cluster.
 
-use std::time::Duration;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
+use futures_util::future::BoxFuture;
 use futures_util::future::try_join_all;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::io::tcp::{TcpSettings, socket2};
-use redis::{IntoConnectionInfo, TlsCertificates};
+use redis::{Cmd, IntoConnectionInfo, RedisFuture, ServerErrorKind, TlsCertificates, Value};
 use tracing::warn;
 
 use super::RedisRoomStore;
@@ -38,7 +41,7 @@ fn tcp_settings() -> TcpSettings {
         .set_user_timeout(Duration::from_secs(5))
 }
 
-impl RedisRoomStore<ConnectionManager> {
+impl RedisRoomStore<NodeConnection> {
     /// Connects to `url` (`redis://`, `rediss://` or `unix://`) with a connection manager that reconnects by
     /// itself; create it once per process (cold start) and share it.
     ///
@@ -73,10 +76,16 @@ impl RedisRoomStore<ConnectionManager> {
             .set_connection_timeout(Some(TIMEOUT))
             .set_response_timeout(Some(TIMEOUT))
             .set_number_of_retries(RECONNECT_ATTEMPTS as usize);
-        let manager = ConnectionManager::new_with_config(client, config)
+        let node = NodeConnection::open(client, config)
             .await
             .map_err(redis_err("connect"))?;
-        Ok(Self::with_connection(manager, prefix, lifetime))
+        let redial = node.clone();
+        let mut store = Self::with_connection(node, prefix, lifetime);
+        store.redial = Some(Arc::new(move || {
+            let node = redial.clone();
+            Box::pin(async move { node.redial().await })
+        }));
+        Ok(store)
     }
 }
 
@@ -114,11 +123,32 @@ impl RedisRoomStore<ClusterConnection> {
     }
 }
 
-/// Runs `attempt` and, when it fails for want of a connection (dropped, refused, timed out), once more. The
+/// Makes the store's connection a new one (see [`NodeConnection::redial`]).
+pub(super) type Redial = Arc<dyn Fn() -> BoxFuture<'static, ()> + Send + Sync>;
+
+/// Whether `err` says the server is not a writable primary right now: `READONLY` (it was demoted to a replica: a
+/// failover, `REPLICAOF`), `LOADING` (it is loading its data after a restart) or `MASTERDOWN` (a replica that lost
+/// its primary). A new connection may reach the new primary (a failover behind a DNS name moves new connections
+/// only), and nothing was written: the server refused the whole script.
+fn is_role_error(err: &redis::RedisError) -> bool {
+    matches!(
+        err.kind(),
+        redis::ErrorKind::Server(
+            ServerErrorKind::ReadOnly | ServerErrorKind::BusyLoading | ServerErrorKind::MasterDown
+        )
+    )
+}
+
+/// Runs `attempt` and, when it fails for want of a connection (dropped, refused, timed out) or because the
+/// server is not the primary (see [`is_role_error`]: then `redial` first makes a new connection), once more. The
 /// connection manager reconnects in the background after a dropped connection but hands the failed request's
 /// error back; every operation of the store is idempotent (a publish through its message id), so one retry turns
-/// a Redis restart or a short stall into a slower answer instead of a lost message.
-pub(super) async fn retrying<T, F, Fut>(op: &'static str, attempt: F) -> Result<T, StoreError>
+/// a Redis restart, a failover or a short stall into a slower answer instead of a lost message.
+pub(super) async fn retrying<T, F, Fut>(
+    op: &'static str,
+    redial: Option<&Redial>,
+    attempt: F,
+) -> Result<T, StoreError>
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = redis::RedisResult<T>>,
@@ -128,7 +158,115 @@ where
             warn!(op, error = %err, "Redis request failed; retrying once");
             attempt().await.map_err(redis_err(op))
         }
+        Err(err) if is_role_error(&err) => {
+            warn!(op, error = %err, "Redis is not the primary; reconnecting and retrying once");
+            if let Some(redial) = redial {
+                redial().await;
+            }
+            attempt().await.map_err(redis_err(op))
+        }
         other => other.map_err(redis_err(op)),
+    }
+}
+
+/// The least time between two redials: a burst of requests refused at once makes one new connection, and a
+/// server that stays a replica is not hammered with connections.
+const REDIAL_EVERY: Duration = Duration::from_millis(500);
+
+/// The connection to a single node: a [`ConnectionManager`] (which reconnects by itself after a dropped
+/// connection), replaced by a fresh one when the server stops being the primary. After a failover behind a DNS
+/// name or a proxy, an open connection still reaches the old primary, now a replica that answers every write with
+/// `READONLY`, and the manager never reconnects on its own: it sees no dropped connection. Clones share it.
+#[derive(Clone)]
+pub struct NodeConnection {
+    shared: Arc<Node>,
+}
+
+struct Node {
+    client: redis::Client,
+    config: ConnectionManagerConfig,
+    /// The manager in use, and when it was made by a redial (`None`: the first).
+    current: RwLock<(ConnectionManager, Option<Instant>)>,
+    /// Held while a new manager is made: one redial at a time.
+    redialing: tokio::sync::Mutex<()>,
+}
+
+impl NodeConnection {
+    async fn open(
+        client: redis::Client,
+        config: ConnectionManagerConfig,
+    ) -> redis::RedisResult<Self> {
+        let manager = ConnectionManager::new_with_config(client.clone(), config.clone()).await?;
+        Ok(Self {
+            shared: Arc::new(Node {
+                client,
+                config,
+                current: RwLock::new((manager, None)),
+                redialing: tokio::sync::Mutex::new(()),
+            }),
+        })
+    }
+
+    fn manager(&self) -> ConnectionManager {
+        self.shared
+            .current
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .0
+            .clone()
+    }
+
+    /// Replaces the connection with a new one, unless one was made in the last [`REDIAL_EVERY`]; a failure to
+    /// connect keeps the old one (the retry then fails as the first attempt did, and the caller is told).
+    async fn redial(&self) {
+        let _one_at_a_time = self.shared.redialing.lock().await;
+        let made = self
+            .shared
+            .current
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .1;
+        if made.is_some_and(|made| made.elapsed() < REDIAL_EVERY) {
+            return;
+        }
+        match ConnectionManager::new_with_config(
+            self.shared.client.clone(),
+            self.shared.config.clone(),
+        )
+        .await
+        {
+            Ok(manager) => {
+                *self
+                    .shared
+                    .current
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                    (manager, Some(Instant::now()));
+                warn!("reconnected to Redis: the server was not the primary");
+            }
+            Err(err) => warn!(error = %err, "could not reconnect to Redis"),
+        }
+    }
+}
+
+impl ConnectionLike for NodeConnection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        let mut manager = self.manager();
+        Box::pin(async move { manager.req_packed_command(cmd).await })
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        let mut manager = self.manager();
+        Box::pin(async move { manager.req_packed_commands(pipeline, offset, count).await })
+    }
+
+    fn get_db(&self) -> i64 {
+        self.manager().get_db()
     }
 }
 
@@ -187,5 +325,37 @@ impl Batch {
         )
         .await?;
         Ok(reply.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server_error(kind: ServerErrorKind) -> redis::RedisError {
+        redis::RedisError::from((redis::ErrorKind::Server(kind), "from the server"))
+    }
+
+    #[test]
+    fn readonly_loading_and_masterdown_say_the_server_is_not_the_primary_and_nothing_else_does() {
+        for kind in [
+            ServerErrorKind::ReadOnly,
+            ServerErrorKind::BusyLoading,
+            ServerErrorKind::MasterDown,
+        ] {
+            assert!(is_role_error(&server_error(kind)), "{kind:?}");
+        }
+        for kind in [
+            ServerErrorKind::ResponseError,
+            ServerErrorKind::NoScript,
+            ServerErrorKind::CrossSlot,
+        ] {
+            assert!(!is_role_error(&server_error(kind)), "{kind:?}");
+        }
+        let io = redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::BrokenPipe));
+        assert!(
+            !is_role_error(&io),
+            "a dropped connection is retried, not redialed"
+        );
     }
 }

@@ -48,8 +48,9 @@ mod store;
 
 use std::time::Duration;
 
-use redis::aio::{ConnectionLike, ConnectionManager};
+use redis::aio::ConnectionLike;
 
+pub use self::connection::NodeConnection;
 use self::keys::Keys;
 use self::scripts::Scripts;
 use super::Policy;
@@ -57,8 +58,11 @@ use crate::config::KeyPrefix;
 
 /// A [`RoomStore`](super::RoomStore) in Redis.
 #[derive(Clone)]
-pub struct RedisRoomStore<C = ConnectionManager> {
+pub struct RedisRoomStore<C = NodeConnection> {
     conn: C,
+    /// Makes `conn` a new connection after the server said it is not the primary (one node; a cluster's client
+    /// follows a failover by itself).
+    redial: Option<connection::Redial>,
     keys: Keys,
     lifetime_ms: i64,
     policy: Policy,
@@ -86,6 +90,7 @@ where
     pub fn with_connection(conn: C, prefix: &KeyPrefix, lifetime: Duration) -> Self {
         Self {
             conn,
+            redial: None,
             keys: Keys::new(prefix),
             lifetime_ms: i64::try_from(lifetime.as_millis()).unwrap_or(i64::MAX),
             policy: Policy::default(),

@@ -34,7 +34,7 @@ where
         F: Fn() -> Fut,
         Fut: Future<Output = redis::RedisResult<Vec<String>>>,
     {
-        let raw = retrying(op, request).await?;
+        let raw = retrying(op, self.redial.as_ref(), request).await?;
         read(Reply::new(raw)).ok_or_else(|| StoreError::Corrupt { key: key() })
     }
 
@@ -184,7 +184,7 @@ where
             )
             .await?;
         if entered == Entered::RoomFull {
-            retrying("join", || async {
+            retrying("join", self.redial.as_ref(), || async {
                 self.conn().del::<_, ()>(self.keys.conn(conn)).await
             })
             .await?;
@@ -234,7 +234,7 @@ where
     }
 
     async fn room_of(&self, conn: &ConnectionId) -> Result<Option<RoomName>, StoreError> {
-        let raw: Option<String> = retrying("room_of", || async {
+        let raw: Option<String> = retrying("room_of", self.redial.as_ref(), || async {
             self.conn().get(self.keys.conn(conn)).await
         })
         .await?;
@@ -378,7 +378,7 @@ where
         let room = match room {
             Some(room) => room.clone(),
             None => {
-                let raw: Option<String> = retrying("leave", || async {
+                let raw: Option<String> = retrying("leave", self.redial.as_ref(), || async {
                     redis::cmd("GETDEL")
                         .arg(self.keys.conn(conn))
                         .query_async(&mut self.conn())
