@@ -15,7 +15,36 @@ all_modes!(
     a_late_joiner_gets_the_recent_history,
     the_epoch_changes_after_the_room_lost_its_data,
     a_tutorial_client_receives_only_chat_frames,
+    pings_and_presence_answers_carry_the_room_s_head,
 );
+
+async fn pings_and_presence_answers_carry_the_room_s_head(mode: Mode) {
+    let chat = TestChat::start(mode).await;
+    let room = unique_room("head");
+    let mut ann = chat.join(&room).await;
+    let pong = ann.pong().await;
+    assert!(
+        pong.get("epoch").is_none() && pong.get("seq").is_none(),
+        "a room without history has no head: {pong}"
+    );
+
+    ann.say("one").await;
+    ann.say("two").await;
+    let chats = ann.recv_chats(2).await;
+    let pong = ann.pong().await;
+    assert_eq!(pong["seq"], 2, "{pong}");
+    assert_eq!(pong["epoch"], chats[1]["epoch"], "{pong}");
+
+    ann.send_text(r#"{"action":"presence"}"#).await;
+    let presence = loop {
+        let frame = ann.recv_json().await;
+        if frame.get("presence").is_some() {
+            break frame;
+        }
+    };
+    assert_eq!(presence["seq"], 2, "{presence}");
+    assert_eq!(presence["epoch"], chats[1]["epoch"], "{presence}");
+}
 
 fn seq(frame: &Value) -> u64 {
     frame["seq"]

@@ -647,11 +647,18 @@ impl Client {
 
     /// Sends `{"action": "ping"}` and returns the pong's time; other frames meanwhile are kept.
     pub async fn ping(&mut self) -> i64 {
+        self.pong().await["pong"]
+            .as_i64()
+            .expect("pong is epoch ms")
+    }
+
+    /// Sends `{"action": "ping"}` and returns the whole pong; other frames meanwhile are kept.
+    pub async fn pong(&mut self) -> Value {
         self.send_text(r#"{"action":"ping"}"#).await;
         loop {
             let frame = self.next_json().await;
-            if let Some(pong) = frame.get("pong") {
-                return pong.as_i64().expect("pong is epoch ms");
+            if frame.get("pong").is_some() {
+                return frame;
             }
             self.backlog.push_back(frame);
         }

@@ -157,6 +157,7 @@ pub async fn handle(
             watchers,
             expired,
             announce,
+            ..
         } => {
             info!(connection = %conn, address = at, room = %room, count, "joined");
             if let Some(announcer) = &deps.announcer {

@@ -106,6 +106,17 @@ pub enum PublishOutcome {
 /// Names a presence answer lists at most (the count is always exact): a bounded answer for a big room.
 pub const MAX_PRESENCE_NAMES: usize = 100;
 
+/// Where a room's history stands: its epoch and the seq of its newest message. Pings and presence answers carry
+/// it, so a reader that missed a message (a post to it failed, and the room went quiet) notices within one
+/// heartbeat and asks for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    /// The room's current history.
+    pub epoch: Epoch,
+    /// The seq of its newest message.
+    pub seq: u64,
+}
+
 /// What [`RoomStore::join`] did, with what presence needs to announce it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Entered {
@@ -123,6 +134,8 @@ pub enum Entered {
         expired: Vec<Someone>,
         /// How many of the announcements (the expired members' leaves, then the join) presence damping lets out.
         announce: Announce,
+        /// Where the room's history stands (none: it has none).
+        head: Option<Head>,
     },
     /// The room has [`Limits::max_members`] live members; nothing was written.
     RoomFull,
@@ -141,6 +154,8 @@ pub struct Presence {
     pub watchers: Vec<ConnectionId>,
     /// How many of the expired members' leaves presence damping lets out.
     pub announce: Announce,
+    /// Where the room's history stands (none: it has none).
+    pub head: Option<Head>,
 }
 
 /// Members that left a room (`$disconnect`, or pruned after a 410), with what presence needs to announce it.

@@ -99,15 +99,29 @@ pub enum ServerFrame<'a> {
         #[serde(rename = "retryAfterMs", skip_serializing_if = "Option::is_none")]
         retry_after_ms: Option<u64>,
     },
-    /// The answer to a ping: `{"pong": <epoch ms>}`.
+    /// The answer to a ping: `{"pong": <epoch ms>, "epoch": e, "seq": n}`, the room's head when it has a
+    /// history: a reader behind it asks for what it missed.
     Pong {
         /// The server's clock.
         pong: i64,
+        /// The room's current history.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        epoch: Option<&'a str>,
+        /// The seq of its newest message.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        seq: Option<u64>,
     },
-    /// The answer to a presence request: `{"presence": {"count": n, "members": [names]}}`.
+    /// The answer to a presence request: `{"presence": {"count": n, "members": [names]}, "epoch": e, "seq": n}`,
+    /// with the room's head as in a pong.
     Presence {
         /// Who is here.
         presence: PresenceBody<'a>,
+        /// The room's current history.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        epoch: Option<&'a str>,
+        /// The seq of its newest message.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        seq: Option<u64>,
     },
     /// To watchers: `{"joined": <name or null>, "uid": <the user's id, signed in>, "count": n}`, and
     /// `"recount": true` when other joins and leaves were merged away (ask presence again in a moment).

@@ -1,5 +1,7 @@
 //! `{"action": "ping"}`: the page's heartbeat. It writes the sender's membership (and name) again, so a member
-//! that Redis forgot is back at once, then answers `{"pong": <epoch ms>}`.
+//! that Redis forgot is back at once, then answers `{"pong": <epoch ms>, "epoch", "seq"}` with the room's head
+//! (read in the same round trip): a page that missed the last message of a quiet room learns of it within one
+//! heartbeat.
 
 use tracing::warn;
 
@@ -24,10 +26,15 @@ pub(super) async fn answer(room: &RoomName, caller: &Caller, deps: &Deps) -> Out
         )
         .await
         .map_err(Failure::store_down)?;
-    if entered == Entered::RoomFull {
+    let Entered::Joined { head, .. } = entered else {
         return Err(Failure::room_full());
+    };
+    let pong = ServerFrame::Pong {
+        pong: now_ms(),
+        epoch: head.as_ref().map(|head| head.epoch.as_str()),
+        seq: head.as_ref().map(|head| head.seq),
     }
-    let pong = ServerFrame::Pong { pong: now_ms() }.encode();
+    .encode();
     if let Err(err) = deps.gateway.post_to_connection(sender, pong).await {
         let err: &dyn std::error::Error = &err;
         warn!(connection = %sender, error = err, "could not answer the ping");

@@ -20,6 +20,7 @@ pub(super) async fn answer(room: &RoomName, caller: &Caller, deps: &Deps) -> Out
         expired,
         watchers,
         announce,
+        head,
     } = deps
         .rooms
         .presence(room, sender, caller.time_ms)
@@ -56,6 +57,8 @@ pub(super) async fn answer(room: &RoomName, caller: &Caller, deps: &Deps) -> Out
                 })
                 .collect(),
         },
+        epoch: head.as_ref().map(|head| head.epoch.as_str()),
+        seq: head.as_ref().map(|head| head.seq),
     }
     .encode();
     if let Err(err) = deps.gateway.post_to_connection(sender, frame).await {

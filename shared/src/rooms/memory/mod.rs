@@ -102,6 +102,7 @@ impl RoomStore for MemoryRoomStore {
             watchers: state.watchers_of(room, conn),
             expired,
             announce,
+            head: state.head(room, connected_at_ms),
         })
     }
 
@@ -138,6 +139,7 @@ impl RoomStore for MemoryRoomStore {
             expired,
             watchers,
             announce,
+            head: state.head(room, now_ms),
         })
     }
 

@@ -117,6 +117,17 @@ impl State {
             .collect()
     }
 
+    /// Where `room`'s history stands at `now_ms` (none: it has none, or it expired).
+    pub(super) fn head(&self, room: &RoomName, now_ms: i64) -> Option<crate::rooms::Head> {
+        self.histories
+            .get(room)
+            .filter(|history| history.expires_at_ms > now_ms)
+            .map(|history| crate::rooms::Head {
+                epoch: history.epoch.clone(),
+                seq: history.seq,
+            })
+    }
+
     /// `room`'s history, started afresh (a new epoch) when it has none or it expired.
     pub(super) fn history(
         &mut self,

@@ -3,9 +3,8 @@
 //! by hash slot on a cluster.
 
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use futures_util::future::BoxFuture;
 use futures_util::future::try_join_all;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
@@ -79,12 +78,8 @@ impl RedisRoomStore<NodeConnection> {
         let node = NodeConnection::open(client, config)
             .await
             .map_err(redis_err("connect"))?;
-        let redial = node.clone();
-        let mut store = Self::with_connection(node, prefix, lifetime);
-        store.redial = Some(Arc::new(move || {
-            let node = redial.clone();
-            Box::pin(async move { node.redial().await })
-        }));
+        let mut store = Self::with_connection(node.clone(), prefix, lifetime);
+        store.redial = Some(node);
         Ok(store)
     }
 }
@@ -123,9 +118,6 @@ impl RedisRoomStore<ClusterConnection> {
     }
 }
 
-/// Makes the store's connection a new one (see [`NodeConnection::redial`]).
-pub(super) type Redial = Arc<dyn Fn() -> BoxFuture<'static, ()> + Send + Sync>;
-
 /// Whether `err` says the server is not a writable primary right now: `READONLY` (it was demoted to a replica: a
 /// failover, `REPLICAOF`), `LOADING` (it is loading its data after a restart) or `MASTERDOWN` (a replica that lost
 /// its primary). A new connection may reach the new primary (a failover behind a DNS name moves new connections
@@ -139,39 +131,41 @@ fn is_role_error(err: &redis::RedisError) -> bool {
     )
 }
 
-/// Runs `attempt` and, when it fails for want of a connection (dropped, refused, timed out) or because the
-/// server is not the primary (see [`is_role_error`]: then `redial` first makes a new connection), once more. The
+/// Runs `attempt` and, when it fails for want of a connection (dropped, refused, timed out), once more; and when
+/// it fails because the server is not the primary (see [`is_role_error`]), once more after `redial`, a single
+/// node's connection, is made anew (unless another request already did since this one began). Each kind is
+/// retried once, so a failover seen first as a dropped connection and then as `READONLY` still goes through. The
 /// connection manager reconnects in the background after a dropped connection but hands the failed request's
-/// error back; every operation of the store is idempotent (a publish through its message id), so one retry turns
-/// a Redis restart, a failover or a short stall into a slower answer instead of a lost message.
+/// error back; every operation of the store is idempotent (a publish through its message id), so a retry turns a
+/// Redis restart, a failover or a short stall into a slower answer instead of a lost message.
 pub(super) async fn retrying<T, F, Fut>(
     op: &'static str,
-    redial: Option<&Redial>,
+    redial: Option<&NodeConnection>,
     attempt: F,
 ) -> Result<T, StoreError>
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = redis::RedisResult<T>>,
 {
-    match attempt().await {
-        Err(err) if err.is_io_error() => {
-            warn!(op, error = %err, "Redis request failed; retrying once");
-            attempt().await.map_err(redis_err(op))
-        }
-        Err(err) if is_role_error(&err) => {
-            warn!(op, error = %err, "Redis is not the primary; reconnecting and retrying once");
-            if let Some(redial) = redial {
-                redial().await;
+    let (mut dropped, mut demoted) = (false, false);
+    loop {
+        let generation = redial.map(NodeConnection::generation);
+        match attempt().await {
+            Err(err) if err.is_io_error() && !dropped => {
+                dropped = true;
+                warn!(op, error = %err, "Redis request failed; retrying once");
             }
-            attempt().await.map_err(redis_err(op))
+            Err(err) if is_role_error(&err) && !demoted => {
+                demoted = true;
+                warn!(op, error = %err, "Redis is not the primary; reconnecting and retrying once");
+                if let (Some(node), Some(generation)) = (redial, generation) {
+                    node.redial(generation).await;
+                }
+            }
+            other => return other.map_err(redis_err(op)),
         }
-        other => other.map_err(redis_err(op)),
     }
 }
-
-/// The least time between two redials: a burst of requests refused at once makes one new connection, and a
-/// server that stays a replica is not hammered with connections.
-const REDIAL_EVERY: Duration = Duration::from_millis(500);
 
 /// The connection to a single node: a [`ConnectionManager`] (which reconnects by itself after a dropped
 /// connection), replaced by a fresh one when the server stops being the primary. After a failover behind a DNS
@@ -185,8 +179,9 @@ pub struct NodeConnection {
 struct Node {
     client: redis::Client,
     config: ConnectionManagerConfig,
-    /// The manager in use, and when it was made by a redial (`None`: the first).
-    current: RwLock<(ConnectionManager, Option<Instant>)>,
+    /// The manager in use, and its generation: how many redials made it. Requests refused together by one
+    /// connection make one new connection, not one each.
+    current: RwLock<(ConnectionManager, u64)>,
     /// Held while a new manager is made: one redial at a time.
     redialing: tokio::sync::Mutex<()>,
 }
@@ -201,7 +196,7 @@ impl NodeConnection {
             shared: Arc::new(Node {
                 client,
                 config,
-                current: RwLock::new((manager, None)),
+                current: RwLock::new((manager, 0)),
                 redialing: tokio::sync::Mutex::new(()),
             }),
         })
@@ -216,17 +211,21 @@ impl NodeConnection {
             .clone()
     }
 
-    /// Replaces the connection with a new one, unless one was made in the last [`REDIAL_EVERY`]; a failure to
-    /// connect keeps the old one (the retry then fails as the first attempt did, and the caller is told).
-    async fn redial(&self) {
-        let _one_at_a_time = self.shared.redialing.lock().await;
-        let made = self
-            .shared
+    /// The generation of the connection in use.
+    fn generation(&self) -> u64 {
+        self.shared
             .current
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .1;
-        if made.is_some_and(|made| made.elapsed() < REDIAL_EVERY) {
+            .1
+    }
+
+    /// Replaces the connection of generation `failed` with a new one (nothing to do when it was replaced
+    /// already); a failure to connect keeps the old one (the retry then fails as the first attempt did, and the
+    /// caller is told).
+    async fn redial(&self, failed: u64) {
+        let _one_at_a_time = self.shared.redialing.lock().await;
+        if self.generation() != failed {
             return;
         }
         match ConnectionManager::new_with_config(
@@ -240,8 +239,7 @@ impl NodeConnection {
                     .shared
                     .current
                     .write()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner) =
-                    (manager, Some(Instant::now()));
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = (manager, failed + 1);
                 warn!("reconnected to Redis: the server was not the primary");
             }
             Err(err) => warn!(error = %err, "could not reconnect to Redis"),

@@ -62,7 +62,7 @@ pub struct RedisRoomStore<C = NodeConnection> {
     conn: C,
     /// Makes `conn` a new connection after the server said it is not the primary (one node; a cluster's client
     /// follows a failover by itself).
-    redial: Option<connection::Redial>,
+    redial: Option<NodeConnection>,
     keys: Keys,
     lifetime_ms: i64,
     policy: Policy,

@@ -8,8 +8,8 @@
 //! | [`LIVE_MEMBERS`] | members | member cutoff (ms) | the live members (the older ones are dropped) |
 //! | [`PUBLISH`] | members, seq, history, the sender's rate bucket, the message id's key, names | 1 member cutoff (ms), 2 now (ms), 3 the message as a JSON string, 4 a fresh epoch, 5 messages kept, 6 history TTL (ms), 7 the sender, 8 its `connectedAt`, 9 the membership lifetime (ms), 10 `1` when KEYS\[5\] names a message id, 11 messages per second, 12 burst, 13 how long a message id is remembered (ms), 14 the sender's name as a JSON string (empty: anonymous), 15 the same name as text, 16 bytes kept | `limited, retry_after_ms` or `ok, frame, seq, epoch, ts, (member, connectedAt)...` |
 //! | [`HISTORY`] | members, seq, history | 1 after (`-1`: none), 2 the client's epoch (empty: none), 3 a fresh epoch, 4 history TTL (ms), 5 page bytes | `epoch, complete (1/0), more (1/0), frame...` |
-//! | [`JOIN`] | members, names, watchers, announce | 1 member cutoff (ms), 2 the connection, 3 its `connectedAt`, 4 the membership lifetime (ms), 5 the most members, 6 its display name (empty: anonymous, and a name already there stays), 7 announcements per second, 8 their burst | `full` or `joined, fresh (1/0), count, allowed, recount (1/0), n, expired name × n, watcher...` (the watchers but the joiner) |
-//! | [`PRESENCE`] | members, names, watchers, announce | 1 member cutoff (ms), 2 the asking connection (made a watcher), 3 the membership lifetime (ms), 4 the most names, 5 now (ms), 6 announcements per second, 7 their burst | `count, allowed, recount, n, expired name × n, m, name × m, watcher...` (the names of the earliest-joined named members; the other watchers) |
+//! | [`JOIN`] | members, names, watchers, announce, people, seq | 1 member cutoff (ms), 2 the connection, 3 its `connectedAt`, 4 the membership lifetime (ms), 5 the most members, 6 who it is ([`Someone::stored`]; empty: anonymous, and a name already there stays), 7 announcements per second, 8 their burst | `full` or `joined, fresh (1/0), count, allowed, recount (1/0), epoch (empty: no history), seq, n, expired name × n, watcher...` (the watchers but the joiner) |
+//! | [`PRESENCE`] | members, names, watchers, announce, people, seq | 1 member cutoff (ms), 2 the asking connection (made a watcher), 3 the membership lifetime (ms), 4 the most names, 5 now (ms), 6 announcements per second, 7 their burst | `count, allowed, recount, epoch (empty: no history), seq, n, expired name × n, m, name × m, watcher...` (the names of the earliest-joined named members; the other watchers) |
 //! | [`REMOVE`] | members, names, watchers, announce | 1 member cutoff (ms), 2 now (ms), 3 announcements per second, 4 their burst, then the connections | `count, allowed, recount, n, name × n, watcher...` (only connections that were still members are named; `count` leaves out members past their lifetime) |
 //! | [`SPEND`] | the connection's budget | 1 now (ms), 2 frames per second, 3 burst | `granted`, or `refused, retry_after_ms, close (1/0)` |
 //! | [`ADMIT`] | the address's bucket, its live connections | 1 now (ms), 2 handshakes per minute, 3 the most live connections, 4 the connection, 5 its `connectedAt`, 6 member cutoff (ms), 7 the membership lifetime (ms) | `admitted`, `fast, retry_after_ms` or `many` |
@@ -132,6 +132,17 @@ impl Reply {
             allowed: self.parse()?,
             recount: self.text()? == "1",
         })
+    }
+
+    /// Where the room's history stands: its epoch (empty: it has none), then its last seq.
+    pub(super) fn head(&mut self) -> Option<Option<crate::rooms::Head>> {
+        let epoch = self.text()?;
+        let seq = self.parse()?;
+        if epoch.is_empty() {
+            return Some(None);
+        }
+        let epoch = crate::wire::Epoch::parse(&epoch).ok()?;
+        Some(Some(crate::rooms::Head { epoch, seq }))
     }
 
     /// The next item, parsed.

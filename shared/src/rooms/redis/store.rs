@@ -138,12 +138,13 @@ where
             .slot()
             .cmd("EVAL")
             .arg(JOIN)
-            .arg(5)
+            .arg(6)
             .arg(self.keys.room(room))
             .arg(self.keys.names(room))
             .arg(self.keys.watchers(room))
             .arg(self.keys.announce(room))
             .arg(self.keys.people(room))
+            .arg(self.keys.seq(room))
             .arg(connected_at_ms.saturating_sub(ttl))
             .arg(conn.as_str())
             .arg(connected_at_ms)
@@ -172,6 +173,7 @@ where
                     let fresh = reply.text().as_deref() == Some("1");
                     let count = reply.parse()?;
                     let announce = reply.announce()?;
+                    let head = reply.head()?;
                     let expired = reply.people()?;
                     Some(Entered::Joined {
                         fresh,
@@ -179,6 +181,7 @@ where
                         watchers: reply.connections(),
                         expired,
                         announce,
+                        head,
                     })
                 },
             )
@@ -204,6 +207,7 @@ where
             .key(self.keys.watchers(room))
             .key(self.keys.announce(room))
             .key(self.keys.people(room))
+            .key(self.keys.seq(room))
             .arg(self.cutoff(now_ms))
             .arg(conn.as_str())
             .arg(self.lifetime_ms)
@@ -218,6 +222,7 @@ where
             |mut reply| {
                 let count = reply.parse()?;
                 let announce = reply.announce()?;
+                let head = reply.head()?;
                 let expired = reply.people()?;
                 let mut names = reply.people()?;
                 names.sort();
@@ -227,6 +232,7 @@ where
                     expired,
                     watchers: reply.connections(),
                     announce,
+                    head,
                 })
             },
         )

@@ -17,7 +17,8 @@ end
 local events = #expired
 if newcomer then events = events + 1 end
 local allowed, recount = damp(events, tonumber(ARGV[3]), tonumber(ARGV[7]), tonumber(ARGV[8]))
-local out = {'joined', newcomer and '1' or '0', tostring(people(redis.call('ZCARD', KEYS[1]))), tostring(allowed), recount}
+local head = redis.call('HMGET', KEYS[6], 'epoch', 'seq')
+local out = {'joined', newcomer and '1' or '0', tostring(people(redis.call('ZCARD', KEYS[1]))), tostring(allowed), recount, head[1] or '', head[2] or '0'}
 push_counted(out, expired)
 push_watchers(out, ARGV[2])
 return out

@@ -18,7 +18,8 @@ for i = 1, #members do
   end
 end
 local allowed, recount = damp(#expired, tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]))
-local out = {tostring(people(#members)), tostring(allowed), recount}
+local head = redis.call('HMGET', KEYS[6], 'epoch', 'seq')
+local out = {tostring(people(#members)), tostring(allowed), recount, head[1] or '', head[2] or '0'}
 push_counted(out, expired)
 push_counted(out, names)
 push_watchers(out, ARGV[2])
