@@ -123,8 +123,14 @@ function received(data) {
       sequence.onHistory(frame);
       return;
     }
-    if (typeof frame.pong === 'number') return;
-    if (presence.onFrame(frame)) return;
+    if (typeof frame.pong === 'number') {
+      sequence.onHead(frame.epoch, frame.seq);
+      return;
+    }
+    if (presence.onFrame(frame)) {
+      if (frame.presence) sequence.onHead(frame.epoch, frame.seq);
+      return;
+    }
     if (typeof frame.error === 'string') {
       if (auth && frame.error === 'token expired') {
         log.system('Your sign-in expired; renewing it and reconnecting.');

@@ -11,6 +11,9 @@
 // * a history answer fills gaps the same way; when it says `complete: false` the messages before its first one
 //   are gone, and `notice("lost")` lets the page say so instead of pretending nothing was missed;
 // * a new epoch resets the sequence (`notice("reset")`);
+// * the room's head (`epoch` and `seq` of its newest message, in every pong and presence answer) ahead of what was
+//   shown means a message never reached this page (a post to it failed, and the room went quiet): after `holdMs`,
+//   if no live frame caught up, it is fetched like a gap;
 // * an answer that says `more` is followed by a request for the next page.
 //
 // No DOM here: the room page and the Node unit tests (tests/browser/sequence.test.mjs) drive it alike.
@@ -48,6 +51,7 @@ export class RoomSequence {
     /** @type {Map<number, ChatFrame>} */
     this.held = new Map();
     this.timer = null;
+    this.headTimer = null;
     // Until the first history answer of a connection arrives, chat frames are held: the answer says where the
     // sequence stands (a page that has shown nothing yet starts at the oldest retained message).
     this.synced = false;
@@ -108,10 +112,29 @@ export class RoomSequence {
     this.drain();
   }
 
+  /**
+   * The room's head arrived (a pong or a presence answer): the epoch and seq of its newest message. When this page
+   * is behind it, or on another epoch, what it missed is asked for, after `holdMs` for a live frame in flight to
+   * arrive first.
+   * @param {unknown} epoch
+   * @param {unknown} seq
+   */
+  onHead(epoch, seq) {
+    if (typeof epoch !== 'string' || !Number.isSafeInteger(seq) || seq < 1) return;
+    if (!this.synced || this.epoch === null || this.behind(epoch, seq) === false) return;
+    this.clearTimer(this.headTimer);
+    this.headTimer = this.setTimer(() => {
+      this.headTimer = null;
+      if (this.synced && this.behind(epoch, seq)) this.requestHistory(this.last, this.epoch);
+    }, this.holdMs);
+  }
+
   /** Forgets everything held (the page is leaving). */
   stop() {
     this.clearTimer(this.timer);
     this.timer = null;
+    this.clearTimer(this.headTimer);
+    this.headTimer = null;
     this.held.clear();
   }
 
@@ -128,6 +151,11 @@ export class RoomSequence {
     this.notice('reset', { from: this.epoch, to: epoch });
     this.restart(epoch);
     return true;
+  }
+
+  /** Whether a room whose head is `seq` of `epoch` has messages this page has not shown. */
+  behind(epoch, seq) {
+    return epoch !== this.epoch || seq > this.last;
   }
 
   restart(epoch) {

@@ -107,3 +107,41 @@ test('an answer that says more is followed by the next page, and live frames wai
   assert.deepEqual(shown, [1, 2, 3, 4, 5, 6]);
   assert.equal(asked.length, 2);
 });
+
+test('a_head_ahead_of_the_last_shown_message_fetches_what_was_missed_after_a_moment', () => {
+  const { sequence, shown, asked, fire } = harness({ epoch: 'e1', last: 3 });
+  sequence.resume();
+  sequence.onHistory(history([], true));
+  sequence.onHead('e1', 4); // the last message of a quiet room never reached this page
+  assert.equal(asked.length, 1, 'not at once: a live frame may be on its way');
+  fire();
+  assert.deepEqual(asked.at(-1), { after: 3, epoch: 'e1' });
+  sequence.onHistory(history([4], true));
+  assert.deepEqual(shown, [4]);
+});
+
+test('a_head_that_a_live_frame_catches_up_with_or_one_already_shown_asks_nothing', () => {
+  const { sequence, asked, fire } = harness({ epoch: 'e1', last: 3 });
+  sequence.resume();
+  sequence.onHistory(history([], true));
+  sequence.onHead('e1', 3);
+  sequence.onHead('e1', 4);
+  sequence.onChat(chat(4)); // the frame was only slower than the pong
+  fire();
+  sequence.onHead('e1', 'x');
+  sequence.onHead(7, 4);
+  fire();
+  assert.equal(asked.length, 1, 'only the resume asked');
+});
+
+test('a_head_of_another_epoch_asks_and_the_answer_resets', () => {
+  const { sequence, shown, asked, notices, fire } = harness({ epoch: 'e1', last: 3 });
+  sequence.resume();
+  sequence.onHistory(history([], true));
+  sequence.onHead('e2', 1);
+  fire();
+  assert.deepEqual(asked.at(-1), { after: 3, epoch: 'e1' });
+  sequence.onHistory(history([1], false, 'e2'));
+  assert.deepEqual(notices.map((n) => n.kind), ['reset']);
+  assert.deepEqual(shown, [1]);
+});

@@ -8,6 +8,7 @@
 //! | `dropDisconnectRate` | share of `$disconnect` events never sent (AWS delivers `$disconnect` on a best-effort basis) |
 //! | `goneRate` | share of `/@connections` calls to a **live** connection answered 410 GoneException |
 //! | `throttleRate` | share of `/@connections` calls answered 429 LimitExceededException |
+//! | `throttleConnections` | connection ids whose `/@connections` calls are all answered 429 (one member's posts throttled) |
 //! | `postLatencyMs`, `postJitterMs` | added to every `/@connections` call: a fixed delay plus up to this much at random |
 //! | `expire` | a connection id, or `"all"`: closed now with 1001 "Going away", as the 2-hour cap closes it (an action, not a switch) |
 //!
@@ -26,6 +27,9 @@ pub struct Faults {
     pub gone_rate: f64,
     /// Share of `/@connections` calls answered 429 (0.0–1.0).
     pub throttle_rate: f64,
+    /// Connections whose `/@connections` calls are all answered 429.
+    #[serde(default)]
+    pub throttle_connections: Vec<String>,
     /// Milliseconds added to every `/@connections` call.
     pub post_latency_ms: u64,
     /// Up to this many random milliseconds more per call (reorders concurrent deliveries).
@@ -39,6 +43,7 @@ pub(crate) struct Change {
     drop_disconnect_rate: Option<f64>,
     gone_rate: Option<f64>,
     throttle_rate: Option<f64>,
+    throttle_connections: Option<Vec<String>>,
     post_latency_ms: Option<u64>,
     post_jitter_ms: Option<u64>,
     /// A connection id, or `all`: closed now as the 2-hour cap closes them.
@@ -74,6 +79,10 @@ impl Faults {
                 .unwrap_or(self.drop_disconnect_rate),
             gone_rate: change.gone_rate.unwrap_or(self.gone_rate),
             throttle_rate: change.throttle_rate.unwrap_or(self.throttle_rate),
+            throttle_connections: change
+                .throttle_connections
+                .clone()
+                .unwrap_or_else(|| self.throttle_connections.clone()),
             post_latency_ms: change.post_latency_ms.unwrap_or(self.post_latency_ms),
             post_jitter_ms: change.post_jitter_ms.unwrap_or(self.post_jitter_ms),
         };

@@ -156,6 +156,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             throttle_rate: args.throttle_rate,
             post_latency_ms: args.management_latency_ms,
             post_jitter_ms: args.management_jitter_ms,
+            throttle_connections: Vec::new(),
         },
         open_delay: Duration::from_millis(args.open_delay_ms),
         integration_timeout: Duration::from_millis(args.integration_timeout_ms),

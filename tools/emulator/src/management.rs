@@ -107,15 +107,18 @@ impl std::fmt::Display for Refusal {
     }
 }
 
-/// What every call meets before its own work, signed or not: the fault switches' latency, 429s and 410s.
-async fn faults(state: &AppState) -> Result<(), Refusal> {
+/// What every call to connection `id` meets before its own work, signed or not: the fault switches' latency,
+/// 429s and 410s.
+async fn faults(state: &AppState, id: Option<&str>) -> Result<(), Refusal> {
     let faults = state.faults();
     let latency = Duration::from_millis(faults.post_latency_ms)
         + Duration::from_millis(faults.post_jitter_ms).mul_f64(fastrand::f64());
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
-    if Faults::roll(faults.throttle_rate) {
+    if Faults::roll(faults.throttle_rate)
+        || id.is_some_and(|id| faults.throttle_connections.iter().any(|t| t == id))
+    {
         return Err(Refusal::THROTTLED);
     }
     // A live connection answered 410 as if it were stale (a fault switched on at run time).
@@ -144,8 +147,9 @@ async fn admit<'p>(
     {
         return Err(Refusal::forbidden("Forbidden"));
     }
-    faults(state).await?;
-    params.get("id").map(String::as_str).ok_or(Refusal::GONE)
+    let id = params.get("id").map(String::as_str);
+    faults(state, id).await?;
+    id.ok_or(Refusal::GONE)
 }
 
 /// One line per call, like API Gateway's execution log.
@@ -252,7 +256,7 @@ impl Gateway for LocalGateway {
         };
         let state = AppState(inner);
         let bytes = data.len();
-        let result = faults(&state)
+        let result = faults(&state, Some(conn.as_str()))
             .await
             .and_then(|()| deliver(&state, conn.as_str(), data));
         let status = result
@@ -267,7 +271,7 @@ impl Gateway for LocalGateway {
             return Err(GatewayError::Other("the emulator is not running".into()));
         };
         let state = AppState(inner);
-        let result = faults(&state)
+        let result = faults(&state, Some(conn.as_str()))
             .await
             .and_then(|()| close(&state, conn.as_str()));
         let status = result
