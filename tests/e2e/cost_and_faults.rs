@@ -326,6 +326,7 @@ async fn a_bad_fault_change_is_refused_and_changes_nothing() {
             "dropDisconnectRate": 0.0,
             "goneRate": 0.0,
             "throttleRate": 0.25,
+            "throttleConnections": [],
             "postLatencyMs": 3,
             "postJitterMs": 0
         }),

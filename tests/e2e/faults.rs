@@ -125,7 +125,8 @@ fault_modes!(
     a_message_sent_while_redis_is_paused_for_four_seconds_is_delivered,
     a_message_sent_while_redis_is_down_is_answered_with_an_error_and_the_next_one_after_it_is_back_is_delivered,
     the_room_heals_after_redis_restarts_without_its_data,
-    a_restart_with_the_data_keeps_the_sequence,
+    a_restart_with_the_data_carries_the_history_over_into_a_new_epoch,
+    a_rewind_to_an_older_snapshot_never_numbers_two_messages_alike,
     a_newcomer_joining_during_a_busy_fan_out_receives_what_follows,
     a_flooding_client_is_limited_and_nobody_else_is,
     the_room_cap_refuses_one_more_member,
@@ -234,9 +235,9 @@ async fn the_room_heals_after_redis_restarts_without_its_data(mode: Mode) {
     assert_eq!(next_chat_or_error(&mut bob).await["message"], "everyone");
 }
 
-async fn a_restart_with_the_data_keeps_the_sequence(mode: Mode) {
+async fn a_restart_with_the_data_carries_the_history_over_into_a_new_epoch(mode: Mode) {
     let mut chat = FaultChat::start(mode, Options::default()).await;
-    let room = unique_room("failover");
+    let room = unique_room("restarted");
     let mut alice = chat.join(&room).await;
     let mut bob = chat.join(&room).await;
     alice.say("one").await;
@@ -246,9 +247,75 @@ async fn a_restart_with_the_data_keeps_the_sequence(mode: Mode) {
     alice.say("two").await;
     let two = next_chat_or_error(&mut bob).await;
 
+    // A restarted server cannot vouch that it holds every message readers saw: the history goes on under a new
+    // epoch, what it kept carried over with its seqs.
     assert_eq!(two["message"], "two", "bob is still a member: {two}");
     assert_eq!(two["seq"], 2);
-    assert_eq!(two["epoch"], one["epoch"], "the same history goes on");
+    assert_ne!(two["epoch"], one["epoch"], "{two}");
+    let history = bob.history(Some(0), two["epoch"].as_str()).await;
+    assert_eq!(history.epoch, two["epoch"]);
+    let kept: Vec<(&Value, &Value, &Value)> = history
+        .chats
+        .iter()
+        .map(|c| (&c["seq"], &c["message"], &c["epoch"]))
+        .collect();
+    assert_eq!(
+        kept,
+        [
+            (&1.into(), &"one".into(), &two["epoch"]),
+            (&2.into(), &"two".into(), &two["epoch"])
+        ],
+        "{:?}",
+        history.chats
+    );
+    assert_eq!(history.chats[0]["ts"], one["ts"], "carried over as it was");
+}
+
+async fn a_rewind_to_an_older_snapshot_never_numbers_two_messages_alike(mode: Mode) {
+    let mut chat = FaultChat::start(mode, Options::default()).await;
+    let room = unique_room("rewound");
+    let mut alice = chat.join(&room).await;
+    let mut bob = chat.join(&room).await;
+    for text in ["m1", "m2", "m3"] {
+        alice.say(text).await;
+    }
+    let before: Vec<Value> = bob.recv_chats(3).await;
+    chat.redis.save();
+    for text in ["m4", "m5"] {
+        alice.say(text).await;
+    }
+    let seen = bob.recv_chats(2).await;
+    assert_eq!(seen[1]["seq"], 5);
+
+    // Restored from the snapshot taken at m3: m4 and m5 are gone from the store, not from Bob's screen.
+    chat.redis.kill();
+    chat.redis.start_again().await;
+    for text in ["m6", "m7"] {
+        alice.say(text).await;
+    }
+    let after = bob.recv_chats(2).await;
+
+    let old = &before[0]["epoch"];
+    for frame in &after {
+        assert_ne!(
+            &frame["epoch"], old,
+            "no seq of the old epoch is reused: {frame}"
+        );
+    }
+    assert_eq!(
+        after
+            .iter()
+            .map(|c| (c["seq"].as_u64(), c["message"].as_str()))
+            .collect::<Vec<_>>(),
+        [(Some(4), Some("m6")), (Some(5), Some("m7"))]
+    );
+    let history = bob.history(Some(0), after[0]["epoch"].as_str()).await;
+    let texts: Vec<&Value> = history.chats.iter().map(|c| &c["message"]).collect();
+    let kept_then_new: Vec<&Value> = before.iter().chain(&after).map(|c| &c["message"]).collect();
+    assert_eq!(
+        texts, kept_then_new,
+        "the new epoch: what the store kept, then what followed"
+    );
 }
 
 async fn a_newcomer_joining_during_a_busy_fan_out_receives_what_follows(mode: Mode) {

@@ -246,6 +246,13 @@ impl FaultRedis {
         self.start_again().await;
     }
 
+    /// Saves its data (`SAVE`): a later [`FaultRedis::kill`] and [`FaultRedis::start_again`] bring back this
+    /// snapshot, and lose whatever was written after it, as a restore from a backup or a failover to a replica
+    /// that was behind does.
+    pub fn save(&self) {
+        self.cli(&["SAVE"]);
+    }
+
     /// Saves its data and kills it: [`FaultRedis::start_again`] brings it back with that data.
     pub fn kill_after_saving(&mut self) {
         run(

@@ -9,7 +9,7 @@
 //! | `wschat:names:{<room>}` | hash | connection id → display name for named members; `<uid>\t<name>` for signed-in ones | membership lifetime after the newest named join |
 //! | `wschat:people:{<room>}` | hash | signed-in user id → their live connections in the room, and `""` → the sum: the count of people is members − sum + users | membership lifetime after the newest join |
 //! | `wschat:watchers:{<room>}` | set | connections that asked for presence (they hear of joins and leaves) | membership lifetime after the newest request |
-//! | `wschat:seq:{<room>}` | hash | `epoch` (the history's name), `seq` (last seq assigned), `ts` (last ts), `bytes` (the history's size) | `HISTORY_TTL_SECS` after the last message |
+//! | `wschat:seq:{<room>}` | hash | `epoch` (the history's name), `seq` (last seq assigned), `ts` (last ts), `bytes` (the history's size), `run` (the run id of the server that wrote it: another one means a restart or a failover, and a new epoch) | `HISTORY_TTL_SECS` after the last message |
 //! | `wschat:history:{<room>}` | list | the newest chat frames, oldest first: at most `HISTORY_MAX_MESSAGES` of them and `HISTORY_MAX_BYTES` in all | as `seq` |
 //! | `wschat:rate:{<room>}:<connection id>` | hash | the sender's token bucket: `t` (tokens left), `at` (last refill, epoch ms) | the time a full bucket takes to refill, plus 1 s, after the last message |
 //! | `wschat:msg:{<room>}:<message id>` | string | `<seq>:<ts>`, what API Gateway's message id got | 60 s: a publish retried after a lost answer returns the same seq |
@@ -21,7 +21,10 @@
 //! The list always holds the frames of seqs `seq - LLEN + 1 ..= seq` (both are written by one script), so a
 //! history request finds "everything after seq N" with one `LRANGE`. When the `seq` hash is gone (expired,
 //! evicted, or Redis lost its data), the next publish or history request starts a new epoch at seq 1 and empties
-//! the list, so no client can take a new message for an old one.
+//! the list, so no client can take a new message for an old one. When `run` names another server process than
+//! the one running the script (it restarted, or a replica took over: either may hold less than readers saw), the
+//! next publish or history request starts a new epoch too, but carries the list over, each frame's epoch
+//! rewritten, so seqs and the list's invariant stay; without `INFO` in scripts the check is skipped.
 //!
 //! The `{...}` hash tags put every key of one room (its rate buckets, message ids and damping included) in one
 //! Redis Cluster slot, every connection's keys in their own, and every source address's in its own; no command or script ever touches keys of two slots at

@@ -23,6 +23,9 @@
 //! a batch of joins and leaves lets out as many announcements as it has tokens, and `recount` tells watchers that
 //! some were merged away (or soon may be). A frame budget or a handshake bucket refuses before anything else is done.
 //!
+//! `current_epoch.lua` (prepended to [`PUBLISH`] and [`HISTORY`]) compares the `seq` hash's `run` with the
+//! server's run id (`INFO server`, about 3 µs) and starts a carried-over epoch when they differ ([`super::keys`]).
+//!
 //! Names are `''` for an anonymous member. [`PUBLISH`] builds the chat frame exactly as
 //! [`crate::wire::chat_frame`] does (a test holds the two together); a message id seen in the last minute
 //! returns the frame it got then. Members past their lifetime are left out of a publish, not removed: [`JOIN`]
