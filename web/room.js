@@ -85,6 +85,7 @@ const composer = new Composer({
 const sequence = new RoomSequence({
   epoch: kept.epoch,
   last: kept.last,
+  shown: kept.frames,
   deliver(frame) {
     const own = composer.claim(frame) || (myUid !== null && frame.uid === myUid);
     kept.add(frame, own);
@@ -98,6 +99,9 @@ const sequence = new RoomSequence({
     if (kind === 'reset') {
       kept.clear();
       log.system('The server lost this room’s history; the conversation starts again from here.');
+    } else if (kind === 'rewound') {
+      kept.clear();
+      log.system('The server lost the last messages shown above (it was restored from an older copy); what follows was said after them.');
     } else {
       log.system('Some earlier messages are no longer available.');
     }

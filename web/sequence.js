@@ -10,7 +10,13 @@
 // * a frame already shown (or held) is dropped;
 // * a history answer fills gaps the same way; when it says `complete: false` the messages before its first one
 //   are gone, and `notice("lost")` lets the page say so instead of pretending nothing was missed;
-// * a new epoch resets the sequence (`notice("reset")`);
+// * a new epoch starts the sequence again at its seq 1. The server carries the messages it kept into a new epoch
+//   (after a Redis restart or failover) with their seqs and `ts`: those this page already shows are skipped, and
+//   when all of them are, nothing is said. The first message of the new epoch that takes the seq of another one
+//   shown here means the server lost what was shown from there on: `notice("rewound", {from})` once, then it is
+//   shown. A new epoch with nothing shown in it before is a lost history: `notice("reset")`;
+// * within one epoch, a frame with the seq of a message shown but another text or `ts` is the same kind of
+//   rewind (the server could not tell it restarted from an older snapshot): `notice("rewound")`, then it is shown;
 // * the room's head (`epoch` and `seq` of its newest message, in every pong and presence answer) ahead of what was
 //   shown means a message never reached this page (a post to it failed, and the room went quiet): after `holdMs`,
 //   if no live frame caught up, it is fetched like a gap;
@@ -18,7 +24,15 @@
 //
 // No DOM here: the room page and the Node unit tests (tests/browser/sequence.test.mjs) drive it alike.
 
-/** @typedef {{message: string, seq: number, epoch: string, ts?: number}} ChatFrame */
+/** @typedef {{message: string, seq: number, epoch: string, ts?: number, user?: string}} ChatFrame */
+
+/** How many shown messages the sequence remembers, to tell a message it shows from another with the same seq. */
+export const REMEMBERED = 1000;
+
+/** What tells one message from another with the same seq: its time, sender and text. */
+function fingerprint(frame) {
+  return `${frame.ts ?? ''}\u0000${frame.user ?? ''}\u0000${frame.message}`;
+}
 
 /** Whether `frame` is a chat frame with a sequence number. */
 export function isSequenced(frame) {
@@ -31,14 +45,16 @@ export class RoomSequence {
    * @param {object} options
    * @param {string|null} [options.epoch] the epoch of the messages already shown (from a previous visit)
    * @param {number} [options.last] the highest seq already shown, every earlier one shown too
+   * @param {ChatFrame[]} [options.shown] the messages of `epoch` already shown (from a previous visit)
    * @param {number} [options.holdMs] how long a frame after a gap waits for the gap to fill by itself
    * @param {(frame: ChatFrame) => void} options.deliver shows one message, in order
    * @param {(after: number|null, epoch: string|null) => void} options.requestHistory asks the server
-   * @param {(kind: 'lost'|'reset', detail: object) => void} [options.notice] tells the reader about lost history
+   * @param {(kind: 'lost'|'reset'|'rewound', detail: object) => void} [options.notice] tells the reader about lost
+   *   history
    * @param {(fn: () => void, ms: number) => unknown} [options.setTimer]
    * @param {(timer: unknown) => void} [options.clearTimer]
    */
-  constructor({ epoch = null, last = 0, holdMs = 400, deliver, requestHistory, notice = () => {},
+  constructor({ epoch = null, last = 0, shown = [], holdMs = 400, deliver, requestHistory, notice = () => {},
     setTimer = (fn, ms) => setTimeout(fn, ms), clearTimer = (t) => clearTimeout(t) }) {
     this.epoch = epoch;
     this.last = last;
@@ -52,6 +68,14 @@ export class RoomSequence {
     this.held = new Map();
     this.timer = null;
     this.headTimer = null;
+    /** @type {Map<number, {print: string, ts: number}>} the last REMEMBERED messages shown, by seq */
+    this.prints = new Map();
+    for (const frame of shown) if (isSequenced(frame) && frame.epoch === epoch) this.remember(frame);
+    // While frames of a new epoch may be messages carried over from the old one: `upTo`, the last seq shown of the
+    // old epoch, and how many carried frames matched what is shown.
+    this.carrying = null;
+    // The head last acted on, so a pong repeating it asks once.
+    this.askedHead = null;
     // Until the first history answer of a connection arrives, chat frames are held: the answer says where the
     // sequence stands (a page that has shown nothing yet starts at the oldest retained message).
     this.synced = false;
@@ -82,7 +106,6 @@ export class RoomSequence {
    */
   onHistory(frame) {
     if (this.epoch !== null && frame.epoch !== this.epoch) {
-      this.notice('reset', { from: this.epoch, to: frame.epoch });
       this.restart(frame.epoch);
     } else if (this.epoch === null) {
       this.epoch = frame.epoch;
@@ -121,7 +144,10 @@ export class RoomSequence {
    */
   onHead(epoch, seq) {
     if (typeof epoch !== 'string' || !Number.isSafeInteger(seq) || seq < 1) return;
-    if (!this.synced || this.epoch === null || this.behind(epoch, seq) === false) return;
+    if (!this.synced || this.epoch === null || !this.behind(epoch, seq)) return;
+    const head = `${epoch}:${seq}`;
+    if (head === this.askedHead) return;
+    this.askedHead = head;
     this.clearTimer(this.headTimer);
     this.headTimer = this.setTimer(() => {
       this.headTimer = null;
@@ -147,18 +173,25 @@ export class RoomSequence {
       return true;
     }
     if (epoch === this.epoch) return true;
-    // A live frame of another epoch: the room's history was lost and restarted. Start over at its seq 1.
-    this.notice('reset', { from: this.epoch, to: epoch });
+    // A live frame of another epoch: the room's history was lost or carried over. Start over at its seq 1.
     this.restart(epoch);
     return true;
   }
 
-  /** Whether a room whose head is `seq` of `epoch` has messages this page has not shown. */
+  /**
+   * Whether a room whose head is `seq` of `epoch` may hold messages this page has not shown: it is ahead, on
+   * another epoch, or behind (it lost messages shown here, and has yet to notice it restarted).
+   */
   behind(epoch, seq) {
-    return epoch !== this.epoch || seq > this.last;
+    return epoch !== this.epoch || seq !== this.last;
   }
 
+  /** A new epoch: its messages that this page shows already will be skipped, the others shown. */
   restart(epoch) {
+    const from = this.epoch;
+    this.carrying = this.prints.size > 0 ? { upTo: this.last, matched: 0 } : null;
+    if (this.carrying === null) this.notice('reset', { from, to: epoch });
+    this.askedHead = null;
     this.epoch = epoch;
     this.last = 0;
     this.answerOldest = Infinity;
@@ -168,8 +201,37 @@ export class RoomSequence {
   }
 
   hold(frame) {
-    if (frame.seq <= this.last || this.held.has(frame.seq)) return; // shown already, or already waiting
+    if (frame.seq <= this.last) {
+      const shown = this.prints.get(frame.seq);
+      if (this.carrying !== null || shown === undefined || shown.print === fingerprint(frame)) return; // shown
+      // A stale copy of a message the server no longer has (a rewind only ever numbers newer messages alike).
+      if (!(Number(frame.ts) > shown.ts)) return;
+      // A newer message with the seq of one shown: the server lost what was shown from there on.
+      this.rewound(frame.seq);
+    }
+    if (this.held.has(frame.seq)) return; // already waiting
     this.held.set(frame.seq, frame);
+  }
+
+  /** The server numbered a new message `seq` although this page shows another as `seq`. */
+  rewound(seq) {
+    this.notice('rewound', { from: seq });
+    this.last = seq - 1;
+    for (const shown of [...this.prints.keys()]) if (shown >= seq) this.prints.delete(shown);
+  }
+
+  /** Whether `frame` of a new epoch is a message carried over that this page shows already. */
+  carried(frame) {
+    const shown = this.prints.get(frame.seq);
+    if (shown !== undefined) return shown.print === fingerprint(frame);
+    // Older than anything remembered: history this page never showed, from before what it shows.
+    const oldest = Math.min(...[...this.prints.values()].map((p) => p.ts));
+    return frame.seq <= this.carrying.upTo && Number.isFinite(frame.ts) && frame.ts < oldest;
+  }
+
+  remember(frame) {
+    this.prints.set(frame.seq, { print: fingerprint(frame), ts: Number(frame.ts) });
+    if (this.prints.size > REMEMBERED) this.prints.delete(this.prints.keys().next().value);
   }
 
   drain() {
@@ -177,6 +239,24 @@ export class RoomSequence {
       const next = this.held.get(this.last + 1);
       this.held.delete(this.last + 1);
       this.last += 1;
+      if (this.carrying !== null) {
+        if (next.seq <= this.carrying.upTo && this.carried(next)) {
+          this.carrying.matched += 1;
+          continue;
+        }
+        const { upTo, matched } = this.carrying;
+        this.carrying = null;
+        if (next.seq <= upTo && matched > 0) {
+          // The server kept less than this page shows: what it showed from here on is gone from the server.
+          this.notice('rewound', { from: next.seq });
+          for (const shown of [...this.prints.keys()]) if (shown >= next.seq) this.prints.delete(shown);
+        } else if (matched === 0) {
+          this.notice('reset', { to: this.epoch });
+          this.prints.clear();
+        }
+        // Else everything shown was carried over: nothing to say.
+      }
+      this.remember(next);
       this.deliver(next);
     }
     if (this.held.size === 0) {

@@ -119,12 +119,15 @@ export async function freePort() {
 /**
  * A redis-server of the test's own on a free port, that the test can kill and start again (empty) on the same
  * port. Needs redis-server on the PATH (tools/scripts/with-redis.sh installs it for `make test`).
- * @returns {Promise<{url: string, kill: () => Promise<void>, start: () => Promise<void>}>}
+ * `save()` snapshots its data: a `kill()` and `start()` after it bring that snapshot back (a restore from an
+ * older copy), instead of an empty server.
+ * @returns {Promise<{url: string, kill: () => Promise<void>, start: () => Promise<void>, save: () => Promise<void>}>}
  */
 export async function startRedis() {
   const { connect } = await import('node:net');
   const port = await freePort();
   let child = null;
+  const dbfilename = `redis-${port}-${Date.now()}.rdb`;
   const listening = () => new Promise((ok) => {
     const socket = connect(port, '127.0.0.1', () => { socket.end(); ok(true); });
     socket.on('error', () => ok(false));
@@ -133,13 +136,18 @@ export async function startRedis() {
     url: `redis://127.0.0.1:${port}`,
     async start() {
       child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
-        '--dir', ARTIFACTS, '--dbfilename', `unused-${port}.rdb`], { stdio: 'ignore' });
+        '--dir', ARTIFACTS, '--dbfilename', dbfilename], { stdio: 'ignore' });
       running.add(child);
       const deadline = Date.now() + 10_000;
       while (!(await listening())) {
         if (Date.now() > deadline) throw new Error(`redis-server did not listen on ${port} within 10 s`);
         await new Promise((r) => setTimeout(r, 50));
       }
+    },
+    async save() {
+      const saved = spawn('redis-cli', ['-p', String(port), 'SAVE'], { stdio: 'ignore' });
+      const status = await new Promise((done) => saved.once('exit', done));
+      if (status !== 0) throw new Error(`redis-cli SAVE exited with ${status}`);
     },
     async kill() {
       if (!child) return;

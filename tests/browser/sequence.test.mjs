@@ -145,3 +145,64 @@ test('a_head_of_another_epoch_asks_and_the_answer_resets', () => {
   assert.deepEqual(notices.map((n) => n.kind), ['reset']);
   assert.deepEqual(shown, [1]);
 });
+
+/** A message as the server numbers it: `text` at time `ts`. */
+const said = (seq, text, ts, epoch = 'e1') => ({ message: text, seq, epoch, ts });
+
+/** A page that showed m1–m5 of e1 (ts 1–5). */
+function afterFive() {
+  const h = harness({ epoch: 'e1', last: 0 });
+  h.sequence.resume();
+  h.sequence.onHistory({ history: [1, 2, 3, 4, 5].map((n) => said(n, `m${n}`, n)), epoch: 'e1', complete: true });
+  assert.deepEqual(h.shown, [1, 2, 3, 4, 5]);
+  return h;
+}
+
+test('a_restart_that_kept_everything_carries_the_messages_into_a_new_epoch_without_a_word', () => {
+  const { sequence, shown, asked, notices, fire } = afterFive();
+  sequence.onChat(said(6, 'm6', 6, 'e2')); // the first message after the restart, in the new epoch
+  fire();
+  assert.deepEqual(asked.at(-1), { after: 0, epoch: 'e2' }, 'what came before it in the new epoch');
+  sequence.onHistory({ history: [1, 2, 3, 4, 5, 6].map((n) => said(n, `m${n}`, n, 'e2')), epoch: 'e2', complete: true });
+  assert.deepEqual(shown, [1, 2, 3, 4, 5, 6], 'm1–m5 are not shown twice');
+  assert.deepEqual(notices, []);
+});
+
+test('a_restore_from_an_older_snapshot_says_what_was_lost_and_shows_what_followed', () => {
+  const { sequence, shown, notices, fire } = afterFive();
+  // Restored at m3: m6 and m7 are numbered 4 and 5 of a new epoch that carries m1–m3.
+  sequence.onChat(said(4, 'm6', 60, 'e2'));
+  fire();
+  sequence.onHistory({ history: [said(1, 'm1', 1, 'e2'), said(2, 'm2', 2, 'e2'), said(3, 'm3', 3, 'e2'), said(4, 'm6', 60, 'e2')], epoch: 'e2', complete: true });
+  sequence.onChat(said(5, 'm7', 70, 'e2'));
+  assert.deepEqual(shown, [1, 2, 3, 4, 5, 4, 5], 'm6 and m7 shown after what the page had');
+  assert.deepEqual(notices, [{ kind: 'rewound', detail: { from: 4 } }]);
+});
+
+test('a_rewind_the_server_did_not_notice_is_told_by_a_seq_shown_with_another_message', () => {
+  const { sequence, shown, notices } = afterFive();
+  sequence.onChat(said(4, 'm6', 60)); // the same epoch, seq 4 again, another message
+  sequence.onChat(said(4, 'm6', 60)); // and its repeat is a duplicate
+  sequence.onChat(said(5, 'm7', 70));
+  sequence.onChat(said(5, 'm5', 5)); // a late copy of what the server no longer has: not shown twice
+  assert.deepEqual(shown, [1, 2, 3, 4, 5, 4, 5]);
+  assert.deepEqual(notices, [{ kind: 'rewound', detail: { from: 4 } }]);
+});
+
+test('a_head_behind_the_last_shown_message_asks_once', () => {
+  const { sequence, asked, fire } = afterFive();
+  sequence.onHead('e1', 3); // restored at m3, nothing said since
+  fire();
+  sequence.onHead('e1', 3);
+  fire();
+  assert.deepEqual(asked.slice(1), [{ after: 5, epoch: 'e1' }]);
+});
+
+test('a_new_epoch_that_carries_nothing_shown_is_a_lost_history', () => {
+  const { sequence, shown, notices, fire } = afterFive();
+  sequence.onChat(said(1, 'fresh', 100, 'e2'));
+  fire();
+  sequence.onHistory({ history: [said(1, 'fresh', 100, 'e2')], epoch: 'e2', complete: true });
+  assert.deepEqual(shown, [1, 2, 3, 4, 5, 1]);
+  assert.deepEqual(notices.map((n) => n.kind), ['reset']);
+});
