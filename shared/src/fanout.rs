@@ -104,6 +104,8 @@ pub struct Delivery<'a> {
     pub members: &'a [Member],
     /// The frame, encoded once.
     pub frame: Bytes,
+    /// The sender's own copy when it differs (its echo carries the client's id of the message).
+    pub own: Option<(&'a ConnectionId, Bytes)>,
     /// The event's time (epoch ms), against which members' ages are measured.
     pub now_ms: i64,
     /// When the invocation must be done (the Lambda's deadline), if anyone knows.
@@ -121,6 +123,7 @@ pub async fn group_send(
         room,
         members,
         frame,
+        own,
         now_ms,
         deadline,
     } = delivery;
@@ -129,7 +132,10 @@ pub async fn group_send(
     // (rust-lang/rust#102211) once the handler is boxed as a `Send` future.
     let outcomes: Vec<(Member, Outcome)> = futures_util::stream::iter(members.iter().cloned())
         .map(|member| {
-            let frame = frame.clone();
+            let frame = match &own {
+                Some((conn, copy)) if **conn == member.conn => copy.clone(),
+                _ => frame.clone(),
+            };
             async move {
                 if last_start.is_some_and(|last| tokio::time::Instant::now() >= last) {
                     return (member, Outcome::Skipped);
@@ -367,6 +373,7 @@ mod tests {
             room,
             members,
             frame,
+            own: None,
             now_ms: 600_000,
             deadline: None,
         }

@@ -123,6 +123,7 @@ macro_rules! fault_modes {
 
 fault_modes!(
     a_message_sent_while_redis_is_paused_for_four_seconds_is_delivered,
+    a_message_whose_outcome_is_unknown_is_said_so_and_sent_again_with_its_id_is_stored_once,
     a_message_sent_while_redis_is_down_is_answered_with_an_error_and_the_next_one_after_it_is_back_is_delivered,
     the_room_heals_after_redis_restarts_without_its_data,
     a_restart_with_the_data_carries_the_history_over_into_a_new_epoch,
@@ -162,6 +163,50 @@ async fn a_message_sent_while_redis_is_paused_for_four_seconds_is_delivered(mode
     );
     alice.say("and after").await;
     assert_eq!(next_chat_or_error(&mut bob).await["message"], "and after");
+}
+
+async fn a_message_whose_outcome_is_unknown_is_said_so_and_sent_again_with_its_id_is_stored_once(
+    mode: Mode,
+) {
+    let chat = FaultChat::start(mode, Options::default()).await;
+    let room = unique_room("unknown");
+    let mut alice = chat.join(&room).await;
+    let mut bob = chat.join(&room).await;
+
+    // Both attempts time out (3 s each); Redis then runs the queued script anyway.
+    chat.redis.pause();
+    alice
+        .send_text(r#"{"message":"said into a stall","id":"a-1"}"#)
+        .await;
+    // Two attempts of 3 s, the second cut at 5 s by the socket's TCP_USER_TIMEOUT: longer than `WAIT`.
+    let answer = loop {
+        let frame = alice.recv_frame(Duration::from_secs(15)).await;
+        let frame: Value =
+            serde_json::from_str(frame.to_text().expect("a text frame")).expect("JSON");
+        if frame.get("error").is_some() || frame.get("message").is_some() {
+            break frame;
+        }
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    chat.redis.resume();
+
+    assert_eq!(answer["uncertain"], true, "not 'not delivered': {answer}");
+    assert_eq!(answer["id"], "a-1", "{answer}");
+    assert!(
+        answer.get("undelivered").is_none(),
+        "the text is not given back as undelivered: {answer}"
+    );
+    alice
+        .send_text(r#"{"message":"said into a stall","id":"a-1"}"#)
+        .await;
+    let echo = next_chat_or_error(&mut alice).await;
+    let to_bob = next_chat_or_error(&mut bob).await;
+    assert_eq!(echo["message"], "said into a stall", "{echo}");
+    assert_eq!(echo["id"], "a-1");
+    assert_eq!(to_bob["seq"], echo["seq"]);
+    let history = bob.history(Some(0), None).await;
+    let texts: Vec<&Value> = history.chats.iter().map(|c| &c["message"]).collect();
+    assert_eq!(texts, ["said into a stall"], "stored exactly once");
 }
 
 async fn a_message_sent_while_redis_is_down_is_answered_with_an_error_and_the_next_one_after_it_is_back_is_delivered(

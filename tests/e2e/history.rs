@@ -16,7 +16,45 @@ all_modes!(
     the_epoch_changes_after_the_room_lost_its_data,
     a_tutorial_client_receives_only_chat_frames,
     pings_and_presence_answers_carry_the_room_s_head,
+    a_message_sent_again_with_its_id_is_stored_once_and_goes_out_with_the_same_seq,
 );
+
+async fn a_message_sent_again_with_its_id_is_stored_once_and_goes_out_with_the_same_seq(
+    mode: Mode,
+) {
+    let chat = TestChat::start(mode).await;
+    let room = unique_room("idempotent");
+    let mut ann = chat.join(&room).await;
+    let mut bob = chat.join(&room).await;
+
+    ann.send_text(r#"{"message":"once","id":"m-1"}"#).await;
+    let first = ann.recv_json().await;
+    ann.send_text(r#"{"message":"once","id":"m-1"}"#).await;
+    let again = ann.recv_json().await;
+    // The same id from someone else is their own message.
+    bob.send_text(r#"{"message":"mine","id":"m-1"}"#).await;
+
+    assert_eq!(
+        first["id"], "m-1",
+        "the sender's echo carries its id: {first}"
+    );
+    assert_eq!(again, first, "sent again: the same frame, the same seq");
+    let to_bob = bob.recv_chats(3).await;
+    assert_eq!(to_bob[0]["seq"], first["seq"]);
+    assert!(
+        to_bob
+            .iter()
+            .all(|c| c.get("id").is_none() || c["message"] == "mine"),
+        "only a sender's own echo carries its id: {to_bob:?}"
+    );
+    let history = bob.history(Some(0), None).await;
+    let texts: Vec<&Value> = history.chats.iter().map(|c| &c["message"]).collect();
+    assert_eq!(texts, ["once", "mine"], "stored once each");
+    assert!(
+        history.chats.iter().all(|c| c.get("id").is_none()),
+        "the history keeps no ids"
+    );
+}
 
 async fn pings_and_presence_answers_carry_the_room_s_head(mode: Mode) {
     let chat = TestChat::start(mode).await;

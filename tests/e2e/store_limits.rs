@@ -236,6 +236,7 @@ async fn a_history_is_bounded_by_bytes_and_answered_a_page_at_a_time(kind: Kind)
             conn: &sender,
             connected_at_ms: 0,
             message_id: None,
+            remember_ms: chat_shared::rooms::SEEN_FOR_MS,
             user: None,
             uid: None,
         };
@@ -392,6 +393,7 @@ async fn a_stored_chat_frame_is_byte_for_byte_the_one_chat_frame_makes(kind: Kin
             conn: &conn,
             connected_at_ms: 0,
             message_id: None,
+            remember_ms: chat_shared::rooms::SEEN_FOR_MS,
             user,
             uid,
         };

@@ -20,8 +20,13 @@ pub use self::redis::RedisRoomStore;
 
 pub use crate::config::MAX_CONNECTION_LIFETIME;
 
-/// How long a store remembers a message id, so a publish retried after a lost answer is not numbered twice.
-pub(crate) const SEEN_FOR_MS: i64 = 60_000;
+/// How long a store remembers API Gateway's id of a message, so a publish retried after a lost answer is not
+/// numbered twice.
+pub const SEEN_FOR_MS: i64 = 60_000;
+
+/// How long a store remembers a client's id of a message (`"id"`), so the client may send it again while it does
+/// not know whether the first one went through (its retries, a reconnect) without it being stored twice.
+pub const CLIENT_IDS_FOR_MS: i64 = 300_000;
 
 /// Someone presence tells of: a display name (none: anonymous) and, when signed in, the user id, which makes two
 /// tabs of one user one person. The stores keep it as one string per connection ([`Someone::stored`]).
@@ -82,9 +87,12 @@ pub struct Sender<'a> {
     pub conn: &'a ConnectionId,
     /// Its `connectedAt` (epoch ms).
     pub connected_at_ms: i64,
-    /// API Gateway's id of this message (`messageId`): a publish retried after a lost answer returns the first
-    /// attempt's frame instead of numbering the message twice.
+    /// The id under which the store recognises this message sent again: the client's (`"id"`, per sender), else
+    /// API Gateway's (`messageId`). A publish with an id seen in the last `remember_ms` returns the frame the
+    /// first one got instead of numbering the message twice (it still costs a token of the rate limit).
     pub message_id: Option<&'a str>,
+    /// How long the store remembers `message_id` ([`SEEN_FOR_MS`], [`CLIENT_IDS_FOR_MS`]).
+    pub remember_ms: i64,
     /// The sender's display name, carried in the frame as `user` (none: anonymous).
     pub user: Option<&'a DisplayName>,
     /// The signed-in sender's id, carried in the frame as `uid`.
@@ -365,6 +373,16 @@ pub trait RoomStore: Send + Sync {
     /// [`StoreError`] when the backing store cannot be reached.
     async fn release(&self, address: &SourceAddress, conn: &ConnectionId)
     -> Result<(), StoreError>;
+}
+
+impl StoreError {
+    /// Whether the operation may have been carried out although it failed: the store did not answer in time, or
+    /// the connection dropped after the request went out. A refused connection or an error the server answered
+    /// means it was not.
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(self, Self::Redis { source, .. }
+            if source.is_timeout() || (source.is_connection_dropped() && !source.is_connection_refusal()))
+    }
 }
 
 /// A room store failure. Client mistakes never end up here: only infrastructure does.

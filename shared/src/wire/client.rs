@@ -5,12 +5,14 @@ use super::{CHAT_FRAME_OVERHEAD, Epoch, MAX_POST_BYTES};
 /// A frame sent by a client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClientFrame {
-    /// `{"message": ...}`: a chat message for the room.
+    /// `{"message": ..., "id": ...}`: a chat message for the room.
     Chat {
         /// The chat text, exactly as sent.
         message: String,
         /// The same text encoded as a JSON string (quotes included), once, as every member's frame carries it.
         json: String,
+        /// The client's id of this message: sent again with the same id, it is not stored twice.
+        id: Option<MessageId>,
     },
     /// `{"action": "history", ...}`: the retained messages after `after` of the room's history `epoch`.
     History {
@@ -52,6 +54,9 @@ pub enum FrameError {
     /// `after` is not a non-negative integer.
     #[error("\"after\" must be a non-negative integer (the last seq you have)")]
     BadAfter,
+    /// `id` is not 1–64 characters of the allowed set.
+    #[error("\"id\" must be 1 to 64 characters of A-Z, a-z, 0-9, '.', '_', ':' and '-'")]
+    BadId,
     /// `epoch` is not an epoch this server could have sent.
     #[error("\"epoch\" must be the epoch string of a chat or history frame")]
     BadEpoch,
@@ -68,17 +73,44 @@ pub enum FrameError {
     TooLarge(usize),
 }
 
+/// A client's id of one of its chat messages (`"id"`): 1 to 64 characters of `A-Z a-z 0-9 . _ : -`, so it
+/// can sit in a Redis key and a frame as it is. The page makes a random one per message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageId(String);
+
+impl MessageId {
+    /// The most characters an id may have.
+    pub const MAX_CHARS: usize = 64;
+
+    /// Checks `raw`.
+    ///
+    /// # Errors
+    /// [`FrameError::BadId`] when it is empty, too long or holds another character.
+    pub fn parse(raw: &str) -> Result<Self, FrameError> {
+        let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-');
+        if raw.is_empty() || raw.len() > Self::MAX_CHARS || !raw.chars().all(allowed) {
+            return Err(FrameError::BadId);
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    /// The id.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 impl ClientFrame {
     /// A chat frame for `message`, encoded once and checked before anything is stored or looked up: a message
     /// whose frame would exceed what PostToConnection accepts is refused like a malformed frame.
-    fn chat(message: String) -> Result<Self, FrameError> {
+    fn chat(message: String, id: Option<MessageId>) -> Result<Self, FrameError> {
         // Encoding a string cannot fail.
         let json = serde_json::to_string(&message).unwrap_or_default();
         let size = json.len() + CHAT_FRAME_OVERHEAD;
         if size > MAX_POST_BYTES {
             return Err(FrameError::TooLarge(size));
         }
-        Ok(Self::Chat { message, json })
+        Ok(Self::Chat { message, json, id })
     }
 
     /// Parses the body of a `$default` event.
@@ -118,7 +150,14 @@ impl ClientFrame {
             _ => {}
         }
         match object.remove("message") {
-            Some(Value::String(message)) => Self::chat(message),
+            Some(Value::String(message)) => {
+                let id = match object.remove("id") {
+                    None | Some(Value::Null) => None,
+                    Some(Value::String(raw)) => Some(MessageId::parse(&raw)?),
+                    Some(_) => return Err(FrameError::BadId),
+                };
+                Self::chat(message, id)
+            }
             Some(_) => Err(FrameError::MessageNotString),
             None => match object.remove("action") {
                 Some(Value::String(action)) => Err(FrameError::UnknownAction(action)),
@@ -140,9 +179,32 @@ mod tests {
             frame,
             ClientFrame::Chat {
                 message: "hi".into(),
-                json: r#""hi""#.into()
+                json: r#""hi""#.into(),
+                id: None,
             }
         );
+    }
+
+    #[test]
+    fn a_chat_message_may_carry_an_id_of_1_to_64_safe_characters() {
+        let parse = |body: &str| ClientFrame::parse(Some(body), false);
+        let Ok(ClientFrame::Chat { id, .. }) = parse(r#"{"message":"hi","id":"a1.b_c:d-E"}"#)
+        else {
+            panic!("valid");
+        };
+        assert_eq!(id.as_ref().map(MessageId::as_str), Some("a1.b_c:d-E"));
+        assert!(parse(&format!(r#"{{"message":"hi","id":"{}"}}"#, "x".repeat(64))).is_ok());
+        for bad in [
+            r#""""#.to_owned(),
+            format!(r#""{}""#, "x".repeat(65)),
+            r#""a b""#.to_owned(),
+            r#""a{b}""#.to_owned(),
+            r#""é""#.to_owned(),
+            "7".to_owned(),
+        ] {
+            let err = parse(&format!(r#"{{"message":"hi","id":{bad}}}"#)).expect_err(&bad);
+            assert!(err.to_string().contains("\"id\""), "{bad}: {err}");
+        }
     }
 
     #[test]

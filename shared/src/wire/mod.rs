@@ -24,13 +24,13 @@ mod client;
 mod ids;
 mod server;
 
-pub use self::client::{ClientFrame, FrameError};
+pub use self::client::{ClientFrame, FrameError, MessageId};
 pub use self::ids::{
     ConnectionId, ConnectionIdError, DisplayName, DisplayNameError, Epoch, MAX_DISPLAY_NAME_CHARS,
     MAX_ROOM_NAME_CHARS, MAX_UID_CHARS, RoomName, RoomNameError, SourceAddress, Uid,
 };
 pub use self::server::{
-    CHAT_FRAME_OVERHEAD, PresenceBody, ServerFrame, UserRef, chat_frame, history_frames,
+    CHAT_FRAME_OVERHEAD, PresenceBody, ServerFrame, UserRef, chat_frame, echo_frame, history_frames,
 };
 
 /// Largest payload API Gateway's PostToConnection accepts (128 KB); larger data gets 413.

@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use super::{DisplayName, Epoch, MAX_DISPLAY_NAME_CHARS, MAX_UID_CHARS, Uid};
+use super::{DisplayName, Epoch, MAX_DISPLAY_NAME_CHARS, MAX_UID_CHARS, MessageId, Uid};
 
 /// The most a chat frame adds around its JSON-encoded message: `{"message":` … `,"user":` (a name of 32
 /// characters, JSON-escaped: up to 6 bytes each) `,"uid":` (255 characters, up to 6 bytes each) `,"seq":`
@@ -35,6 +35,13 @@ pub fn chat_frame(
         r#"{{"message":{message_json}{user},"seq":{seq},"epoch":"{epoch}","ts":{ts}}}"#,
         epoch = epoch.as_str()
     )
+}
+
+/// The sender's own copy of chat frame `frame`: the same, with `"id"` (the client's id of the message) last.
+pub fn echo_frame(frame: &str, id: &MessageId) -> String {
+    let body = frame.strip_suffix('}').unwrap_or(frame);
+    // An id holds no character JSON escapes.
+    format!(r#"{body},"id":"{}"}}"#, id.as_str())
 }
 
 /// The answer to a history request, as frames of at most `max_bytes` each (a single chat frame larger than that
@@ -98,6 +105,13 @@ pub enum ServerFrame<'a> {
         /// How long to wait before sending again.
         #[serde(rename = "retryAfterMs", skip_serializing_if = "Option::is_none")]
         retry_after_ms: Option<u64>,
+        /// The client's id of the chat message this is about.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<&'a str>,
+        /// Whether the message may have been stored after all (the store did not answer in time): send it again
+        /// with the same id, which cannot store it twice.
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        uncertain: bool,
     },
     /// The answer to a ping: `{"pong": <epoch ms>, "epoch": e, "seq": n}`, the room's head when it has a
     /// history: a reader behind it asks for what it missed.
@@ -261,6 +275,8 @@ mod tests {
             error: "bad \"frame\"",
             undelivered: None,
             retry_after_ms: None,
+            id: None,
+            uncertain: false,
         }
         .encode();
         let back: serde_json::Value = serde_json::from_slice(&out).expect("JSON");
@@ -270,11 +286,35 @@ mod tests {
             error: "too many",
             undelivered: Some("hi"),
             retry_after_ms: Some(1500),
+            id: None,
+            uncertain: false,
         }
         .encode();
         assert_eq!(
             waited,
             r#"{"error":"too many","undelivered":"hi","retryAfterMs":1500}"#
+        );
+
+        let unsure = ServerFrame::Error {
+            error: "maybe",
+            undelivered: None,
+            retry_after_ms: None,
+            id: Some("m-1"),
+            uncertain: true,
+        }
+        .encode();
+        assert_eq!(unsure, r#"{"error":"maybe","id":"m-1","uncertain":true}"#);
+    }
+
+    #[test]
+    fn the_sender_s_echo_is_the_chat_frame_with_its_id_last() {
+        let epoch = Epoch::parse("e1").expect("epoch");
+        let frame = chat_frame("\"hi\"", None, None, 3, &epoch, 7);
+        let id = MessageId::parse("a-1").expect("an id");
+
+        assert_eq!(
+            echo_frame(&frame, &id),
+            r#"{"message":"hi","seq":3,"epoch":"e1","ts":7,"id":"a-1"}"#
         );
     }
 

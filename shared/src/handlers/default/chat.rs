@@ -1,6 +1,8 @@
-//! A chat message `{"message": …}`: numbered and stored in the room's history, then fanned out to every member of
-//! the room, the sender included, in one Redis round trip ([`RoomStore::publish`]) and one post per member
-//! ([`group_send`]).
+//! A chat message `{"message": …, "id": …}`: numbered and stored in the room's history, then fanned out to every
+//! member of the room, the sender included, in one Redis round trip ([`RoomStore::publish`]) and one post per
+//! member ([`group_send`]). With an `id`, the message sent again by the same sender (a signed-in user, else the
+//! connection) within [`CLIENT_IDS_FOR_MS`] is not stored again: its frame goes out again, and pages drop it by
+//! seq; the sender's own copy carries the `id`.
 
 use tracing::{debug, info, warn};
 
@@ -8,23 +10,24 @@ use super::Deps;
 use super::reply::{Failure, Outcome};
 use crate::fanout::{Delivery, group_send};
 use crate::handlers::events::Caller;
-use crate::rooms::{PublishOutcome, Sender};
-use crate::wire::RoomName;
+use crate::rooms::{CLIENT_IDS_FOR_MS, PublishOutcome, SEEN_FOR_MS, Sender};
+use crate::wire::{MessageId, RoomName, echo_frame};
 
-/// Stores `message` (`json`: the same, encoded) and sends it to every member of `room`. A message that did not
-/// get through goes back to its sender.
+/// Stores `message` (`json`: the same, encoded; `id`: the client's id of it) and sends it to every member of
+/// `room`. A message that did not get through goes back to its sender.
 pub(super) async fn send(
     room: &RoomName,
     caller: &Caller,
     message: String,
     json: &str,
+    id: Option<MessageId>,
     deps: &Deps,
     deadline: Option<tokio::time::Instant>,
 ) -> Outcome {
     debug!(connection = %caller.conn, bytes = message.len(), "chat message");
-    publish(room, caller, json, deps, deadline)
+    publish(room, caller, json, id.as_ref(), deps, deadline)
         .await
-        .map_err(|failure| failure.of_message(message))
+        .map_err(|failure| failure.of_message(message, id))
 }
 
 /// The store's round trip, then the fan-out; a member that cannot be reached is reported to the sender.
@@ -32,24 +35,30 @@ async fn publish(
     room: &RoomName,
     caller: &Caller,
     json: &str,
+    id: Option<&MessageId>,
     deps: &Deps,
     deadline: Option<tokio::time::Instant>,
 ) -> Outcome {
     let conn = &caller.conn;
-    // API Gateway's messageId is unique per message; without one (a hand-made event), an id of this
-    // invocation's own still keeps the store's retry from numbering the message twice.
-    let own_id;
-    let message_id = match &caller.message_id {
-        Some(id) => id.as_str(),
-        None => {
-            own_id = format!("{:016x}", fastrand::u64(..));
-            &own_id
+    // The client's id, per sender (`c:` keeps it apart from API Gateway's ids, which hold no colon). Else API
+    // Gateway's messageId, unique per message; without one (a hand-made event), an id of this invocation's own
+    // still keeps the store's retry from numbering the message twice.
+    let (message_id, remember_ms) = match (id, &caller.message_id) {
+        (Some(id), _) => {
+            let who = caller
+                .verified
+                .as_ref()
+                .map_or(conn.as_str(), |user| user.uid.as_str());
+            (format!("c:{who}:{}", id.as_str()), CLIENT_IDS_FOR_MS)
         }
+        (None, Some(gateway)) => (gateway.clone(), SEEN_FOR_MS),
+        (None, None) => (format!("{:016x}", fastrand::u64(..)), SEEN_FOR_MS),
     };
     let sender = Sender {
         conn,
         connected_at_ms: caller.connected_at_ms,
-        message_id: Some(message_id),
+        message_id: Some(&message_id),
+        remember_ms,
         user: caller.name.as_ref(),
         uid: caller.verified.as_ref().map(|user| &user.uid),
     };
@@ -66,9 +75,11 @@ async fn publish(
         }
     };
     let members = published.members.len();
+    let own = id.map(|id| (conn, bytes::Bytes::from(echo_frame(&published.frame, id))));
     let delivery = Delivery {
         room,
         members: &published.members,
+        own,
         frame: bytes::Bytes::from(published.frame),
         now_ms: caller.time_ms,
         deadline,

@@ -74,7 +74,9 @@ async fn serve(
         caller.time_ms / 1000 > user.expires_at.saturating_add(deps.token_leeway_secs)
     }) {
         return Err(match frame {
-            Ok(ClientFrame::Chat { message, .. }) => Failure::token_expired().of_message(message),
+            Ok(ClientFrame::Chat { message, id, .. }) => {
+                Failure::token_expired().of_message(message, id)
+            }
             _ => Failure::token_expired(),
         });
     }
@@ -87,14 +89,14 @@ async fn serve(
         Ok(room) => room,
         Err(failure) => {
             return Err(match frame {
-                ClientFrame::Chat { message, .. } => failure.of_message(message),
+                ClientFrame::Chat { message, id, .. } => failure.of_message(message, id),
                 _ => failure,
             });
         }
     };
     match frame {
-        ClientFrame::Chat { message, json } => {
-            chat::send(&room, caller, message, &json, deps, deadline).await
+        ClientFrame::Chat { message, json, id } => {
+            chat::send(&room, caller, message, &json, id, deps, deadline).await
         }
         ClientFrame::History { after, epoch } => {
             history::send(&room, caller, after, epoch, deps).await

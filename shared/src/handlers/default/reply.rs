@@ -27,7 +27,7 @@ use crate::gateway::{Gateway, GatewayError};
 use crate::handlers::events::Caller;
 use crate::handlers::{error_chain, response};
 use crate::rooms::StoreError;
-use crate::wire::{FrameError, ServerFrame};
+use crate::wire::{FrameError, MessageId, ServerFrame};
 
 /// What became of a frame: done, or a [`Failure`].
 pub(super) type Outcome = Result<(), Failure>;
@@ -38,6 +38,10 @@ pub(super) struct Failure {
     why: Why,
     /// The text of a chat message that did not get through, for the sender to send again.
     undelivered: Option<String>,
+    /// The client's id of the chat message.
+    id: Option<MessageId>,
+    /// Whether a chat message may have been stored after all: the store did not answer in time.
+    uncertain: bool,
 }
 
 #[derive(Debug)]
@@ -58,6 +62,8 @@ impl Failure {
         Self {
             why,
             undelivered: None,
+            id: None,
+            uncertain: false,
         }
     }
 
@@ -109,12 +115,17 @@ impl Failure {
         Self::new(Why::StoreDown(err))
     }
 
-    /// The same failure of the chat message `text`: the text goes back to its sender, unless some members got
-    /// the message (sending it again would repeat it to them).
-    pub(super) fn of_message(mut self, text: String) -> Self {
-        if !matches!(self.why, Why::Unreached { delivered, .. } if delivered > 0) {
+    /// The same failure of the chat message `text` (`id`: the client's id of it). The text goes back to its
+    /// sender only when the message certainly was not stored and reached nobody: not when some members got it
+    /// (sending it again would repeat it to them), nor when the store did not answer in time (it may have
+    /// stored it: the sender is told so, and sends it again with the same id, which cannot store it twice).
+    pub(super) fn of_message(mut self, text: String, id: Option<MessageId>) -> Self {
+        self.uncertain = matches!(&self.why, Why::StoreDown(err) if err.outcome_unknown());
+        let reached_some = matches!(self.why, Why::Unreached { delivered, .. } if delivered > 0);
+        if !reached_some && !self.uncertain {
             self.undelivered = Some(text);
         }
+        self.id = id;
         self
     }
 
@@ -178,6 +189,7 @@ impl Failure {
             }
             Why::TokenExpired => "token expired".into(),
             Why::AnswerLost(what) => (*what).into(),
+            Why::StoreDown(_) if self.uncertain => "your message may not have been delivered: the chat's storage did not answer in time; sending it again with the same id cannot make a second copy".into(),
             Why::StoreDown(_) if chat => "your message was not delivered: the chat's storage is unavailable right now; try again in a moment".into(),
             Why::StoreDown(_) => "the chat's storage is unavailable right now; try again in a moment".into(),
         }
@@ -219,6 +231,8 @@ pub(super) async fn send(
             error: &reason,
             undelivered: failure.undelivered.as_deref(),
             retry_after_ms: failure.retry_after_ms(),
+            id: failure.id.as_ref().map(MessageId::as_str),
+            uncertain: failure.uncertain,
         }
         .encode();
         if let Err(err) = gateway.post_to_connection(sender, frame).await {

@@ -11,8 +11,7 @@ use async_trait::async_trait;
 use self::state::State;
 use super::{
     Admission, Departed, Entered, HistoryPage, MAX_CONNECTION_LIFETIME, MAX_PRESENCE_NAMES, Policy,
-    Presence, PublishOutcome, Published, RoomStore, SEEN_FOR_MS, Sender, Someone, Spent,
-    StoreError,
+    Presence, PublishOutcome, Published, RoomStore, Sender, Someone, Spent, StoreError,
 };
 use crate::wire::{ConnectionId, DisplayName, Epoch, RoomName, SourceAddress, Uid, chat_frame};
 
@@ -164,9 +163,7 @@ impl RoomStore for MemoryRoomStore {
             .as_ref()
             .and_then(|key| state.seen.get(key))
             .copied();
-        if repeat.is_none()
-            && let Err(retry_after_ms) =
-                state.chat_token(room, sender.conn, self.policy.limits, now_ms)
+        if let Err(retry_after_ms) = state.chat_token(room, sender.conn, self.policy.limits, now_ms)
         {
             return Ok(PublishOutcome::RateLimited { retry_after_ms });
         }
@@ -220,7 +217,7 @@ impl RoomStore for MemoryRoomStore {
                 (
                     published.seq,
                     published.ts,
-                    now_ms.saturating_add(SEEN_FOR_MS),
+                    now_ms.saturating_add(sender.remember_ms),
                 ),
             );
         }

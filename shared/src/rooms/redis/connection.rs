@@ -148,12 +148,21 @@ where
     Fut: std::future::Future<Output = redis::RedisResult<T>>,
 {
     let (mut dropped, mut demoted) = (false, false);
+    // A timed-out attempt may still run (the server was only slow): if a later one fails otherwise, the caller
+    // must still learn that the outcome is unknown.
+    let mut timed_out = None;
     loop {
         let generation = redial.map(NodeConnection::generation);
         match attempt().await {
-            Err(err) if err.is_io_error() && !dropped => {
+            Err(err) if err.is_io_error() && dropped => {
+                return Err(redis_err(op)(timed_out.unwrap_or(err)));
+            }
+            Err(err) if err.is_io_error() => {
                 dropped = true;
                 warn!(op, error = %err, "Redis request failed; retrying once");
+                if err.is_timeout() {
+                    timed_out = Some(err);
+                }
             }
             Err(err) if is_role_error(&err) && !demoted => {
                 demoted = true;
@@ -162,7 +171,8 @@ where
                     node.redial(generation).await;
                 }
             }
-            other => return other.map_err(redis_err(op)),
+            Err(err) => return Err(redis_err(op)(timed_out.unwrap_or(err))),
+            Ok(value) => return Ok(value),
         }
     }
 }

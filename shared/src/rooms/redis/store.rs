@@ -12,8 +12,8 @@ use super::connection::{Batch, retrying};
 use super::scripts::{JOIN, REMOVE, Reply};
 use crate::rooms::{
     ANNOUNCEMENT_BURST, ANNOUNCEMENTS_PER_SEC, Admission, Announce, Departed, Entered, HistoryPage,
-    MAX_PRESENCE_NAMES, Member, Presence, PublishOutcome, Published, RoomStore, SEEN_FOR_MS,
-    Sender, Someone, Spent, StoreError,
+    MAX_PRESENCE_NAMES, Member, Presence, PublishOutcome, Published, RoomStore, Sender, Someone,
+    Spent, StoreError,
 };
 use crate::wire::{ConnectionId, DisplayName, Epoch, RoomName, SourceAddress, Uid};
 
@@ -280,7 +280,7 @@ where
             })
             .arg(self.policy.limits.messages_per_sec)
             .arg(self.policy.limits.burst)
-            .arg(SEEN_FOR_MS)
+            .arg(sender.remember_ms)
             .arg(sender.user.map(DisplayName::to_json).unwrap_or_default())
             .arg(if sender.user.is_some() || sender.uid.is_some() {
                 Someone::stored(sender.user, sender.uid)

@@ -8,17 +8,14 @@ if ARGV[10] == '1' then
     repeat_ts = string.sub(seen, sep + 1)
   end
 end
-if not repeat_seq then
-  -- Token bucket: `t` tokens at time `at`, refilled at ARGV[11] per second up to ARGV[12].
-  local rate, burst = tonumber(ARGV[11]), tonumber(ARGV[12])
-  local tokens, at = refill(KEYS[4], now, rate / 1000, burst)
-  local keep = math.ceil(burst * 1000 / rate) + 1000
-  if tokens < 1 then
-    store(KEYS[4], tokens, at, keep)
-    return {'limited', string.format('%d', math.ceil((1 - tokens) * 1000 / rate))}
-  end
-  store(KEYS[4], tokens - 1, at, keep)
+local rate, burst = tonumber(ARGV[11]), tonumber(ARGV[12])
+local tokens, at = refill(KEYS[4], now, rate / 1000, burst)
+local keep = math.ceil(burst * 1000 / rate) + 1000
+if tokens < 1 then
+  store(KEYS[4], tokens, at, keep)
+  return {'limited', string.format('%d', math.ceil((1 - tokens) * 1000 / rate))}
 end
+store(KEYS[4], tokens - 1, at, keep)
 -- The sender is alive (it is talking): make it a member again, whatever the store forgot.
 redis.call('ZADD', KEYS[1], ARGV[8], ARGV[7])
 redis.call('PEXPIRE', KEYS[1], ARGV[9])
