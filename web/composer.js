@@ -1,12 +1,22 @@
 // The composer: the input and Send (Enter sends). A message goes out only when it fits in one frame and the
-// connection is open; otherwise it stays in the input with the reason beside it. The texts this tab sent wait for
-// their echo, which is how the page knows its own messages; a message the server could not deliver comes back
-// into the input.
+// connection is open; otherwise it stays in the input with the reason beside it. Each message goes out with a
+// random `id`, and waits for its echo, which carries the id: that is how the page knows its own messages. A
+// message the server certainly did not deliver comes back into the input; one whose outcome the server does not
+// know (`uncertain`) is sent again with the same id, which cannot make a second copy, after 1, 2, 4 and 8 s,
+// "sending…" meanwhile, and comes back into the input if no echo ever comes.
 import { senderOf } from './log.js';
 
 const MAX_FRAME_BYTES = 32 * 1024; // API Gateway closes the socket (1009) on larger client frames
 const MAX_PENDING = 100; // sent texts remembered while their echo is awaited
 const SHOW_COUNT_FROM = 0.8; // the byte count shows once a message reaches this share of the limit
+const RESEND_AFTER_MS = [1_000, 2_000, 4_000, 8_000]; // a message of unknown outcome is sent again after these
+
+/** A random id for one message (the server takes 1–64 of A-Z a-z 0-9 . _ : -). */
+function newId() {
+  const bytes = new Uint8Array(12);
+  crypto.getRandomValues(bytes);
+  return [...bytes].map((b) => b.toString(16).padStart(2, '0')).join('');
+}
 
 /** The longest message the server takes, in UTF-8 bytes (config.js's `maxMessageBytes`, else the default). */
 export function messageLimit() {
@@ -24,14 +34,21 @@ export class Composer {
    * @param {(frame: string) => boolean} options.send sends a frame; false when the connection is not open
    * @param {() => boolean} options.connected whether the page is connected now
    * @param {() => void} options.sent called after a message went out
+   * @param {(fn: () => void, ms: number) => unknown} [options.setTimer]
+   * @param {(timer: unknown) => void} [options.clearTimer]
    */
-  constructor({ $, myName, send, connected, sent }) {
+  constructor({ $, myName, send, connected, sent, setTimer = (fn, ms) => setTimeout(fn, ms),
+    clearTimer = (t) => clearTimeout(t) }) {
     this.myName = myName;
+    this.send = send;
+    this.setTimer = setTimer;
+    this.clearTimer = clearTimer;
     this.input = $('chat-message-input');
     this.error = $('composer-error');
     this.count = $('composer-count');
     this.limit = messageLimit();
-    this.pending = []; // texts sent whose echo has not come back yet
+    /** @type {Map<string, {text: string, resends: number, timer: unknown}>} messages sent, by id, awaiting their echo */
+    this.pending = new Map();
     $('chat-form').addEventListener('submit', (event) => {
       event.preventDefault();
       const text = this.input.value;
@@ -45,7 +62,8 @@ export class Composer {
           + `${this.limit.toLocaleString()}).`);
         return;
       }
-      const frame = JSON.stringify({ message: text });
+      const id = newId();
+      const frame = JSON.stringify({ message: text, id });
       const bytes = bytesOf(frame);
       if (bytes > MAX_FRAME_BYTES) {
         this.showError(`This message is too long to send (${Math.ceil(bytes / 1024)} KB; the limit is 32 KB).`);
@@ -55,8 +73,8 @@ export class Composer {
         this.showError('Not connected right now. Your message is still here: send it again once the status says Connected.');
         return;
       }
-      this.pending.push(text);
-      if (this.pending.length > MAX_PENDING) this.pending.shift();
+      this.pending.set(id, { text, resends: 0, timer: null });
+      if (this.pending.size > MAX_PENDING) this.settle(this.pending.keys().next().value);
       this.hideError();
       this.input.value = '';
       this.showCount();
@@ -79,21 +97,75 @@ export class Composer {
 
   /** Whether a chat frame arriving now is the echo of a message this tab sent (it is then no longer awaited). */
   claim(frame) {
+    if (typeof frame.id === 'string') {
+      if (!this.pending.has(frame.id)) return false;
+      this.settle(frame.id);
+      if (this.error.dataset.sending === frame.id) this.hideError();
+      return true;
+    }
+    // An echo without an id (a server that does not echo ids): by its text.
     if (senderOf(frame) !== this.myName) return false;
-    const i = this.pending.indexOf(frame.message);
-    if (i < 0) return false;
-    this.pending.splice(i, 1);
+    for (const [id, { text }] of this.pending) {
+      if (text === frame.message) {
+        this.settle(id);
+        return true;
+      }
+    }
+    return false;
+  }
+
+  /**
+   * The server does not know whether message `id` was stored: it is sent again with the same id after a while,
+   * and given back when it never is confirmed. False when it is not a message this tab awaits.
+   */
+  uncertain(id) {
+    const message = this.pending.get(id);
+    if (message === undefined) return false;
+    this.clearTimer(message.timer);
+    if (message.resends >= RESEND_AFTER_MS.length) {
+      this.giveBack(message.text, id, 'Could not confirm that your message was delivered; it is back here. Send it again when you like.');
+      return true;
+    }
+    this.showError(`Sending “${message.text}”… (the server was slow to answer; trying again)`);
+    this.error.dataset.sending = id;
+    message.timer = this.setTimer(() => {
+      message.timer = null;
+      message.resends += 1;
+      // Not connected: the next try waits its turn (a reconnect resumes history, which may show the echo).
+      if (!this.send(JSON.stringify({ message: message.text, id }))) this.uncertain(id);
+    }, RESEND_AFTER_MS[message.resends]);
     return true;
   }
 
-  /** A message the server could not deliver goes back into the input (unless the reader typed something new). */
-  giveBack(text) {
-    const pending = this.pending.indexOf(text);
-    if (pending >= 0) this.pending.splice(pending, 1);
+  /** Message `id` is no longer awaited. */
+  settle(id) {
+    const message = this.pending.get(id);
+    if (message !== undefined) this.clearTimer(message.timer);
+    this.pending.delete(id);
+  }
+
+  /**
+   * A message the server could not deliver goes back into the input (unless the reader typed something new).
+   * @param {string} text
+   * @param {string|null} [id] the message's id, when the server named it
+   * @param {string} [why]
+   */
+  giveBack(text, id = null, why = 'Not delivered; your message is back here. Send it again when you like.') {
+    if (id !== null) {
+      this.settle(id);
+    } else {
+      for (const [pendingId, message] of this.pending) {
+        if (message.text === text) {
+          this.settle(pendingId);
+          break;
+        }
+      }
+    }
+    delete this.error.dataset.sending;
     if (this.input.value === '' || this.input.value === text) {
       this.input.value = text;
       this.showCount();
-      this.showError('Not delivered; your message is back here. Send it again when you like.');
+      this.showError(why);
     } else {
       this.showError(`Not delivered: “${text}”.`);
     }
@@ -116,5 +188,6 @@ export class Composer {
   hideError() {
     this.error.hidden = true;
     this.error.textContent = '';
+    delete this.error.dataset.sending;
   }
 }

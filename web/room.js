@@ -139,12 +139,14 @@ function received(data) {
       if (auth && frame.error === 'token expired') {
         log.system('Your sign-in expired; renewing it and reconnecting.');
         renewThen(() => connection.retryNow());
-        if (typeof frame.undelivered === 'string') composer.giveBack(frame.undelivered);
+        if (typeof frame.undelivered === 'string') composer.giveBack(frame.undelivered, typeof frame.id === 'string' ? frame.id : null);
         return;
       }
+      // The server does not know whether a message of ours was stored: the composer sends it again with its id.
+      if (frame.uncertain === true && typeof frame.id === 'string' && composer.uncertain(frame.id)) return;
       log.error(`Server error: ${frame.error}`);
       if (typeof frame.undelivered === 'string') {
-        composer.giveBack(frame.undelivered);
+        composer.giveBack(frame.undelivered, typeof frame.id === 'string' ? frame.id : null);
       } else if (Number.isSafeInteger(frame.retryAfterMs)) {
         // A request of this page's own was over its budget: the history it was waiting for is asked again.
         setTimeout(() => { if (!sequence.synced) sequence.resume(); }, frame.retryAfterMs);

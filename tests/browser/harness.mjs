@@ -121,7 +121,9 @@ export async function freePort() {
  * port. Needs redis-server on the PATH (tools/scripts/with-redis.sh installs it for `make test`).
  * `save()` snapshots its data: a `kill()` and `start()` after it bring that snapshot back (a restore from an
  * older copy), instead of an empty server.
- * @returns {Promise<{url: string, kill: () => Promise<void>, start: () => Promise<void>, save: () => Promise<void>}>}
+ * `pause()` and `resume()` stop and continue the process (SIGSTOP, SIGCONT), as a stalled node.
+ * @returns {Promise<{url: string, kill: () => Promise<void>, start: () => Promise<void>, save: () => Promise<void>,
+ *   pause: () => void, resume: () => void}>}
  */
 export async function startRedis() {
   const { connect } = await import('node:net');
@@ -149,8 +151,15 @@ export async function startRedis() {
       const status = await new Promise((done) => saved.once('exit', done));
       if (status !== 0) throw new Error(`redis-cli SAVE exited with ${status}`);
     },
+    pause() {
+      child?.kill('SIGSTOP');
+    },
+    resume() {
+      child?.kill('SIGCONT');
+    },
     async kill() {
       if (!child) return;
+      child.kill('SIGCONT');
       const dead = new Promise((done) => child.once('exit', done));
       child.kill('SIGKILL');
       await dead;

@@ -153,9 +153,12 @@ test('composer_sends_exact_json_ignores_blank_input_and_clears_after_send', TEST
     assert.equal(await page.inputValue('#chat-message-input'), 'é'.repeat(4097), 'the text is kept');
 
     assert.deepEqual(seen.sent[0], JSON.stringify({ action: 'history' }), 'on connect the page asks for history');
-    const composed = seen.sent.filter((frame) => !('action' in JSON.parse(frame)));
-    assert.deepEqual(composed, [JSON.stringify({ message: 'hi "there"' }), JSON.stringify({ message: 'by click' })],
+    const composed = seen.sent.map((frame) => JSON.parse(frame)).filter((frame) => !('action' in frame));
+    assert.deepEqual(composed.map((frame) => Object.keys(frame)), [['message', 'id'], ['message', 'id']],
       'exactly two chat frames: the blank and the over-long input sent nothing');
+    assert.deepEqual(composed.map((frame) => frame.message), ['hi "there"', 'by click'], 'the text exactly');
+    assert.ok(composed.every((frame) => /^[0-9a-f]{24}$/.test(frame.id)), 'each with an id of its own');
+    assert.notEqual(composed[0].id, composed[1].id);
     assert.equal(await page.getAttribute('#connection-status', 'data-state'), 'connected');
   });
 });
