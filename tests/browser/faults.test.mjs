@@ -1,23 +1,12 @@
 // The page when the server cannot deliver: Redis killed under a running chat (real redis-server, real emulator).
 // The page shows the error, puts the text back in the composer, and sends it again once Redis is back.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  chatLines, launchBrowser, openRoom, postMessage, startEmulator, startRedis, waitForChatLine, waitForLogText,
-  withPages, TEST_OPTIONS, WAIT_MS,
+  chatLines, openRoom, postMessage, useRedisSuite, waitForChatLine, waitForLogText, withPages, TEST_OPTIONS, WAIT_MS,
 } from './harness.mjs';
 
-const suite = { redis: undefined, emulator: undefined, browser: undefined };
-before(async () => {
-  suite.redis = await startRedis();
-  suite.emulator = await startEmulator([], { REDIS_URL: suite.redis.url });
-  suite.browser = await launchBrowser();
-});
-after(async () => {
-  await suite.browser?.close();
-  await suite.emulator?.stop();
-  await suite.redis?.kill();
-});
+const suite = useRedisSuite();
 
 test('a_message_that_could_not_be_stored_is_shown_as_not_delivered_and_its_text_comes_back', TEST_OPTIONS, async (t) => {
   await withPages(t, suite.browser, 1, async ([page]) => {

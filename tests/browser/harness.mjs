@@ -223,6 +223,23 @@ export function useSuite(emulatorArgs = []) {
   return suite;
 }
 
+// The same with a redis-server of the file's own, which the emulator keeps its rooms in and the tests may stop,
+// snapshot and restart (`suite.redis`).
+export function useRedisSuite() {
+  const suite = { redis: undefined, emulator: undefined, browser: undefined };
+  before(async () => {
+    suite.redis = await startRedis();
+    suite.emulator = await startEmulator([], { REDIS_URL: suite.redis.url });
+    suite.browser = await launchBrowser();
+  });
+  after(async () => {
+    await suite.browser?.close();
+    await suite.emulator?.stop();
+    await suite.redis?.kill();
+  });
+  return suite;
+}
+
 export async function withPages(t, browser, count, fn, contextOptions = {}) {
   const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, ...contextOptions });
   context.setDefaultTimeout(WAIT_MS);

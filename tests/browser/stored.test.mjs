@@ -2,24 +2,13 @@
 // snapshot (every page shows the messages sent after the restore, after a notice that the server lost the last
 // ones it showed), and Redis stalled while a message is sent (the page sends it again with its id until the echo
 // comes: one copy everywhere).
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  chatLines, launchBrowser, openRoom, postMessage, startEmulator, startRedis, waitForChatLine, waitForLogText,
-  withPages, TEST_OPTIONS, WAIT_MS,
+  chatLines, openRoom, postMessage, useRedisSuite, waitForChatLine, waitForLogText, withPages, TEST_OPTIONS, WAIT_MS,
 } from './harness.mjs';
 
-const suite = { redis: undefined, emulator: undefined, browser: undefined };
-before(async () => {
-  suite.redis = await startRedis();
-  suite.emulator = await startEmulator([], { REDIS_URL: suite.redis.url });
-  suite.browser = await launchBrowser();
-});
-after(async () => {
-  await suite.browser?.close();
-  await suite.emulator?.stop();
-  await suite.redis?.kill();
-});
+const suite = useRedisSuite();
 
 /** Ann says each of `texts` in turn; every page shows each before the next is said. */
 async function say(ann, pages, texts) {
