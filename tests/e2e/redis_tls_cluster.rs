@@ -15,7 +15,7 @@ use chat_shared::fanout::FanoutSettings;
 use chat_shared::functions::{Function as _, WsDefault};
 use chat_shared::gateway::RecordingGateway;
 use chat_shared::handlers::{default, error_chain, now_ms};
-use chat_shared::rooms::RoomStore;
+use chat_shared::rooms::{PublishOutcome, RoomStore, SEEN_FOR_MS, Sender};
 use chat_shared::startup::{StartupError, connect_store};
 use chat_shared::wire::{ConnectionId, RoomName};
 use serde_json::json;
@@ -366,4 +366,59 @@ async fn a_message_reaches_every_member_of_a_room_on_a_cluster_and_gone_members_
         "the gone member was pruned"
     );
     assert!(!cluster.holds(&format!("{prefix}conn:{{{gone}}}")).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_failover_in_a_cluster_the_first_message_is_stored_by_the_new_primary() {
+    let mut servers = Servers::scratch();
+    let cluster = Cluster::start(&mut servers, None).await;
+    let (store, prefix) = cluster_store(&cluster, None).await;
+    let lobby = room(&wschat_tests::unique_room("failover"));
+    let history_key = format!("{prefix}history:{{{lobby}}}");
+    let mut any = cluster.node(cluster.ports[0]).await;
+    let primary = cluster.owner(&mut any, &history_key).await;
+    let replica = cluster.add_replica(&mut servers, primary).await;
+    let conn = id("L0SM9cOFvHcCIhw=");
+    store
+        .join(&lobby, &conn, now_ms(), None, None)
+        .await
+        .expect("join");
+    let publish = |text: &'static str, n: u64| {
+        let (store, lobby, conn) = (store.clone(), lobby.clone(), conn.clone());
+        async move {
+            let message_id = format!("m{n}");
+            let sender = Sender {
+                conn: &conn,
+                connected_at_ms: now_ms(),
+                message_id: Some(&message_id),
+                remember_ms: SEEN_FOR_MS,
+                user: None,
+                uid: None,
+            };
+            match store
+                .publish(&lobby, &sender, &format!("\"{text}\""), now_ms())
+                .await
+            {
+                Ok(PublishOutcome::Published(published)) => published,
+                other => panic!("{text}: {other:?}"),
+            }
+        }
+    };
+    let one = publish("one", 1).await;
+
+    // The replica takes over; the old primary becomes its replica and answers MOVED (or READONLY) for the slot.
+    cluster.failover(replica).await;
+    let two = publish("two", 2).await;
+
+    assert_eq!(two.seq, 2, "{two:?}");
+    assert_ne!(
+        two.epoch, one.epoch,
+        "another server: a new epoch, the history carried over"
+    );
+    let held: i64 = redis::cmd("LLEN")
+        .arg(&history_key)
+        .query_async(&mut cluster.node(replica).await)
+        .await
+        .expect("LLEN");
+    assert_eq!(held, 2, "the new primary holds both");
 }

@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 /// How long any server may take to start, or a cluster to agree on its slots, before the test fails.
 pub const STARTUP: Duration = Duration::from_secs(10);
 
+/// How long a cluster's failover may take before the test fails.
+pub const FAILOVER: Duration = Duration::from_secs(30);
+
 /// Fails the test, with the way out, when `tool` is not installed.
 pub fn require(tool: &str, version_arg: &str) {
     let found = Command::new(tool)
@@ -570,6 +573,147 @@ impl Cluster {
                 );
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
+        }
+    }
+
+    /// Starts a plain node on a free port and makes it a replica of the node on `primary` (`CLUSTER MEET`, then
+    /// `CLUSTER REPLICATE`); returns its port once it is in sync.
+    pub async fn add_replica(&self, servers: &mut Servers, primary: u16) -> u16 {
+        let ports = free_ports(2);
+        let args: Vec<String> = [
+            "--port",
+            &ports[0].to_string(),
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            "nodes.conf",
+            "--cluster-port",
+            &ports[1].to_string(),
+            "--cluster-node-timeout",
+            "5000",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        assert!(
+            servers.redis_server("replica", ports[0], &args).await,
+            "the replica's port {} was taken",
+            ports[0]
+        );
+        let mut replica = self.node(ports[0]).await;
+        let mut of = self.node(primary).await;
+        let primary_id: String = redis::cmd("CLUSTER")
+            .arg("MYID")
+            .query_async(&mut of)
+            .await
+            .expect("CLUSTER MYID");
+        // A full sync at once, not after the default 5 s wait for more replicas.
+        redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("repl-diskless-sync-delay")
+            .arg(0)
+            .query_async::<()>(&mut of)
+            .await
+            .expect("CONFIG SET");
+        // Its bus port (not port + 10000 here): `<id> 127.0.0.1:<port>@<bus> myself,master …`.
+        let nodes: String = redis::cmd("CLUSTER")
+            .arg("NODES")
+            .query_async(&mut of)
+            .await
+            .expect("CLUSTER NODES");
+        let bus = nodes
+            .lines()
+            .find(|line| line.contains("myself"))
+            .and_then(|line| line.split(' ').nth(1))
+            .and_then(|address| address.split(['@', ',']).nth(1))
+            .unwrap_or_else(|| panic!("no bus port in CLUSTER NODES:\n{nodes}"))
+            .to_owned();
+        redis::cmd("CLUSTER")
+            .arg("MEET")
+            .arg("127.0.0.1")
+            .arg(primary)
+            .arg(&bus)
+            .query_async::<()>(&mut replica)
+            .await
+            .expect("CLUSTER MEET");
+        let deadline = Instant::now() + STARTUP;
+        // REPLICATE needs the replica to know the primary first: the MEET's gossip takes a moment.
+        while let Err(err) = redis::cmd("CLUSTER")
+            .arg("REPLICATE")
+            .arg(&primary_id)
+            .query_async::<()>(&mut replica)
+            .await
+        {
+            assert!(
+                Instant::now() < deadline,
+                "CLUSTER REPLICATE kept failing: {err}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        self.wait_until(ports[0], "INFO", "replication", "master_link_status:up")
+            .await;
+        // Every primary must know it before it can vote for it in a failover.
+        let replica_id: String = redis::cmd("CLUSTER")
+            .arg("MYID")
+            .query_async(&mut replica)
+            .await
+            .expect("CLUSTER MYID");
+        for port in &self.ports {
+            self.wait_until(*port, "CLUSTER", "NODES", &replica_id)
+                .await;
+        }
+        ports[0]
+    }
+
+    /// `CLUSTER FAILOVER` on the replica on `port` (coordinated with its primary, so no write lands on both): it
+    /// becomes the primary of its slots. A manual failover that does not complete within Redis's 5 s is dropped
+    /// by Redis (on a busy machine the request to the primary can be lost): it is asked again, for up to
+    /// [`FAILOVER`].
+    pub async fn failover(&self, port: u16) {
+        let mut node = self.node(port).await;
+        let deadline = Instant::now() + FAILOVER;
+        loop {
+            redis::cmd("CLUSTER")
+                .arg("FAILOVER")
+                .query_async::<()>(&mut node)
+                .await
+                .expect("CLUSTER FAILOVER");
+            let asked = Instant::now();
+            while asked.elapsed() < Duration::from_secs(6) {
+                let role: String = redis::cmd("INFO")
+                    .arg("replication")
+                    .query_async(&mut node)
+                    .await
+                    .unwrap_or_default();
+                if role.contains("role:master") {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {port} did not become a primary within {FAILOVER:?}"
+            );
+        }
+    }
+
+    /// Waits until `command section` on the node on `port` answers text holding `wanted`.
+    async fn wait_until(&self, port: u16, command: &str, section: &str, wanted: &str) {
+        let mut node = self.node(port).await;
+        let deadline = Instant::now() + STARTUP;
+        loop {
+            let answer: String = redis::cmd(command)
+                .arg(section)
+                .query_async(&mut node)
+                .await
+                .unwrap_or_default();
+            if answer.contains(wanted) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {port}: `{command} {section}` did not say {wanted} within {STARTUP:?}:\n{answer}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
