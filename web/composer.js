@@ -104,14 +104,7 @@ export class Composer {
       return true;
     }
     // An echo without an id (a server that does not echo ids): by its text.
-    if (senderOf(frame) !== this.myName) return false;
-    for (const [id, { text }] of this.pending) {
-      if (text === frame.message) {
-        this.settle(id);
-        return true;
-      }
-    }
-    return false;
+    return senderOf(frame) === this.myName && this.settleText(frame.message);
   }
 
   /**
@@ -137,6 +130,17 @@ export class Composer {
     return true;
   }
 
+  /** The first awaited message whose text is `text` is no longer awaited; false when there is none. */
+  settleText(text) {
+    for (const [id, message] of this.pending) {
+      if (message.text === text) {
+        this.settle(id);
+        return true;
+      }
+    }
+    return false;
+  }
+
   /** Message `id` is no longer awaited. */
   settle(id) {
     const message = this.pending.get(id);
@@ -151,16 +155,8 @@ export class Composer {
    * @param {string} [why]
    */
   giveBack(text, id = null, why = 'Not delivered; your message is back here. Send it again when you like.') {
-    if (id !== null) {
-      this.settle(id);
-    } else {
-      for (const [pendingId, message] of this.pending) {
-        if (message.text === text) {
-          this.settle(pendingId);
-          break;
-        }
-      }
-    }
+    if (id !== null) this.settle(id);
+    else this.settleText(text);
     delete this.error.dataset.sending;
     if (this.input.value === '' || this.input.value === text) {
       this.input.value = text;

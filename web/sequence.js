@@ -72,7 +72,7 @@ export class RoomSequence {
     this.prints = new Map();
     for (const frame of shown) if (isSequenced(frame) && frame.epoch === epoch) this.remember(frame);
     // While frames of a new epoch may be messages carried over from the old one: `upTo`, the last seq shown of the
-    // old epoch, and how many carried frames matched what is shown.
+    // old epoch, how many carried frames matched what is shown, and the time of the oldest message remembered.
     this.carrying = null;
     // The head last acted on, so a pong repeating it asks once.
     this.askedHead = null;
@@ -189,7 +189,10 @@ export class RoomSequence {
   /** A new epoch: its messages that this page shows already will be skipped, the others shown. */
   restart(epoch) {
     const from = this.epoch;
-    this.carrying = this.prints.size > 0 ? { upTo: this.last, matched: 0 } : null;
+    // `oldest`: the time of the oldest message remembered, taken once for the whole new epoch.
+    this.carrying = this.prints.size > 0
+      ? { upTo: this.last, matched: 0, oldest: Math.min(...[...this.prints.values()].map((p) => p.ts)) }
+      : null;
     if (this.carrying === null) this.notice('reset', { from, to: epoch });
     this.askedHead = null;
     this.epoch = epoch;
@@ -225,8 +228,7 @@ export class RoomSequence {
     const shown = this.prints.get(frame.seq);
     if (shown !== undefined) return shown.print === fingerprint(frame);
     // Older than anything remembered: history this page never showed, from before what it shows.
-    const oldest = Math.min(...[...this.prints.values()].map((p) => p.ts));
-    return frame.seq <= this.carrying.upTo && Number.isFinite(frame.ts) && frame.ts < oldest;
+    return frame.seq <= this.carrying.upTo && Number.isFinite(frame.ts) && frame.ts < this.carrying.oldest;
   }
 
   remember(frame) {

@@ -54,14 +54,25 @@ async fn delivered(ann: &mut Client, bob: &mut Client, text: &str) {
     assert_eq!(next_chat_or_error(ann, started).await["message"], text);
 }
 
-async fn a_server_demoted_and_promoted_again_takes_the_first_message_after(mode: Mode) {
-    let server = FaultRedis::start().await;
-    let proxy = SwitchProxy::start(redis_port(mode), server.port()).await;
+/// A chat whose functions reach Redis through `proxy`, its room (named after `stem`), and Ann and Bob in it, both
+/// of whom got a first message, "before".
+async fn chatting(
+    mode: Mode,
+    proxy: &SwitchProxy,
+    stem: &str,
+) -> (Emulator, String, Client, Client) {
     let emulator = fault_emulator(mode, Options::default(), &proxy.url()).await;
-    let room = unique_room("demoted");
+    let room = unique_room(stem);
     let mut ann = join(&emulator, &room).await;
     let mut bob = join(&emulator, &room).await;
     delivered(&mut ann, &mut bob, "before").await;
+    (emulator, room, ann, bob)
+}
+
+async fn a_server_demoted_and_promoted_again_takes_the_first_message_after(mode: Mode) {
+    let server = FaultRedis::start().await;
+    let proxy = SwitchProxy::start(redis_port(mode), server.port()).await;
+    let (_emulator, _room, mut ann, mut bob) = chatting(mode, &proxy, "demoted").await;
 
     // A replica of a primary that is not there: it keeps its data and refuses every write.
     let nobody = FaultRedis::start().await;
@@ -91,11 +102,7 @@ async fn after_a_failover_behind_the_same_address_the_first_message_reaches_the_
     new.replicate(old.port());
     new.wait_in_sync().await;
     let proxy = SwitchProxy::start(redis_port(mode), old.port()).await;
-    let emulator = fault_emulator(mode, Options::default(), &proxy.url()).await;
-    let room = unique_room("failover");
-    let mut ann = join(&emulator, &room).await;
-    let mut bob = join(&emulator, &room).await;
-    delivered(&mut ann, &mut bob, "before").await;
+    let (_emulator, room, mut ann, mut bob) = chatting(mode, &proxy, "failover").await;
 
     // The failover: the replica becomes the primary, the old primary its replica, and the name points at the
     // new one; the functions' open connections still reach the old.

@@ -58,6 +58,7 @@ both_stores!(
     a_history_is_bounded_by_bytes_and_answered_a_page_at_a_time,
     a_signed_in_user_s_tabs_are_one_person_who_arrives_with_the_first_and_leaves_with_the_last,
     a_stored_chat_frame_is_byte_for_byte_the_one_chat_frame_makes,
+    a_message_sent_again_with_its_id_pays_the_chat_rate_each_time,
 );
 
 fn id(raw: &str) -> ConnectionId {
@@ -420,4 +421,44 @@ async fn a_stored_chat_frame_is_byte_for_byte_the_one_chat_frame_makes(kind: Kin
             "sender {n}"
         );
     }
+}
+
+/// A resend with a message id is stored once, but each resend goes out to every member again: it pays the chat
+/// rate like a new message, or resending one id would be a free fan-out.
+async fn a_message_sent_again_with_its_id_pays_the_chat_rate_each_time(kind: Kind) {
+    let limits = Limits {
+        messages_per_sec: 1,
+        burst: 3,
+        ..Limits::default()
+    };
+    let store = store_with(kind, limits, Retention::default()).await;
+    let lobby = room("lobby");
+    let sender = id("a");
+    let who = Sender {
+        conn: &sender,
+        connected_at_ms: 0,
+        message_id: Some("c:a:m-1"),
+        remember_ms: chat_shared::rooms::CLIENT_IDS_FOR_MS,
+        user: None,
+        uid: None,
+    };
+    let mut seqs = Vec::new();
+    for _ in 0..3 {
+        match store.publish(&lobby, &who, "\"once\"", 1_000).await {
+            Ok(PublishOutcome::Published(published)) => seqs.push(published.seq),
+            other => panic!("within the burst: {other:?}"),
+        }
+    }
+    let fourth = store.publish(&lobby, &who, "\"once\"", 1_000).await;
+
+    assert_eq!(seqs, [1, 1, 1], "stored once, the same seq each time");
+    assert!(
+        matches!(fourth, Ok(PublishOutcome::RateLimited { retry_after_ms }) if retry_after_ms > 0),
+        "past the burst, a resend is refused like any message: {fourth:?}"
+    );
+    let history = store
+        .history(&lobby, Some(0), None, 1_000)
+        .await
+        .expect("read");
+    assert_eq!(history.frames.len(), 1);
 }

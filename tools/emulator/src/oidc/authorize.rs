@@ -2,14 +2,14 @@
 
 use std::time::Instant;
 
-use axum::extract::{Query, State};
+use axum::extract::Query;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use super::{
-    CODE_LIFETIME, Dev, Pending, Provider, SESSION_COOKIE, Session, absent, encode,
-    is_loopback_url, lock, pages, random_token, session_of,
+    CODE_LIFETIME, Pending, Provider, Running, SESSION_COOKIE, Session, encode, is_loopback_url,
+    lock, pages, random_token, session_of,
 };
 
 /// The authorize request's parameters.
@@ -94,13 +94,10 @@ impl AuthorizeParams {
 }
 
 pub(super) async fn page(
-    State(dev): State<Dev>,
+    Running(provider): Running,
     headers: HeaderMap,
     Query(params): Query<AuthorizeParams>,
 ) -> Response {
-    let Some(provider) = dev.0.as_deref() else {
-        return absent();
-    };
     if let Some(problem) = params.problem() {
         return (StatusCode::BAD_REQUEST, problem).into_response();
     }
@@ -119,12 +116,9 @@ pub(super) async fn page(
 }
 
 pub(super) async fn sign_in(
-    State(dev): State<Dev>,
+    Running(provider): Running,
     axum::Form(params): axum::Form<AuthorizeParams>,
 ) -> Response {
-    let Some(provider) = dev.0.as_deref() else {
-        return absent();
-    };
     if let Some(problem) = params.problem() {
         return (StatusCode::BAD_REQUEST, problem).into_response();
     }

@@ -30,7 +30,8 @@ use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{FromRef, Query, State};
+use axum::extract::{FromRef, FromRequestParts, Query};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -84,6 +85,22 @@ struct Pending {
 /// The provider when the emulator runs with one: what the provider's handlers take from the emulator's state.
 #[derive(Clone, Default)]
 pub(crate) struct Dev(pub(crate) Option<Arc<Provider>>);
+
+/// The running provider, as a handler's argument: without one (no `--oidc-provider`) every provider route
+/// answers 404 before its handler runs.
+pub(crate) struct Running(Arc<Provider>);
+
+impl<S> FromRequestParts<S> for Running
+where
+    S: Send + Sync,
+    Dev: FromRef<S>,
+{
+    type Rejection = Response;
+
+    async fn from_request_parts(_: &mut Parts, state: &S) -> Result<Self, Response> {
+        Dev::from_ref(state).0.map(Self).ok_or_else(absent)
+    }
+}
 
 /// The provider's state.
 pub(crate) struct Provider {
@@ -179,10 +196,7 @@ fn public_json(body: Value) -> Response {
         .into_response()
 }
 
-async fn discovery(State(dev): State<Dev>) -> Response {
-    let Some(provider) = dev.0.as_deref() else {
-        return absent();
-    };
+async fn discovery(Running(provider): Running) -> Response {
     let issuer = provider.issuer();
     public_json(json!({
         "issuer": issuer,
@@ -200,10 +214,7 @@ async fn discovery(State(dev): State<Dev>) -> Response {
     }))
 }
 
-async fn jwks(State(dev): State<Dev>) -> Response {
-    let Some(provider) = dev.0.as_deref() else {
-        return absent();
-    };
+async fn jwks(Running(provider): Running) -> Response {
     provider.jwks_fetches.fetch_add(1, Ordering::Relaxed);
     let mut keys = vec![provider.key.jwk().clone()];
     keys.extend(lock(&provider.added).iter().cloned());
@@ -217,13 +228,10 @@ struct LogoutParams {
 }
 
 async fn logout(
-    State(dev): State<Dev>,
+    Running(provider): Running,
     headers: HeaderMap,
     Query(params): Query<LogoutParams>,
 ) -> Response {
-    let Some(provider) = dev.0.as_deref() else {
-        return absent();
-    };
     if let Some(id) = session_of(&headers) {
         lock(&provider.sessions).remove(&id);
     }
@@ -242,10 +250,7 @@ async fn logout(
     response
 }
 
-async fn stats(State(dev): State<Dev>) -> Response {
-    let Some(provider) = dev.0.as_deref() else {
-        return absent();
-    };
+async fn stats(Running(provider): Running) -> Response {
     Json(json!({
         "issuer": provider.issuer(),
         "clientId": DEV_CLIENT_ID,
@@ -254,10 +259,7 @@ async fn stats(State(dev): State<Dev>) -> Response {
     .into_response()
 }
 
-async fn add_key(State(dev): State<Dev>, Json(jwk): Json<Value>) -> Response {
-    let Some(provider) = dev.0.as_deref() else {
-        return absent();
-    };
+async fn add_key(Running(provider): Running, Json(jwk): Json<Value>) -> Response {
     if jwk.get("kty").and_then(Value::as_str).is_none() || jwk.get("d").is_some() {
         return (StatusCode::BAD_REQUEST, "a public JWK, please").into_response();
     }

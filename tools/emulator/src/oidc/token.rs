@@ -1,6 +1,5 @@
 //! `POST /oidc/token`: a code and its PKCE verifier, or a refresh token, for tokens.
 
-use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use base64::Engine as _;
@@ -8,7 +7,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{CODE_LIFETIME, Dev, Provider, absent, lock, public_json, random_token};
+use super::{CODE_LIFETIME, Provider, Running, lock, public_json, random_token};
 
 /// The token request's form.
 #[derive(Debug, Deserialize)]
@@ -22,12 +21,9 @@ pub(super) struct TokenParams {
 }
 
 pub(super) async fn token(
-    State(dev): State<Dev>,
+    Running(provider): Running,
     axum::Form(params): axum::Form<TokenParams>,
 ) -> Response {
-    let Some(provider) = dev.0.as_deref() else {
-        return absent();
-    };
     let invalid = |error: &str| {
         let mut response = public_json(json!({ "error": error }));
         *response.status_mut() = StatusCode::BAD_REQUEST;
@@ -35,7 +31,7 @@ pub(super) async fn token(
     };
     match params.grant_type.as_deref() {
         Some("authorization_code") => {}
-        Some("refresh_token") => return refreshed(provider, &params),
+        Some("refresh_token") => return refreshed(&provider, &params),
         _ => return invalid("unsupported_grant_type"),
     }
     let Some(pending) = params
