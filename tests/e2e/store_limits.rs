@@ -69,6 +69,18 @@ fn room(raw: &str) -> RoomName {
     RoomName::parse(raw).expect("room")
 }
 
+/// An anonymous sender connected at time 0, with no message id.
+fn anonymous(conn: &ConnectionId) -> Sender<'_> {
+    Sender {
+        conn,
+        connected_at_ms: 0,
+        message_id: None,
+        remember_ms: chat_shared::rooms::SEEN_FOR_MS,
+        user: None,
+        uid: None,
+    }
+}
+
 async fn a_frame_budget_refuses_past_its_burst_waits_for_its_rate_and_closes_far_past_it(
     kind: Kind,
 ) {
@@ -233,14 +245,7 @@ async fn a_history_is_bounded_by_bytes_and_answered_a_page_at_a_time(kind: Kind)
     let lobby = room("lobby");
     let sender = id("a");
     for n in 0..20 {
-        let who = Sender {
-            conn: &sender,
-            connected_at_ms: 0,
-            message_id: None,
-            remember_ms: chat_shared::rooms::SEEN_FOR_MS,
-            user: None,
-            uid: None,
-        };
+        let who = anonymous(&sender);
         let text = format!("\"message number {n:02}\"");
         store
             .publish(&lobby, &who, &text, 1_000 + n)
@@ -391,12 +396,9 @@ async fn a_stored_chat_frame_is_byte_for_byte_the_one_chat_frame_makes(kind: Kin
 
     for (n, (user, uid)) in senders.into_iter().enumerate() {
         let sender = Sender {
-            conn: &conn,
-            connected_at_ms: 0,
-            message_id: None,
-            remember_ms: chat_shared::rooms::SEEN_FOR_MS,
             user,
             uid,
+            ..anonymous(&conn)
         };
         let json =
             serde_json::to_string(&format!("message {n}: \u{1F600} \"quoted\"")).expect("JSON");
@@ -435,12 +437,9 @@ async fn a_message_sent_again_with_its_id_pays_the_chat_rate_each_time(kind: Kin
     let lobby = room("lobby");
     let sender = id("a");
     let who = Sender {
-        conn: &sender,
-        connected_at_ms: 0,
         message_id: Some("c:a:m-1"),
         remember_ms: chat_shared::rooms::CLIENT_IDS_FOR_MS,
-        user: None,
-        uid: None,
+        ..anonymous(&sender)
     };
     let mut seqs = Vec::new();
     for _ in 0..3 {
