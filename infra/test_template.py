@@ -223,9 +223,10 @@ class TemplateTest(unittest.TestCase):
             self.assertIn("workspace", tomllib.loads((root / "Cargo.toml").read_text()), fid)
 
     def test_environment_variables(self):
-        redis = {"REDIS_URL", "REDIS_URL_SECRET_ARN", "REDIS_CLUSTER", "REDIS_KEY_PREFIX", "MEMBERSHIP_TTL_SECS"}
+        redis = {"REDIS_URL", "REDIS_URL_SECRET_ARN", "REDIS_AUTH_SECRET_ARN", "REDIS_CLUSTER", "REDIS_KEY_PREFIX",
+                 "MEMBERSHIP_TTL_SECS"}
         # Sign-in: every function reads the same settings (Globals); only the authorizer may read an HS256 key.
-        auth = {"RUST_LOG", "AUTH_MODE", "AUTH_ISSUER", "AUTH_AUDIENCE", "AUTH_CLIENT_ID", "AUTH_JWKS_URL",
+        auth = {"RUST_LOG", "METRICS_NAMESPACE", "AUTH_MODE", "AUTH_ISSUER", "AUTH_AUDIENCE", "AUTH_CLIENT_ID", "AUTH_JWKS_URL",
                 "AUTH_ROOMS_CLAIM"}
         expected = {
             "ws-authorize": auth | {"AUTH_HS256_SECRET_ARN"},
@@ -335,11 +336,13 @@ class TemplateTest(unittest.TestCase):
                     "Fn::If": ["UseExistingRedisUrlSecret", {"Ref": "RedisUrlSecretArn"}, {"Ref": "RedisUrlSecret"}]
                 },
                 "AuthHs256SecretReadPolicy": {"Ref": "AuthHs256SecretArn"},
+                "CacheUserSecretReadPolicy": {"Ref": "CacheUserSecret"},
             },
         )
         for fid in self.functions:
-            attached = "RedisUrlSecretReadPolicy" in self.policies_attached_to(self.role_of(fid))
-            self.assertEqual(attached, self.binary_of(fid) != AUTHORIZER_BINARY, fid)
+            for policy in ("RedisUrlSecretReadPolicy", "CacheUserSecretReadPolicy"):
+                attached = policy in self.policies_attached_to(self.role_of(fid))
+                self.assertEqual(attached, self.binary_of(fid) != AUTHORIZER_BINARY, (fid, policy))
         # The HS256 key is the authorizer's alone, and only when one is given.
         hs256 = self.template["Resources"]["AuthHs256SecretReadPolicy"]
         self.assertEqual(hs256["Condition"], "ReadsAuthHs256Secret")
@@ -410,6 +413,200 @@ class TemplateTest(unittest.TestCase):
         self.assertEqual([sub_string(u) for u in props["LogoutURLs"]], [site])
         issuer = self.template["Globals"]["Function"]["Environment"]["Variables"]["AUTH_ISSUER"]
         self.assertEqual(sub_string(issuer["Fn::If"][1]), "https://cognito-idp.${AWS::Region}.${AWS::URLSuffix}/${UserPool}")
+
+    # --- operating it: metrics, alarms, dashboard, safe defaults ---------------------------------
+    def alarm(self, logical_id: str) -> dict:
+        resource = self.template["Resources"].get(logical_id)
+        self.assertIsNotNone(resource, f"no alarm {logical_id}")
+        self.assertEqual(resource["Type"], "AWS::CloudWatch::Alarm", logical_id)
+        props = resource["Properties"]
+        # Every alarm notifies the topic this stack makes for the e-mail and the topic given, and its recovery.
+        expected = [
+            {"Fn::If": ["CreateAlarmTopic", {"Ref": "AlarmTopic"}, {"Ref": "AWS::NoValue"}]},
+            {"Fn::If": ["HasAlarmTopicArn", {"Ref": "AlarmTopicArn"}, {"Ref": "AWS::NoValue"}]},
+        ]
+        self.assertEqual(props["AlarmActions"], expected, logical_id)
+        self.assertEqual(props["OKActions"], expected, logical_id)
+        self.assertEqual(props["TreatMissingData"], "notBreaching", logical_id)
+        self.assertEqual(props["ComparisonOperator"], "GreaterThanOrEqualToThreshold", logical_id)
+        self.assertIn("docs/operations.md", sub_string(props["AlarmDescription"]), logical_id)
+        return resource
+
+    def metric_of(self, props: dict, metric_id: str | None = None) -> tuple[str, str, dict, str, int]:
+        """(namespace, metric, dimensions, statistic, period) of a plain alarm, or of one metric of a math alarm."""
+        if metric_id is None:
+            dims = {d["Name"]: d["Value"] for d in props["Dimensions"]}
+            return props["Namespace"], props["MetricName"], dims, props["Statistic"], props["Period"]
+        (query,) = [m for m in props["Metrics"] if m["Id"] == metric_id]
+        stat = query["MetricStat"]
+        dims = {d["Name"]: d["Value"] for d in stat["Metric"]["Dimensions"]}
+        return stat["Metric"]["Namespace"], stat["Metric"]["MetricName"], dims, stat["Stat"], stat["Period"]
+
+    def expression_of(self, props: dict) -> str:
+        (returned,) = [m for m in props["Metrics"] if m.get("ReturnData")]
+        return sub_string(returned["Expression"])
+
+    def test_each_route_function_alarms_on_any_error_in_five_minutes(self):
+        for logical_id, function in (("ConnectErrorsAlarm", "ConnectFunction"),
+                                     ("DisconnectErrorsAlarm", "DisconnectFunction"),
+                                     ("DefaultErrorsAlarm", "DefaultFunction")):
+            props = self.alarm(logical_id)["Properties"]
+            self.assertEqual(self.metric_of(props),
+                             ("AWS/Lambda", "Errors", {"FunctionName": {"Ref": function}}, "Sum", 300), logical_id)
+            self.assertEqual(props["Threshold"], 1, logical_id)
+
+    def test_the_authorizer_alarms_on_errors_other_than_the_unauthorized_it_answers_bad_tokens_with(self):
+        props = self.alarm("AuthorizeErrorsAlarm")["Properties"]
+        self.assertEqual(self.expression_of(props), "errors - FILL(unauthorized, 0)")
+        self.assertEqual(self.metric_of(props, "errors"),
+                         ("AWS/Lambda", "Errors", {"FunctionName": {"Ref": "AuthorizeFunction"}}, "Sum", 300))
+        namespace, metric, dims, stat, period = self.metric_of(props, "unauthorized")
+        self.assertEqual(sub_string(namespace), "wschat/${AWS::StackName}")
+        self.assertEqual((metric, dims, stat, period), ("HandshakesUnauthorized", {"Function": "ws-authorize"}, "Sum", 300))
+        self.assertEqual(props["Threshold"], 1)
+
+    def test_a_throttle_of_any_function_raises_the_throttles_alarm(self):
+        props = self.alarm("FunctionThrottlesAlarm")["Properties"]
+        functions = set()
+        for query in props["Metrics"]:
+            if query.get("ReturnData"):
+                continue
+            namespace, metric, dims, stat, period = self.metric_of(props, query["Id"])
+            self.assertEqual((namespace, metric, stat, period), ("AWS/Lambda", "Throttles", "Sum", 300))
+            self.assertIn(query["Id"], self.expression_of(props))
+            functions.add(dims["FunctionName"]["Ref"])
+        self.assertEqual(functions, set(self.functions))
+        self.assertEqual(props["Threshold"], 1)
+
+    def test_api_gateway_execution_and_integration_errors_each_have_an_alarm(self):
+        stage = {"ApiId": {"Ref": "Api"}, "Stage": {"Ref": "StageName"}}
+        execution = self.alarm("ApiExecutionErrorsAlarm")["Properties"]
+        self.assertEqual(self.metric_of(execution), ("AWS/ApiGateway", "ExecutionError", stage, "Sum", 300))
+        self.assertEqual(execution["Threshold"], 1)
+        integration = self.alarm("ApiIntegrationErrorsAlarm")["Properties"]
+        self.assertEqual(self.metric_of(integration), ("AWS/ApiGateway", "IntegrationError", stage, "Sum", 300))
+        self.assertEqual(integration["Threshold"], {"Ref": "IntegrationErrorsAlarmThreshold"})
+
+    def test_a_spike_of_refused_frames_raises_an_alarm_on_the_functions_own_metric(self):
+        props = self.alarm("RefusedFramesAlarm")["Properties"]
+        namespace, metric, dims, stat, period = self.metric_of(props)
+        self.assertEqual(sub_string(namespace), "wschat/${AWS::StackName}")
+        self.assertEqual((metric, dims, stat, period), ("FramesRefused", {"Function": "ws-default"}, "Sum", 300))
+        self.assertEqual(props["Threshold"], {"Ref": "RefusedFramesAlarmThreshold"})
+        # The functions write that namespace.
+        for fid in self.functions:
+            variables = effective_function_properties(self.template, fid)["Environment"]["Variables"]
+            self.assertEqual(sub_string(variables["METRICS_NAMESPACE"]), "wschat/${AWS::StackName}", fid)
+
+    def test_the_cache_alarms_at_three_quarters_of_its_caps_and_at_any_eviction(self):
+        cache = {"clusterId": {"Ref": "Cache"}}
+        storage = self.alarm("CacheStorageAlarm")
+        self.assertEqual(storage["Condition"], "IsElastiCache")
+        props = storage["Properties"]
+        self.assertEqual(self.expression_of(props), "100 * stored / (${CacheMaxDataStorageGB} * 1073741824)")
+        self.assertEqual(self.metric_of(props, "stored"), ("AWS/ElastiCache", "BytesUsedForCache", cache, "Maximum", 60))
+        self.assertEqual(props["Threshold"], 75)
+        ecpu = self.alarm("CacheEcpuAlarm")
+        self.assertEqual(ecpu["Condition"], "IsElastiCache")
+        props = ecpu["Properties"]
+        self.assertEqual(self.expression_of(props), "100 * (ecpus / 60) / ${CacheMaxEcpuPerSecond}")
+        self.assertEqual(self.metric_of(props, "ecpus"),
+                         ("AWS/ElastiCache", "ElastiCacheProcessingUnits", cache, "Sum", 60))
+        self.assertEqual(props["Threshold"], 75)
+        evictions = self.alarm("CacheEvictionsAlarm")
+        self.assertEqual(evictions["Condition"], "IsElastiCache")
+        self.assertEqual(self.metric_of(evictions["Properties"]), ("AWS/ElastiCache", "Evictions", cache, "Sum", 60))
+        self.assertEqual(evictions["Properties"]["Threshold"], 1)
+
+    def test_the_alarms_are_exactly_those_the_docs_explain(self):
+        alarms = set(resources_of_type(self.template, "AWS::CloudWatch::Alarm"))
+        runbook = (REPO_ROOT / "docs" / "operations.md").read_text()
+        for logical_id in alarms:
+            self.alarm(logical_id)
+            self.assertIn(f"`{logical_id}`", runbook, f"docs/operations.md explains {logical_id}")
+        self.assertEqual(len(alarms), 11)
+
+    def test_the_e_mail_gets_a_topic_that_only_this_account_s_alarms_publish_to(self):
+        resources = self.template["Resources"]
+        self.assertEqual(resources["AlarmTopic"]["Condition"], "CreateAlarmTopic")
+        subscription = resources["AlarmEmailSubscription"]["Properties"]
+        self.assertEqual((subscription["Protocol"], subscription["Endpoint"]), ("email", {"Ref": "AlarmEmail"}))
+        (statement,) = resources["AlarmTopicPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+        self.assertEqual(statement["Principal"], {"Service": "cloudwatch.amazonaws.com"})
+        self.assertEqual(statement["Action"], "sns:Publish")
+        self.assertEqual(statement["Condition"], {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}})
+
+    def test_the_dashboard_shows_the_api_the_functions_their_metrics_the_cache_and_the_alarms(self):
+        body = self.template["Resources"]["Dashboard"]["Properties"]["DashboardBody"]["Fn::Join"][1]
+        common = json.loads("{" + '"widgets":[' + sub_string(body[1]) + "]}")["widgets"]
+        cache_if = body[2]["Fn::If"]
+        self.assertEqual(cache_if[0], "IsElastiCache")
+        cache = json.loads('{"widgets":[' + sub_string(cache_if[1]).lstrip(",") + "]}")["widgets"]
+        shown = set()
+        for widget in common + cache:
+            for metric in widget["properties"].get("metrics", []):
+                shown.add((metric[0], metric[1]))
+        for wanted in [("AWS/ApiGateway", m) for m in ("ConnectCount", "MessageCount", "ClientError",
+                                                      "IntegrationError", "ExecutionError", "IntegrationLatency")] \
+                + [("AWS/Lambda", m) for m in ("Errors", "Throttles", "Duration", "ConcurrentExecutions")] \
+                + [("AWS/ElastiCache", m) for m in ("BytesUsedForCache", "ElastiCacheProcessingUnits", "Evictions")] \
+                + [("wschat/${AWS::StackName}", m) for m in ("ChatMessages", "Deliveries", "PostsPruned",
+                                                             "PostsThrottled", "PostsFailed", "FramesRefusedRate",
+                                                             "FramesRefusedBudget", "FramesRefusedSize",
+                                                             "FramesRefusedMalformed", "FramesRefusedAuth",
+                                                             "HandshakesAccepted", "HandshakesRefused",
+                                                             "HandshakesUnauthorized", "FanoutTime", "RedisTime",
+                                                             "HistoryBytes")]:
+            self.assertIn(wanted, shown)
+        (alarm_widget,) = [w for w in common if w["type"] == "alarm"]
+        unconditional = {rid for rid, res in resources_of_type(self.template, "AWS::CloudWatch::Alarm").items()
+                         if "Condition" not in res}
+        self.assertEqual({a.removeprefix("${").removesuffix(".Arn}") for a in alarm_widget["properties"]["alarms"]},
+                         unconditional)
+
+    def test_x_ray_is_a_parameter_and_its_writer_policy_comes_with_it(self):
+        globals_ = self.template["Globals"]["Function"]
+        self.assertEqual(globals_["Tracing"], {"Fn::If": ["TraceActive", "Active", "PassThrough"]})
+        self.assertEqual(self.template["Parameters"]["Tracing"]["Default"], "off")
+        for fid in self.functions:
+            arns = json.dumps(self.template["Resources"][self.role_of(fid)]["Properties"]["ManagedPolicyArns"])
+            self.assertIn('["TraceActive", {"Fn::Sub": "arn:${AWS::Partition}:iam::aws:policy/AWSXRayDaemonWriteAccess"}', arns, fid)
+
+    def test_the_account_wide_api_gateway_role_is_set_only_when_asked_for(self):
+        resources = self.template["Resources"]
+        self.assertEqual(self.template["Parameters"]["ApiGatewayLogging"]["Default"], "none")
+        self.assertEqual(resources["ApiGatewayAccount"]["Condition"], "CreateApiGatewayRole")
+        self.assertEqual(resources["ApiGatewayCloudWatchRole"]["Condition"], "CreateApiGatewayRole")
+        self.assertEqual(self.template["Conditions"]["CreateApiGatewayRole"],
+                         {"Fn::Equals": [{"Ref": "ApiGatewayLogging"}, "create-role"]})
+        stage = resources["Stage"]["Properties"]
+        self.assertEqual(stage["AccessLogSettings"]["Fn::If"][0], "ApiGatewayLogs")
+        self.assertEqual(stage["AccessLogSettings"]["Fn::If"][2], {"Ref": "AWS::NoValue"})
+        self.assertEqual(stage["DefaultRouteSettings"]["LoggingLevel"],
+                         {"Fn::If": ["ApiGatewayLogs", {"Ref": "ExecutionLoggingLevel"}, "OFF"]})
+        self.assertEqual(stage["DefaultRouteSettings"]["DataTraceEnabled"], False, "data tracing logs message bodies")
+
+    def test_the_cache_admits_only_the_functions_user_on_the_stack_s_keys_without_dangerous_commands(self):
+        resources = self.template["Resources"]
+        cache = resources["Cache"]["Properties"]
+        self.assertEqual(cache["UserGroupId"], {"Ref": "CacheUserGroup"})
+        group = resources["CacheUserGroup"]["Properties"]
+        self.assertEqual(group["UserIds"][0], {"Ref": "CacheUser"})
+        user = resources["CacheUser"]["Properties"]
+        self.assertEqual(sub_string(user["AccessString"]), "on ~${RedisKeyPrefix}* +@all -@dangerous +info")
+        self.assertEqual(user["AuthenticationMode"]["Type"], "password")
+        secret = resources["CacheUserSecret"]["Properties"]["GenerateSecretString"]
+        self.assertEqual(json.loads(secret["SecretStringTemplate"]), {"username": user["UserName"]})
+        self.assertEqual(secret["GenerateStringKey"], "password")
+        # A Redis OSS group's mandatory default user can do nothing.
+        default = resources["CacheDefaultUser"]["Properties"]
+        self.assertEqual((default["UserName"], default["AccessString"]), ("default", "off -@all"))
+
+    def test_the_functions_read_the_redis_user_from_its_secret_in_elasticache_mode(self):
+        for binary in ("ws-connect", "ws-disconnect", "ws-default"):
+            variables = effective_function_properties(self.template, self.function_by_binary(binary))["Environment"]["Variables"]
+            self.assertEqual(variables["REDIS_AUTH_SECRET_ARN"],
+                             {"Fn::If": ["IsElastiCache", {"Ref": "CacheUserSecret"}, {"Ref": "AWS::NoValue"}]}, binary)
 
     def test_every_checkov_skip_gives_a_reason(self):
         for rid, resource in self.template["Resources"].items():

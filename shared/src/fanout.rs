@@ -23,6 +23,7 @@ use futures_util::StreamExt;
 use crate::config::DEFAULT_PRUNE_GRACE;
 use crate::config::{DEFAULT_FANOUT_MAX_ATTEMPTS, DEFAULT_FANOUT_MAX_IN_FLIGHT};
 use crate::gateway::{Gateway, GatewayError};
+use crate::metrics::{self, Metric};
 use crate::rooms::{Departed, Member, RoomStore};
 use crate::wire::{ConnectionId, RoomName, ServerFrame};
 
@@ -128,6 +129,7 @@ pub async fn group_send(
         deadline,
     } = delivery;
     let last_start = deadline.map(|d| d - settings.deadline_margin);
+    let timer = metrics::Timer::start(Metric::FanoutTime);
     // Owned ids in the stream: futures borrowing from the iterator trip rustc's higher-ranked `Send` check
     // (rust-lang/rust#102211) once the handler is boxed as a `Send` future.
     let outcomes: Vec<(Member, Outcome)> = futures_util::stream::iter(members.iter().cloned())
@@ -147,6 +149,7 @@ pub async fn group_send(
         .buffer_unordered(settings.max_in_flight.max(1))
         .collect()
         .await;
+    drop(timer);
     let grace_ms = i64::try_from(settings.prune_grace.as_millis()).unwrap_or(i64::MAX);
 
     let mut report = FanoutReport::default();
@@ -172,6 +175,12 @@ pub async fn group_send(
             Outcome::Skipped => report.skipped.push(conn),
         }
     }
+    metrics::count_n(Metric::Deliveries, report.delivered);
+    metrics::count_n(Metric::PostsPruned, report.pruned.len());
+    metrics::count_n(
+        Metric::PostsFailed,
+        report.failed.len() + report.skipped.len(),
+    );
     if !report.skipped.is_empty() {
         tracing::warn!(
             room = %room,
@@ -221,14 +230,19 @@ pub async fn announce(
     let mut gone = Vec::new();
     while let Some((conn, result)) = posts.next().await {
         match result {
-            Ok(()) => {}
+            Ok(()) => metrics::count(Metric::Deliveries),
             Err(GatewayError::Gone) => gone.push(conn),
             Err(err) => {
+                if matches!(err, GatewayError::Throttled) {
+                    metrics::count(Metric::PostsThrottled);
+                }
+                metrics::count(Metric::PostsFailed);
                 let err: &dyn std::error::Error = &err;
                 tracing::warn!(connection = %conn, room = %room, error = err, "presence event not delivered");
             }
         }
     }
+    metrics::count_n(Metric::PostsPruned, gone.len());
     // Not announced, so the count is not needed: any clock will do.
     if !gone.is_empty()
         && let Err(err) = rooms.prune(room, &gone, 0).await
@@ -314,10 +328,14 @@ async fn post_with_retry(
             Ok(()) => return Outcome::Delivered { retries },
             Err(GatewayError::Gone) => return Outcome::Gone { retries },
             Err(GatewayError::Throttled) if retries + 1 < settings.max_attempts => {
+                metrics::count(Metric::PostsThrottled);
                 tokio::time::sleep(backoff(settings, retries)).await;
                 retries += 1;
             }
             Err(err) => {
+                if matches!(err, GatewayError::Throttled) {
+                    metrics::count(Metric::PostsThrottled);
+                }
                 let failure = match err {
                     GatewayError::Throttled => Failure::Throttled,
                     GatewayError::Forbidden(_) => Failure::Forbidden,

@@ -7,12 +7,14 @@ use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
 
 use crate::functions::Function;
 use crate::handlers::{HandlerError, error_chain};
+use crate::metrics;
 use crate::telemetry;
 
 pub use lambda_runtime::Error;
 
 /// Serves function `F` ([`crate::functions`]): initialises logging, builds its dependencies once per cold start,
-/// then hands every event to it. Warm invocations reuse the same Redis and Management API clients.
+/// then hands every event to it, and writes what the invocation did as one metrics line ([`metrics`]). Warm
+/// invocations reuse the same Redis and Management API clients.
 ///
 /// # Errors
 /// The [`crate::startup::StartupError`] that kept the dependencies from being built (the runtime reports it as
@@ -20,13 +22,19 @@ pub use lambda_runtime::Error;
 pub async fn serve<F: Function>() -> Result<(), Error> {
     telemetry::init();
     let deps = F::from_env().await?;
+    let namespace = crate::config::Config::from_env()?.metrics_namespace;
     lambda_runtime::run(service_fn(|event: LambdaEvent<F::Event>| {
-        let deps = &deps;
+        let (deps, namespace) = (&deps, namespace.as_str());
         async move {
             let deadline = deadline(event.context.deadline, crate::handlers::now_ms());
-            F::handle(deps, &event.payload, deadline)
-                .await
-                .map_err(|e| diagnostic(&e))
+            let (result, recorded) =
+                metrics::record(F::handle(deps, &event.payload, deadline)).await;
+            // Its own line on stdout: CloudWatch Logs reads a log event that is one EMF document as metrics.
+            println!(
+                "{}",
+                recorded.emf(namespace, F::BINARY, crate::handlers::now_ms())
+            );
+            result.map_err(|e| diagnostic(&e))
         }
     }))
     .await

@@ -15,10 +15,11 @@
 //! * [`startup`]: cold start, from a [`config::Config`] to the [`startup::Parts`] every function is built from.
 //! * [`functions`]: the table of the four Lambda functions: binary, dependencies, event → handler.
 //! * [`tls`]: the rustls crypto provider (`ring`) every TLS client here uses.
+//! * [`metrics`]: what each invocation did, as one CloudWatch Embedded Metric Format line.
 //! * [`telemetry`]: logs. `lambda` (feature `lambda`): the runtime glue every function's `main` shares.
 //!
 //! Only [`gateway`] and [`signed`] see the AWS SDK's crates. Imports run one way, each module using only those
-//! before it: `config`, `wire`, `tls`, `signed` → `rooms`, `gateway`, `secrets`, `auth` → `fanout` → `handlers`,
+//! before it: `config`, `wire`, `metrics`, `tls`, `signed` → `rooms`, `gateway`, `secrets`, `auth` → `fanout` → `handlers`,
 //! `startup` → `functions` → `lambda`; nothing imports in a circle.
 
 pub mod auth;
@@ -27,6 +28,7 @@ pub mod fanout;
 pub mod functions;
 pub mod gateway;
 pub mod handlers;
+pub mod metrics;
 #[cfg(feature = "lambda")]
 pub mod lambda;
 pub mod rooms;

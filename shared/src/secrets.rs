@@ -37,6 +37,60 @@ pub enum SecretError {
     /// The SecretString is not a URL (for example the JSON of a key/value secret).
     #[error("the SecretString is not a URL: store the bare redis:// or rediss:// URL")]
     NotAUrl,
+    /// The SecretString is not `{"username": …, "password": …}`.
+    #[error("the SecretString is not a JSON object with a username and a password")]
+    NotCredentials,
+}
+
+/// A Redis user's name and password, as a secret holds them: `{"username": …, "password": …}`, the shape a
+/// generated Secrets Manager secret has. Never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// The user (an ElastiCache user's `UserName`).
+    pub username: String,
+    /// Its password.
+    pub password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+impl Credentials {
+    /// Reads `{"username": …, "password": …}` (other members, such as an engine or a host, are ignored).
+    ///
+    /// # Errors
+    /// [`SecretError::NotCredentials`], without repeating the text.
+    pub fn parse(text: &str) -> Result<Self, SecretError> {
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|_| SecretError::NotCredentials)?;
+        let field = |name: &str| {
+            value[name]
+                .as_str()
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned)
+                .ok_or(SecretError::NotCredentials)
+        };
+        Ok(Self {
+            username: field("username")?,
+            password: field("password")?,
+        })
+    }
+}
+
+/// The Redis user stored in the secret `arn`, read like [`read_url`].
+///
+/// # Errors
+/// [`SecretError`] when the secret cannot be read or does not hold a username and a password.
+pub async fn read_credentials(arn: &str) -> Result<Credentials, SecretError> {
+    let (client, endpoint) = client_for(arn);
+    info!(arn, "reading the Redis user from Secrets Manager");
+    Credentials::parse(&secret_string(&client, &endpoint, arn).await?)
 }
 
 /// The URL stored in the secret `arn`, read with the environment's credentials from the environment's region.
@@ -275,6 +329,20 @@ mod tests {
                 .contains("/ap-south-1/secretsmanager/aws4_request"),
             "{seen:?}"
         );
+    }
+
+    #[test]
+    fn a_generated_secret_gives_its_user_and_nothing_else_is_taken_for_one() {
+        let generated = r#"{"username":"wschat","password":"p@ss:w/rd","engine":"valkey"}"#;
+
+        let credentials = Credentials::parse(generated).expect("credentials");
+
+        assert_eq!(credentials.username, "wschat");
+        assert_eq!(credentials.password, "p@ss:w/rd");
+        assert!(!format!("{credentials:?}").contains("p@ss"), "never printed");
+        for not in ["rediss://host:6379", r#"{"username":"wschat"}"#, r#"{"username":"","password":"x"}"#] {
+            assert!(matches!(Credentials::parse(not), Err(SecretError::NotCredentials)), "{not}");
+        }
     }
 
     #[tokio::test]

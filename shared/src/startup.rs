@@ -14,12 +14,13 @@ use tracing::{info, warn};
 
 use crate::auth::Verifier;
 use crate::config::{
-    AUTH_HS256_SECRET_ARN, Config, ConfigError, REDIS_CA_CERT_PATH, REDIS_URL, REDIS_URL_SECRET_ARN,
+    AUTH_HS256_SECRET_ARN, Config, ConfigError, REDIS_AUTH_SECRET_ARN, REDIS_CA_CERT_PATH, REDIS_URL,
+    REDIS_URL_SECRET_ARN,
 };
 use crate::fanout::{Announcer, FanoutSettings};
 use crate::gateway::{DirectGateway, Gateway};
 use crate::rooms::{Limits, Policy, RedisRoomStore, Retention, RoomStore, StoreError};
-use crate::secrets::{self, SecretError};
+use crate::secrets::{self, Credentials, SecretError};
 
 /// A failure to build a function's dependencies at cold start.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +51,54 @@ pub enum StartupError {
 /// [`ConfigError::MissingEither`] when neither is set; [`StartupError::Secret`] when the secret cannot be read
 /// or is not a URL.
 pub async fn redis_url(cfg: &Config) -> Result<String, StartupError> {
+    let url = bare_redis_url(cfg).await?;
+    let Some(arn) = &cfg.redis_auth_secret_arn else {
+        return Ok(url);
+    };
+    let credentials = secrets::read_credentials(arn)
+        .await
+        .map_err(|source| StartupError::Secret {
+            name: REDIS_AUTH_SECRET_ARN,
+            arn: arn.clone(),
+            source,
+        })?;
+    Ok(with_credentials(&url, &credentials)?)
+}
+
+/// `url` with `credentials` as its user and password (percent-encoded: a generated password may hold any
+/// character a URL gives a meaning to).
+///
+/// # Errors
+/// [`ConfigError::Invalid`] when `url` names a user or password of its own: which should win is not for the code
+/// to guess.
+pub fn with_credentials(url: &str, credentials: &Credentials) -> Result<String, ConfigError> {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Err(ConfigError::invalid(
+            REDIS_AUTH_SECRET_ARN,
+            "(the Redis URL)",
+            "the Redis URL has no scheme",
+        ));
+    };
+    let authority = rest.split(['/', '?']).next().unwrap_or(rest);
+    if authority.contains('@') {
+        return Err(ConfigError::invalid(
+            REDIS_AUTH_SECRET_ARN,
+            "(the Redis URL)",
+            "the Redis URL already names a user: give the user in the URL or in the secret, not both",
+        ));
+    }
+    let encode = |part: &str| {
+        percent_encoding::utf8_percent_encode(part, percent_encoding::NON_ALPHANUMERIC).to_string()
+    };
+    Ok(format!(
+        "{scheme}://{}:{}@{rest}",
+        encode(&credentials.username),
+        encode(&credentials.password)
+    ))
+}
+
+/// The URL from [`REDIS_URL`], else from the secret [`REDIS_URL_SECRET_ARN`] names.
+async fn bare_redis_url(cfg: &Config) -> Result<String, StartupError> {
     if let Some(url) = &cfg.redis_url {
         if cfg.redis_url_secret_arn.is_some() {
             warn!("{REDIS_URL} is set, so {REDIS_URL_SECRET_ARN} is ignored");
@@ -135,6 +184,23 @@ pub fn redis_ca_certs(cfg: &Config) -> Result<Option<Vec<u8>>, ConfigError> {
     Ok(Some(pem))
 }
 
+/// A URL read from [`REDIS_URL_SECRET_ARN`] is a deployed one: without TLS, the password in it would cross the
+/// network in the clear, so it is refused unless [`crate::config::REDIS_ALLOW_PLAINTEXT`] says the network is private.
+/// ([`REDIS_URL`] is how local runs are configured, and is taken as it is.)
+fn refuse_plaintext_secret(cfg: &Config, tls: bool) -> Result<(), ConfigError> {
+    match &cfg.redis_url_secret_arn {
+        Some(arn) if cfg.redis_url.is_none() && !tls && !cfg.redis_allow_plaintext => {
+            Err(ConfigError::invalid(
+                REDIS_URL_SECRET_ARN,
+                arn,
+                "the secret holds a Redis URL without TLS (redis://): store a rediss:// URL, or set \
+                 REDIS_ALLOW_PLAINTEXT=true if Redis is on a private network",
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Connects the store the Lambda functions use, as the configuration says: the URL from `REDIS_URL` or the
 /// secret named by `REDIS_URL_SECRET_ARN`, the cluster client when `REDIS_CLUSTER` is on, the CAs of
 /// `REDIS_CA_CERT_PATH` for `rediss://`. Logs the host it connects to, never the URL (it may hold a password).
@@ -161,6 +227,7 @@ pub async fn connect_store(cfg: &Config) -> Result<Arc<dyn RoomStore>, StartupEr
             .into());
         }
     };
+    refuse_plaintext_secret(cfg, tls)?;
     if roots.is_some() && !tls {
         let path = cfg.redis_ca_cert_path.as_deref().unwrap_or(Path::new(""));
         return Err(ConfigError::invalid(
@@ -328,6 +395,41 @@ mod tests {
             ),
             "{err:?}"
         );
+    }
+
+    #[test]
+    fn the_secret_s_user_goes_into_the_url_encoded_and_never_beside_one_of_the_url_s_own() {
+        let user = Credentials {
+            username: "wschat".into(),
+            password: "p@ss:w/rd%".into(),
+        };
+
+        let url = with_credentials("rediss://cache.example:6379", &user).expect("merged");
+        let twice = with_credentials("rediss://me:pw@cache.example:6379/0", &user);
+
+        assert_eq!(url, "rediss://wschat:p%40ss%3Aw%2Frd%25@cache.example:6379");
+        let info = redis::IntoConnectionInfo::into_connection_info(url.as_str()).expect("parses");
+        assert_eq!(info.redis_settings().username(), Some("wschat"));
+        assert_eq!(info.redis_settings().password(), Some("p@ss:w/rd%"));
+        assert!(twice.is_err());
+    }
+
+    #[test]
+    fn a_url_without_tls_from_a_secret_is_refused_unless_allowed_and_redis_url_is_taken_as_it_is() {
+        let arn = "arn:aws:secretsmanager:eu-west-1:1:secret:x";
+        let from_secret = config(&[(REDIS_URL_SECRET_ARN, arn)]);
+        let allowed = config(&[
+            (REDIS_URL_SECRET_ARN, arn),
+            (crate::config::REDIS_ALLOW_PLAINTEXT, "true"),
+        ]);
+        let local = config(&[(REDIS_URL, "redis://127.0.0.1:6379")]);
+
+        let err = refuse_plaintext_secret(&from_secret, false).expect_err("refused");
+
+        assert!(err.to_string().contains("REDIS_ALLOW_PLAINTEXT"), "{err}");
+        assert!(refuse_plaintext_secret(&from_secret, true).is_ok());
+        assert!(refuse_plaintext_secret(&allowed, false).is_ok());
+        assert!(refuse_plaintext_secret(&local, false).is_ok());
     }
 
     #[test]

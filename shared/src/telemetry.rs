@@ -11,10 +11,38 @@ use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
-/// The filter `RUST_LOG` describes, or `info` when it is unset or does not parse.
+/// Libraries that write what they carry at `TRACE`: `lambda_runtime` the raw event ("raw JSON event received
+/// from Lambda", a chat message's text included), the HTTP and AWS clients the requests they send (a post's frame).
+/// Message bodies never reach a log, whatever `RUST_LOG` says: these stop at `DEBUG`.
+const PAYLOAD_LOGGERS: [&str; 9] = [
+    "lambda_runtime",
+    "lambda_runtime_api_client",
+    "hyper",
+    "hyper_util",
+    "h2",
+    "aws_smithy_runtime",
+    "aws_smithy_runtime_api",
+    "aws_smithy_http",
+    "aws_smithy_http_client",
+];
+
+/// The filter `RUST_LOG` describes, or `info` when it is unset or does not parse; the [`PAYLOAD_LOGGERS`] at
+/// most at `DEBUG` either way.
 fn filter(raw: Option<&str>) -> Targets {
-    raw.and_then(|r| Targets::from_str(r).ok())
-        .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO))
+    let targets = raw
+        .and_then(|r| Targets::from_str(r).ok())
+        .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO));
+    let capped: Vec<(&str, tracing::level_filters::LevelFilter)> = PAYLOAD_LOGGERS
+        .iter()
+        .map(|target| {
+            let asked = targets
+                .iter()
+                .find(|(t, _)| t == target)
+                .map_or_else(|| targets.default_level().unwrap_or(tracing::level_filters::LevelFilter::OFF), |(_, level)| level);
+            (*target, asked.min(tracing::level_filters::LevelFilter::DEBUG))
+        })
+        .collect();
+    targets.with_targets(capped)
 }
 
 /// Installs the global subscriber. Safe to call more than once: later calls do nothing.
@@ -61,6 +89,19 @@ mod tests {
         assert!(!quiet_gateway.would_enable("apigw", &Level::INFO));
         assert!(quiet_gateway.would_enable("apigw", &Level::WARN));
         assert!(quiet_gateway.would_enable("chat_shared::fanout", &Level::INFO));
+
+        let everything = filter(Some("trace"));
+        assert!(everything.would_enable("chat_shared::fanout", &Level::TRACE));
+        for noisy in ["lambda_runtime::layers::api_response", "hyper", "aws_smithy_runtime"] {
+            assert!(everything.would_enable(noisy, &Level::DEBUG), "{noisy}");
+            assert!(!everything.would_enable(noisy, &Level::TRACE), "{noisy}");
+        }
+        let asked_for = filter(Some("info,lambda_runtime=trace"));
+        assert!(
+            !asked_for.would_enable("lambda_runtime::layers::api_response", &Level::TRACE),
+            "not even when named"
+        );
+        assert!(!asked_for.would_enable("hyper", &Level::DEBUG), "no louder than asked");
 
         let garbled = filter(Some("=!"));
         assert!(

@@ -313,7 +313,7 @@ async fn a_bad_fault_change_is_refused_and_changes_nothing() {
     let (status, body) = http(
         "POST",
         &chat.http_url("/_emulator/faults"),
-        &[],
+        &[("content-type", "application/json")],
         b"not json".to_vec(),
     )
     .await;

@@ -13,6 +13,7 @@ mod failover;
 mod gateway_fidelity;
 mod history;
 mod names;
+mod operating;
 mod presence;
 mod redis_store;
 mod redis_tls_cluster;

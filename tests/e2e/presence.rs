@@ -121,7 +121,7 @@ async fn a_member_pruned_after_a_lost_disconnect_is_announced_as_left(mode: Mode
     let (status, _) = http(
         "POST",
         &chat.http_url("/_emulator/faults"),
-        &[],
+        &[("content-type", "application/json")],
         br#"{"dropDisconnectRate": 0}"#.to_vec(),
     )
     .await;

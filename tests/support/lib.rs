@@ -4,6 +4,7 @@
 //! Redis tests need `WSCHAT_TEST_REDIS_URL`; `make test` starts a private redis-server and sets it. Without it
 //! they fail with a message saying so: they never skip.
 
+pub mod emf;
 pub mod proxy;
 pub mod redis_servers;
 pub mod signin;

@@ -202,6 +202,8 @@ if [ "$command_mode" = 1 ] && [ "${WSCHAT_NO_FAULT_STACK:-}" != 1 ]; then
   kill "$fault_redis_pid"; wait "$fault_redis_pid" 2>/dev/null || true; fault_redis_pid=
   export WSCHAT_FAULT_REDIS_PORT="$fault_redis_port" WSCHAT_FAULT_EMULATOR_PORT="$fault_emulator_port"
   export WSCHAT_FAULT_INVOKE_URL="http://127.0.0.1:$fault_invoke_port"
+  # Their own output (their metrics lines among it): what they would log on AWS, read by tests/e2e/operating.rs.
+  export WSCHAT_FAULT_FUNCTION_LOG="$logs/fault-watch.log"
 fi
 if [ "$command_mode" = 1 ]; then
   "$@"

@@ -28,6 +28,10 @@ pub struct Config {
     pub redis_url_secret_arn: Option<String>,
     /// [`REDIS_CLUSTER`].
     pub redis_cluster: bool,
+    /// [`REDIS_AUTH_SECRET_ARN`].
+    pub redis_auth_secret_arn: Option<String>,
+    /// [`REDIS_ALLOW_PLAINTEXT`].
+    pub redis_allow_plaintext: bool,
     /// [`REDIS_CA_CERT_PATH`].
     pub redis_ca_cert_path: Option<PathBuf>,
     /// [`REDIS_KEY_PREFIX`].
@@ -70,6 +74,8 @@ pub struct Config {
     pub prune_grace: Duration,
     /// [`AUTH_MODE`] and the settings it needs.
     pub auth: AuthConfig,
+    /// [`METRICS_NAMESPACE`].
+    pub metrics_namespace: String,
 }
 
 impl Default for Config {
@@ -79,6 +85,8 @@ impl Default for Config {
             redis_url: None,
             redis_url_secret_arn: None,
             redis_cluster: false,
+            redis_auth_secret_arn: None,
+            redis_allow_plaintext: false,
             redis_ca_cert_path: None,
             key_prefix: KeyPrefix::default(),
             membership_lifetime: MAX_CONNECTION_LIFETIME,
@@ -100,8 +108,42 @@ impl Default for Config {
             max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
             prune_grace: DEFAULT_PRUNE_GRACE,
             auth: AuthConfig::Open,
+            metrics_namespace: DEFAULT_METRICS_NAMESPACE.to_owned(),
         }
     }
+}
+
+/// A yes/no variable: `true`, `1`, `yes` or `false`, `0`, `no`, empty (unset: no).
+fn flag(lookup: &impl Fn(&str) -> Option<String>, name: &'static str) -> Result<bool, ConfigError> {
+    let Some(raw) = lookup(name) else {
+        return Ok(false);
+    };
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" => Ok(true),
+        "false" | "0" | "no" | "" => Ok(false),
+        _ => Err(ConfigError::invalid(
+            name,
+            &raw,
+            "expected true/false, 1/0 or yes/no",
+        )),
+    }
+}
+
+/// A CloudWatch namespace: 1–255 of `A-Za-z0-9._/#:-`, not under `AWS/` (AWS's own).
+fn metrics_namespace(raw: &str) -> Result<String, ConfigError> {
+    let valid = (1..=255).contains(&raw.len())
+        && raw
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._/#:-".contains(&b))
+        && !raw.starts_with("AWS/");
+    if !valid {
+        return Err(ConfigError::invalid(
+            METRICS_NAMESPACE,
+            raw,
+            "a CloudWatch namespace: 1-255 of A-Z a-z 0-9 . _ / # : -, not starting with AWS/",
+        ));
+    }
+    Ok(raw.to_owned())
 }
 
 impl Config {
@@ -196,19 +238,11 @@ impl Config {
             Some(raw) => KeyPrefix::parse(&raw)?,
             None => defaults.key_prefix,
         };
-        let redis_cluster = match lookup(REDIS_CLUSTER) {
-            None => false,
-            Some(raw) => match raw.trim().to_ascii_lowercase().as_str() {
-                "true" | "1" | "yes" => true,
-                "false" | "0" | "no" | "" => false,
-                _ => {
-                    return Err(ConfigError::invalid(
-                        REDIS_CLUSTER,
-                        &raw,
-                        "expected true/false, 1/0 or yes/no",
-                    ));
-                }
-            },
+        let redis_cluster = flag(&lookup, REDIS_CLUSTER)?;
+        let redis_allow_plaintext = flag(&lookup, REDIS_ALLOW_PLAINTEXT)?;
+        let metrics_namespace = match lookup(METRICS_NAMESPACE) {
+            Some(raw) => metrics_namespace(&raw)?,
+            None => defaults.metrics_namespace,
         };
         Ok(Self {
             redis_url: lookup(REDIS_URL).filter(|v| !v.is_empty()),
@@ -216,6 +250,10 @@ impl Config {
                 .map(|v| v.trim().to_owned())
                 .filter(|v| !v.is_empty()),
             redis_cluster,
+            redis_auth_secret_arn: lookup(REDIS_AUTH_SECRET_ARN)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty()),
+            redis_allow_plaintext,
             redis_ca_cert_path: lookup(REDIS_CA_CERT_PATH)
                 .filter(|v| !v.is_empty())
                 .map(PathBuf::from),
@@ -239,6 +277,7 @@ impl Config {
             max_connections_per_ip,
             prune_grace,
             auth: AuthConfig::from_lookup(&lookup)?,
+            metrics_namespace,
         })
     }
 
@@ -265,6 +304,8 @@ impl std::fmt::Debug for Config {
             redis_url,
             redis_url_secret_arn,
             redis_cluster,
+            redis_auth_secret_arn,
+            redis_allow_plaintext,
             redis_ca_cert_path,
             key_prefix,
             membership_lifetime,
@@ -286,11 +327,14 @@ impl std::fmt::Debug for Config {
             max_connections_per_ip,
             prune_grace,
             auth,
+            metrics_namespace,
         } = self;
         f.debug_struct("Config")
             .field("redis_url", &redis_url.as_ref().map(|_| "<redacted>"))
             .field("redis_url_secret_arn", redis_url_secret_arn)
             .field("redis_cluster", redis_cluster)
+            .field("redis_auth_secret_arn", redis_auth_secret_arn)
+            .field("redis_allow_plaintext", redis_allow_plaintext)
             .field("redis_ca_cert_path", redis_ca_cert_path)
             .field("key_prefix", key_prefix)
             .field("membership_lifetime", membership_lifetime)
@@ -311,6 +355,7 @@ impl std::fmt::Debug for Config {
             .field("connect_rate_per_ip", connect_rate_per_ip)
             .field("max_connections_per_ip", max_connections_per_ip)
             .field("prune_grace", prune_grace)
+            .field("metrics_namespace", metrics_namespace)
             .field("auth", auth)
             .finish()
     }

@@ -10,6 +10,14 @@ pub const REDIS_URL_SECRET_ARN: &str = "REDIS_URL_SECRET_ARN";
 /// `true` (also `1`, `yes`) to talk to Redis with the Redis Cluster client: required by ElastiCache Serverless and
 /// any cluster-mode endpoint (default `false`: one node, or a cluster-mode-disabled primary endpoint).
 pub const REDIS_CLUSTER: &str = "REDIS_CLUSTER";
+/// ARN of a Secrets Manager secret holding the Redis user, `{"username": …, "password": …}`, put into the URL
+/// read from [`REDIS_URL`] or [`REDIS_URL_SECRET_ARN`] at cold start: how the stack's ElastiCache user, whose
+/// generated password lives in a secret, reaches the functions. Unset: the URL's own credentials, if any.
+pub const REDIS_AUTH_SECRET_ARN: &str = "REDIS_AUTH_SECRET_ARN";
+/// `true` (also `1`, `yes`) to accept a `redis://` URL without TLS from [`REDIS_URL_SECRET_ARN`], for a Redis
+/// on a private network (default `false`: a URL read from a secret is a deployed one, and the password in it
+/// would cross the network in the clear). [`REDIS_URL`] itself is taken as it is: it is how local runs are told.
+pub const REDIS_ALLOW_PLAINTEXT: &str = "REDIS_ALLOW_PLAINTEXT";
 /// Path of a PEM file holding the CA certificate(s) that `rediss://` trusts instead of the system's roots, for a
 /// Redis whose certificate comes from a private CA (default: the system roots, which ElastiCache's and hosted
 /// Redis services' certificates chain to). Verification is never turned off.
@@ -106,3 +114,9 @@ pub const MAX_HISTORY_MAX_BYTES: usize = 16 * 1024 * 1024;
 pub const DEFAULT_CONNECT_RATE_PER_IP: u32 = 120;
 /// [`MAX_CONNECTIONS_PER_IP`]'s default: a school or a conference behind one NAT, a few tabs each.
 pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 200;
+
+/// The CloudWatch namespace of the functions' Embedded Metric Format lines (default `wschat`; the template sets
+/// `wschat/<stack>`, so two stacks in one account keep their numbers apart).
+pub const METRICS_NAMESPACE: &str = "METRICS_NAMESPACE";
+/// The namespace when [`METRICS_NAMESPACE`] is unset.
+pub const DEFAULT_METRICS_NAMESPACE: &str = "wschat";

@@ -22,6 +22,7 @@ use super::events::{
     Authorization,
 };
 use crate::auth::{AuthError, Verifier};
+use crate::metrics::{self, Metric};
 
 /// What the authorizer needs.
 #[derive(Clone, Default)]
@@ -58,6 +59,7 @@ pub async fn handle(
         handshake,
         token,
     } = authorization;
+    metrics::count(Metric::Handshakes);
     let mut context = Map::new();
     if let Ok(room) = &handshake.room {
         context.insert(
@@ -83,6 +85,8 @@ pub async fn handle(
         Err(err @ AuthError::Keys(_)) => return Err(HandlerError::AuthKeys(err)),
         Err(err) => {
             warn!(connection = %principal_id, reason = %err, "handshake refused: unauthorized");
+            metrics::count(Metric::HandshakesRefused);
+            metrics::count(Metric::HandshakesUnauthorized);
             return Err(HandlerError::Unauthorized);
         }
     };
@@ -90,6 +94,8 @@ pub async fn handle(
         && !identity.rooms.allows(room)
     {
         warn!(connection = %principal_id, uid = %identity.uid, room = %room, "handshake refused: room not granted");
+        metrics::count(Metric::HandshakesRefused);
+        metrics::count(Metric::HandshakesForbidden);
         return Ok(answer(
             identity.uid.to_string(),
             "Deny",

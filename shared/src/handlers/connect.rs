@@ -13,6 +13,7 @@ use super::events::Connecting;
 use super::{HandlerError, response};
 use crate::auth::transport;
 use crate::fanout::Announcer;
+use crate::metrics::{self, Metric};
 use crate::rooms::{Admission, Announce, Departed, Entered, RoomStore, Someone};
 use crate::wire::{ConnectionId, DisplayName, RoomName, ServerFrame, Uid};
 
@@ -90,20 +91,21 @@ pub async fn handle(
         verified,
     } = connecting;
     let at = address.as_ref().map(ToString::to_string);
+    metrics::count(Metric::Handshakes);
     if !deps.origins.allows(origin.as_deref()) {
         warn!(connection = %conn, address = at, origin, "handshake rejected: origin not allowed");
-        return Ok(response(403, Some("origin not allowed")));
+        return Ok(refused(Metric::HandshakesRefusedOrigin, 403, "origin not allowed"));
     }
     if deps.auth_required && verified.is_none() {
         warn!(connection = %conn, address = at, "handshake rejected: no verified user (is the authorizer on $connect?)");
-        return Ok(response(401, Some("sign in first")));
+        return Ok(refused(Metric::HandshakesUnauthorized, 401, "sign in first"));
     }
     let room = match handshake.room {
         Ok(room) => room,
         Err(reason) => {
             let reason = reason.to_string();
             warn!(connection = %conn, address = at, reason, "handshake rejected: bad room");
-            return Ok(response(400, Some(&reason)));
+            return Ok(refused(Metric::HandshakesRefusedInvalid, 400, &reason));
         }
     };
     // A verified user is named by the token (`?name=` is ignored). Otherwise no `name` is an anonymous member,
@@ -114,7 +116,7 @@ pub async fn handle(
         (None, Err(reason)) => {
             let reason = reason.to_string();
             warn!(connection = %conn, address = at, reason, "handshake rejected: bad name");
-            return Ok(response(400, Some(&reason)));
+            return Ok(refused(Metric::HandshakesRefusedInvalid, 400, &reason));
         }
     };
     if let Some(address) = &address {
@@ -130,7 +132,7 @@ pub async fn handle(
         };
         if let Some(reason) = refusal {
             warn!(connection = %conn, address = at, reason, "handshake rejected: address limit");
-            return Ok(response(429, Some(&reason)));
+            return Ok(refused(Metric::HandshakesRefusedAddress, 429, &reason));
         }
     }
     let entered = deps
@@ -172,13 +174,21 @@ pub async fn handle(
                 tell.announce(announcer, deps.rooms.as_ref(), expired, announce)
                     .await;
             }
+            metrics::count(Metric::HandshakesAccepted);
             Ok(accepted(offers_subprotocol))
         }
         Entered::RoomFull => {
             warn!(connection = %conn, address = at, room = %room, "handshake rejected: the room is full");
-            Ok(response(403, Some("this room is full")))
+            Ok(refused(Metric::HandshakesRefusedFull, 403, "this room is full"))
         }
     }
+}
+
+/// A refused handshake's answer, counted under `why` and in the total.
+fn refused(why: Metric, status: i64, reason: &str) -> ApiGatewayProxyResponse {
+    metrics::count(Metric::HandshakesRefused);
+    metrics::count(why);
+    response(status, Some(reason))
 }
 
 /// 200, selecting the `wschat` subprotocol when the client offered it: a browser that offered subprotocols drops

@@ -9,6 +9,7 @@ use tracing::{info, warn};
 use super::events::Leaving;
 use super::{HandlerError, response};
 use crate::fanout::Announcer;
+use crate::metrics::{self, Metric};
 use crate::rooms::RoomStore;
 
 /// What `$disconnect` needs.
@@ -30,6 +31,7 @@ pub async fn handle(
     deps: &Deps,
 ) -> Result<ApiGatewayProxyResponse, HandlerError> {
     let Leaving { caller, status } = leaving;
+    metrics::count(Metric::Disconnects);
     let conn = &caller.conn;
     // The address's live connection is released alongside the leave: the two keys live in different slots.
     let release = async {

@@ -12,7 +12,10 @@ use chat_shared::gateway::{DirectGateway, Gateway, GatewayError};
 use chat_shared::handlers::HandlerError;
 use chat_shared::rooms::{MemoryRoomStore, RoomStore};
 use chat_shared::startup::{Parts, StartupError, connect_store, policy};
+use chat_shared::metrics;
 use serde_json::Value;
+
+use crate::activity::EmfLog;
 
 /// A failed invocation. API Gateway answers a failed `$connect` with 500 and ignores a failed message.
 #[derive(Debug, thiserror::Error)]
@@ -47,12 +50,18 @@ pub trait Backend: Send + Sync {
     /// # Errors
     /// [`InvokeError`] when the function fails or cannot be reached.
     async fn invoke(&self, function: &str, event: Value) -> Result<Value, InvokeError>;
+
+    /// The functions' metrics, when they run in this process (in Lambda mode they are in the functions' logs).
+    fn emf(&self) -> Option<&EmfLog> {
+        None
+    }
 }
 
 /// Runs the shared handlers in this process, exactly as the Lambda binaries would: every function of
 /// [`chat_shared::functions`]' table, by its binary's name, bound to dependencies built from one set of parts.
 pub struct InProcess {
     functions: Vec<(&'static str, Box<dyn Invoke>)>,
+    emf: Arc<EmfLog>,
 }
 
 /// One function bound to its dependencies, taking and returning JSON as the Lambda Invoke API does.
@@ -61,20 +70,26 @@ trait Invoke: Send + Sync {
     async fn invoke(&self, event: Value) -> Result<Value, InvokeError>;
 }
 
-struct Bound<F: Function>(F::Deps);
+struct Bound<F: Function> {
+    deps: F::Deps,
+    emf: Arc<EmfLog>,
+}
 
 #[async_trait]
 impl<F: Function> Invoke for Bound<F> {
+    /// As `chat_shared::lambda::serve` does: the handler, and what it recorded as one metrics line.
     async fn invoke(&self, event: Value) -> Result<Value, InvokeError> {
         let event: F::Event = serde_json::from_value(event)?;
-        let response = F::handle(&self.0, &event, None).await?;
-        Ok(serde_json::to_value(response)?)
+        let (response, recorded) = metrics::record(F::handle(&self.deps, &event, None)).await;
+        self.emf.push(F::BINARY, &recorded);
+        Ok(serde_json::to_value(response?)?)
     }
 }
 
 /// Binds every function of the table to dependencies wired from `parts`.
 struct Table<'a> {
     parts: &'a Parts,
+    emf: &'a Arc<EmfLog>,
     functions: Vec<(&'static str, Box<dyn Invoke>)>,
     failed: Option<StartupError>,
 }
@@ -82,7 +97,13 @@ struct Table<'a> {
 impl EachFunction for Table<'_> {
     fn function<F: Function>(&mut self) {
         match F::wire(self.parts) {
-            Ok(deps) => self.functions.push((F::BINARY, Box::new(Bound::<F>(deps)))),
+            Ok(deps) => {
+                let bound = Bound::<F> {
+                    deps,
+                    emf: self.emf.clone(),
+                };
+                self.functions.push((F::BINARY, Box::new(bound)));
+            }
             Err(err) => self.failed = Some(err),
         }
     }
@@ -181,8 +202,10 @@ impl InProcess {
             rooms,
             gateway: Some(gateway),
         };
+        let emf = Arc::new(EmfLog::new(&cfg.metrics_namespace));
         let mut table = Table {
             parts: &parts,
+            emf: &emf,
             functions: Vec::new(),
             failed: None,
         };
@@ -191,6 +214,7 @@ impl InProcess {
             Some(err) => Err(err),
             None => Ok(Self {
                 functions: table.functions,
+                emf,
             }),
         }
     }
@@ -243,6 +267,10 @@ impl Backend for InProcess {
             .find(|(name, _)| *name == function)
             .ok_or_else(|| InvokeError::UnknownFunction(function.to_owned()))?;
         found.invoke(event).await
+    }
+
+    fn emf(&self) -> Option<&EmfLog> {
+        Some(&self.emf)
     }
 }
 

@@ -30,6 +30,26 @@ pub(crate) async fn handshake(
     parts: &Parts,
     peer: SocketAddr,
 ) -> Response {
+    let recorder = state.clone();
+    let response = answer(state, upgrade, parts, peer).await;
+    let room = parse_query(parts.uri.query().unwrap_or_default())
+        .into_iter()
+        .find_map(|(key, value)| (key == "room").then_some(value));
+    recorder.activity.record(serde_json::json!({
+        "kind": "handshake",
+        "room": room,
+        "status": response.status().as_u16(),
+    }));
+    response
+}
+
+/// The handshake's answer: 101 and a socket, or the status that refused it.
+async fn answer(
+    state: AppState,
+    upgrade: WebSocketUpgrade,
+    parts: &Parts,
+    peer: SocketAddr,
+) -> Response {
     let headers: Vec<(String, String)> = parts
         .headers
         .iter()

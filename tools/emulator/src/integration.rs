@@ -34,17 +34,46 @@ pub(crate) async fn invoke(
     event: Value,
 ) -> Result<Value, Failure> {
     let (task_state, name) = (state.clone(), function.to_owned());
+    let connection = event
+        .pointer("/requestContext/connectionId")
+        .cloned()
+        .unwrap_or(Value::Null);
     let task = tokio::spawn(async move {
         let started = Instant::now();
         let result = task_state.backend.invoke(&name, event).await;
+        let elapsed = started.elapsed();
         let spec = task_state.options.routes.spec(&name);
-        task_state.meter.invoked(&name, spec, started.elapsed());
+        task_state.meter.invoked(&name, spec, elapsed);
+        task_state.activity.record(serde_json::json!({
+            "kind": "invoke",
+            "function": name,
+            "connection": connection,
+            "status": outcome(&result),
+            "ms": elapsed.as_secs_f64() * 1000.0,
+        }));
         result
     });
     match tokio::time::timeout(state.options.integration_timeout, task).await {
         Ok(Ok(result)) => Ok(result?),
         Ok(Err(panicked)) => Err(InvokeError::Transport(Box::new(panicked)).into()),
         Err(_) => Err(Failure::TimedOut),
+    }
+}
+
+/// What an invocation answered, in a word: its `statusCode`, an authorizer's effect, or `error`.
+fn outcome(result: &Result<Value, InvokeError>) -> Value {
+    match result {
+        Ok(response) => response
+            .get("statusCode")
+            .cloned()
+            .or_else(|| {
+                response
+                    .pointer("/policyDocument/Statement/0/Effect")
+                    .cloned()
+            })
+            .unwrap_or_else(|| Value::from(200)),
+        Err(InvokeError::Function { error_type, .. }) => Value::String(error_type.clone()),
+        Err(_) => Value::from("error"),
     }
 }
 

@@ -14,7 +14,9 @@
 //! by a [`backend::Backend`]: the shared handlers in process, or the real Lambda binaries behind
 //! `cargo lambda watch` ([`lambda`]).
 
+mod activity;
 mod admin;
+mod guard;
 pub mod backend;
 pub mod events;
 pub mod faults;
@@ -136,6 +138,8 @@ impl Emulator {
             connections: Mutex::default(),
             accepted: std::sync::atomic::AtomicU64::new(0),
             oidc,
+            activity: activity::Activity::default(),
+            addr,
         }));
         local.attach(&state);
         let app = router(state.clone());
@@ -236,6 +240,10 @@ fn router(state: AppState) -> Router {
         .route("/{stage}/@connections/{id}", management::routes())
         .route("/config.js", get(config_js))
         .fallback(upgrade_or_static)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::refuse_forgeries,
+        ))
         .with_state(state)
 }
 

@@ -105,6 +105,11 @@ struct Args {
     /// How long the development provider's tokens last, in seconds.
     #[arg(long, default_value_t = 3600)]
     oidc_token_ttl_secs: u64,
+    /// A host name to answer besides the address served on (and localhost on loopback), e.g. a name in
+    /// /etc/hosts; repeat for more. Any other Host is refused (421), so no web page reaches the emulator by DNS
+    /// rebinding.
+    #[arg(long = "allow-host", env = "WSCHAT_ALLOW_HOSTS", value_delimiter = ',')]
+    allow_hosts: Vec<String>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -162,6 +167,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         integration_timeout: Duration::from_millis(args.integration_timeout_ms),
         idle_reset_on_send: args.idle_reset_on_send,
         trust_forwarded_for: args.trust_forwarded_for,
+        allowed_hosts: args.allow_hosts.clone(),
         prices,
         routes,
         ..Options::default()
@@ -234,7 +240,9 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         auth,
         websocket = %format!("ws://{}/{}", emulator.addr(), args.stage),
         management = %emulator.management_endpoint(&args.stage),
-        "ready: open http://{}/ in a browser", emulator.addr()
+        "ready: open http://{}/ in a browser (the emulator's own page: http://{}/_emulator/)",
+        emulator.addr(),
+        emulator.addr()
     );
     shutdown_signal().await;
     let metrics = emulator.shutdown().await;

@@ -152,9 +152,17 @@ async fn admit<'p>(
     id.ok_or(Refusal::GONE)
 }
 
-/// One line per call, like API Gateway's execution log.
-fn log(method: &str, connection: &str, bytes: usize, status: StatusCode) {
+/// One line per call, like API Gateway's execution log; a call that failed is also a recent event on the page.
+fn log(state: &AppState, method: &str, connection: &str, bytes: usize, status: StatusCode) {
     info!(target: "apigw", method, connection, bytes, status = status.as_u16(), "@connections");
+    if !status.is_success() {
+        state.activity.record(serde_json::json!({
+            "kind": "@connections",
+            "method": method,
+            "connection": connection,
+            "status": status.as_u16(),
+        }));
+    }
 }
 
 /// Admits the HTTP call, lets `answer` produce the response for the connection id, and logs it.
@@ -171,7 +179,7 @@ async fn managed(
         Err(refusal) => refusal.into_response(),
     };
     let connection = params.get("id").map_or("", String::as_str);
-    log(method, connection, bytes, response.status());
+    log(state, method, connection, bytes, response.status());
     response
 }
 
@@ -262,7 +270,7 @@ impl Gateway for LocalGateway {
         let status = result
             .as_ref()
             .map_or_else(|r| r.status, |()| StatusCode::OK);
-        log("POST", conn.as_str(), bytes, status);
+        log(&state, "POST", conn.as_str(), bytes, status);
         result.map_err(Refusal::into_gateway_error)
     }
 
@@ -277,7 +285,7 @@ impl Gateway for LocalGateway {
         let status = result
             .as_ref()
             .map_or_else(|r| r.status, |()| StatusCode::NO_CONTENT);
-        log("DELETE", conn.as_str(), 0, status);
+        log(&state, "DELETE", conn.as_str(), 0, status);
         result.map_err(Refusal::into_gateway_error)
     }
 }

@@ -63,6 +63,9 @@ pub struct Options {
     pub oidc_token_ttl: Duration,
     /// What `/config.js` tells the pages about signing in (none: auth is off).
     pub page_auth: Option<PageAuth>,
+    /// Host names answered besides the address the emulator serves on (and `localhost` on loopback): a request
+    /// whose `Host` is any other name is refused, so a web page cannot reach the emulator by DNS rebinding.
+    pub allowed_hosts: Vec<String>,
 }
 
 /// Where the pages sign in: the issuer and the OAuth client (`AUTH_ISSUER`, `AUTH_CLIENT_ID`).
@@ -96,6 +99,7 @@ impl Default for Options {
             oidc_provider: false,
             oidc_token_ttl: Duration::from_secs(3600),
             page_auth: None,
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -168,6 +172,10 @@ pub(crate) struct Inner {
     pub(crate) meter: Meter,
     /// The development OpenID provider (`--oidc-provider`).
     pub(crate) oidc: Option<Arc<crate::oidc::Provider>>,
+    /// What happened lately, for the emulator's page.
+    pub(crate) activity: crate::activity::Activity,
+    /// The address it serves on (what a `Host` header must name).
+    pub(crate) addr: std::net::SocketAddr,
 }
 
 impl std::ops::Deref for AppState {

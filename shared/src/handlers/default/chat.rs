@@ -10,6 +10,7 @@ use super::Deps;
 use super::reply::{Failure, Outcome};
 use crate::fanout::{Delivery, group_send};
 use crate::handlers::events::Caller;
+use crate::metrics::{self, Metric};
 use crate::rooms::{CLIENT_IDS_FOR_MS, PublishOutcome, SEEN_FOR_MS, Sender};
 use crate::wire::{MessageId, RoomName, echo_frame};
 
@@ -68,7 +69,10 @@ async fn publish(
         .await
         .map_err(Failure::store_down)?
     {
-        PublishOutcome::Published(published) => published,
+        PublishOutcome::Published(published) => {
+            metrics::count(Metric::ChatMessages);
+            published
+        }
         PublishOutcome::RateLimited { retry_after_ms } => {
             warn!(connection = %conn, room = %room, retry_after_ms, "rate limited");
             return Err(Failure::rate_limited(retry_after_ms));

@@ -7,6 +7,7 @@ use tracing::{info, warn};
 use super::Deps;
 use super::reply::{Failure, Outcome};
 use crate::handlers::events::Caller;
+use crate::metrics::{self, Metric};
 use crate::wire::{Epoch, MAX_FRAME_BYTES, RoomName, history_frames};
 
 /// Sends the sender what followed `after` of history `epoch` (the most recent messages without `after`).
@@ -42,11 +43,13 @@ pub(super) async fn send(
     );
     // One after another: the client relies on their order, and only the last says `complete`.
     for frame in frames {
+        let bytes = frame.len();
         if let Err(err) = deps.gateway.post_to_connection(sender, frame).await {
             let err: &dyn std::error::Error = &err;
             warn!(connection = %sender, error = err, "could not send history");
             break;
         }
+        metrics::count_n(Metric::HistoryBytes, bytes);
     }
     Ok(())
 }

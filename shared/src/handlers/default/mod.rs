@@ -32,6 +32,7 @@ use self::reply::{Failure, Outcome};
 use super::events::{Caller, Message};
 use crate::fanout::FanoutSettings;
 use crate::gateway::Gateway;
+use crate::metrics::{self, Metric};
 use crate::rooms::{RoomStore, Spent};
 use crate::wire::{ClientFrame, FrameError, RoomName};
 
@@ -58,6 +59,7 @@ pub async fn handle(
     deadline: Option<tokio::time::Instant>,
 ) -> ApiGatewayProxyResponse {
     let Message { caller, frame } = message;
+    metrics::count(Metric::Frames);
     let outcome = serve(frame, &caller, deps, deadline).await;
     reply::send(outcome, deps.gateway.as_ref(), &caller).await
 }

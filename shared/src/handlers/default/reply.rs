@@ -26,6 +26,7 @@ use tracing::{error, info, warn};
 use crate::gateway::{Gateway, GatewayError};
 use crate::handlers::events::Caller;
 use crate::handlers::{error_chain, response};
+use crate::metrics::{self, Metric};
 use crate::rooms::StoreError;
 use crate::wire::{FrameError, MessageId, ServerFrame};
 
@@ -139,6 +140,22 @@ impl Failure {
         }
     }
 
+    /// The metric of a frame refused for what it is or for who sent it (not of one the system failed).
+    fn refused_as(&self) -> Option<Metric> {
+        match &self.why {
+            Why::Refused(FrameError::MessageTooLong { .. }) => Some(Metric::FramesRefusedSize),
+            Why::Refused(_) => Some(Metric::FramesRefusedMalformed),
+            Why::RateLimited { .. } => Some(Metric::FramesRefusedRate),
+            Why::OverBudget { .. } => Some(Metric::FramesRefusedBudget),
+            Why::TokenExpired => Some(Metric::FramesRefusedAuth),
+            Why::RoomFull
+            | Why::NoRoom
+            | Why::Unreached { .. }
+            | Why::AnswerLost(_)
+            | Why::StoreDown(_) => None,
+        }
+    }
+
     fn status(&self) -> i64 {
         match self.why {
             Why::Refused(_) => 400,
@@ -212,6 +229,10 @@ pub(super) async fn send(
         caller.address.as_ref().map(ToString::to_string),
     );
     let reason = failure.reason();
+    if let Some(refused) = failure.refused_as() {
+        metrics::count(Metric::FramesRefused);
+        metrics::count(refused);
+    }
     match &failure.why {
         Why::StoreDown(err) => {
             error!(connection = %sender, error = %error_chain(err), "room store unavailable");

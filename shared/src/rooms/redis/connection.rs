@@ -151,8 +151,10 @@ where
     // A timed-out attempt may still run (the server was only slow): if a later one fails otherwise, the caller
     // must still learn that the outcome is unknown.
     let mut timed_out = None;
+    let _timer = crate::metrics::Timer::start(crate::metrics::Metric::RedisTime);
     loop {
         let generation = redial.map(NodeConnection::generation);
+        crate::metrics::count(crate::metrics::Metric::RedisRequests);
         match attempt().await {
             Err(err) if err.is_io_error() && dropped => {
                 return Err(redis_err(op)(timed_out.unwrap_or(err)));
