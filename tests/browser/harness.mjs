@@ -172,13 +172,16 @@ export async function startRedis() {
   return redis;
 }
 
-/** Launches Debian's Chromium headless. Playwright gives each launch a fresh temporary profile directory. */
-export async function launchBrowser() {
+/**
+ * Launches Debian's Chromium headless, with `extraArgs` after the usual ones (e.g. `--host-resolver-rules=…`).
+ * Playwright gives each launch a fresh temporary profile directory.
+ */
+export async function launchBrowser(extraArgs = []) {
   const executablePath = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
   if (!existsSync(executablePath)) {
     throw new Error(`Chromium not found at ${executablePath} (apt-get install -y chromium, or set CHROMIUM_BIN).`);
   }
-  return chromium.launch({ executablePath, headless: true, args: CHROMIUM_ARGS, timeout: 30_000 });
+  return chromium.launch({ executablePath, headless: true, args: [...CHROMIUM_ARGS, ...extraArgs], timeout: 30_000 });
 }
 
 /** A file-name-safe version of a test name. */

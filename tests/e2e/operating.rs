@@ -380,6 +380,13 @@ async fn the_chat_runs_as_the_cache_user_the_template_makes_and_that_user_can_do
         let err = refused.expect_err(command);
         assert_eq!(err.code(), Some("NOPERM"), "{command}: {err}");
     }
+    // The scripts read the server's run id (a restart starts a new epoch): INFO is let back in.
+    let info: String = redis::cmd("INFO")
+        .arg("server")
+        .query_async(&mut as_user)
+        .await
+        .expect("INFO is allowed");
+    assert!(info.contains("run_id:"), "{info}");
     let own: Option<String> = redis::cmd("GET")
         .arg(format!("{}x", prefix.as_str()))
         .query_async(&mut as_user)

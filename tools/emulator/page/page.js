@@ -68,7 +68,8 @@ function sample(meter) {
 function drawChart() {
   const peak = Math.max(1, ...samples.map((s) => Math.max(s.in, s.out)));
   const points = (key) => samples
-    .map((s, i) => `${(i * 600) / (WINDOW - 1)},${(120 - (s[key] / peak) * 115).toFixed(1)}`)
+    // The newest sample at the right edge, one second apart.
+    .map((s, i) => `${600 - ((samples.length - 1 - i) * 600) / (WINDOW - 1)},${(120 - (s[key] / peak) * 115).toFixed(1)}`)
     .join(' ');
   $('#chart-in').setAttribute('points', points('in'));
   $('#chart-out').setAttribute('points', points('out'));

@@ -44,7 +44,7 @@ const PAGE_CSS: &str = include_str!("../page/page.css");
 
 /// The page may load its own files and fetch from here, nothing else.
 const PAGE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; \
-                        img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+                        img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 fn page_file(content_type: &'static str, body: &'static str) -> Response {
     (
