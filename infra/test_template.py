@@ -429,7 +429,7 @@ class TemplateTest(unittest.TestCase):
         self.assertEqual(props["OKActions"], expected, logical_id)
         self.assertEqual(props["TreatMissingData"], "notBreaching", logical_id)
         self.assertEqual(props["ComparisonOperator"], "GreaterThanOrEqualToThreshold", logical_id)
-        self.assertIn("docs/operations.md", sub_string(props["AlarmDescription"]), logical_id)
+        self.assertIn("docs/operating.md", sub_string(props["AlarmDescription"]), logical_id)
         return resource
 
     def metric_of(self, props: dict, metric_id: str | None = None) -> tuple[str, str, dict, str, int]:
@@ -520,10 +520,10 @@ class TemplateTest(unittest.TestCase):
 
     def test_the_alarms_are_exactly_those_the_docs_explain(self):
         alarms = set(resources_of_type(self.template, "AWS::CloudWatch::Alarm"))
-        runbook = (REPO_ROOT / "docs" / "operations.md").read_text()
+        runbook = (REPO_ROOT / "docs" / "operating.md").read_text()
         for logical_id in alarms:
             self.alarm(logical_id)
-            self.assertIn(f"`{logical_id}`", runbook, f"docs/operations.md explains {logical_id}")
+            self.assertIn(f"`{logical_id}`", runbook, f"docs/operating.md explains {logical_id}")
         self.assertEqual(len(alarms), 11)
 
     def test_the_e_mail_gets_a_topic_that_only_this_account_s_alarms_publish_to(self):

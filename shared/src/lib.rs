@@ -28,9 +28,9 @@ pub mod fanout;
 pub mod functions;
 pub mod gateway;
 pub mod handlers;
-pub mod metrics;
 #[cfg(feature = "lambda")]
 pub mod lambda;
+pub mod metrics;
 pub mod rooms;
 pub mod secrets;
 pub mod signed;

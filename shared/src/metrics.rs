@@ -272,6 +272,16 @@ mod tests {
         assert!(Metric::ALL.iter().all(|m| !m.description().is_empty()));
     }
 
+    #[test]
+    fn the_operating_docs_list_every_metric_with_its_unit() {
+        let docs = include_str!("../../docs/operating.md");
+
+        for metric in Metric::ALL {
+            let row = format!("| `{}` | {} |", metric.name(), metric.unit().as_str());
+            assert!(docs.contains(&row), "docs/operating.md lists {row}");
+        }
+    }
+
     #[tokio::test]
     async fn a_line_declares_each_value_it_carries_under_the_function_dimension() {
         let ((), recorded) = record(async {

@@ -45,23 +45,23 @@ pub enum SecretError {
 /// A Redis user's name and password, as a secret holds them: `{"username": …, "password": …}`, the shape a
 /// generated Secrets Manager secret has. Never printed.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Credentials {
+pub struct RedisUser {
     /// The user (an ElastiCache user's `UserName`).
     pub username: String,
     /// Its password.
     pub password: String,
 }
 
-impl std::fmt::Debug for Credentials {
+impl std::fmt::Debug for RedisUser {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Credentials")
+        f.debug_struct("RedisUser")
             .field("username", &self.username)
             .field("password", &"<redacted>")
             .finish()
     }
 }
 
-impl Credentials {
+impl RedisUser {
     /// Reads `{"username": …, "password": …}` (other members, such as an engine or a host, are ignored).
     ///
     /// # Errors
@@ -87,10 +87,10 @@ impl Credentials {
 ///
 /// # Errors
 /// [`SecretError`] when the secret cannot be read or does not hold a username and a password.
-pub async fn read_credentials(arn: &str) -> Result<Credentials, SecretError> {
+pub async fn read_redis_user(arn: &str) -> Result<RedisUser, SecretError> {
     let (client, endpoint) = client_for(arn);
     info!(arn, "reading the Redis user from Secrets Manager");
-    Credentials::parse(&secret_string(&client, &endpoint, arn).await?)
+    RedisUser::parse(&secret_string(&client, &endpoint, arn).await?)
 }
 
 /// The URL stored in the secret `arn`, read with the environment's credentials from the environment's region.
@@ -332,16 +332,23 @@ mod tests {
     }
 
     #[test]
-    fn a_generated_secret_gives_its_user_and_nothing_else_is_taken_for_one() {
+    fn a_generated_secret_gives_its_redis_user_and_nothing_else_is_taken_for_one() {
         let generated = r#"{"username":"wschat","password":"p@ss:w/rd","engine":"valkey"}"#;
 
-        let credentials = Credentials::parse(generated).expect("credentials");
+        let user = RedisUser::parse(generated).expect("a user");
 
-        assert_eq!(credentials.username, "wschat");
-        assert_eq!(credentials.password, "p@ss:w/rd");
-        assert!(!format!("{credentials:?}").contains("p@ss"), "never printed");
-        for not in ["rediss://host:6379", r#"{"username":"wschat"}"#, r#"{"username":"","password":"x"}"#] {
-            assert!(matches!(Credentials::parse(not), Err(SecretError::NotCredentials)), "{not}");
+        assert_eq!(user.username, "wschat");
+        assert_eq!(user.password, "p@ss:w/rd");
+        assert!(!format!("{user:?}").contains("p@ss"), "never printed");
+        for not in [
+            "rediss://host:6379",
+            r#"{"username":"wschat"}"#,
+            r#"{"username":"","password":"x"}"#,
+        ] {
+            assert!(
+                matches!(RedisUser::parse(not), Err(SecretError::NotCredentials)),
+                "{not}"
+            );
         }
     }
 

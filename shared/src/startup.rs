@@ -14,13 +14,13 @@ use tracing::{info, warn};
 
 use crate::auth::Verifier;
 use crate::config::{
-    AUTH_HS256_SECRET_ARN, Config, ConfigError, REDIS_AUTH_SECRET_ARN, REDIS_CA_CERT_PATH, REDIS_URL,
-    REDIS_URL_SECRET_ARN,
+    AUTH_HS256_SECRET_ARN, Config, ConfigError, REDIS_AUTH_SECRET_ARN, REDIS_CA_CERT_PATH,
+    REDIS_URL, REDIS_URL_SECRET_ARN,
 };
 use crate::fanout::{Announcer, FanoutSettings};
 use crate::gateway::{DirectGateway, Gateway};
 use crate::rooms::{Limits, Policy, RedisRoomStore, Retention, RoomStore, StoreError};
-use crate::secrets::{self, Credentials, SecretError};
+use crate::secrets::{self, RedisUser, SecretError};
 
 /// A failure to build a function's dependencies at cold start.
 #[derive(Debug, thiserror::Error)]
@@ -55,23 +55,23 @@ pub async fn redis_url(cfg: &Config) -> Result<String, StartupError> {
     let Some(arn) = &cfg.redis_auth_secret_arn else {
         return Ok(url);
     };
-    let credentials = secrets::read_credentials(arn)
+    let user = secrets::read_redis_user(arn)
         .await
         .map_err(|source| StartupError::Secret {
             name: REDIS_AUTH_SECRET_ARN,
             arn: arn.clone(),
             source,
         })?;
-    Ok(with_credentials(&url, &credentials)?)
+    Ok(with_user(&url, &user)?)
 }
 
-/// `url` with `credentials` as its user and password (percent-encoded: a generated password may hold any
+/// `url` with `user` as its user and password (percent-encoded: a generated password may hold any
 /// character a URL gives a meaning to).
 ///
 /// # Errors
 /// [`ConfigError::Invalid`] when `url` names a user or password of its own: which should win is not for the code
 /// to guess.
-pub fn with_credentials(url: &str, credentials: &Credentials) -> Result<String, ConfigError> {
+pub fn with_user(url: &str, user: &RedisUser) -> Result<String, ConfigError> {
     let Some((scheme, rest)) = url.split_once("://") else {
         return Err(ConfigError::invalid(
             REDIS_AUTH_SECRET_ARN,
@@ -92,8 +92,8 @@ pub fn with_credentials(url: &str, credentials: &Credentials) -> Result<String, 
     };
     Ok(format!(
         "{scheme}://{}:{}@{rest}",
-        encode(&credentials.username),
-        encode(&credentials.password)
+        encode(&user.username),
+        encode(&user.password)
     ))
 }
 
@@ -399,13 +399,13 @@ mod tests {
 
     #[test]
     fn the_secret_s_user_goes_into_the_url_encoded_and_never_beside_one_of_the_url_s_own() {
-        let user = Credentials {
+        let user = RedisUser {
             username: "wschat".into(),
             password: "p@ss:w/rd%".into(),
         };
 
-        let url = with_credentials("rediss://cache.example:6379", &user).expect("merged");
-        let twice = with_credentials("rediss://me:pw@cache.example:6379/0", &user);
+        let url = with_user("rediss://cache.example:6379", &user).expect("merged");
+        let twice = with_user("rediss://me:pw@cache.example:6379/0", &user);
 
         assert_eq!(url, "rediss://wschat:p%40ss%3Aw%2Frd%25@cache.example:6379");
         let info = redis::IntoConnectionInfo::into_connection_info(url.as_str()).expect("parses");

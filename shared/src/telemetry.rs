@@ -35,11 +35,18 @@ fn filter(raw: Option<&str>) -> Targets {
     let capped: Vec<(&str, tracing::level_filters::LevelFilter)> = PAYLOAD_LOGGERS
         .iter()
         .map(|target| {
-            let asked = targets
-                .iter()
-                .find(|(t, _)| t == target)
-                .map_or_else(|| targets.default_level().unwrap_or(tracing::level_filters::LevelFilter::OFF), |(_, level)| level);
-            (*target, asked.min(tracing::level_filters::LevelFilter::DEBUG))
+            let asked = targets.iter().find(|(t, _)| t == target).map_or_else(
+                || {
+                    targets
+                        .default_level()
+                        .unwrap_or(tracing::level_filters::LevelFilter::OFF)
+                },
+                |(_, level)| level,
+            );
+            (
+                *target,
+                asked.min(tracing::level_filters::LevelFilter::DEBUG),
+            )
         })
         .collect();
     targets.with_targets(capped)
@@ -92,7 +99,11 @@ mod tests {
 
         let everything = filter(Some("trace"));
         assert!(everything.would_enable("chat_shared::fanout", &Level::TRACE));
-        for noisy in ["lambda_runtime::layers::api_response", "hyper", "aws_smithy_runtime"] {
+        for noisy in [
+            "lambda_runtime::layers::api_response",
+            "hyper",
+            "aws_smithy_runtime",
+        ] {
             assert!(everything.would_enable(noisy, &Level::DEBUG), "{noisy}");
             assert!(!everything.would_enable(noisy, &Level::TRACE), "{noisy}");
         }
@@ -101,7 +112,10 @@ mod tests {
             !asked_for.would_enable("lambda_runtime::layers::api_response", &Level::TRACE),
             "not even when named"
         );
-        assert!(!asked_for.would_enable("hyper", &Level::DEBUG), "no louder than asked");
+        assert!(
+            !asked_for.would_enable("hyper", &Level::DEBUG),
+            "no louder than asked"
+        );
 
         let garbled = filter(Some("=!"));
         assert!(

@@ -72,10 +72,12 @@ async fn lines(mode: Mode, base: &str, since_ms: u64) -> Vec<String> {
     }
 }
 
-/// Every declared metric of `lines`, each line checked against the specification: (function, metric) → the
-/// units it was declared with and the sum of its values.
-fn declared(lines: &[String]) -> BTreeMap<(String, String), (Vec<Option<String>>, f64)> {
-    let mut found: BTreeMap<(String, String), (Vec<Option<String>>, f64)> = BTreeMap::new();
+/// (function, metric) → the units it was declared with and the sum of its values.
+type Found = BTreeMap<(String, String), (Vec<Option<String>>, f64)>;
+
+/// Every declared metric of `lines`, each line checked against the specification.
+fn declared(lines: &[String]) -> Found {
+    let mut found = Found::new();
     for line in lines {
         let metrics = emf::parse(line).unwrap_or_else(|why| panic!("{why}: {line}"));
         for Declared {
@@ -136,7 +138,13 @@ async fn a_chat_session_reports_every_metric_in_valid_emf_lines(mode: Mode) {
     for member in [&mut alice, &mut bob, &mut carol] {
         assert_eq!(member.recv_message().await, "hello");
     }
-    assert!(alice.history(None, None).await.messages().contains(&"hello".to_owned()));
+    assert!(
+        alice
+            .history(None, None)
+            .await
+            .messages()
+            .contains(&"hello".to_owned())
+    );
 
     let mut dave = Client::connect(&url(&elsewhere), None).await.expect("dave");
     dave.say(&"x".repeat(9000)).await;
@@ -160,9 +168,18 @@ async fn a_chat_session_reports_every_metric_in_valid_emf_lines(mode: Mode) {
     alice.say("bob is throttled").await;
     assert_eq!(alice.recv_message().await, "bob is throttled");
     let error = alice.recv_json().await;
-    assert!(error["error"].as_str().is_some_and(|e| e.contains("2 of 3")), "{error}");
+    assert!(
+        error["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("2 of 3")),
+        "{error}"
+    );
     assert_eq!(carol.recv_message().await, "bob is throttled");
-    set_faults(&base, json!({ "throttleConnections": [], "dropDisconnectRate": 1.0 })).await;
+    set_faults(
+        &base,
+        json!({ "throttleConnections": [], "dropDisconnectRate": 1.0 }),
+    )
+    .await;
 
     // Carol leaves without a $disconnect once she is past the prune grace: the next fan-out prunes her.
     tokio::time::sleep(Duration::from_millis(5200).saturating_sub(carol_joined.elapsed())).await;
@@ -246,7 +263,10 @@ async fn a_page_elsewhere_can_neither_post_to_the_emulator_nor_reach_it_under_an
     let (no_cors, _) = http(
         "POST",
         &faults_url,
-        &[("content-type", "text/plain;charset=UTF-8"), ("origin", "https://evil.example")],
+        &[
+            ("content-type", "text/plain;charset=UTF-8"),
+            ("origin", "https://evil.example"),
+        ],
         change.clone().into_bytes(),
     )
     .await;
@@ -264,7 +284,10 @@ async fn a_page_elsewhere_can_neither_post_to_the_emulator_nor_reach_it_under_an
     let (rebound_post, _) = http(
         "POST",
         &faults_url,
-        &[("content-type", "application/json"), ("host", "evil.example")],
+        &[
+            ("content-type", "application/json"),
+            ("host", "evil.example"),
+        ],
         change.into_bytes(),
     )
     .await;
@@ -283,15 +306,21 @@ async fn a_page_elsewhere_can_neither_post_to_the_emulator_nor_reach_it_under_an
     assert_eq!(rebound_post, 421);
     assert_eq!(rebound_read, 421);
     assert_eq!(own_page, 200);
-    assert_eq!(get_json(&chat.http_url(""), "/_emulator/faults").await, before);
+    assert_eq!(
+        get_json(&chat.http_url(""), "/_emulator/faults").await,
+        before
+    );
     member.say("still here").await;
     assert_eq!(member.recv_message().await, "still here");
 }
 
 /// The access string the template gives the cache's user (`CacheUser`), for the key prefix `prefix`.
 fn template_access_string(prefix: &str) -> String {
-    let template = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/template.yaml"))
-        .expect("infra/template.yaml");
+    let template = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../infra/template.yaml"
+    ))
+    .expect("infra/template.yaml");
     let line = template
         .lines()
         .map(str::trim)
@@ -314,23 +343,32 @@ async fn the_chat_runs_as_the_cache_user_the_template_makes_and_that_user_can_do
         .await
         .expect("the test Redis");
     let mut acl = redis::cmd("ACL");
-    acl.arg("SETUSER").arg(&user).arg("reset").arg(format!(">{password}"));
+    acl.arg("SETUSER")
+        .arg(&user)
+        .arg("reset")
+        .arg(format!(">{password}"));
     for rule in template_access_string(prefix.as_str()).split_whitespace() {
         acl.arg(rule);
     }
-    let () = acl.query_async(&mut admin).await.expect("the access string is valid ACL");
-    let host = wschat_tests::redis_url().trim_start_matches("redis://").to_owned();
+    let () = acl
+        .query_async(&mut admin)
+        .await
+        .expect("the access string is valid ACL");
+    let host = wschat_tests::redis_url()
+        .trim_start_matches("redis://")
+        .to_owned();
     let url = format!("redis://{user}:{password}@{host}");
     let config = chat_shared::config::Config {
         redis_url: Some(url.clone()),
         key_prefix: prefix.clone(),
         ..chat_shared::config::Config::default()
     };
-    let backend = wschat_emulator::BackendChoice::InProcess(wschat_emulator::backend::InProcessOptions {
-        store: wschat_emulator::backend::StoreChoice::Redis,
-        config,
-        posts: wschat_emulator::backend::Posts::InMemory,
-    });
+    let backend =
+        wschat_emulator::BackendChoice::InProcess(wschat_emulator::backend::InProcessOptions {
+            store: wschat_emulator::backend::StoreChoice::Redis,
+            config,
+            posts: wschat_emulator::backend::Posts::InMemory,
+        });
     let emulator = wschat_emulator::Emulator::start(
         "127.0.0.1:0".parse().expect("address"),
         Options::default(),
@@ -343,10 +381,14 @@ async fn the_chat_runs_as_the_cache_user_the_template_makes_and_that_user_can_do
 
     // Act: everything the chat does (join with names, presence, chat, history, ping, leave).
     chat_shared::telemetry::init();
-    let mut ann = Client::connect(&url_of("Ann"), None).await.expect("Ann joins");
+    let mut ann = Client::connect(&url_of("Ann"), None)
+        .await
+        .expect("Ann joins");
     ann.send_text(r#"{"action":"presence"}"#).await;
     let mut seen = vec![ann.recv_json().await];
-    let mut bob = Client::connect(&url_of("Bob"), None).await.expect("Bob joins");
+    let mut bob = Client::connect(&url_of("Bob"), None)
+        .await
+        .expect("Bob joins");
     bob.say("hello").await;
     for _ in 0..2 {
         seen.push(ann.recv_json().await);
@@ -375,8 +417,10 @@ async fn the_chat_runs_as_the_cache_user_the_template_makes_and_that_user_can_do
         ("CLIENT", vec!["LIST"]),
         ("GET", vec!["another-app:secret"]),
     ] {
-        let refused: redis::RedisResult<redis::Value> =
-            redis::cmd(command).arg(&args).query_async(&mut as_user).await;
+        let refused: redis::RedisResult<redis::Value> = redis::cmd(command)
+            .arg(&args)
+            .query_async(&mut as_user)
+            .await;
         let err = refused.expect_err(command);
         assert_eq!(err.code(), Some("NOPERM"), "{command}: {err}");
     }

@@ -72,10 +72,18 @@ pub fn parse(line: &str) -> Result<Vec<Declared>, String> {
         .get("_aws")
         .and_then(Value::as_object)
         .ok_or("no _aws metadata object")?;
-    only(aws, &["Timestamp", "CloudWatchMetrics", "LogGroupName"], "_aws")?;
+    only(
+        aws,
+        &["Timestamp", "CloudWatchMetrics", "LogGroupName"],
+        "_aws",
+    )?;
     match aws.get("Timestamp") {
         Some(Value::Number(n)) if n.as_u64().is_some() => {}
-        other => return Err(format!("_aws.Timestamp must be epoch milliseconds, got {other:?}")),
+        other => {
+            return Err(format!(
+                "_aws.Timestamp must be epoch milliseconds, got {other:?}"
+            ));
+        }
     }
     let directives = aws
         .get("CloudWatchMetrics")
@@ -90,14 +98,25 @@ pub fn parse(line: &str) -> Result<Vec<Declared>, String> {
 
 fn only(object: &Map<String, Value>, allowed: &[&str], what: &str) -> Result<(), String> {
     match object.keys().find(|k| !allowed.contains(&k.as_str())) {
-        Some(extra) => Err(format!("{what} has a member the specification does not define: {extra}")),
+        Some(extra) => Err(format!(
+            "{what} has a member the specification does not define: {extra}"
+        )),
         None => Ok(()),
     }
 }
 
-fn directive_metrics(root: &Map<String, Value>, directive: &Value) -> Result<Vec<Declared>, String> {
-    let directive = directive.as_object().ok_or("a MetricDirective is not an object")?;
-    only(directive, &["Namespace", "Dimensions", "Metrics"], "a MetricDirective")?;
+fn directive_metrics(
+    root: &Map<String, Value>,
+    directive: &Value,
+) -> Result<Vec<Declared>, String> {
+    let directive = directive
+        .as_object()
+        .ok_or("a MetricDirective is not an object")?;
+    only(
+        directive,
+        &["Namespace", "Dimensions", "Metrics"],
+        "a MetricDirective",
+    )?;
     let namespace = directive
         .get("Namespace")
         .and_then(Value::as_str)
@@ -120,7 +139,9 @@ fn directive_metrics(root: &Map<String, Value>, directive: &Value) -> Result<Vec
                 .get(name)
                 .and_then(Value::as_str)
                 .filter(|v| (1..=1024).contains(&v.len()))
-                .ok_or_else(|| format!("dimension {name} needs a string member of 1-1024 characters"))?;
+                .ok_or_else(|| {
+                    format!("dimension {name} needs a string member of 1-1024 characters")
+                })?;
             values.push((name.to_owned(), value.to_owned()));
         }
         dimensions.push(values);
@@ -130,7 +151,10 @@ fn directive_metrics(root: &Map<String, Value>, directive: &Value) -> Result<Vec
         .and_then(Value::as_array)
         .ok_or("Metrics must be an array")?;
     if metrics.len() > 100 {
-        return Err(format!("{} metrics: a directive holds at most 100", metrics.len()));
+        return Err(format!(
+            "{} metrics: a directive holds at most 100",
+            metrics.len()
+        ));
     }
     let mut seen = HashSet::new();
     let mut declared = Vec::new();
@@ -138,7 +162,11 @@ fn directive_metrics(root: &Map<String, Value>, directive: &Value) -> Result<Vec
         let definition = definition
             .as_object()
             .ok_or("a MetricDefinition is not an object")?;
-        only(definition, &["Name", "Unit", "StorageResolution"], "a MetricDefinition")?;
+        only(
+            definition,
+            &["Name", "Unit", "StorageResolution"],
+            "a MetricDefinition",
+        )?;
         let name = definition
             .get("Name")
             .and_then(Value::as_str)
@@ -161,9 +189,16 @@ fn directive_metrics(root: &Map<String, Value>, directive: &Value) -> Result<Vec
             Some(Value::Number(n)) => n.as_f64().ok_or("not a finite number")?,
             Some(Value::Array(values)) if values.len() <= 100 => values
                 .iter()
-                .map(|v| v.as_f64().ok_or_else(|| format!("{name}: {v} is not a number")))
+                .map(|v| {
+                    v.as_f64()
+                        .ok_or_else(|| format!("{name}: {v} is not a number"))
+                })
                 .sum::<Result<f64, String>>()?,
-            other => return Err(format!("metric {name} needs a number member, got {other:?}")),
+            other => {
+                return Err(format!(
+                    "metric {name} needs a number member, got {other:?}"
+                ));
+            }
         };
         declared.push(Declared {
             namespace: namespace.to_owned(),
@@ -188,13 +223,22 @@ mod tests {
 
         assert_eq!(declared[0].name, "X");
         assert_eq!(declared[0].value, 2.0);
-        assert_eq!(declared[0].dimensions, [[("Function".to_owned(), "f".to_owned())]]);
+        assert_eq!(
+            declared[0].dimensions,
+            [[("Function".to_owned(), "f".to_owned())]]
+        );
         for (broken, why) in [
             (good.replace(r#""Function":"f","#, ""), "dimension"),
             (good.replace(r#""X":2"#, r#""X":"2""#), "number"),
             (good.replace("Count", "Things"), "unit"),
-            (good.replace(r#""Timestamp":1"#, r#""Timestamp":"now""#), "Timestamp"),
-            (good.replace(r#""Namespace":"n","#, r#""Namespace":"n","Extra":1,"#), "member"),
+            (
+                good.replace(r#""Timestamp":1"#, r#""Timestamp":"now""#),
+                "Timestamp",
+            ),
+            (
+                good.replace(r#""Namespace":"n","#, r#""Namespace":"n","Extra":1,"#),
+                "member",
+            ),
         ] {
             let err = parse(&broken).expect_err(why);
             assert!(err.contains(why), "{err}");

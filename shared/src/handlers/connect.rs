@@ -94,11 +94,19 @@ pub async fn handle(
     metrics::count(Metric::Handshakes);
     if !deps.origins.allows(origin.as_deref()) {
         warn!(connection = %conn, address = at, origin, "handshake rejected: origin not allowed");
-        return Ok(refused(Metric::HandshakesRefusedOrigin, 403, "origin not allowed"));
+        return Ok(refused(
+            Metric::HandshakesRefusedOrigin,
+            403,
+            "origin not allowed",
+        ));
     }
     if deps.auth_required && verified.is_none() {
         warn!(connection = %conn, address = at, "handshake rejected: no verified user (is the authorizer on $connect?)");
-        return Ok(refused(Metric::HandshakesUnauthorized, 401, "sign in first"));
+        return Ok(refused(
+            Metric::HandshakesUnauthorized,
+            401,
+            "sign in first",
+        ));
     }
     let room = match handshake.room {
         Ok(room) => room,
@@ -179,7 +187,11 @@ pub async fn handle(
         }
         Entered::RoomFull => {
             warn!(connection = %conn, address = at, room = %room, "handshake rejected: the room is full");
-            Ok(refused(Metric::HandshakesRefusedFull, 403, "this room is full"))
+            Ok(refused(
+                Metric::HandshakesRefusedFull,
+                403,
+                "this room is full",
+            ))
         }
     }
 }

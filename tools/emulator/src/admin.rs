@@ -26,7 +26,10 @@ use crate::state::{AppState, Control};
 /// The `/_emulator/*` routes.
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
-        .route("/_emulator", get(|| async { Redirect::permanent("/_emulator/") }))
+        .route(
+            "/_emulator",
+            get(|| async { Redirect::permanent("/_emulator/") }),
+        )
         .route("/_emulator/", get(page_html))
         .route("/_emulator/page.js", get(page_js))
         .route("/_emulator/page.css", get(page_css))

@@ -10,9 +10,9 @@ use chat_shared::config::Config;
 use chat_shared::functions::{self, EachFunction, Function};
 use chat_shared::gateway::{DirectGateway, Gateway, GatewayError};
 use chat_shared::handlers::HandlerError;
+use chat_shared::metrics;
 use chat_shared::rooms::{MemoryRoomStore, RoomStore};
 use chat_shared::startup::{Parts, StartupError, connect_store, policy};
-use chat_shared::metrics;
 use serde_json::Value;
 
 use crate::activity::EmfLog;

@@ -71,8 +71,14 @@ fn host_allowed(host: &str, ip: IpAddr, allowed: &[String]) -> bool {
     if allowed.iter().any(|a| a.eq_ignore_ascii_case(name)) {
         return true;
     }
-    match name.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
-        Ok(asked) => ip.is_unspecified() || asked == ip || (ip.is_loopback() && asked.is_loopback()),
+    match name
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+    {
+        Ok(asked) => {
+            ip.is_unspecified() || asked == ip || (ip.is_loopback() && asked.is_loopback())
+        }
         Err(_) => ip.is_loopback() && name.eq_ignore_ascii_case("localhost"),
     }
 }
@@ -168,11 +174,20 @@ mod tests {
 
         assert!(same_origin(&with(&[]), host), "a tool sends neither");
         assert!(same_origin(
-            &with(&[("origin", "http://127.0.0.1:3000"), ("sec-fetch-site", "same-origin")]),
+            &with(&[
+                ("origin", "http://127.0.0.1:3000"),
+                ("sec-fetch-site", "same-origin")
+            ]),
             host
         ));
-        assert!(!same_origin(&with(&[("origin", "https://evil.example")]), host));
+        assert!(!same_origin(
+            &with(&[("origin", "https://evil.example")]),
+            host
+        ));
         assert!(!same_origin(&with(&[("origin", "null")]), host));
-        assert!(!same_origin(&with(&[("sec-fetch-site", "cross-site")]), host));
+        assert!(!same_origin(
+            &with(&[("sec-fetch-site", "cross-site")]),
+            host
+        ));
     }
 }

@@ -16,10 +16,10 @@
 
 mod activity;
 mod admin;
-mod guard;
 pub mod backend;
 pub mod events;
 pub mod faults;
+mod guard;
 mod handshake;
 mod integration;
 pub mod lambda;
