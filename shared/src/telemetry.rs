@@ -26,28 +26,36 @@ const PAYLOAD_LOGGERS: [&str; 9] = [
     "aws_smithy_http_client",
 ];
 
-/// The filter `RUST_LOG` describes, or `info` when it is unset or does not parse; the [`PAYLOAD_LOGGERS`] at
-/// most at `DEBUG` either way.
+/// The filter `RUST_LOG` describes, or `info` when it is unset or does not parse; the [`PAYLOAD_LOGGERS`], and any
+/// of their modules `RUST_LOG` names, at most at `DEBUG` either way.
 fn filter(raw: Option<&str>) -> Targets {
+    use tracing::level_filters::LevelFilter;
     let targets = raw
         .and_then(|r| Targets::from_str(r).ok())
         .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO));
-    let capped: Vec<(&str, tracing::level_filters::LevelFilter)> = PAYLOAD_LOGGERS
-        .iter()
-        .map(|target| {
-            let asked = targets.iter().find(|(t, _)| t == target).map_or_else(
-                || {
-                    targets
-                        .default_level()
-                        .unwrap_or(tracing::level_filters::LevelFilter::OFF)
-                },
-                |(_, level)| level,
-            );
-            (
-                *target,
-                asked.min(tracing::level_filters::LevelFilter::DEBUG),
-            )
+    let carries_payloads = |target: &str| {
+        PAYLOAD_LOGGERS.iter().any(|logger| {
+            target == *logger
+                || target
+                    .strip_prefix(logger)
+                    .is_some_and(|rest| rest.starts_with("::"))
         })
+    };
+    let default = targets.default_level().unwrap_or(LevelFilter::OFF);
+    let mut capped: Vec<(String, LevelFilter)> = PAYLOAD_LOGGERS
+        .iter()
+        .filter(|logger| !targets.iter().any(|(t, _)| t == **logger))
+        .map(|logger| ((*logger).to_owned(), default))
+        .collect();
+    capped.extend(
+        targets
+            .iter()
+            .filter(|(target, _)| carries_payloads(target))
+            .map(|(target, level)| (target.to_owned(), level)),
+    );
+    let capped: Vec<(String, LevelFilter)> = capped
+        .into_iter()
+        .map(|(target, level)| (target, level.min(LevelFilter::DEBUG)))
         .collect();
     targets.with_targets(capped)
 }
@@ -115,6 +123,12 @@ mod tests {
         assert!(
             !asked_for.would_enable("hyper", &Level::DEBUG),
             "no louder than asked"
+        );
+        let one_module = filter(Some("info,hyper::proto=trace"));
+        assert!(one_module.would_enable("hyper::proto::h1", &Level::DEBUG));
+        assert!(
+            !one_module.would_enable("hyper::proto::h1", &Level::TRACE),
+            "nor any of their modules"
         );
 
         let garbled = filter(Some("=!"));
