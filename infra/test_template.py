@@ -32,6 +32,8 @@ TEMPLATE = INFRA / "template.yaml"
 # The route table the template must implement, and the binary behind each route.
 ROUTE_BINARIES = {"$connect": "ws-connect", "$disconnect": "ws-disconnect", "$default": "ws-default"}
 AUTHORIZER_BINARY = "ws-authorize"
+# No route: invoked asynchronously by ws-default with the shards of a big room's fan-out.
+FANOUT_BINARY = "ws-fanout"
 
 ARN_PREFIX = "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${Api}/"
 INTEGRATION_URI = re.compile(
@@ -194,8 +196,8 @@ class TemplateTest(unittest.TestCase):
         self.assertEqual(api["Properties"]["RouteSelectionExpression"], "$request.body.action")
 
     # --- functions against the Cargo workspace -------------------------------------------------
-    def test_workspace_has_the_four_expected_binaries(self):
-        expected = set(ROUTE_BINARIES.values()) | {AUTHORIZER_BINARY}
+    def test_workspace_has_the_five_expected_binaries(self):
+        expected = set(ROUTE_BINARIES.values()) | {AUTHORIZER_BINARY, FANOUT_BINARY}
         self.assertEqual(set(self.binaries), expected)
 
     def test_every_function_builds_a_workspace_binary_and_every_binary_is_deployed(self):
@@ -233,7 +235,9 @@ class TemplateTest(unittest.TestCase):
             "ws-connect": auth | {"ALLOWED_ORIGINS", "MAX_ROOM_MEMBERS", "WS_MANAGEMENT_ENDPOINT",
                                   "CONNECT_RATE_PER_IP", "MAX_CONNECTIONS_PER_IP"} | redis,
             "ws-disconnect": auth | {"WS_MANAGEMENT_ENDPOINT"} | redis,
-            "ws-default": auth | {"WS_MANAGEMENT_ENDPOINT", "FANOUT_MAX_IN_FLIGHT", "HISTORY_MAX_MESSAGES",
+            "ws-fanout": auth | {"WS_MANAGEMENT_ENDPOINT", "FANOUT_MAX_IN_FLIGHT", "PRUNE_GRACE_SECS"} | redis,
+            "ws-default": auth | {"WS_MANAGEMENT_ENDPOINT", "FANOUT_MAX_IN_FLIGHT", "FANOUT_FUNCTION", "FANOUT_SHARD_SIZE",
+                                  "HISTORY_MAX_MESSAGES",
                                   "HISTORY_TTL_SECS", "MAX_ROOM_MEMBERS", "RATE_LIMIT_PER_SEC", "RATE_LIMIT_BURST",
                                   "PRUNE_GRACE_SECS", "FRAME_RATE_PER_SEC", "FRAME_BURST", "MAX_MESSAGE_BYTES",
                                   "HISTORY_PAGE_BYTES", "HISTORY_MAX_BYTES"} | redis,
@@ -289,7 +293,8 @@ class TemplateTest(unittest.TestCase):
             source_arn = sub_string(props["SourceArn"])
             self.assertTrue(source_arn.startswith(ARN_PREFIX), f"{pid}: {source_arn}")
             by_function.setdefault(function_id, []).append(source_arn[len(ARN_PREFIX):])
-        self.assertEqual(set(by_function), set(self.functions))
+        api_invoked = {fid for fid in self.functions if self.binary_of(fid) != FANOUT_BINARY}
+        self.assertEqual(set(by_function), api_invoked, "API Gateway invokes every function but ws-fanout")
         for function_id, suffixes in by_function.items():
             self.assertEqual(len(suffixes), 1, function_id)
             binary = self.binary_of(function_id)
@@ -320,6 +325,7 @@ class TemplateTest(unittest.TestCase):
                 role("ws-connect"): [connections % "POST"],
                 role("ws-disconnect"): [connections % "POST"],
                 role("ws-default"): sorted([connections % "DELETE", connections % "POST"]),
+                role("ws-fanout"): [connections % "POST"],
             },
         )
 
@@ -446,10 +452,11 @@ class TemplateTest(unittest.TestCase):
         (returned,) = [m for m in props["Metrics"] if m.get("ReturnData")]
         return sub_string(returned["Expression"])
 
-    def test_each_route_function_alarms_on_any_error_in_five_minutes(self):
+    def test_each_route_function_and_the_fan_out_alarm_on_any_error_in_five_minutes(self):
         for logical_id, function in (("ConnectErrorsAlarm", "ConnectFunction"),
                                      ("DisconnectErrorsAlarm", "DisconnectFunction"),
-                                     ("DefaultErrorsAlarm", "DefaultFunction")):
+                                     ("DefaultErrorsAlarm", "DefaultFunction"),
+                                     ("FanoutErrorsAlarm", "FanoutFunction")):
             props = self.alarm(logical_id)["Properties"]
             self.assertEqual(self.metric_of(props),
                              ("AWS/Lambda", "Errors", {"FunctionName": {"Ref": function}}, "Sum", 300), logical_id)
@@ -524,7 +531,7 @@ class TemplateTest(unittest.TestCase):
         for logical_id in alarms:
             self.alarm(logical_id)
             self.assertIn(f"`{logical_id}`", runbook, f"docs/operating.md explains {logical_id}")
-        self.assertEqual(len(alarms), 11)
+        self.assertEqual(len(alarms), 12)
 
     def test_the_e_mail_gets_a_topic_that_only_this_account_s_alarms_publish_to(self):
         resources = self.template["Resources"]
@@ -603,10 +610,30 @@ class TemplateTest(unittest.TestCase):
         self.assertEqual((default["UserName"], default["AccessString"]), ("default", "off -@all"))
 
     def test_the_functions_read_the_redis_user_from_its_secret_in_elasticache_mode(self):
-        for binary in ("ws-connect", "ws-disconnect", "ws-default"):
+        for binary in ("ws-connect", "ws-disconnect", "ws-default", "ws-fanout"):
             variables = effective_function_properties(self.template, self.function_by_binary(binary))["Environment"]["Variables"]
             self.assertEqual(variables["REDIS_AUTH_SECRET_ARN"],
                              {"Fn::If": ["IsElastiCache", {"Ref": "CacheUserSecret"}, {"Ref": "AWS::NoValue"}]}, binary)
+
+    # --- big rooms -----------------------------------------------------------------------------------
+    def test_ws_default_may_invoke_the_fan_out_function_and_nothing_else_and_names_it(self):
+        invokers = {}
+        for rid, statement in self.allow_statements_by_resource():
+            if any(a.startswith("lambda:") for a in as_list(statement["Action"])):
+                invokers[rid] = (statement["Action"], statement["Resource"])
+        fanout = self.function_by_binary(FANOUT_BINARY)
+        self.assertEqual(invokers, {self.role_of(self.function_by_binary("ws-default")):
+                                    ("lambda:InvokeFunction", {"Fn::GetAtt": [fanout, "Arn"]})})
+        variables = effective_function_properties(self.template, self.function_by_binary("ws-default"))["Environment"]["Variables"]
+        self.assertEqual(variables["FANOUT_FUNCTION"], {"Ref": fanout})
+        self.assertEqual(variables["FANOUT_SHARD_SIZE"], {"Ref": "FanoutShardSize"})
+        self.assertEqual(self.template["Parameters"]["FanoutShardSize"]["MaxValue"], 4000, "the 256 KB async limit")
+
+    def test_a_failed_shard_is_not_retried_and_shards_have_a_concurrency_of_their_own(self):
+        props = self.functions[self.function_by_binary(FANOUT_BINARY)]["Properties"]
+        self.assertEqual(props["EventInvokeConfig"]["MaximumRetryAttempts"], 0, "a retry would post twice")
+        self.assertEqual(props["ReservedConcurrentExecutions"],
+                         {"Fn::If": ["ReserveFanoutConcurrency", {"Ref": "FanoutReservedConcurrency"}, {"Ref": "AWS::NoValue"}]})
 
     def test_every_checkov_skip_gives_a_reason(self):
         for rid, resource in self.template["Resources"].items():

@@ -6,7 +6,8 @@
 //! | [`WsAuthorize`] | the `$connect` REQUEST authorizer | [`AuthorizerRequest`] → [`Authorization`] | the token verifier (`AUTH_MODE=oidc`) |
 //! | [`WsConnect`] | `$connect` | [`WebsocketRequest`] → [`Connecting`] | the store, the origin rule, the Management API (optional: joins are announced) |
 //! | [`WsDisconnect`] | `$disconnect` | [`WebsocketRequest`] → [`Leaving`] | the store, the Management API (optional: leaves are announced) |
-//! | [`WsDefault`] | `$default` | [`WebsocketRequest`] → [`Message`] | the store, the Management API (required), the fan-out tuning |
+//! | [`WsDefault`] | `$default` | [`WebsocketRequest`] → [`Message`] | the store, the Management API (required), the fan-out tuning, the invoker of `ws-fanout` (optional: big rooms are sharded) |
+//! | [`WsFanout`] | none: invoked asynchronously by `ws-default` | [`Shard`] | the store, the Management API (required), the fan-out tuning |
 //!
 //! The Lambda mains serve one each (`lambda::serve::<WsConnect>()`, feature `lambda`), so a binary links only its
 //! own handler; the emulator runs them all in one process ([`each`]). No other code names a binary: the
@@ -20,11 +21,13 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::config::{ConfigError, WS_MANAGEMENT_ENDPOINT};
+use crate::fanout::shards::Shard;
 use crate::gateway::Gateway;
 use crate::handlers::authorize::AuthorizerResponse;
 use crate::handlers::connect::OriginPolicy;
 use crate::handlers::events::{Authorization, AuthorizerRequest, Connecting, Leaving, Message};
-use crate::handlers::{HandlerError, authorize, connect, default, disconnect};
+use crate::handlers::fanout::ShardReport;
+use crate::handlers::{HandlerError, authorize, connect, default, disconnect, fanout};
 use crate::startup::{Parts, StartupError, fanout_settings, local_verifier, verifier};
 use crate::{ProxyResponse, WebsocketRequest};
 
@@ -171,6 +174,7 @@ impl Function for WsDefault {
             rooms: parts.rooms.clone(),
             gateway,
             fanout: fanout_settings(&parts.config),
+            sharding: parts.sharding(),
             max_message_bytes: parts.config.max_message_bytes,
             token_leeway_secs: parts
                 .config
@@ -191,6 +195,37 @@ impl Function for WsDefault {
     }
 }
 
+/// `ws-fanout`: one shard of a big room's fan-out, invoked asynchronously by `ws-default` (no route).
+pub struct WsFanout;
+
+impl Function for WsFanout {
+    const BINARY: &'static str = "ws-fanout";
+    const NEEDS_GATEWAY: bool = true;
+    type Event = Shard;
+    type Response = ShardReport;
+    type Deps = fanout::Deps;
+
+    fn wire(parts: &Parts) -> Result<fanout::Deps, StartupError> {
+        let gateway: Arc<dyn Gateway> = parts
+            .gateway
+            .clone()
+            .ok_or(ConfigError::Missing(WS_MANAGEMENT_ENDPOINT))?;
+        Ok(fanout::Deps {
+            rooms: parts.rooms.clone(),
+            gateway,
+            fanout: fanout_settings(&parts.config),
+        })
+    }
+
+    async fn handle(
+        deps: &fanout::Deps,
+        event: &Shard,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Result<ShardReport, HandlerError> {
+        fanout::handle(event, deps, deadline).await
+    }
+}
+
 /// Visits every function of the table, as a type: what the emulator builds its in-process backend with.
 pub trait EachFunction {
     /// Called once per function.
@@ -203,6 +238,7 @@ pub fn each(visitor: &mut impl EachFunction) {
     visitor.function::<WsConnect>();
     visitor.function::<WsDisconnect>();
     visitor.function::<WsDefault>();
+    visitor.function::<WsFanout>();
 }
 
 #[cfg(test)]
@@ -218,6 +254,7 @@ mod tests {
             config: Config::default(),
             rooms,
             gateway,
+            invoker: None,
         }
     }
 
@@ -230,14 +267,20 @@ mod tests {
     }
 
     #[test]
-    fn the_table_names_each_of_the_four_binaries_once() {
+    fn the_table_names_each_of_the_five_binaries_once() {
         let mut binaries = Binaries(Vec::new());
 
         each(&mut binaries);
 
         assert_eq!(
             binaries.0,
-            ["ws-authorize", "ws-connect", "ws-disconnect", "ws-default"]
+            [
+                "ws-authorize",
+                "ws-connect",
+                "ws-disconnect",
+                "ws-default",
+                "ws-fanout"
+            ]
         );
     }
 

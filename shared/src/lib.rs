@@ -9,8 +9,9 @@
 //! * [`signed`]: AWS requests signed with the SDK's own signer over one keep-alive HTTP client.
 //! * [`secrets`]: the Redis URL (and the auth's shared secret) from Secrets Manager.
 //! * [`auth`]: who is connecting when `AUTH_MODE=oidc`: the token's transport, its keys, its verification.
+//! * [`invoke`]: Lambda's asynchronous invocation behind [`invoke::Invoker`], for the shards of a big room.
 //! * [`fanout`]: `group_send`, concurrent and bounded, pruning gone members and retrying throttled ones; presence
-//!   announcements.
+//!   announcements; big rooms shared out to further invocations ([`fanout::shards`]).
 //! * [`handlers`]: each route's event typed at the edge ([`handlers::events`]), and one pure `handle` per route.
 //! * [`startup`]: cold start, from a [`config::Config`] to the [`startup::Parts`] every function is built from.
 //! * [`functions`]: the table of the four Lambda functions: binary, dependencies, event → handler.
@@ -19,7 +20,7 @@
 //! * [`telemetry`]: logs. `lambda` (feature `lambda`): the runtime glue every function's `main` shares.
 //!
 //! Only [`gateway`] and [`signed`] see the AWS SDK's crates. Imports run one way, each module using only those
-//! before it: `config`, `wire`, `metrics`, `tls`, `signed` → `rooms`, `gateway`, `secrets`, `auth` → `fanout` → `handlers`,
+//! before it: `config`, `wire`, `metrics`, `tls`, `signed` → `rooms`, `gateway`, `invoke`, `secrets`, `auth` → `fanout` → `handlers`,
 //! `startup` → `functions` → `lambda`; nothing imports in a circle.
 
 pub mod auth;
@@ -28,6 +29,7 @@ pub mod fanout;
 pub mod functions;
 pub mod gateway;
 pub mod handlers;
+pub mod invoke;
 #[cfg(feature = "lambda")]
 pub mod lambda;
 pub mod metrics;

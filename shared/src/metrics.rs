@@ -101,6 +101,7 @@ metrics! {
     HandshakesForbidden => Count, "handshakes into a room the token does not grant (403)";
     Disconnects => Count, "connections that left (each invocation of ws-disconnect)";
     HistoryBytes => Bytes, "bytes of history frames sent";
+    FanoutShards => Count, "shards of a big room's fan-out handed to ws-fanout invocations";
     FanoutTime => Milliseconds, "time from the first post of a chat message to the last";
     RedisTime => Milliseconds, "time spent waiting for Redis, retries included";
     RedisRequests => Count, "Redis round trips";

@@ -17,8 +17,10 @@ use crate::config::{
     AUTH_HS256_SECRET_ARN, Config, ConfigError, REDIS_AUTH_SECRET_ARN, REDIS_CA_CERT_PATH,
     REDIS_URL, REDIS_URL_SECRET_ARN,
 };
+use crate::fanout::shards::Sharding;
 use crate::fanout::{Announcer, FanoutSettings};
 use crate::gateway::{DirectGateway, Gateway};
+use crate::invoke::{Invoker, LambdaInvoker};
 use crate::rooms::{Limits, Policy, RedisRoomStore, Retention, RoomStore, StoreError};
 use crate::secrets::{self, RedisUser, SecretError};
 
@@ -307,6 +309,8 @@ pub struct Parts {
     pub rooms: Arc<dyn RoomStore>,
     /// The Management API client (none: `WS_MANAGEMENT_ENDPOINT` is unset).
     pub gateway: Option<Arc<dyn Gateway>>,
+    /// What queues the shards of a big room's fan-out (none: `FANOUT_FUNCTION` is unset).
+    pub invoker: Option<Arc<dyn Invoker>>,
 }
 
 impl Parts {
@@ -331,10 +335,25 @@ impl Parts {
             }
         };
         let rooms = connect_store(&config).await?;
+        let invoker: Option<Arc<dyn Invoker>> = config
+            .fanout_function
+            .is_some()
+            .then(|| Arc::new(LambdaInvoker::from_env()) as Arc<dyn Invoker>);
         Ok(Self {
             config,
             rooms,
             gateway,
+            invoker,
+        })
+    }
+
+    /// How a big room's fan-out is shared out: by `FANOUT_FUNCTION`'s invocations, `FANOUT_SHARD_SIZE` members
+    /// each (none without both a function and an invoker: one invocation posts to everyone).
+    pub fn sharding(&self) -> Option<Sharding> {
+        Some(Sharding {
+            invoker: self.invoker.clone()?,
+            function: self.config.fanout_function.clone()?,
+            shard_size: self.config.fanout_shard_size,
         })
     }
 

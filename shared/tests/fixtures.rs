@@ -59,6 +59,7 @@ async fn a_connection_lives_through_the_fixture_events() {
         rooms: store.clone(),
         gateway: gateway.clone(),
         fanout: FanoutSettings::default(),
+        sharding: None,
         max_message_bytes: chat_shared::config::DEFAULT_MAX_MESSAGE_BYTES,
         token_leeway_secs: 60,
     };

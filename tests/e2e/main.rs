@@ -7,6 +7,7 @@ mod faults;
 
 mod abuse;
 mod auth;
+mod big_rooms;
 mod chat;
 mod cost_and_faults;
 mod failover;

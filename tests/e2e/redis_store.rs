@@ -228,6 +228,7 @@ async fn a_chat_message_costs_one_redis_round_trip() {
         rooms: store.clone(),
         gateway: gateway.clone(),
         fanout: FanoutSettings::default(),
+        sharding: None,
         max_message_bytes: chat_shared::config::DEFAULT_MAX_MESSAGE_BYTES,
         token_leeway_secs: 60,
     };
@@ -368,6 +369,7 @@ async fn a_request_over_its_frame_budget_costs_the_budget_check_and_nothing_else
         rooms: store.clone(),
         gateway: gateway.clone(),
         fanout: FanoutSettings::default(),
+        sharding: None,
         max_message_bytes: chat_shared::config::DEFAULT_MAX_MESSAGE_BYTES,
         token_leeway_secs: 60,
     };

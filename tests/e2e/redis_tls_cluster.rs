@@ -330,6 +330,7 @@ async fn a_message_reaches_every_member_of_a_room_on_a_cluster_and_gone_members_
         rooms: store.clone(),
         gateway: gateway.clone(),
         fanout: FanoutSettings::default(),
+        sharding: None,
         max_message_bytes: chat_shared::config::DEFAULT_MAX_MESSAGE_BYTES,
         token_leeway_secs: 60,
     };

@@ -25,6 +25,7 @@
 #   WSCHAT_NO_FAULT_STACK=1  no fault stack in command mode
 #   WSCHAT_NO_OIDC_STACK=1   no sign-in stack in command mode
 #   WSCHAT_LAMBDA_CONCURRENCY=N  instances (processes) per function, each one invocation at a time (8)
+#   WSCHAT_FANOUT_SHARD_SIZE=N   FANOUT_SHARD_SIZE of the main stack's functions (default theirs, 1000)
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$repo"
@@ -79,7 +80,7 @@ if [ -n "${LAMBDA_PROFILE:-}" ]; then
   profile_flag="--profile $LAMBDA_PROFILE"; profile_dir=$LAMBDA_PROFILE; emulator_flag="--profile fast"; emulator_dir=fast
 fi
 echo "lambda-stack: building the functions ($profile_dir) and the emulator ($emulator_dir)" >&2
-cargo build --quiet $profile_flag -p ws-connect -p ws-disconnect -p ws-default -p ws-authorize
+cargo build --quiet $profile_flag -p ws-connect -p ws-disconnect -p ws-default -p ws-authorize -p ws-fanout
 cargo build --quiet $emulator_flag -p wschat-emulator
 
 # AWS runs concurrent invocations in sandboxes of their own; cargo lambda watch starts up to this many processes
@@ -87,11 +88,13 @@ cargo build --quiet $emulator_flag -p wschat-emulator
 concurrency=${WSCHAT_LAMBDA_CONCURRENCY:-8}
 
 # watch_functions NAME INVOKE_PORT REDIS_URL MANAGEMENT_ENDPOINT [EXTRA_ENV]: cargo lambda watch on INVOKE_PORT.
+# As deployed, ws-default hands a big room's shards to ws-fanout through the Invoke API: here the emulator's
+# (AWS_ENDPOINT_URL_LAMBDA), the one the management endpoint names.
 watch_functions() {
   # Dummy credentials: every call is signed; the emulator only checks that it is signed.
   local extra="${5:-}${WSCHAT_FUNCTION_ENV:+${5:+,}$WSCHAT_FUNCTION_ENV}"
   setsid cargo lambda watch $profile_flag --concurrency "$concurrency" -A 127.0.0.1 -P "$2" \
-    --env-var "REDIS_URL=$3,WS_MANAGEMENT_ENDPOINT=$4,AWS_ACCESS_KEY_ID=local,AWS_SECRET_ACCESS_KEY=local,AWS_REGION=us-east-1,RUST_LOG=${RUST_LOG:-info}${extra:+,$extra}" \
+    --env-var "REDIS_URL=$3,WS_MANAGEMENT_ENDPOINT=$4,FANOUT_FUNCTION=ws-fanout,AWS_ENDPOINT_URL_LAMBDA=${4%/local},AWS_ACCESS_KEY_ID=local,AWS_SECRET_ACCESS_KEY=local,AWS_REGION=us-east-1,RUST_LOG=${RUST_LOG:-info}${extra:+,$extra}" \
     >"$logs/$1.log" 2>&1 &
   watch_pids+=($!)
   wait_for_port "$2" 120 || { echo "lambda-stack: cargo lambda watch ($1) did not start; see $logs/$1.log" >&2; tail -20 "$logs/$1.log" >&2; exit 1; }
@@ -105,7 +108,8 @@ warm_up() { # NAME INVOKE_PORT
     "ws-authorize|{\"type\":\"REQUEST\",$ctx}" \
     "ws-connect|{$ctx}" \
     "ws-disconnect|{$ctx}" \
-    "ws-default|{$ctx,\"body\":\"warm-up\"}"; do
+    "ws-default|{$ctx,\"body\":\"warm-up\"}" \
+    "ws-fanout|{\"room\":\"warmup\",\"sender\":\"warmup0000000A=\",\"frame\":\"{}\",\"members\":[],\"nowMs\":1,\"roomSize\":0}"; do
     fn=${fn_event%%|*}
     status=$(curl -s -o "$logs/$1-warm-up.json" -w "%{http_code}" --max-time 300 -H 'content-type: application/json' \
       -d "${fn_event#*|}" "http://127.0.0.1:$2/2015-03-31/functions/$fn/invocations") || status=000
@@ -164,7 +168,10 @@ endpoint="http://127.0.0.1:$port/local"
 stack_env=
 oidc_flag=()
 if [ "${AUTH:-open}" = oidc ]; then stack_env=$(oidc_env "$port"); oidc_flag=(--oidc-provider); fi
-watch_functions watch "$invoke_port" "$REDIS_URL" "$endpoint" "$stack_env"
+# WSCHAT_FANOUT_SHARD_SIZE (make test: 2) shards every room bigger than it, so the tests run the sharded path.
+shard_env=${WSCHAT_FANOUT_SHARD_SIZE:+FANOUT_SHARD_SIZE=$WSCHAT_FANOUT_SHARD_SIZE}
+export WSCHAT_FANOUT_SHARD_SIZE="${WSCHAT_FANOUT_SHARD_SIZE:-}"  # the tests read what the functions were given
+watch_functions watch "$invoke_port" "$REDIS_URL" "$endpoint" "$stack_env${shard_env:+${stack_env:+,}$shard_env}"
 warm_up watch "$invoke_port"
 # Only now the page port: a browser that connects the moment it opens meets warm functions, not a cold compile.
 # In command mode every test, and the load tool, is an address of its own (X-Forwarded-For): one address per test

@@ -35,7 +35,8 @@ ensure_nextest() {
 rust_tests() {
   ensure_nextest || return 1
   # One private Redis and one Lambda-mode stack (cargo lambda watch + emulator) serve every test process.
-  tools/scripts/lambda-stack.sh -- cargo nextest run --workspace --no-fail-fast
+  # Rooms of more than two members are sharded in Lambda mode: the tests run ws-fanout as AWS would.
+  WSCHAT_FANOUT_SHARD_SIZE=2 tools/scripts/lambda-stack.sh -- cargo nextest run --workspace --no-fail-fast
 }
 
 browser_tests() {

@@ -46,6 +46,10 @@ pub struct Config {
     pub fanout_max_in_flight: usize,
     /// [`FANOUT_MAX_ATTEMPTS`]: at least 1.
     pub fanout_max_attempts: u32,
+    /// [`FANOUT_FUNCTION`].
+    pub fanout_function: Option<String>,
+    /// [`FANOUT_SHARD_SIZE`].
+    pub fanout_shard_size: usize,
     /// [`HISTORY_MAX_MESSAGES`]: 1 to [`MAX_HISTORY_MAX_MESSAGES`].
     pub history_max_messages: usize,
     /// [`HISTORY_TTL_SECS`]: at least a second.
@@ -94,6 +98,8 @@ impl Default for Config {
             management_endpoint: None,
             fanout_max_in_flight: DEFAULT_FANOUT_MAX_IN_FLIGHT,
             fanout_max_attempts: DEFAULT_FANOUT_MAX_ATTEMPTS,
+            fanout_function: None,
+            fanout_shard_size: DEFAULT_FANOUT_SHARD_SIZE,
             history_max_messages: DEFAULT_HISTORY_MAX_MESSAGES,
             history_ttl: DEFAULT_HISTORY_TTL,
             max_room_members: DEFAULT_MAX_ROOM_MEMBERS,
@@ -183,6 +189,12 @@ impl Config {
             positive(&lookup, FANOUT_MAX_IN_FLIGHT, defaults.fanout_max_in_flight)?;
         let fanout_max_attempts =
             positive(&lookup, FANOUT_MAX_ATTEMPTS, defaults.fanout_max_attempts)?;
+        let fanout_shard_size = ranged(
+            &lookup,
+            FANOUT_SHARD_SIZE,
+            defaults.fanout_shard_size,
+            1..=MAX_FANOUT_SHARD_SIZE as u64,
+        )?;
         let history_max_messages = ranged(
             &lookup,
             HISTORY_MAX_MESSAGES,
@@ -263,6 +275,8 @@ impl Config {
             management_endpoint: lookup(WS_MANAGEMENT_ENDPOINT).filter(|v| !v.is_empty()),
             fanout_max_in_flight,
             fanout_max_attempts,
+            fanout_function: lookup(FANOUT_FUNCTION).filter(|v| !v.trim().is_empty()),
+            fanout_shard_size,
             history_max_messages,
             history_ttl: Duration::from_secs(history_ttl_secs),
             max_room_members,
@@ -313,6 +327,8 @@ impl std::fmt::Debug for Config {
             management_endpoint,
             fanout_max_in_flight,
             fanout_max_attempts,
+            fanout_function,
+            fanout_shard_size,
             history_max_messages,
             history_ttl,
             max_room_members,
@@ -342,6 +358,8 @@ impl std::fmt::Debug for Config {
             .field("management_endpoint", management_endpoint)
             .field("fanout_max_in_flight", fanout_max_in_flight)
             .field("fanout_max_attempts", fanout_max_attempts)
+            .field("fanout_function", fanout_function)
+            .field("fanout_shard_size", fanout_shard_size)
             .field("history_max_messages", history_max_messages)
             .field("history_ttl", history_ttl)
             .field("max_room_members", max_room_members)

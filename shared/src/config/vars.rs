@@ -34,6 +34,16 @@ pub const WS_MANAGEMENT_ENDPOINT: &str = "WS_MANAGEMENT_ENDPOINT";
 pub const FANOUT_MAX_IN_FLIGHT: &str = "FANOUT_MAX_IN_FLIGHT";
 /// Attempts per member when throttled (default [`DEFAULT_FANOUT_MAX_ATTEMPTS`]).
 pub const FANOUT_MAX_ATTEMPTS: &str = "FANOUT_MAX_ATTEMPTS";
+/// The function `ws-default` hands the shards of a big room's fan-out to, asynchronously (`ws-fanout`'s name or
+/// ARN). Unset: one invocation posts to every member, however many.
+pub const FANOUT_FUNCTION: &str = "FANOUT_FUNCTION";
+/// Members one invocation posts to, with [`FANOUT_FUNCTION`] (default [`DEFAULT_FANOUT_SHARD_SIZE`], at most
+/// [`MAX_FANOUT_SHARD_SIZE`]: a shard's event must stay under Lambda's 256 KB asynchronous limit).
+pub const FANOUT_SHARD_SIZE: &str = "FANOUT_SHARD_SIZE";
+/// [`FANOUT_SHARD_SIZE`]'s default.
+pub const DEFAULT_FANOUT_SHARD_SIZE: usize = 1000;
+/// [`FANOUT_SHARD_SIZE`]'s largest value.
+pub const MAX_FANOUT_SHARD_SIZE: usize = 4000;
 
 /// How many messages of each room's history are kept (default [`DEFAULT_HISTORY_MAX_MESSAGES`]).
 pub const HISTORY_MAX_MESSAGES: &str = "HISTORY_MAX_MESSAGES";

@@ -9,12 +9,13 @@ pub mod connect;
 pub mod default;
 pub mod disconnect;
 pub mod events;
+pub mod fanout;
 
 use aws_lambda_events::apigw::ApiGatewayProxyResponse;
 use aws_lambda_events::encodings::Body;
 
 use crate::rooms::StoreError;
-use crate::wire::ConnectionIdError;
+use crate::wire::{ConnectionIdError, RoomNameError};
 
 /// An infrastructure failure inside a handler.
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +26,9 @@ pub enum HandlerError {
     /// The event is not one API Gateway would send (no connection id).
     #[error("malformed event")]
     BadEvent(#[from] ConnectionIdError),
+    /// A fan-out shard names no valid room: not an event `ws-default` could have sent.
+    #[error("malformed fan-out shard")]
+    BadShard(#[from] RoomNameError),
     /// The handshake's token is missing or bad: exactly this message makes API Gateway answer 401.
     #[error("Unauthorized")]
     Unauthorized,
@@ -38,7 +42,7 @@ impl HandlerError {
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Store(_) => "RoomStoreError",
-            Self::BadEvent(_) => "MalformedEvent",
+            Self::BadEvent(_) | Self::BadShard(_) => "MalformedEvent",
             Self::Unauthorized => "Unauthorized",
             Self::AuthKeys(_) => "AuthKeysUnavailable",
         }

@@ -10,6 +10,7 @@ use chat_shared::config::Config;
 use chat_shared::functions::{self, EachFunction, Function};
 use chat_shared::gateway::{DirectGateway, Gateway, GatewayError};
 use chat_shared::handlers::HandlerError;
+use chat_shared::invoke::Invoker;
 use chat_shared::metrics;
 use chat_shared::rooms::{MemoryRoomStore, RoomStore};
 use chat_shared::startup::{Parts, StartupError, connect_store, policy};
@@ -172,7 +173,7 @@ impl InProcessOptions {
 }
 
 impl InProcess {
-    /// Builds the handlers' dependencies; posts go to `local` or, with [`Posts::Http`], through the functions' own
+    /// Builds the handlers' dependencies; asynchronous invocations go to `invoker`; posts go to `local` or, with [`Posts::Http`], through the functions' own
     /// Management API client ([`DirectGateway`]) to `management_endpoint`.
     ///
     /// # Errors
@@ -180,6 +181,7 @@ impl InProcess {
     pub async fn new(
         options: &InProcessOptions,
         local: Arc<dyn Gateway>,
+        invoker: Arc<dyn Invoker>,
         management_endpoint: &str,
     ) -> Result<Self, StartupError> {
         let cfg = &options.config;
@@ -201,6 +203,8 @@ impl InProcess {
             config: cfg.clone(),
             rooms,
             gateway: Some(gateway),
+            // Asynchronous invocations (a big room's shards) queue into the emulator, as into Lambda.
+            invoker: cfg.fanout_function.is_some().then_some(invoker),
         };
         let emf = Arc::new(EmfLog::new(&cfg.metrics_namespace));
         let mut table = Table {
@@ -288,9 +292,14 @@ mod tests {
     async fn every_function_the_deploy_template_names_runs_in_process() {
         let table = RouteTable::deployed().expect("infra/template.yaml can be followed");
         let options = InProcessOptions::from_config(Config::default());
-        let backend = InProcess::new(&options, local(), "http://127.0.0.1:9/local")
-            .await
-            .expect("memory needs nothing");
+        let backend = InProcess::new(
+            &options,
+            local(),
+            Arc::new(chat_shared::invoke::RecordingInvoker::default()),
+            "http://127.0.0.1:9/local",
+        )
+        .await
+        .expect("memory needs nothing");
         let functions: Vec<&str> = backend.functions().collect();
 
         for function in table
@@ -309,9 +318,14 @@ mod tests {
     #[tokio::test]
     async fn an_unknown_function_is_an_error_not_a_panic() {
         let options = InProcessOptions::from_config(Config::default());
-        let backend = InProcess::new(&options, local(), "http://127.0.0.1:9/local")
-            .await
-            .expect("memory needs nothing");
+        let backend = InProcess::new(
+            &options,
+            local(),
+            Arc::new(chat_shared::invoke::RecordingInvoker::default()),
+            "http://127.0.0.1:9/local",
+        )
+        .await
+        .expect("memory needs nothing");
 
         let err = backend
             .invoke("ws-nope", serde_json::json!({}))

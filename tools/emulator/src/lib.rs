@@ -7,6 +7,8 @@
 //!   routed by `$request.body.action`, and sends `$disconnect` when the socket closes;
 //! * answers the Management API, `POST`/`GET`/`DELETE` `/@connections/{id}` (also under `/{stage}`), with the
 //!   status codes, error types and limits of AWS;
+//! * answers Lambda's Invoke API for asynchronous invocations (`ws-default` handing a big room's shards to
+//!   `ws-fanout`), queued and run like every other invocation ([`invocations`]);
 //! * enforces API Gateway's limits: 32 KB frames (close 1009), no binary frames (1003), idle timeout and
 //!   maximum connection duration (1001).
 //!
@@ -22,6 +24,7 @@ pub mod faults;
 mod guard;
 mod handshake;
 mod integration;
+mod invocations;
 pub mod lambda;
 mod management;
 pub mod meter;
@@ -105,9 +108,10 @@ impl Emulator {
         let endpoint = format!("http://{addr}/{}", options.stage);
         // The in-process handlers post into the emulator they are part of, which is built after them.
         let local = Arc::new(management::LocalGateway::default());
+        let invoker = Arc::new(invocations::LocalInvoker::default());
         let backend: Arc<dyn Backend> = match backend {
             BackendChoice::InProcess(opts) => Arc::new(
-                InProcess::new(&opts, local.clone(), &endpoint)
+                InProcess::new(&opts, local.clone(), invoker.clone(), &endpoint)
                     .await
                     .context("cannot build the in-process handlers (Redis?)")?,
             ),
@@ -142,6 +146,7 @@ impl Emulator {
             addr,
         }));
         local.attach(&state);
+        invoker.attach(&state);
         let app = router(state.clone());
         let kept = state.clone();
         let (shutdown, on_shutdown) = oneshot::channel::<()>();
@@ -238,6 +243,10 @@ fn router(state: AppState) -> Router {
         .merge(oidc::routes())
         .route("/@connections/{id}", management::routes())
         .route("/{stage}/@connections/{id}", management::routes())
+        .route(
+            "/2015-03-31/functions/{name}/invocations",
+            invocations::routes(),
+        )
         .route("/config.js", get(config_js))
         .fallback(upgrade_or_static)
         .layer(axum::middleware::from_fn_with_state(

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use chat_shared::config::Config;
+use chat_shared::functions::{Function as _, WsFanout};
 use clap::Parser;
 use wschat_emulator::backend::{InProcessOptions, Posts, StoreChoice};
 use wschat_emulator::faults::Faults;
@@ -178,6 +179,10 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {addr}"))?;
     // The same variables the functions read (REDIS_URL, ALLOWED_ORIGINS, FANOUT_*, AUTH_*...).
     let mut config = Config::from_env()?;
+    // As deployed, a big room's fan-out is shared out to ws-fanout (FANOUT_SHARD_SIZE members per invocation).
+    if config.fanout_function.is_none() {
+        config.fanout_function = Some(WsFanout::BINARY.to_owned());
+    }
     if args.oidc_provider && args.lambda_invoke_url.is_none() && config.auth.oidc().is_none() {
         // The provider's issuer and client, and the rest of the AUTH_* variables as set (AUTH_LEEWAY_SECS...).
         let issuer = Emulator::issuer_at(listener.local_addr()?);

@@ -235,6 +235,21 @@ impl RouteTable {
         if routes.is_empty() {
             return Err(shape("no AWS::ApiGatewayV2::Route".into()));
         }
+        // Functions no route names (ws-fanout, invoked by another function) are metered at their own size too.
+        for (logical_id, res) in resources {
+            let logical_id = logical_id.as_str().unwrap_or_default();
+            if res.get("Type").and_then(Value::as_str) != Some("AWS::Serverless::Function") {
+                continue;
+            }
+            let name = match naming {
+                Naming::Binary => match binary(logical_id) {
+                    Ok(name) => name,
+                    Err(_) => continue,
+                },
+                Naming::LogicalId => logical_id.to_owned(),
+            };
+            functions.entry(name).or_insert_with(|| spec_of(logical_id));
+        }
         routes.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(Self {
             routes,
@@ -264,7 +279,9 @@ impl RouteTable {
 
 #[cfg(test)]
 mod tests {
-    use chat_shared::functions::{Function, WsAuthorize, WsConnect, WsDefault, WsDisconnect};
+    use chat_shared::functions::{
+        Function, WsAuthorize, WsConnect, WsDefault, WsDisconnect, WsFanout,
+    };
 
     use super::*;
 
@@ -310,6 +327,7 @@ Resources:
             WsDisconnect::BINARY,
             WsDefault::BINARY,
             WsAuthorize::BINARY,
+            WsFanout::BINARY,
         ] {
             assert_eq!(
                 table.spec(function),

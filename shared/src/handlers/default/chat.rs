@@ -8,6 +8,9 @@ use tracing::{debug, info, warn};
 
 use super::Deps;
 use super::reply::{Failure, Outcome};
+use std::borrow::Cow;
+
+use crate::fanout::shards::{self, HandedOff};
 use crate::fanout::{Delivery, group_send};
 use crate::handlers::events::Caller;
 use crate::metrics::{self, Metric};
@@ -79,10 +82,29 @@ async fn publish(
         }
     };
     let members = published.members.len();
+    // A room bigger than a shard: the other shards are handed to invocations of their own first, so they post
+    // while this one does.
+    let (posted_here, handed) = match &deps.sharding {
+        Some(sharding) if members > sharding.shard_size => {
+            let (own, others) = shards::split(&published.members, conn, sharding.shard_size);
+            let message = shards::Message {
+                room,
+                sender: conn,
+                id: id.map(MessageId::as_str),
+                frame: &published.frame,
+                now_ms: caller.time_ms,
+                room_size: members,
+            };
+            let handed = shards::hand_off(sharding, &message, others).await;
+            metrics::count_n(Metric::FanoutShards, handed.shards);
+            (Cow::Owned(own), handed)
+        }
+        _ => (Cow::Borrowed(&published.members[..]), HandedOff::default()),
+    };
     let own = id.map(|id| (conn, bytes::Bytes::from(echo_frame(&published.frame, id))));
     let delivery = Delivery {
         room,
-        members: &published.members,
+        members: &posted_here,
         own,
         frame: bytes::Bytes::from(published.frame),
         now_ms: caller.time_ms,
@@ -108,12 +130,15 @@ async fn publish(
         failed = report.failed.len(),
         skipped = report.skipped.len(),
         prune_failed = report.prune_failed,
+        shards = handed.shards,
         "group_send done"
     );
-    let missed = report.failed.len() + report.skipped.len();
+    let missed = report.failed.len() + report.skipped.len() + handed.unreached;
     if missed == 0 {
         return Ok(());
     }
     warn!(connection = %conn, room = %room, missed, "delivery incomplete");
-    Err(Failure::unreached(report.delivered, members))
+    // The handed-off shards count as reached: a shard that misses members tells the sender itself.
+    let handed_off = members - posted_here.len() - handed.unreached;
+    Err(Failure::unreached(report.delivered + handed_off, members))
 }

@@ -31,6 +31,7 @@ use tracing::warn;
 use self::reply::{Failure, Outcome};
 use super::events::{Caller, Message};
 use crate::fanout::FanoutSettings;
+use crate::fanout::shards::Sharding;
 use crate::gateway::Gateway;
 use crate::metrics::{self, Metric};
 use crate::rooms::{RoomStore, Spent};
@@ -45,6 +46,8 @@ pub struct Deps {
     pub gateway: Arc<dyn Gateway>,
     /// Fan-out tuning.
     pub fanout: FanoutSettings,
+    /// How a big room's fan-out is shared out to further invocations (none: this one posts to everyone).
+    pub sharding: Option<Sharding>,
     /// UTF-8 bytes a chat message's text may have (`MAX_MESSAGE_BYTES`).
     pub max_message_bytes: usize,
     /// How long past its `exp` a verified user's token still holds, in seconds (`AUTH_LEEWAY_SECS`).

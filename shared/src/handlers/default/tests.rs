@@ -40,6 +40,7 @@ async fn world(members: &[(&str, &str)]) -> World {
         rooms: store.clone(),
         gateway: gateway.clone(),
         fanout: FanoutSettings::default(),
+        sharding: None,
         max_message_bytes: crate::config::DEFAULT_MAX_MESSAGE_BYTES,
         token_leeway_secs: 60,
     };
@@ -278,6 +279,91 @@ async fn a_member_that_cannot_be_reached_is_reported_to_the_sender_with_a_5xx() 
 }
 
 #[tokio::test]
+async fn a_room_bigger_than_a_shard_is_posted_here_in_part_and_handed_off_for_the_rest() {
+    let members: Vec<(&str, &str)> = ["a", "b", "c", "d", "e"]
+        .iter()
+        .map(|c| ("big", *c))
+        .collect();
+    let mut w = world(&members).await;
+    let invoker = Arc::new(crate::invoke::RecordingInvoker::default());
+    w.deps.sharding = Some(crate::fanout::shards::Sharding {
+        invoker: invoker.clone(),
+        function: "ws-fanout".into(),
+        shard_size: 2,
+    });
+
+    let resp = handle(
+        &fixtures::message("c", r#"{"message":"hi","id":"m1"}"#, None),
+        &w.deps,
+    )
+    .await
+    .expect("handled");
+
+    assert_eq!(resp.status_code, 200);
+    let here: Vec<&str> = ["a", "b", "c", "d", "e"]
+        .into_iter()
+        .filter(|c| !w.gateway.received(&id(c)).is_empty())
+        .collect();
+    assert_eq!(here.len(), 2, "one shard posted here: {here:?}");
+    assert!(here.contains(&"c"), "the sender's own shard, with its echo");
+    assert_eq!(json_frames(&w.gateway, "c")[0]["id"], "m1");
+    let shards: Vec<crate::fanout::shards::Shard> = invoker
+        .invoked()
+        .iter()
+        .map(|(function, event)| {
+            assert_eq!(function, "ws-fanout");
+            serde_json::from_slice(event).expect("a shard")
+        })
+        .collect();
+    let mut handed: Vec<String> = shards
+        .iter()
+        .flat_map(|s| s.members.iter().map(|m| m.conn.clone()))
+        .collect();
+    handed.sort();
+    let mut rest: Vec<String> = ["a", "b", "d", "e"]
+        .iter()
+        .filter(|c| !here.contains(c))
+        .map(|c| (*c).to_owned())
+        .collect();
+    rest.sort();
+    assert_eq!(handed, rest, "every other member, in exactly one shard");
+    assert!(
+        shards
+            .iter()
+            .all(|s| s.sender == "c" && s.id.as_deref() == Some("m1") && s.room_size == 5)
+    );
+    assert_eq!(shards[0].frame, w.gateway.received(&id(here[0]))[0]);
+}
+
+#[tokio::test]
+async fn members_of_a_shard_lambda_would_not_take_are_reported_to_the_sender() {
+    let members: Vec<(&str, &str)> = ["a", "b", "c", "d", "e"]
+        .iter()
+        .map(|c| ("big", *c))
+        .collect();
+    let mut w = world(&members).await;
+    let invoker = Arc::new(crate::invoke::RecordingInvoker::default());
+    invoker.refuse_all();
+    w.deps.sharding = Some(crate::fanout::shards::Sharding {
+        invoker,
+        function: "ws-fanout".into(),
+        shard_size: 2,
+    });
+
+    let resp = handle(
+        &fixtures::message("a", r#"{"message":"hi"}"#, None),
+        &w.deps,
+    )
+    .await
+    .expect("answered, not raised");
+
+    assert_eq!(resp.status_code, 502);
+    let frames = json_frames(&w.gateway, "a");
+    let error = frames[1]["error"].as_str().expect("an error frame");
+    assert!(error.contains("reached 2 of 5 members"), "{error}");
+}
+
+#[tokio::test]
 async fn delivering_to_nobody_is_a_5xx_answer_not_a_lambda_error() {
     let w = world(&[("lobby", "a")]).await;
     w.gateway.mark_forbidden(&id("a"));
@@ -311,6 +397,7 @@ async fn a_sender_over_its_rate_limit_is_told_and_nothing_is_broadcast() {
         rooms: store.clone(),
         gateway: gateway.clone(),
         fanout: FanoutSettings::default(),
+        sharding: None,
         max_message_bytes: crate::config::DEFAULT_MAX_MESSAGE_BYTES,
         token_leeway_secs: 60,
     };
@@ -492,6 +579,7 @@ async fn budgeted_world(burst: u32) -> World {
             rooms: store.clone(),
             gateway: gateway.clone(),
             fanout: FanoutSettings::default(),
+            sharding: None,
             max_message_bytes: crate::config::DEFAULT_MAX_MESSAGE_BYTES,
             token_leeway_secs: 60,
         },

@@ -15,6 +15,8 @@
 //! Presence events (`joined`, `left`) go to the room's watchers through [`announce`], once each and never retried:
 //! the next event carries the right count again. [`Announcer`] is what `$connect` and `$disconnect` announce with.
 
+pub mod shards;
+
 use std::time::Duration;
 
 use bytes::Bytes;
