@@ -2,6 +2,7 @@
 //!
 //! * `fanout` ([`fanout`]): how long one chat message takes to reach every member of a large room when every
 //!   PostToConnection takes as long as API Gateway's does.
+//! * `bigroom` ([`bigroom`]): the same for rooms of thousands, shared out to `ws-fanout` invocations.
 //! * `matrix` ([`matrix`]): throughput, latency, loss and CPU per delivered frame of any chat server speaking the
 //!   tutorial's protocol, over a matrix of rooms × clients × messages in flight.
 //! * `report` ([`report`]): the matrix results of several targets side by side, as a Markdown table with ratios.
@@ -17,6 +18,7 @@ use clap::Parser;
 
 mod attack;
 mod authorize;
+mod bigroom;
 mod cost;
 #[cfg(test)]
 mod emulated;
@@ -32,6 +34,8 @@ mod report;
 enum Command {
     /// One message to every member of a large room, at several fan-out concurrencies.
     Fanout(fanout::FanoutArgs),
+    /// One message to every member of rooms of thousands, the fan-out shared out to ws-fanout invocations.
+    Bigroom(bigroom::BigRoomArgs),
     /// Rooms × clients × in-flight against any chat server (see `make bench`).
     Matrix(matrix::MatrixArgs),
     /// The JSON lines of several `matrix` runs as one Markdown table, with ratios to a baseline target.
@@ -63,6 +67,7 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async move {
         match command {
             Command::Fanout(args) => fanout::run(&args).await,
+            Command::Bigroom(args) => bigroom::run(&args).await,
             Command::Matrix(args) => matrix::run(&args).await.map(drop),
             Command::Report(args) => report::run(&args),
             Command::Gateway(args) => gateway::run(&args).await.map(drop),
