@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make bench`: every benchmark in one run, on this machine, loopback only.
-#   1. fan-out: one message to 1,000 members with 20 ms per PostToConnection, at several concurrencies;
+#   1. fan-out: one message to 1,000 members with 20 ms per PostToConnection, at several concurrencies; big rooms
+#      (1,000, 5,000 and 10,000 members in process, 2,000 in Lambda mode) shared out to ws-fanout;
 #      then the cost per 1,000 chat messages at room sizes 2, 10, 100 and 1,000 (the emulator's cost meter),
 #      and the poster's CPU per PostToConnection: the SDK client, the direct client, three raw-socket floors;
 #   2. the matrix (rooms x clients x messages in flight) against
@@ -17,7 +18,7 @@
 #   4. sign-in (`wschat-loadtest authorize`): signed-in handshakes in process and in Lambda mode, the authorizer
 #      alone through the Invoke API, and the CPU of one verification.
 #   BENCH_ATTACK_SECONDS (60)  how long each attack lasts
-#   BENCH_SKIP_FANOUT=1, BENCH_SKIP_COST=1, BENCH_SKIP_GATEWAY=1, BENCH_SKIP_INPROCESS=1, BENCH_SKIP_LAMBDA=1,
+#   BENCH_SKIP_FANOUT=1, BENCH_SKIP_BIGROOM=1, BENCH_SKIP_COST=1, BENCH_SKIP_GATEWAY=1, BENCH_SKIP_INPROCESS=1, BENCH_SKIP_LAMBDA=1,
 #   BENCH_SKIP_CHANNELS=1, BENCH_SKIP_ATTACK=1, BENCH_SKIP_AUTH=1  leave a part out
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
@@ -44,6 +45,16 @@ load=target/fast/wschat-loadtest
 if [ "${BENCH_SKIP_FANOUT:-}" != 1 ]; then
   echo; echo "## Fan-out: one message to 1,000 members, 20 ms per PostToConnection"
   "$load" fanout --members 1000 --latency-ms 20
+fi
+
+if [ "${BENCH_SKIP_BIGROOM:-}" != 1 ]; then
+  echo; echo "## Big rooms: one message to 1,000, 5,000 and 10,000 members, 20 ms per PostToConnection, shards of 1,000"
+  "$load" bigroom --members 1000,5000,10000 --latency-ms 20 --emulator-bin target/fast/wschat-emulator
+  echo "Lambda mode (release functions: ws-default and ws-fanout behind cargo lambda watch, rooms in Redis):"
+  LAMBDA_RELEASE=1 WSCHAT_NO_FAULT_STACK=1 WSCHAT_NO_OIDC_STACK=1 WSCHAT_FUNCTION_ENV="$limits,MAX_ROOM_MEMBERS=2000" \
+    RUST_LOG=warn tools/scripts/lambda-stack.sh -- bash -c '
+    "$0" bigroom --members 2000 --latency-ms 20 --emulator-url "$WSCHAT_LAMBDA_EMULATOR_URL"' "$load" \
+    || echo "bench: the Lambda-mode big room failed (see above)"
 fi
 
 if [ "${BENCH_SKIP_COST:-}" != 1 ]; then

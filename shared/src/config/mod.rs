@@ -54,7 +54,7 @@ pub struct Config {
     pub history_max_messages: usize,
     /// [`HISTORY_TTL_SECS`]: at least a second.
     pub history_ttl: Duration,
-    /// [`MAX_ROOM_MEMBERS`]: at least 1.
+    /// [`MAX_ROOM_MEMBERS`]: 1 to [`MAX_MAX_ROOM_MEMBERS`].
     pub max_room_members: usize,
     /// [`RATE_LIMIT_PER_SEC`]: at least 1.
     pub rate_limit_per_sec: u32,
@@ -202,7 +202,12 @@ impl Config {
             1..=MAX_HISTORY_MAX_MESSAGES as u64,
         )?;
         let history_ttl_secs = positive(&lookup, HISTORY_TTL_SECS, defaults.history_ttl.as_secs())?;
-        let max_room_members = positive(&lookup, MAX_ROOM_MEMBERS, defaults.max_room_members)?;
+        let max_room_members = ranged(
+            &lookup,
+            MAX_ROOM_MEMBERS,
+            defaults.max_room_members,
+            1..=MAX_MAX_ROOM_MEMBERS as u64,
+        )?;
         let rate_limit_per_sec =
             positive(&lookup, RATE_LIMIT_PER_SEC, defaults.rate_limit_per_sec)?;
         let rate_limit_burst = positive(&lookup, RATE_LIMIT_BURST, defaults.rate_limit_burst)?;
@@ -417,6 +422,9 @@ mod tests {
         assert!(err.to_string().contains("MEMBERSHIP_TTL_SECS"), "{err}");
         for bad in [
             (MAX_ROOM_MEMBERS, "0"),
+            (MAX_ROOM_MEMBERS, "10001"),
+            (FANOUT_SHARD_SIZE, "0"),
+            (FANOUT_SHARD_SIZE, "4001"),
             (RATE_LIMIT_PER_SEC, "0"),
             (RATE_LIMIT_BURST, "0"),
             (PRUNE_GRACE_SECS, "-1"),

@@ -88,8 +88,12 @@ pub const DEFAULT_HISTORY_MAX_MESSAGES: usize = 100;
 pub const DEFAULT_HISTORY_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 /// The most [`HISTORY_MAX_MESSAGES`] may be: a history request answers with all of it at once.
 pub const MAX_HISTORY_MAX_MESSAGES: usize = 10_000;
-/// [`MAX_ROOM_MEMBERS`]'s default.
+/// [`MAX_ROOM_MEMBERS`]'s default: one message to a full room is a tenth of the account's 10,000 Management API
+/// requests a second, so ten such rooms may each send a message a second (docs/benchmark.md, "Big rooms").
 pub const DEFAULT_MAX_ROOM_MEMBERS: usize = 1000;
+/// The most [`MAX_ROOM_MEMBERS`] may be: one message to a room of 10,000 is the account's whole Management API
+/// quota for a second, and reaches them all in about 0.4 s with shards of 1,000 (docs/benchmark.md, "Big rooms").
+pub const MAX_MAX_ROOM_MEMBERS: usize = 10_000;
 /// [`RATE_LIMIT_PER_SEC`]'s default: more than anyone types, less than a script floods.
 pub const DEFAULT_RATE_LIMIT_PER_SEC: u32 = 5;
 /// [`RATE_LIMIT_BURST`]'s default.

@@ -35,7 +35,11 @@ pub struct BigRoomArgs {
     #[arg(long, default_value_t = 1000)]
     shard_size: usize,
     /// The emulator binary to start, once per room size.
-    #[arg(long, env = "WSCHAT_EMULATOR_BIN", default_value = "target/fast/wschat-emulator")]
+    #[arg(
+        long,
+        env = "WSCHAT_EMULATOR_BIN",
+        default_value = "target/fast/wschat-emulator"
+    )]
     emulator_bin: String,
     /// A running emulator to measure instead (e.g. the Lambda-mode stack's `http://127.0.0.1:PORT`).
     #[arg(long)]
@@ -162,7 +166,9 @@ async fn post_faults(base: &str, change: serde_json::Value) -> anyhow::Result<()
         .build_http::<http_body_util::Full<bytes::Bytes>>();
     let request = hyper::Request::post(format!("{base}/_emulator/faults"))
         .header("content-type", "application/json")
-        .body(http_body_util::Full::new(bytes::Bytes::from(change.to_string())))?;
+        .body(http_body_util::Full::new(bytes::Bytes::from(
+            change.to_string(),
+        )))?;
     let status = client.request(request).await?.status();
     if !status.is_success() {
         bail!("POST /_emulator/faults answered {status}");
@@ -196,7 +202,11 @@ async fn measure(args: &BigRoomArgs, base: &str, members: usize) -> anyhow::Resu
     tokio::time::sleep(Duration::from_millis(500)).await;
     while seen_rx.try_recv().is_ok() {}
     if args.emulator_url.is_some() {
-        post_faults(base, serde_json::json!({ "postLatencyMs": args.latency_ms })).await?;
+        post_faults(
+            base,
+            serde_json::json!({ "postLatencyMs": args.latency_ms }),
+        )
+        .await?;
     }
     let shards_before = shard_invocations(base).await?;
 
