@@ -29,11 +29,11 @@ pub async fn serve<F: Function>() -> Result<(), Error> {
             let deadline = deadline(event.context.deadline, crate::handlers::now_ms());
             let (result, recorded) =
                 metrics::record(F::handle(deps, &event.payload, deadline)).await;
-            // Its own line on stdout: CloudWatch Logs reads a log event that is one EMF document as metrics.
-            println!(
-                "{}",
-                recorded.emf(namespace, F::BINARY, crate::handlers::now_ms())
-            );
+            // Its own line on stdout: CloudWatch Logs reads a log event that is one EMF document as metrics. One
+            // write, and a closed stdout is no reason to fail the invocation (println! would panic).
+            let mut line = recorded.emf(namespace, F::BINARY, crate::handlers::now_ms());
+            line.push('\n');
+            let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), line.as_bytes());
             result.map_err(|e| diagnostic(&e))
         }
     }))
