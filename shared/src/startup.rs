@@ -334,7 +334,15 @@ impl Parts {
                 None
             }
         };
-        let rooms = connect_store(&config).await?;
+        // The Management API's connection is opened while Redis is connected to: both are Init's, not the first
+        // message's.
+        let warm = async {
+            if let Some(gateway) = &gateway {
+                gateway.warm().await;
+            }
+        };
+        let (rooms, ()) = tokio::join!(connect_store(&config), warm);
+        let rooms = rooms?;
         let invoker: Option<Arc<dyn Invoker>> = config
             .fanout_function
             .is_some()

@@ -934,3 +934,53 @@ async fn lambda_mode_default_function_error_is_answered_like_api_gateway_and_lea
         Some(1)
     );
 }
+
+/// A TCP forwarder to `target` that counts the connections made through it.
+async fn counting_forwarder(
+    target: std::net::SocketAddr,
+) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a free port");
+    let addr = listener.local_addr().expect("bound");
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    });
+    (format!("http://{addr}/local"), accepted)
+}
+
+#[tokio::test]
+async fn the_functions_client_opens_its_connection_before_the_first_post_and_the_post_reuses_it() {
+    // Arrange: the functions' Management API client, through a forwarder that counts its connections.
+    let chat = TestChat::start(Mode::Memory).await;
+    let mut alice = chat.join(&unique_room("warm")).await;
+    let conn = chat.connection_ids().await.remove(0);
+    let (endpoint, connections) = counting_forwarder(chat.addr).await;
+    let gateway = DirectGateway::local(&endpoint);
+
+    // Act: what a cold start does, then the first message's post.
+    gateway.warm().await;
+    let opened_at_init = connections.load(std::sync::atomic::Ordering::SeqCst);
+    gateway
+        .post_to_connection(&id(&conn), Bytes::from_static(br#"{"message":"first"}"#))
+        .await
+        .expect("posted");
+
+    // Assert
+    assert_eq!(opened_at_init, 1, "the connection is opened by the warm-up");
+    assert_eq!(alice.recv_message().await, "first");
+    assert_eq!(
+        connections.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "the first post reuses it"
+    );
+}

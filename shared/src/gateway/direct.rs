@@ -100,7 +100,32 @@ impl Gateway for DirectGateway {
     async fn delete_connection(&self, conn: &ConnectionId) -> Result<(), GatewayError> {
         self.call("DELETE", conn, &[], Bytes::new()).await
     }
+
+    /// One GetConnection of a connection that does not exist: its answer (410, or 403 where the role may only
+    /// post) is dropped, and the keep-alive connection, TLS handshake done, stays in the pool for the first post.
+    async fn warm(&self) {
+        let uri = format!("{}/@connections/{WARM_UP_ID}", self.endpoint);
+        match self
+            .client
+            .send("execute-api", "GET", &uri, &[], Bytes::new())
+            .await
+        {
+            Ok(answer) => {
+                tracing::debug!(status = answer.status, "Management API connection opened")
+            }
+            Err(err) => {
+                let err: &dyn std::error::Error = err.as_ref();
+                tracing::warn!(
+                    error = err,
+                    "could not open a Management API connection ahead of the first post"
+                );
+            }
+        }
+    }
 }
+
+/// The connection id the warm-up asks for: one API Gateway never gives (its ids end in `=`).
+const WARM_UP_ID: &str = "wschat-warm-up";
 
 /// An error naming the status and what the service said.
 fn said(status: u16, body: &[u8]) -> BoxError {

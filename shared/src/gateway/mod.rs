@@ -42,6 +42,10 @@ pub trait Gateway: Send + Sync {
     /// # Errors
     /// [`GatewayError`] as for a post; [`GatewayError::Gone`] when the connection is closed already.
     async fn delete_connection(&self, conn: &ConnectionId) -> Result<(), GatewayError>;
+
+    /// Opens what the first post will need (a client's connection and its TLS handshake) ahead of it, at cold
+    /// start, so the first message is not the one that pays for it. Nothing to do by default.
+    async fn warm(&self) {}
 }
 
 /// What went wrong with one Management API call, classified the way the fan-out must react to it.
