@@ -15,14 +15,11 @@
 //! the two together.
 
 use std::future::Future;
-use std::sync::Arc;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::config::{ConfigError, WS_MANAGEMENT_ENDPOINT};
 use crate::fanout::shards::Shard;
-use crate::gateway::Gateway;
 use crate::handlers::authorize::AuthorizerResponse;
 use crate::handlers::connect::OriginPolicy;
 use crate::handlers::events::{Authorization, AuthorizerRequest, Connecting, Leaving, Message};
@@ -166,10 +163,7 @@ impl Function for WsDefault {
     type Deps = default::Deps;
 
     fn wire(parts: &Parts) -> Result<default::Deps, StartupError> {
-        let gateway: Arc<dyn Gateway> = parts
-            .gateway
-            .clone()
-            .ok_or(ConfigError::Missing(WS_MANAGEMENT_ENDPOINT))?;
+        let gateway = parts.required_gateway()?;
         Ok(default::Deps {
             rooms: parts.rooms.clone(),
             gateway,
@@ -206,10 +200,7 @@ impl Function for WsFanout {
     type Deps = fanout::Deps;
 
     fn wire(parts: &Parts) -> Result<fanout::Deps, StartupError> {
-        let gateway: Arc<dyn Gateway> = parts
-            .gateway
-            .clone()
-            .ok_or(ConfigError::Missing(WS_MANAGEMENT_ENDPOINT))?;
+        let gateway = parts.required_gateway()?;
         Ok(fanout::Deps {
             rooms: parts.rooms.clone(),
             gateway,
@@ -243,9 +234,11 @@ pub fn each(visitor: &mut impl EachFunction) {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
-    use crate::config::Config;
-    use crate::gateway::RecordingGateway;
+    use crate::config::{Config, ConfigError};
+    use crate::gateway::{Gateway, RecordingGateway};
     use crate::rooms::{MemoryRoomStore, RoomStore};
 
     /// The parts with the default configuration.

@@ -365,6 +365,16 @@ impl Parts {
         })
     }
 
+    /// The Management API client, for a function that cannot work without one.
+    ///
+    /// # Errors
+    /// [`ConfigError::Missing`] naming `WS_MANAGEMENT_ENDPOINT` when there is none.
+    pub fn required_gateway(&self) -> Result<Arc<dyn Gateway>, ConfigError> {
+        self.gateway
+            .clone()
+            .ok_or(ConfigError::Missing(crate::config::WS_MANAGEMENT_ENDPOINT))
+    }
+
     /// Presence announcements through the Management API client, with the configured fan-out tuning (none
     /// without a client).
     pub fn announcer(&self) -> Option<Announcer> {

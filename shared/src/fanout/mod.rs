@@ -91,6 +91,14 @@ pub struct FanoutReport {
     pub skipped: Vec<ConnectionId>,
 }
 
+impl FanoutReport {
+    /// Members the frame did not reach and will not: failed, or skipped near the deadline (the pruned are gone,
+    /// and the not yet open hear of it from history).
+    pub fn missed(&self) -> usize {
+        self.failed.len() + self.skipped.len()
+    }
+}
+
 enum Outcome {
     Delivered { retries: u32 },
     Gone { retries: u32 },
@@ -179,10 +187,7 @@ pub async fn group_send(
     }
     metrics::count_n(Metric::Deliveries, report.delivered);
     metrics::count_n(Metric::PostsPruned, report.pruned.len());
-    metrics::count_n(
-        Metric::PostsFailed,
-        report.failed.len() + report.skipped.len(),
-    );
+    metrics::count_n(Metric::PostsFailed, report.missed());
     if !report.skipped.is_empty() {
         tracing::warn!(
             room = %room,

@@ -74,7 +74,7 @@ pub async fn handle(
         &deps.fanout,
     )
     .await;
-    let missed = report.failed.len() + report.skipped.len();
+    let missed = report.missed();
     info!(
         sender = %sender,
         room = %room,

@@ -133,7 +133,7 @@ async fn publish(
         shards = handed.shards,
         "group_send done"
     );
-    let missed = report.failed.len() + report.skipped.len() + handed.unreached;
+    let missed = report.missed() + handed.unreached;
     if missed == 0 {
         return Ok(());
     }
