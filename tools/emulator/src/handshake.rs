@@ -31,10 +31,11 @@ pub(crate) async fn handshake(
     peer: SocketAddr,
 ) -> Response {
     let recorder = state.clone();
-    let response = answer(state, upgrade, parts, peer).await;
-    let room = parse_query(parts.uri.query().unwrap_or_default())
-        .into_iter()
-        .find_map(|(key, value)| (key == "room").then_some(value));
+    let query = parse_query(parts.uri.query().unwrap_or_default());
+    let room = query
+        .iter()
+        .find_map(|(key, value)| (key == "room").then(|| value.clone()));
+    let response = answer(state, upgrade, parts, peer, query).await;
     recorder.activity.record(serde_json::json!({
         "kind": "handshake",
         "room": room,
@@ -43,12 +44,13 @@ pub(crate) async fn handshake(
     response
 }
 
-/// The handshake's answer: 101 and a socket, or the status that refused it.
+/// The handshake's answer (`query`: its query string, parsed): 101 and a socket, or the status that refused it.
 async fn answer(
     state: AppState,
     upgrade: WebSocketUpgrade,
     parts: &Parts,
     peer: SocketAddr,
+    query: Vec<(String, String)>,
 ) -> Response {
     let headers: Vec<(String, String)> = parts
         .headers
@@ -57,7 +59,6 @@ async fn answer(
             Some((header_case(name.as_str()), value.to_str().ok()?.to_owned()))
         })
         .collect();
-    let query = parse_query(parts.uri.query().unwrap_or_default());
     let now = now_ms();
     let mut info = ConnectionInfo {
         connection_id: events::random_id(11),

@@ -97,24 +97,18 @@ fn queue(state: &AppState, function: &str, event: &[u8]) -> Result<(), InvokeErr
 /// The in-process functions' [`Invoker`]: the emulator's own queue, without the HTTP round trip.
 #[derive(Default)]
 pub(crate) struct LocalInvoker {
-    state: std::sync::OnceLock<std::sync::Weak<crate::state::Inner>>,
-}
-
-impl LocalInvoker {
-    /// Points the invoker at the emulator it queues into, once that exists (the handlers are built first).
-    pub(crate) fn attach(&self, state: &AppState) {
-        let _ = self.state.set(std::sync::Arc::downgrade(&state.0));
-    }
+    /// The emulator it queues into.
+    pub(crate) state: crate::state::Later,
 }
 
 #[async_trait]
 impl Invoker for LocalInvoker {
     async fn invoke_async(&self, function: &str, event: bytes::Bytes) -> Result<(), InvokeError> {
-        let Some(inner) = self.state.get().and_then(std::sync::Weak::upgrade) else {
+        let Some(state) = self.state.get() else {
             return Err(InvokeError::Unreachable(
                 "the emulator is not running".into(),
             ));
         };
-        queue(&AppState(inner), function, &event)
+        queue(&state, function, &event)
     }
 }

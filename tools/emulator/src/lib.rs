@@ -145,8 +145,8 @@ impl Emulator {
             activity: activity::Activity::default(),
             addr,
         }));
-        local.attach(&state);
-        invoker.attach(&state);
+        local.state.attach(&state);
+        invoker.state.attach(&state);
         let app = router(state.clone());
         let kept = state.clone();
         let (shutdown, on_shutdown) = oneshot::channel::<()>();

@@ -242,14 +242,8 @@ async fn post_to_connection(
 /// the only ones it has no use for: the caller is this process. (`--posts http` keeps the HTTP path.)
 #[derive(Default)]
 pub(crate) struct LocalGateway {
-    state: std::sync::OnceLock<std::sync::Weak<crate::state::Inner>>,
-}
-
-impl LocalGateway {
-    /// Points the gateway at the emulator it posts to, once that exists (the handlers are built first).
-    pub(crate) fn attach(&self, state: &AppState) {
-        let _ = self.state.set(std::sync::Arc::downgrade(&state.0));
-    }
+    /// The emulator it posts to.
+    pub(crate) state: crate::state::Later,
 }
 
 #[async_trait::async_trait]
@@ -259,10 +253,9 @@ impl Gateway for LocalGateway {
         conn: &ConnectionId,
         data: Bytes,
     ) -> Result<(), GatewayError> {
-        let Some(inner) = self.state.get().and_then(std::sync::Weak::upgrade) else {
+        let Some(state) = self.state.get() else {
             return Err(GatewayError::Other("the emulator is not running".into()));
         };
-        let state = AppState(inner);
         let bytes = data.len();
         let result = faults(&state, Some(conn.as_str()))
             .await
@@ -275,10 +268,9 @@ impl Gateway for LocalGateway {
     }
 
     async fn delete_connection(&self, conn: &ConnectionId) -> Result<(), GatewayError> {
-        let Some(inner) = self.state.get().and_then(std::sync::Weak::upgrade) else {
+        let Some(state) = self.state.get() else {
             return Err(GatewayError::Other("the emulator is not running".into()));
         };
-        let state = AppState(inner);
         let result = faults(&state, Some(conn.as_str()))
             .await
             .and_then(|()| close(&state, conn.as_str()));

@@ -224,6 +224,26 @@ impl AppState {
     }
 }
 
+/// The emulator, for what the in-process functions are given before it exists (they are built first): their
+/// gateway and their invoker reach it through this once it is attached, and never keep it alive.
+#[derive(Default)]
+pub(crate) struct Later(std::sync::OnceLock<std::sync::Weak<Inner>>);
+
+impl Later {
+    /// Points at the emulator, once that exists.
+    pub(crate) fn attach(&self, state: &AppState) {
+        let _ = self.0.set(Arc::downgrade(&state.0));
+    }
+
+    /// The emulator, while it runs.
+    pub(crate) fn get(&self) -> Option<AppState> {
+        self.0
+            .get()
+            .and_then(std::sync::Weak::upgrade)
+            .map(AppState)
+    }
+}
+
 /// What the handshake hands to the socket task.
 pub(crate) struct NewConnection {
     pub(crate) info: ConnectionInfo,
