@@ -38,6 +38,15 @@ async fn sharded_chat(mode: Mode) -> TestChat {
     TestChat::start_configured(mode, Options::default(), config).await
 }
 
+/// `n` members of `room`, in the order they joined.
+async fn join(chat: &TestChat, room: &str, n: usize) -> Vec<Client> {
+    let mut members = Vec::with_capacity(n);
+    for _ in 0..n {
+        members.push(chat.join(room).await);
+    }
+    members
+}
+
 async fn get_json(chat: &TestChat, path: &str) -> Value {
     let (status, body) = http("GET", &chat.http_url(path), &[], Vec::new()).await;
     assert_eq!(status, 200, "{path}");
@@ -55,10 +64,7 @@ async fn every_member_of_a_sharded_room_gets_the_message_once(mode: Mode) {
     // Arrange: seven members, so the sender's shard and three more.
     let chat = sharded_chat(mode).await;
     let room = unique_room("big");
-    let mut members: Vec<Client> = Vec::new();
-    for _ in 0..7 {
-        members.push(chat.join(&room).await);
-    }
+    let mut members = join(&chat, &room, 7).await;
     let before = shard_invocations(&chat).await;
 
     // Act
@@ -87,10 +93,7 @@ async fn a_shard_that_misses_a_member_tells_the_sender_with_the_message_s_id(mod
     // gives, the sender's shard holds one of them and ws-fanout's shards the other three.
     let chat = sharded_chat(mode).await;
     let room = unique_room("big_miss");
-    let mut members: Vec<Client> = Vec::new();
-    for _ in 0..5 {
-        members.push(chat.join(&room).await);
-    }
+    let mut members = join(&chat, &room, 5).await;
     // The room's connections, oldest first (the Lambda-mode emulator serves every test at once).
     let listed = get_json(&chat, "/_emulator/connections").await;
     let in_room: Vec<String> = listed

@@ -105,6 +105,14 @@ fn only(object: &Map<String, Value>, allowed: &[&str], what: &str) -> Result<(),
     }
 }
 
+/// `value` as a string of 1-1024 characters: the length the specification allows a namespace, a dimension's
+/// value and a metric's name.
+fn text(value: Option<&Value>) -> Option<&str> {
+    value
+        .and_then(Value::as_str)
+        .filter(|t| (1..=1024).contains(&t.len()))
+}
+
 fn directive_metrics(
     root: &Map<String, Value>,
     directive: &Value,
@@ -117,10 +125,7 @@ fn directive_metrics(
         &["Namespace", "Dimensions", "Metrics"],
         "a MetricDirective",
     )?;
-    let namespace = directive
-        .get("Namespace")
-        .and_then(Value::as_str)
-        .filter(|n| (1..=1024).contains(&n.len()))
+    let namespace = text(directive.get("Namespace"))
         .ok_or("Namespace must be a string of 1-1024 characters")?;
     let sets = directive
         .get("Dimensions")
@@ -135,13 +140,9 @@ fn directive_metrics(
         let mut values = Vec::new();
         for name in names {
             let name = name.as_str().ok_or("a dimension name is not a string")?;
-            let value = root
-                .get(name)
-                .and_then(Value::as_str)
-                .filter(|v| (1..=1024).contains(&v.len()))
-                .ok_or_else(|| {
-                    format!("dimension {name} needs a string member of 1-1024 characters")
-                })?;
+            let value = text(root.get(name)).ok_or_else(|| {
+                format!("dimension {name} needs a string member of 1-1024 characters")
+            })?;
             values.push((name.to_owned(), value.to_owned()));
         }
         dimensions.push(values);
@@ -167,10 +168,7 @@ fn directive_metrics(
             &["Name", "Unit", "StorageResolution"],
             "a MetricDefinition",
         )?;
-        let name = definition
-            .get("Name")
-            .and_then(Value::as_str)
-            .filter(|n| (1..=1024).contains(&n.len()))
+        let name = text(definition.get("Name"))
             .ok_or("a metric's Name must be a string of 1-1024 characters")?;
         if !seen.insert(name) {
             return Err(format!("metric {name} is declared twice"));

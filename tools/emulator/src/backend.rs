@@ -284,22 +284,23 @@ mod tests {
     use crate::routes::RouteTable;
     use chat_shared::gateway::RecordingGateway;
 
-    fn local() -> Arc<dyn Gateway> {
-        Arc::new(RecordingGateway::default())
+    /// The functions in process with the default configuration: rooms in memory, posts and invocations recorded.
+    async fn in_memory() -> InProcess {
+        let options = InProcessOptions::from_config(Config::default());
+        InProcess::new(
+            &options,
+            Arc::new(RecordingGateway::default()),
+            Arc::new(chat_shared::invoke::RecordingInvoker::default()),
+            "http://127.0.0.1:9/local",
+        )
+        .await
+        .expect("memory needs nothing")
     }
 
     #[tokio::test]
     async fn every_function_the_deploy_template_names_runs_in_process() {
         let table = RouteTable::deployed().expect("infra/template.yaml can be followed");
-        let options = InProcessOptions::from_config(Config::default());
-        let backend = InProcess::new(
-            &options,
-            local(),
-            Arc::new(chat_shared::invoke::RecordingInvoker::default()),
-            "http://127.0.0.1:9/local",
-        )
-        .await
-        .expect("memory needs nothing");
+        let backend = in_memory().await;
         let functions: Vec<&str> = backend.functions().collect();
 
         for function in table
@@ -317,15 +318,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_unknown_function_is_an_error_not_a_panic() {
-        let options = InProcessOptions::from_config(Config::default());
-        let backend = InProcess::new(
-            &options,
-            local(),
-            Arc::new(chat_shared::invoke::RecordingInvoker::default()),
-            "http://127.0.0.1:9/local",
-        )
-        .await
-        .expect("memory needs nothing");
+        let backend = in_memory().await;
 
         let err = backend
             .invoke("ws-nope", serde_json::json!({}))

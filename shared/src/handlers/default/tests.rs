@@ -278,19 +278,25 @@ async fn a_member_that_cannot_be_reached_is_reported_to_the_sender_with_a_5xx() 
     assert!(error.contains("reached 1 of 2 members"), "{error}");
 }
 
-#[tokio::test]
-async fn a_room_bigger_than_a_shard_is_posted_here_in_part_and_handed_off_for_the_rest() {
+/// Room `big` of members `a` to `e`, sharded two a shard to `ws-fanout` through `invoker`.
+async fn sharded_world(invoker: Arc<crate::invoke::RecordingInvoker>) -> World {
     let members: Vec<(&str, &str)> = ["a", "b", "c", "d", "e"]
         .iter()
         .map(|c| ("big", *c))
         .collect();
     let mut w = world(&members).await;
-    let invoker = Arc::new(crate::invoke::RecordingInvoker::default());
     w.deps.sharding = Some(crate::fanout::shards::Sharding {
-        invoker: invoker.clone(),
+        invoker,
         function: "ws-fanout".into(),
         shard_size: 2,
     });
+    w
+}
+
+#[tokio::test]
+async fn a_room_bigger_than_a_shard_is_posted_here_in_part_and_handed_off_for_the_rest() {
+    let invoker = Arc::new(crate::invoke::RecordingInvoker::default());
+    let w = sharded_world(invoker.clone()).await;
 
     let resp = handle(
         &fixtures::message("c", r#"{"message":"hi","id":"m1"}"#, None),
@@ -337,18 +343,9 @@ async fn a_room_bigger_than_a_shard_is_posted_here_in_part_and_handed_off_for_th
 
 #[tokio::test]
 async fn members_of_a_shard_lambda_would_not_take_are_reported_to_the_sender() {
-    let members: Vec<(&str, &str)> = ["a", "b", "c", "d", "e"]
-        .iter()
-        .map(|c| ("big", *c))
-        .collect();
-    let mut w = world(&members).await;
     let invoker = Arc::new(crate::invoke::RecordingInvoker::default());
     invoker.refuse_all();
-    w.deps.sharding = Some(crate::fanout::shards::Sharding {
-        invoker,
-        function: "ws-fanout".into(),
-        shard_size: 2,
-    });
+    let w = sharded_world(invoker).await;
 
     let resp = handle(
         &fixtures::message("a", r#"{"message":"hi"}"#, None),
