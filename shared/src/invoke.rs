@@ -1,6 +1,6 @@
 //! Lambda's asynchronous invocation, behind [`Invoker`]: how `ws-default` hands the shards of a big room's fan-out
 //! to further invocations of `ws-fanout` ([`crate::fanout::shards`]). Lambda queues the event and answers 202 at
-//! once; the invocation runs (and is retried by Lambda on failure) on its own.
+//! once; the invocation runs on its own (the template tells Lambda not to retry it: a second run would post twice).
 //!
 //! [`LambdaInvoker`] calls the Invoke API with the SDK's own signer over one keep-alive client ([`crate::signed`]),
 //! as the Management API client does: `POST {endpoint}/2015-03-31/functions/{name}/invocations` with

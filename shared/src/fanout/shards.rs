@@ -15,12 +15,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::invoke::{InvokeError, Invoker, MAX_ASYNC_PAYLOAD_BYTES};
+use crate::config::MAX_FANOUT_SHARD_SIZE;
+use crate::invoke::{InvokeError, Invoker};
 use crate::rooms::Member;
 use crate::wire::{ConnectionId, RoomName};
-
-/// The largest shard: its event must stay under Lambda's 256 KB asynchronous limit with the longest frame.
-pub const MAX_SHARD_SIZE: usize = 4000;
 
 /// How a big room's fan-out is shared out: the function each other shard is handed to, and the shard size.
 #[derive(Clone)]
@@ -81,7 +79,7 @@ pub fn split(
     sender: &ConnectionId,
     shard_size: usize,
 ) -> (Vec<Member>, Vec<Vec<Member>>) {
-    let shard_size = shard_size.clamp(1, MAX_SHARD_SIZE);
+    let shard_size = shard_size.clamp(1, MAX_FANOUT_SHARD_SIZE);
     let mut ordered: Vec<Member> = Vec::with_capacity(members.len());
     ordered.extend(members.iter().filter(|m| m.conn == *sender).cloned());
     ordered.extend(members.iter().filter(|m| m.conn != *sender).cloned());
@@ -139,10 +137,8 @@ pub async fn hand_off(
             now_ms: message.now_ms,
             room_size: message.room_size,
         };
+        // The invoker refuses an event over the asynchronous limit; `MAX_FANOUT_SHARD_SIZE` keeps a shard under it.
         let result = match serde_json::to_vec(&shard) {
-            Ok(event) if event.len() > MAX_ASYNC_PAYLOAD_BYTES => {
-                Err(InvokeError::TooLarge(event.len()))
-            }
             Ok(event) => {
                 sharding
                     .invoker
@@ -167,7 +163,7 @@ pub async fn hand_off(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::invoke::RecordingInvoker;
+    use crate::invoke::{MAX_ASYNC_PAYLOAD_BYTES, RecordingInvoker};
 
     fn members(n: usize) -> Vec<Member> {
         (0..n)
@@ -209,7 +205,7 @@ mod tests {
         let sharding = Sharding {
             invoker: invoker.clone(),
             function: "ws-fanout".into(),
-            shard_size: MAX_SHARD_SIZE,
+            shard_size: MAX_FANOUT_SHARD_SIZE,
         };
         let frame = format!(r#"{{"message":"{}"}}"#, "x".repeat(16 * 1024 * 4 / 3));
         let message = Message {
@@ -220,7 +216,7 @@ mod tests {
             now_ms: 5,
             room_size: 12_001,
         };
-        let (_, shards) = split(&members(12_000), &sender, MAX_SHARD_SIZE);
+        let (_, shards) = split(&members(12_000), &sender, MAX_FANOUT_SHARD_SIZE);
 
         let handed = hand_off(&sharding, &message, shards.clone()).await;
         invoker.refuse_all();
@@ -249,7 +245,7 @@ mod tests {
             ("big", "sender=", Some("m1"))
         );
         assert_eq!(shard.frame, frame);
-        assert_eq!(shard.members.len(), MAX_SHARD_SIZE);
+        assert_eq!(shard.members.len(), MAX_FANOUT_SHARD_SIZE);
         assert_eq!(
             refused,
             HandedOff {
