@@ -19,6 +19,7 @@ use std::future::Future;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::config::Config;
 use crate::fanout::shards::Shard;
 use crate::handlers::authorize::AuthorizerResponse;
 use crate::handlers::connect::OriginPolicy;
@@ -47,12 +48,14 @@ pub trait Function: Send + Sync + 'static {
     /// [`StartupError`] when a part it needs is missing.
     fn wire(parts: &Parts) -> Result<Self::Deps, StartupError>;
 
-    /// Builds the dependencies at cold start, from the environment.
+    /// Builds the dependencies at cold start, from the configuration the environment gave.
     ///
     /// # Errors
     /// [`StartupError`] when a variable is missing, the Redis URL's secret cannot be read, or Redis is unreachable.
-    fn from_env() -> impl Future<Output = Result<Self::Deps, StartupError>> + Send {
-        async { Self::wire(&Parts::from_env(Self::NEEDS_GATEWAY).await?) }
+    fn from_config(
+        config: Config,
+    ) -> impl Future<Output = Result<Self::Deps, StartupError>> + Send {
+        async move { Self::wire(&Parts::from_config(config, Self::NEEDS_GATEWAY).await?) }
     }
 
     /// Parses `event` into the handler's typed value and handles it; no post starts shortly before `deadline`
@@ -82,9 +85,8 @@ impl Function for WsAuthorize {
         })
     }
 
-    /// The configuration and, with `AUTH_MODE=oidc`, the verifier: the authorizer connects to no store.
-    async fn from_env() -> Result<authorize::Deps, StartupError> {
-        let config = crate::config::Config::from_env()?;
+    /// With `AUTH_MODE=oidc`, the verifier: the authorizer connects to no store.
+    async fn from_config(config: Config) -> Result<authorize::Deps, StartupError> {
         Ok(authorize::Deps {
             verifier: verifier(&config).await?,
         })

@@ -21,8 +21,10 @@ pub use lambda_runtime::Error;
 /// an init error), or the runtime's own failure.
 pub async fn serve<F: Function>() -> Result<(), Error> {
     telemetry::init();
-    let deps = F::from_env().await?;
-    let namespace = crate::config::Config::from_env()?.metrics_namespace;
+    // Read once: the metrics' namespace, and everything the function's dependencies are built from.
+    let config = crate::config::Config::from_env()?;
+    let namespace = config.metrics_namespace.clone();
+    let deps = F::from_config(config).await?;
     lambda_runtime::run(service_fn(|event: LambdaEvent<F::Event>| {
         let (deps, namespace) = (&deps, namespace.as_str());
         async move {

@@ -300,7 +300,7 @@ pub fn fanout_settings(cfg: &Config) -> FanoutSettings {
 }
 
 /// What every function's dependencies are built from ([`crate::functions::Function::wire`]), made once: by
-/// [`Parts::from_env`] at a Lambda's cold start, by the emulator for all the functions it runs.
+/// [`Parts::from_config`] at a Lambda's cold start, by the emulator for all the functions it runs.
 #[derive(Clone)]
 pub struct Parts {
     /// The configuration the functions read.
@@ -314,14 +314,13 @@ pub struct Parts {
 }
 
 impl Parts {
-    /// Reads the configuration and builds the clients it names: the room store, and the Management API client of
-    /// `WS_MANAGEMENT_ENDPOINT`. `needs_gateway`: a missing endpoint is an error (checked before connecting to
+    /// Builds the clients `config` names: the room store, the Management API client of `WS_MANAGEMENT_ENDPOINT`,
+    /// and the invoker of `FANOUT_FUNCTION`. `needs_gateway`: a missing endpoint is an error (checked before connecting to
     /// Redis); otherwise a warning, and joins and leaves are not announced.
     ///
     /// # Errors
     /// [`StartupError`] when a variable is missing, the Redis URL's secret cannot be read, or Redis is unreachable.
-    pub async fn from_env(needs_gateway: bool) -> Result<Self, StartupError> {
-        let config = Config::from_env()?;
+    pub async fn from_config(config: Config, needs_gateway: bool) -> Result<Self, StartupError> {
         if needs_gateway {
             config.require_management_endpoint()?;
         }
