@@ -984,3 +984,38 @@ async fn the_functions_client_opens_its_connection_before_the_first_post_and_the
         "the first post reuses it"
     );
 }
+
+#[tokio::test]
+async fn the_invoke_api_takes_only_signed_asynchronous_json_events_under_256_kb() {
+    // Arrange: what ws-default hands ws-fanout, and what it never would.
+    let chat = TestChat::start(Mode::Memory).await;
+    let url = chat.http_url("/2015-03-31/functions/ws-fanout/invocations");
+    let shard = serde_json::json!({
+        "room": "nobody", "sender": "s0000000000A=", "frame": "{}", "members": [], "nowMs": 1, "roomSize": 0
+    })
+    .to_string();
+    let event = ("x-amz-invocation-type", "Event");
+    let post = |headers: Vec<(&'static str, &'static str)>, body: Vec<u8>| {
+        let url = url.clone();
+        async move { http("POST", &url, &headers, body).await.0 }
+    };
+
+    // Act
+    let unsigned = post(vec![event], shard.clone().into_bytes()).await;
+    let synchronous = post(vec![SIGNED], shard.clone().into_bytes()).await;
+    let not_json = post(vec![SIGNED, event], b"not json".to_vec()).await;
+    let too_large = post(vec![SIGNED, event], vec![b' '; 256 * 1024 + 1]).await;
+    let queued = post(vec![SIGNED, event], shard.into_bytes()).await;
+
+    // Assert
+    assert_eq!(
+        (unsigned, synchronous, not_json, too_large, queued),
+        (403, 400, 400, 413, 202)
+    );
+    eventually("the queued shard ran", || async {
+        let (_, body) = http("GET", &chat.http_url("/_emulator/metrics"), &[], Vec::new()).await;
+        let meter: Value = serde_json::from_slice(&body).expect("JSON");
+        meter["lambda"]["functions"]["ws-fanout"]["requests"] == 1
+    })
+    .await;
+}
