@@ -29,10 +29,10 @@
 //! # Cluster mode
 //! With `REDIS_CLUSTER=true` ([`crate::startup::connect_store`]) the store talks through redis-rs's async cluster
 //! client, which ElastiCache Serverless and any cluster-mode endpoint require. It learns the slot map from the
-//! node in the URL, routes each command by its key, follows `MOVED`/`ASK`, and runs `SCRIPT LOAD` on every node
-//! when a node answers `NOSCRIPT`; a script's `EVALSHA` is routed by its first key. That client refuses a
-//! pipeline whose commands span hash slots, so the pipelines above that touch a room key and connection keys are
-//! split by slot ([`connection::Batch`]).
+//! node in the URL, routes each command by its key and follows `MOVED`/`ASK`; a script's `EVALSHA` is routed by its
+//! first key, and a node that answers `NOSCRIPT` (a new primary after a failover) gets the script whole (`EVAL`,
+//! [`scripts::Lua`]). That client refuses a pipeline whose commands span hash slots, so the pipelines above that
+//! touch a room key and connection keys are split by slot ([`connection::Batch`]).
 //!
 //! # TLS
 //! A `rediss://` URL connects over TLS with rustls, on the `ring` provider ([`crate::tls`]). Certificates are

@@ -32,7 +32,7 @@
 //! and [`PRESENCE`] remove them and report them, so their leave is announced. [`PRESENCE`] costs one `HGET` per
 //! member until the list is full: O(members).
 //!
-//! The hot-path scripts run by SHA (`EVALSHA`, loaded once); [`JOIN`] and [`REMOVE`] are sent whole as `EVAL`
+//! The hot-path scripts run by SHA (`EVALSHA`, sent whole once per node by [`Lua`]); [`JOIN`] and [`REMOVE`] are sent whole as `EVAL`
 //! inside pipelines that also touch connection keys (they are short, and `$connect`, `$disconnect` and 410s are
 //! not the hot path).
 
@@ -94,23 +94,101 @@ pub(super) const ADMIT: &str = concat!(
 /// The scripts that run by SHA, hashed once per store.
 #[derive(Clone)]
 pub(super) struct Scripts {
-    pub(super) live_members: redis::Script,
-    pub(super) publish: redis::Script,
-    pub(super) history: redis::Script,
-    pub(super) presence: redis::Script,
-    pub(super) spend: redis::Script,
-    pub(super) admit: redis::Script,
+    pub(super) live_members: Lua,
+    pub(super) publish: Lua,
+    pub(super) history: Lua,
+    pub(super) presence: Lua,
+    pub(super) spend: Lua,
+    pub(super) admit: Lua,
 }
 
 impl Default for Scripts {
     fn default() -> Self {
         Self {
-            live_members: redis::Script::new(LIVE_MEMBERS),
-            publish: redis::Script::new(PUBLISH),
-            history: redis::Script::new(HISTORY),
-            presence: redis::Script::new(PRESENCE),
-            spend: redis::Script::new(SPEND),
-            admit: redis::Script::new(ADMIT),
+            live_members: Lua::new(LIVE_MEMBERS),
+            publish: Lua::new(PUBLISH),
+            history: Lua::new(HISTORY),
+            presence: Lua::new(PRESENCE),
+            spend: Lua::new(SPEND),
+            admit: Lua::new(ADMIT),
+        }
+    }
+}
+
+/// A script run by its SHA1 (`EVALSHA`), and sent whole (`EVAL`, which also caches it on that node) when the node
+/// answers `NOSCRIPT`. Both are routed by the first key, so the fallback reaches the node that owns the room even
+/// when the client's map of the cluster is stale: after a failover to a replica the client never knew, redis-rs's
+/// own fallback (`SCRIPT LOAD` on every node it knows, then `EVALSHA` again) loads the script everywhere but on the
+/// new primary, and the second `EVALSHA` fails too.
+#[derive(Clone)]
+pub(super) struct Lua {
+    code: &'static str,
+    hash: String,
+}
+
+impl Lua {
+    fn new(code: &'static str) -> Self {
+        Self {
+            code,
+            hash: redis::Script::new(code).get_hash().to_owned(),
+        }
+    }
+
+    /// A call of this script whose first key is `key`.
+    pub(super) fn key(&self, key: impl redis::ToRedisArgs) -> Call<'_> {
+        let mut call = Call {
+            lua: self,
+            keys: Vec::new(),
+            args: Vec::new(),
+        };
+        call.key(key);
+        call
+    }
+}
+
+/// A call of a [`Lua`] script: its keys, then its arguments.
+pub(super) struct Call<'a> {
+    lua: &'a Lua,
+    keys: Vec<Vec<u8>>,
+    args: Vec<Vec<u8>>,
+}
+
+impl Call<'_> {
+    pub(super) fn key(&mut self, key: impl redis::ToRedisArgs) -> &mut Self {
+        key.write_redis_args(&mut self.keys);
+        self
+    }
+
+    pub(super) fn arg(&mut self, arg: impl redis::ToRedisArgs) -> &mut Self {
+        arg.write_redis_args(&mut self.args);
+        self
+    }
+
+    fn command(&self, verb: &str, script: &str) -> redis::Cmd {
+        let mut cmd = redis::cmd(verb);
+        cmd.arg(script)
+            .arg(self.keys.len())
+            .arg(&self.keys)
+            .arg(&self.args);
+        cmd
+    }
+
+    /// Runs the script: `EVALSHA`, then `EVAL` when the node does not have it.
+    pub(super) async fn invoke_async<T: redis::FromRedisValue>(
+        &self,
+        conn: &mut impl redis::aio::ConnectionLike,
+    ) -> redis::RedisResult<T> {
+        match self
+            .command("EVALSHA", &self.lua.hash)
+            .query_async(conn)
+            .await
+        {
+            Err(err)
+                if err.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+            {
+                self.command("EVAL", self.lua.code).query_async(conn).await
+            }
+            done => done,
         }
     }
 }
