@@ -23,6 +23,7 @@ pub async fn serve<F: Function>() -> Result<(), Error> {
     telemetry::init();
     // Read once: the metrics' namespace, and everything the function's dependencies are built from.
     let config = crate::config::Config::from_env()?;
+    crate::startup::trust_ca_bundle(&config)?;
     let namespace = config.metrics_namespace.clone();
     let deps = F::from_config(config).await?;
     lambda_runtime::run(service_fn(|event: LambdaEvent<F::Event>| {

@@ -14,8 +14,8 @@ use tracing::{info, warn};
 
 use crate::auth::Verifier;
 use crate::config::{
-    AUTH_HS256_SECRET_ARN, Config, ConfigError, REDIS_AUTH_SECRET_ARN, REDIS_CA_CERT_PATH,
-    REDIS_URL, REDIS_URL_SECRET_ARN,
+    AUTH_HS256_SECRET_ARN, AWS_CA_BUNDLE, Config, ConfigError, REDIS_AUTH_SECRET_ARN,
+    REDIS_CA_CERT_PATH, REDIS_URL, REDIS_URL_SECRET_ARN,
 };
 use crate::fanout::shards::Sharding;
 use crate::fanout::{Announcer, FanoutSettings};
@@ -184,6 +184,27 @@ pub fn redis_ca_certs(cfg: &Config) -> Result<Option<Vec<u8>>, ConfigError> {
         ));
     }
     Ok(Some(pem))
+}
+
+/// Trusts the CAs of [`crate::config::AWS_CA_BUNDLE`], if it is set, in every HTTPS client made from now on
+/// ([`crate::tls::trust_also`]): called at cold start, before any client is made.
+///
+/// # Errors
+/// [`ConfigError::Unreadable`] when the file cannot be read; [`ConfigError::Invalid`] when it holds no PEM
+/// certificate or one that does not parse.
+pub fn trust_ca_bundle(cfg: &Config) -> Result<(), ConfigError> {
+    let Some(path) = &cfg.ca_bundle else {
+        return Ok(());
+    };
+    let pem = std::fs::read(path).map_err(|source| ConfigError::Unreadable {
+        name: AWS_CA_BUNDLE,
+        path: path.clone(),
+        source,
+    })?;
+    let certs = crate::tls::certificates(&pem)
+        .map_err(|why| ConfigError::invalid(AWS_CA_BUNDLE, &path.display().to_string(), &why))?;
+    crate::tls::trust_also(certs);
+    Ok(())
 }
 
 /// A URL read from [`REDIS_URL_SECRET_ARN`] is a deployed one: without TLS, the password in it would cross the
@@ -513,6 +534,44 @@ mod tests {
         );
         assert!(read.expect("readable").is_some());
         assert!(unset.expect("nothing to read").is_none());
+    }
+
+    #[test]
+    fn aws_ca_bundle_must_name_a_readable_file_of_certificates_that_parse() {
+        let dir = std::env::temp_dir().join(format!("wschat-bundle-{:016x}", fastrand::u64(..)));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let broken = dir.join("broken.pem");
+        std::fs::write(
+            &broken,
+            "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+        )
+        .expect("write");
+        let with_path = |path: &Path| {
+            let path = path.to_str().expect("utf-8 path").to_owned();
+            config(&[(AWS_CA_BUNDLE, &path)])
+        };
+
+        let missing = trust_ca_bundle(&with_path(&dir.join("missing.pem")));
+        let invalid = trust_ca_bundle(&with_path(&broken));
+        let unset = trust_ca_bundle(&config(&[]));
+        std::fs::remove_dir_all(&dir).expect("clean up");
+
+        assert!(
+            matches!(
+                missing,
+                Err(ConfigError::Unreadable {
+                    name: "AWS_CA_BUNDLE",
+                    ..
+                })
+            ),
+            "{missing:?}"
+        );
+        let Err(ConfigError::Invalid { name, reason, .. }) = invalid else {
+            panic!("{invalid:?}")
+        };
+        assert_eq!(name, "AWS_CA_BUNDLE");
+        assert!(reason.contains("does not parse"), "{reason}");
+        assert!(unset.is_ok(), "nothing to trust");
     }
 
     #[test]

@@ -34,6 +34,8 @@ pub struct Config {
     pub redis_allow_plaintext: bool,
     /// [`REDIS_CA_CERT_PATH`].
     pub redis_ca_cert_path: Option<PathBuf>,
+    /// [`AWS_CA_BUNDLE`].
+    pub ca_bundle: Option<PathBuf>,
     /// [`REDIS_KEY_PREFIX`].
     pub key_prefix: KeyPrefix,
     /// [`MEMBERSHIP_TTL_SECS`].
@@ -92,6 +94,7 @@ impl Default for Config {
             redis_auth_secret_arn: None,
             redis_allow_plaintext: false,
             redis_ca_cert_path: None,
+            ca_bundle: None,
             key_prefix: KeyPrefix::default(),
             membership_lifetime: MAX_CONNECTION_LIFETIME,
             allowed_origins: "*".to_owned(),
@@ -274,6 +277,9 @@ impl Config {
             redis_ca_cert_path: lookup(REDIS_CA_CERT_PATH)
                 .filter(|v| !v.is_empty())
                 .map(PathBuf::from),
+            ca_bundle: lookup(AWS_CA_BUNDLE)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from),
             key_prefix,
             membership_lifetime: Duration::from_secs(ttl_secs),
             allowed_origins: lookup(ALLOWED_ORIGINS).unwrap_or(defaults.allowed_origins),
@@ -326,6 +332,7 @@ impl std::fmt::Debug for Config {
             redis_auth_secret_arn,
             redis_allow_plaintext,
             redis_ca_cert_path,
+            ca_bundle,
             key_prefix,
             membership_lifetime,
             allowed_origins,
@@ -357,6 +364,7 @@ impl std::fmt::Debug for Config {
             .field("redis_auth_secret_arn", redis_auth_secret_arn)
             .field("redis_allow_plaintext", redis_allow_plaintext)
             .field("redis_ca_cert_path", redis_ca_cert_path)
+            .field("ca_bundle", ca_bundle)
             .field("key_prefix", key_prefix)
             .field("membership_lifetime", membership_lifetime)
             .field("allowed_origins", allowed_origins)

@@ -22,6 +22,10 @@ pub const REDIS_ALLOW_PLAINTEXT: &str = "REDIS_ALLOW_PLAINTEXT";
 /// Redis whose certificate comes from a private CA (default: the system roots, which ElastiCache's and hosted
 /// Redis services' certificates chain to). Verification is never turned off.
 pub const REDIS_CA_CERT_PATH: &str = "REDIS_CA_CERT_PATH";
+/// A PEM file of CAs the HTTPS clients (the Management API, Lambda's Invoke API, Secrets Manager, the issuer's
+/// keys) trust besides the system's, as the AWS CLI and SDKs read it: an emulator serving TLS with a local CA
+/// (`wschat-emulator --tls`), or a proxy. Unset on AWS.
+pub const AWS_CA_BUNDLE: &str = "AWS_CA_BUNDLE";
 /// Prefix of every Redis key (default [`DEFAULT_KEY_PREFIX`]); it may not contain `{` or `}`.
 pub const REDIS_KEY_PREFIX: &str = "REDIS_KEY_PREFIX";
 /// Seconds a membership lasts without `$disconnect` (default [`MAX_CONNECTION_LIFETIME`], API Gateway's cap).
