@@ -19,3 +19,4 @@ mod presence;
 mod redis_store;
 mod redis_tls_cluster;
 mod store_limits;
+mod tls;

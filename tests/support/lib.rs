@@ -220,7 +220,7 @@ impl TestChat {
                 rooms,
                 data,
                 options: Options::default(),
-                issuer: signed_in.then(|| Emulator::issuer_at(addr)),
+                issuer: signed_in.then(|| Emulator::issuer_at(addr, false)),
             };
         }
         let issuer = config.auth.oidc().map(|oidc| oidc.issuer.clone());
@@ -609,6 +609,33 @@ impl Client {
         let (ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request))
             .await
             .map_err(|_| tungstenite::Error::Io(std::io::ErrorKind::TimedOut.into()))??;
+        Ok(Self {
+            ws,
+            backlog: std::collections::VecDeque::new(),
+        })
+    }
+
+    /// Opens the WebSocket `request` describes over TLS, trusting `ca` and nothing else (an emulator's `--tls`).
+    ///
+    /// # Errors
+    /// As [`Client::connect`]; a certificate `ca` did not sign fails the handshake.
+    pub async fn open_trusting(
+        request: tungstenite::handshake::client::Request,
+        ca: rustls::pki_types::CertificateDer<'static>,
+    ) -> Result<Self, tungstenite::Error> {
+        chat_shared::tls::install_crypto_provider();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca).expect("the CA parses");
+        let config = rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let connector = tokio_tungstenite::Connector::Rustls(Arc::new(config));
+        let (ws, _) = tokio::time::timeout(
+            WAIT,
+            tokio_tungstenite::connect_async_tls_with_config(request, None, false, Some(connector)),
+        )
+        .await
+        .map_err(|_| tungstenite::Error::Io(std::io::ErrorKind::TimedOut.into()))??;
         Ok(Self {
             ws,
             backlog: std::collections::VecDeque::new(),

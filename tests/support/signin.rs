@@ -42,7 +42,8 @@ pub enum Via {
 /// The settings under which the functions of a test chat at `addr` trust its provider: no leeway, and every unknown
 /// `kid` fetched at once (each test brings its own key), as in the Lambda-mode sign-in stack.
 fn trusting(addr: SocketAddr) -> AuthConfig {
-    let AuthConfig::Oidc(oidc) = wschat_emulator::oidc::trusted(&Emulator::issuer_at(addr)) else {
+    let AuthConfig::Oidc(oidc) = wschat_emulator::oidc::trusted(&Emulator::issuer_at(addr, false))
+    else {
         unreachable!("trusted() is oidc")
     };
     AuthConfig::Oidc(Oidc {

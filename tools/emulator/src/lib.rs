@@ -33,6 +33,7 @@ pub mod routes;
 mod socket;
 mod state;
 mod timefmt;
+pub mod tls;
 
 pub use crate::state::{Options, PageAuth, default_web_dir};
 
@@ -105,7 +106,12 @@ impl Emulator {
         backend: BackendChoice,
     ) -> anyhow::Result<Self> {
         let addr = listener.local_addr()?;
-        let endpoint = format!("http://{addr}/{}", options.stage);
+        let endpoint = format!("{}://{addr}/{}", options.http_scheme(), options.stage);
+        if let Some(tls) = &options.tls {
+            // The in-process handlers' HTTPS clients (posts with --posts http, the issuer's keys) trust the local
+            // CA, as the functions do through AWS_CA_BUNDLE.
+            chat_shared::tls::trust_also(vec![tls.ca()]);
+        }
         // The in-process handlers post into the emulator they are part of, which is built after them.
         let local = Arc::new(management::LocalGateway::default());
         let invoker = Arc::new(invocations::LocalInvoker::default());
@@ -130,7 +136,7 @@ impl Emulator {
         options.faults.validate().map_err(anyhow::Error::msg)?;
         let oidc = options.oidc_provider.then(|| {
             Arc::new(oidc::Provider::new(
-                Self::issuer_at(addr),
+                Self::issuer_at(addr, options.tls.is_some()),
                 options.oidc_token_ttl,
             ))
         });
@@ -150,25 +156,31 @@ impl Emulator {
         let app = router(state.clone());
         let kept = state.clone();
         let (shutdown, on_shutdown) = oneshot::channel::<()>();
+        let tls = state.options.tls.clone();
         let task = tokio::spawn(async move {
             let closing = state.clone();
-            // TCP_NODELAY on every accepted socket: HTTP answers and WebSocket frames are small writes, and Nagle's
-            // algorithm meeting the peer's delayed ACK would hold each for ~40 ms.
-            let listener = listener.tap_io(|tcp| {
-                if let Err(err) = tcp.set_nodelay(true) {
-                    tracing::debug!(error = %err, "could not set TCP_NODELAY");
-                }
-            });
-            let served = axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(async move {
+            let stopped = async move {
                 let _ = on_shutdown.await;
                 // Open WebSockets would hold graceful shutdown forever: close them like a gateway going away.
                 closing.close_all(1001, "Going away");
-            })
-            .await;
+            };
+            let served = match tls {
+                Some(tls) => match tls.listen(listener) {
+                    Ok(listener) => serve(listener, app, stopped).await,
+                    Err(err) => Err(err),
+                },
+                // TCP_NODELAY on every accepted socket: HTTP answers and WebSocket frames are small writes, and
+                // Nagle's algorithm meeting the peer's delayed ACK would hold each for ~40 ms. (The TLS listener
+                // sets it before the handshake.)
+                None => {
+                    let listener = listener.tap_io(|tcp| {
+                        if let Err(err) = tcp.set_nodelay(true) {
+                            tracing::debug!(error = %err, "could not set TCP_NODELAY");
+                        }
+                    });
+                    serve(listener, app, stopped).await
+                }
+            };
             if let Err(err) = served {
                 tracing::error!(error = %err, "emulator stopped");
             }
@@ -187,14 +199,20 @@ impl Emulator {
         self.addr
     }
 
-    /// The issuer URL of the development OpenID provider of an emulator at `addr` (`--oidc-provider`).
-    pub fn issuer_at(addr: SocketAddr) -> String {
-        format!("http://{addr}/oidc")
+    /// The issuer URL of the development OpenID provider of an emulator at `addr` (`--oidc-provider`), serving
+    /// TLS or not.
+    pub fn issuer_at(addr: SocketAddr, tls: bool) -> String {
+        format!("{}://{addr}/oidc", if tls { "https" } else { "http" })
+    }
+
+    /// The emulator's URL: `http://127.0.0.1:PORT`, or `https://` with TLS.
+    pub fn url(&self) -> String {
+        format!("{}://{}", self.state.options.http_scheme(), self.addr)
     }
 
     /// The stage URL of the Management API (`http://127.0.0.1:PORT/local`).
     pub fn management_endpoint(&self, stage: &str) -> String {
-        format!("http://{}/{stage}", self.addr)
+        format!("{}/{stage}", self.url())
     }
 
     /// The gateway the in-process handlers post through by default: PostToConnection straight into this emulator's
@@ -225,6 +243,24 @@ impl Drop for Emulator {
             let _ = tx.send(());
         }
     }
+}
+
+/// Serves `app` on `listener` until `stopped`, with each request's peer address.
+async fn serve<L>(
+    listener: L,
+    app: Router,
+    stopped: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()>
+where
+    L: axum::serve::Listener<Addr = SocketAddr>,
+{
+    // tap_io: axum gives the peer address (ConnectInfo) of any listener it wraps this way.
+    axum::serve(
+        listener.tap_io(|_| {}),
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(stopped)
+    .await
 }
 
 /// The warning to print when the emulator listens on `host`, if any: beyond loopback, anyone who can reach the
@@ -264,7 +300,7 @@ async fn config_js(State(state): State<AppState>, headers: HeaderMap) -> Respons
         .and_then(|h| h.to_str().ok())
         .unwrap_or("127.0.0.1:3000");
     let mut config = serde_json::json!({
-        "websocketUrl": format!("ws://{host}/{}", state.options.stage),
+        "websocketUrl": format!("{}://{host}/{}", state.options.ws_scheme(), state.options.stage),
         "maxMessageBytes": state.options.max_message_bytes,
     });
     if let Some(auth) = &state.options.page_auth {

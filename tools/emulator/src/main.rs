@@ -111,6 +111,14 @@ struct Args {
     /// rebinding.
     #[arg(long = "allow-host", env = "WSCHAT_ALLOW_HOSTS", value_delimiter = ',')]
     allow_hosts: Vec<String>,
+    /// Serve https:// and wss:// (the pages, the WebSocket API, /@connections, the Invoke API, /oidc) with a
+    /// certificate of a local CA, made in --tls-dir on first use and kept. Functions behind
+    /// --lambda-invoke-url are told to trust it with AWS_CA_BUNDLE=<tls-dir>/ca.pem.
+    #[arg(long, env = "WSCHAT_TLS")]
+    tls: bool,
+    /// The local CA's folder (default: $XDG_DATA_HOME/wschat-emulator/tls, else ~/.local/share/wschat-emulator/tls).
+    #[arg(long, env = "WSCHAT_TLS_DIR")]
+    tls_dir: Option<PathBuf>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -173,19 +181,38 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         routes,
         ..Options::default()
     };
+    let tls = if args.tls {
+        let dir = args
+            .tls_dir
+            .clone()
+            .unwrap_or_else(wschat_emulator::tls::default_dir);
+        let mut hosts = args.allow_hosts.clone();
+        hosts.push(args.host.to_string());
+        let tls = wschat_emulator::tls::LocalTls::in_dir(&dir, &hosts).with_context(|| {
+            format!(
+                "cannot make the local CA's certificate in {}",
+                dir.display()
+            )
+        })?;
+        Some(std::sync::Arc::new(tls))
+    } else {
+        None
+    };
+    let options = Options { tls, ..options };
     let addr = SocketAddr::new(args.host, args.port);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     // The same variables the functions read (REDIS_URL, ALLOWED_ORIGINS, FANOUT_*, AUTH_*...).
     let mut config = Config::from_env()?;
+    chat_shared::startup::trust_ca_bundle(&config)?;
     // As deployed, a big room's fan-out is shared out to ws-fanout (FANOUT_SHARD_SIZE members per invocation).
     if config.fanout_function.is_none() {
         config.fanout_function = Some(WsFanout::BINARY.to_owned());
     }
     if args.oidc_provider && args.lambda_invoke_url.is_none() && config.auth.oidc().is_none() {
         // The provider's issuer and client, and the rest of the AUTH_* variables as set (AUTH_LEEWAY_SECS...).
-        let issuer = Emulator::issuer_at(listener.local_addr()?);
+        let issuer = Emulator::issuer_at(listener.local_addr()?, options.tls.is_some());
         config.auth = Config::from_lookup(|name| match name {
             chat_shared::config::AUTH_MODE => Some("oidc".to_owned()),
             chat_shared::config::AUTH_ISSUER => Some(issuer.clone()),
@@ -237,18 +264,32 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         Some(issuer) => format!("sign-in required (issuer {issuer})"),
         None => "open (no sign-in)".to_owned(),
     };
+    let ca = options
+        .tls
+        .as_ref()
+        .map(|tls| tls.ca_path().display().to_string());
+    let ws = if options.tls.is_some() { "wss" } else { "ws" };
     let emulator = Emulator::start_on(listener, options, backend).await?;
+    let url = emulator.url();
     // Scripts and tests read this exact line to learn the port.
-    println!("wschat emulator listening on http://{}", emulator.addr());
+    println!("wschat emulator listening on {url}");
+    if let Some(ca) = &ca {
+        // Scripts and tests read this line to learn what to trust.
+        println!("wschat emulator CA: {ca}");
+    }
     tracing::info!(
         mode,
         auth,
-        websocket = %format!("ws://{}/{}", emulator.addr(), args.stage),
+        websocket = %format!("{ws}://{}/{}", emulator.addr(), args.stage),
         management = %emulator.management_endpoint(&args.stage),
-        "ready: open http://{}/ in a browser (the emulator's own page: http://{}/_emulator/)",
-        emulator.addr(),
-        emulator.addr()
+        "ready: open {url}/ in a browser (the emulator's own page: {url}/_emulator/)",
     );
+    if let Some(ca) = &ca {
+        tracing::info!(
+            ca,
+            "TLS with a local CA: functions trust it with AWS_CA_BUNDLE={ca}; a browser, once it is imported"
+        );
+    }
     shutdown_signal().await;
     let metrics = emulator.shutdown().await;
     tracing::info!("{}", wschat_emulator::meter::summary(&metrics));

@@ -66,6 +66,8 @@ pub struct Options {
     /// Host names answered besides the address the emulator serves on (and `localhost` on loopback): a request
     /// whose `Host` is any other name is refused, so a web page cannot reach the emulator by DNS rebinding.
     pub allowed_hosts: Vec<String>,
+    /// Serve `https://` and `wss://` with this certificate (`--tls`); none: `http://` and `ws://`.
+    pub tls: Option<Arc<crate::tls::LocalTls>>,
 }
 
 /// Where the pages sign in: the issuer and the OAuth client (`AUTH_ISSUER`, `AUTH_CLIENT_ID`).
@@ -100,7 +102,20 @@ impl Default for Options {
             oidc_token_ttl: Duration::from_secs(3600),
             page_auth: None,
             allowed_hosts: Vec::new(),
+            tls: None,
         }
+    }
+}
+
+impl Options {
+    /// `https` with TLS, else `http`.
+    pub fn http_scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
+    }
+
+    /// `wss` with TLS, else `ws`.
+    pub fn ws_scheme(&self) -> &'static str {
+        if self.tls.is_some() { "wss" } else { "ws" }
     }
 }
 

@@ -26,7 +26,7 @@ pub async fn signed_in_emulator() -> Emulator {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("a free port");
-    let issuer = Emulator::issuer_at(listener.local_addr().expect("bound"));
+    let issuer = Emulator::issuer_at(listener.local_addr().expect("bound"), false);
     let backend = BackendChoice::InProcess(InProcessOptions {
         store: StoreChoice::Memory,
         config: chat_shared::config::Config {
