@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make bench`: every benchmark in one run, on this machine, loopback only.
 #   1. fan-out: one message to 1,000 members with 20 ms per PostToConnection, at several concurrencies; big rooms
-#      (1,000, 5,000 and 10,000 members in process, 2,000 in Lambda mode) shared out to ws-fanout;
+#      (1,000, 5,000 and 10,000 members in process, 2,000 in Lambda mode) shared out to ws-fanout; the first
+#      message after a cold start against a warm one, over TLS (emulator --tls, posts over HTTPS), a room of 100;
 #      then the cost per 1,000 chat messages at room sizes 2, 10, 100 and 1,000 (the emulator's cost meter),
 #      and the poster's CPU per PostToConnection: the SDK client, the direct client, three raw-socket floors;
 #   2. the matrix (rooms x clients x messages in flight) against
@@ -18,7 +19,7 @@
 #   4. sign-in (`wschat-loadtest authorize`): signed-in handshakes in process and in Lambda mode, the authorizer
 #      alone through the Invoke API, and the CPU of one verification.
 #   BENCH_ATTACK_SECONDS (60)  how long each attack lasts
-#   BENCH_SKIP_FANOUT=1, BENCH_SKIP_BIGROOM=1, BENCH_SKIP_COST=1, BENCH_SKIP_GATEWAY=1, BENCH_SKIP_INPROCESS=1, BENCH_SKIP_LAMBDA=1,
+#   BENCH_SKIP_FANOUT=1, BENCH_SKIP_BIGROOM=1, BENCH_SKIP_COLDSTART=1, BENCH_SKIP_COST=1, BENCH_SKIP_GATEWAY=1, BENCH_SKIP_INPROCESS=1, BENCH_SKIP_LAMBDA=1,
 #   BENCH_SKIP_CHANNELS=1, BENCH_SKIP_ATTACK=1, BENCH_SKIP_AUTH=1  leave a part out
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
@@ -55,6 +56,11 @@ if [ "${BENCH_SKIP_BIGROOM:-}" != 1 ]; then
     RUST_LOG=warn tools/scripts/lambda-stack.sh -- bash -c '
     "$0" bigroom --members 2000 --latency-ms 20 --emulator-url "$WSCHAT_LAMBDA_EMULATOR_URL"' "$load" \
     || echo "bench: the Lambda-mode big room failed (see above)"
+fi
+
+if [ "${BENCH_SKIP_COLDSTART:-}" != 1 ]; then
+  echo; echo "## Cold start: the first message to a room of 100 after a cold start, against a warm one, over TLS, 20 ms per PostToConnection"
+  "$load" coldstart --members 100 --latency-ms 20 --starts 5 --emulator-bin target/fast/wschat-emulator
 fi
 
 if [ "${BENCH_SKIP_COST:-}" != 1 ]; then

@@ -56,6 +56,10 @@ pub trait Backend: Send + Sync {
     fn emf(&self) -> Option<&EmfLog> {
         None
     }
+
+    /// What a Lambda's Init does once the emulator serves: open the Management API client's first connection
+    /// ([`Gateway::warm`]). Lambda functions do it themselves at their cold start.
+    async fn warm(&self) {}
 }
 
 /// Runs the shared handlers in this process, exactly as the Lambda binaries would: every function of
@@ -63,6 +67,7 @@ pub trait Backend: Send + Sync {
 pub struct InProcess {
     functions: Vec<(&'static str, Box<dyn Invoke>)>,
     emf: Arc<EmfLog>,
+    gateway: Arc<dyn Gateway>,
 }
 
 /// One function bound to its dependencies, taking and returning JSON as the Lambda Invoke API does.
@@ -202,7 +207,7 @@ impl InProcess {
         let parts = Parts {
             config: cfg.clone(),
             rooms,
-            gateway: Some(gateway),
+            gateway: Some(gateway.clone()),
             // Asynchronous invocations (a big room's shards) queue into the emulator, as into Lambda.
             invoker: cfg.fanout_function.is_some().then_some(invoker),
         };
@@ -219,6 +224,7 @@ impl InProcess {
             None => Ok(Self {
                 functions: table.functions,
                 emf,
+                gateway,
             }),
         }
     }
@@ -260,6 +266,10 @@ impl Gateway for OneProcess {
         let _permit = self.permits.acquire().await;
         self.inner.delete_connection(conn).await
     }
+
+    async fn warm(&self) {
+        self.inner.warm().await;
+    }
 }
 
 #[async_trait]
@@ -275,6 +285,10 @@ impl Backend for InProcess {
 
     fn emf(&self) -> Option<&EmfLog> {
         Some(&self.emf)
+    }
+
+    async fn warm(&self) {
+        self.gateway.warm().await;
     }
 }
 

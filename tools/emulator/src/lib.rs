@@ -185,6 +185,10 @@ impl Emulator {
                 tracing::error!(error = %err, "emulator stopped");
             }
         });
+        // As a Lambda's Init opens its Management API connection before the first message (with --posts http; the
+        // in-memory gateway has nothing to open).
+        let backend = kept.backend.clone();
+        tokio::spawn(async move { backend.warm().await });
         Ok(Self {
             addr,
             state: kept,

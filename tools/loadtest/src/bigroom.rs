@@ -8,12 +8,10 @@
 //! its fault switches). The abuse limits are lifted (one address opens thousands of connections), and the room cap
 //! is raised to the room's size.
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use futures_util::SinkExt as _;
-use tokio::io::AsyncBufReadExt as _;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -57,9 +55,6 @@ struct Sample {
     shards: f64,
     connect_s: f64,
 }
-
-/// Far above anything the benchmark does (as `crate::lifted`).
-const LIFTED: &str = "1000000";
 
 /// Runs every room size and prints the table.
 ///
@@ -111,44 +106,21 @@ async fn start_emulator(
     args: &BigRoomArgs,
     members: usize,
 ) -> anyhow::Result<(tokio::process::Child, String)> {
-    let members_cap = members.to_string();
-    let mut child = tokio::process::Command::new(&args.emulator_bin)
-        .args([
-            "--port",
-            "0",
+    let started = crate::members::spawn_emulator(
+        &args.emulator_bin,
+        &[
             "--management-latency-ms",
             &args.latency_ms.to_string(),
             "--worker-threads",
             "2",
-        ])
-        .env("RUST_LOG", "warn")
-        .env("MAX_ROOM_MEMBERS", &members_cap)
-        .env("FANOUT_SHARD_SIZE", args.shard_size.to_string())
-        .env("RATE_LIMIT_PER_SEC", LIFTED)
-        .env("RATE_LIMIT_BURST", LIFTED)
-        .env("FRAME_RATE_PER_SEC", LIFTED)
-        .env("FRAME_BURST", LIFTED)
-        .env("CONNECT_RATE_PER_IP", LIFTED)
-        .env("MAX_CONNECTIONS_PER_IP", LIFTED)
-        .env_remove("REDIS_URL")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("cannot start {}", args.emulator_bin))?;
-    let stdout = child.stdout.take().context("the emulator's stdout")?;
-    let mut lines = tokio::io::BufReader::new(stdout).lines();
-    let url = tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(line) = lines.next_line().await? {
-            if let Some(url) = line.strip_prefix("wschat emulator listening on ") {
-                return Ok::<_, anyhow::Error>(url.trim().to_owned());
-            }
-        }
-        bail!("the emulator stopped before it listened")
-    })
-    .await
-    .context("the emulator did not start within 30 s")??;
-    Ok((child, url))
+        ],
+        &[
+            ("MAX_ROOM_MEMBERS", members.to_string()),
+            ("FANOUT_SHARD_SIZE", args.shard_size.to_string()),
+        ],
+    )
+    .await?;
+    Ok((started.child, started.url))
 }
 
 async fn get_json(url: &str) -> anyhow::Result<serde_json::Value> {

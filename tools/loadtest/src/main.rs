@@ -3,6 +3,7 @@
 //! * `fanout` ([`fanout`]): how long one chat message takes to reach every member of a large room when every
 //!   PostToConnection takes as long as API Gateway's does.
 //! * `bigroom` ([`bigroom`]): the same for rooms of thousands, shared out to `ws-fanout` invocations.
+//! * `coldstart` ([`coldstart`]): the first message after a cold start against the ones after it, over TLS.
 //! * `matrix` ([`matrix`]): throughput, latency, loss and CPU per delivered frame of any chat server speaking the
 //!   tutorial's protocol, over a matrix of rooms × clients × messages in flight.
 //! * `report` ([`report`]): the matrix results of several targets side by side, as a Markdown table with ratios.
@@ -19,6 +20,7 @@ use clap::Parser;
 mod attack;
 mod authorize;
 mod bigroom;
+mod coldstart;
 mod cost;
 #[cfg(test)]
 mod emulated;
@@ -36,6 +38,8 @@ enum Command {
     Fanout(fanout::FanoutArgs),
     /// One message to every member of rooms of thousands, the fan-out shared out to ws-fanout invocations.
     Bigroom(bigroom::BigRoomArgs),
+    /// The first message after a cold start against the ones after it, with the emulator serving TLS.
+    Coldstart(coldstart::ColdStartArgs),
     /// Rooms × clients × in-flight against any chat server (see `make bench`).
     Matrix(matrix::MatrixArgs),
     /// The JSON lines of several `matrix` runs as one Markdown table, with ratios to a baseline target.
@@ -68,6 +72,7 @@ fn main() -> anyhow::Result<()> {
         match command {
             Command::Fanout(args) => fanout::run(&args).await,
             Command::Bigroom(args) => bigroom::run(&args).await,
+            Command::Coldstart(args) => coldstart::run(&args).await,
             Command::Matrix(args) => matrix::run(&args).await.map(drop),
             Command::Report(args) => report::run(&args),
             Command::Gateway(args) => gateway::run(&args).await.map(drop),
