@@ -1,5 +1,7 @@
-// The composer: the input and Send (Enter sends). A message goes out only when it fits in one frame and the
-// connection is open; otherwise it stays in the input with the reason beside it. Each message goes out with a
+// The composer: a textarea that grows with its text, and Send. Enter sends, Shift+Enter starts a new line (and
+// Enter while an input method is composing is the method's). A message goes out only when it fits in one frame
+// and the connection is open; otherwise it stays in the input with the reason beside it. Near the limit a hint
+// says how many bytes are left. A message sent shows at once in the log as "sending…" until its echo. Each message goes out with a
 // random `id`, and waits for its echo, which carries the id: that is how the page knows its own messages. A
 // message the server certainly did not deliver comes back into the input; one whose outcome the server does not
 // know (`uncertain`) is sent again with the same id, which cannot make a second copy, after 1, 2, 4 and 8 s,
@@ -8,7 +10,8 @@ import { senderOf } from './log.js';
 
 const MAX_FRAME_BYTES = 32 * 1024; // API Gateway closes the socket (1009) on larger client frames
 const MAX_PENDING = 100; // sent texts remembered while their echo is awaited
-const SHOW_COUNT_FROM = 0.8; // the byte count shows once a message reaches this share of the limit
+const SHOW_COUNT_FROM = 0.8; // the bytes-left hint shows once a message reaches this share of the limit
+const MAX_ROWS_SHARE = 0.4; // the textarea grows up to this share of the window's height, then scrolls
 const RESEND_AFTER_MS = [1_000, 2_000, 4_000, 8_000]; // a message of unknown outcome is sent again after these
 
 /** A random id for one message (the server takes 1–64 of A-Z a-z 0-9 . _ : -). */
@@ -33,14 +36,18 @@ export class Composer {
    * @param {string | null} options.myName this tab's name: an echo from another name is never this tab's
    * @param {(frame: string) => boolean} options.send sends a frame; false when the connection is not open
    * @param {() => boolean} options.connected whether the page is connected now
-   * @param {() => void} options.sent called after a message went out
+   * @param {(id: string, text: string) => void} options.sent called after message `id` went out
+   * @param {(id: string) => void} [options.settled] called when message `id` is no longer awaited
+   * @param {(text: string) => void} [options.announce] says an error aloud, once
    * @param {(fn: () => void, ms: number) => unknown} [options.setTimer]
    * @param {(timer: unknown) => void} [options.clearTimer]
    */
-  constructor({ $, myName, send, connected, sent, setTimer = (fn, ms) => setTimeout(fn, ms),
-    clearTimer = (t) => clearTimeout(t) }) {
+  constructor({ $, myName, send, connected, sent, settled = () => {}, announce = () => {},
+    setTimer = (fn, ms) => setTimeout(fn, ms), clearTimer = (t) => clearTimeout(t) }) {
     this.myName = myName;
     this.send = send;
+    this.onSettled = settled;
+    this.announce = announce;
     this.setTimer = setTimer;
     this.clearTimer = clearTimer;
     this.input = $('chat-message-input');
@@ -78,21 +85,40 @@ export class Composer {
       this.hideError();
       this.input.value = '';
       this.showCount();
+      this.grow();
       this.input.focus();
-      sent();
+      sent(id, text);
+    });
+    this.input.addEventListener('keydown', (event) => {
+      if (event.key === 'Enter' && !event.shiftKey && !event.isComposing && !event.altKey && !event.ctrlKey
+        && !event.metaKey && event.keyCode !== 229) {
+        event.preventDefault();
+        this.input.form.requestSubmit();
+      }
     });
     this.input.addEventListener('input', () => {
       this.showCount();
+      this.grow();
       if (!this.error.hidden && connected()) this.hideError();
     });
   }
 
-  /** The message's size against the limit, once it comes near it: `7,000 / 8,192 bytes`. */
+  /** The textarea as tall as its text, up to a share of the window. */
+  grow() {
+    this.input.style.height = 'auto';
+    const most = Math.max(48, window.innerHeight * MAX_ROWS_SHARE);
+    this.input.style.height = `${Math.min(this.input.scrollHeight + 2, most)}px`;
+  }
+
+  /** How many bytes are left, once the message comes near the limit: `1,192 bytes left`. */
   showCount() {
     const length = bytesOf(this.input.value);
     this.count.hidden = length < this.limit * SHOW_COUNT_FROM;
     this.count.classList.toggle('over', length > this.limit);
-    this.count.textContent = `${length.toLocaleString()} / ${this.limit.toLocaleString()} bytes`;
+    const left = this.limit - length;
+    this.count.textContent = left >= 0
+      ? `${left.toLocaleString()} ${left === 1 ? 'byte' : 'bytes'} left`
+      : `${(-left).toLocaleString()} ${left === -1 ? 'byte' : 'bytes'} over the limit of ${this.limit.toLocaleString()}`;
   }
 
   /** Whether a chat frame arriving now is the echo of a message this tab sent (it is then no longer awaited). */
@@ -146,6 +172,7 @@ export class Composer {
     const message = this.pending.get(id);
     if (message !== undefined) this.clearTimer(message.timer);
     this.pending.delete(id);
+    this.onSettled(id);
   }
 
   /**
@@ -161,6 +188,7 @@ export class Composer {
     if (this.input.value === '' || this.input.value === text) {
       this.input.value = text;
       this.showCount();
+      this.grow();
       this.showError(why);
     } else {
       this.showError(`Not delivered: “${text}”.`);
@@ -177,6 +205,7 @@ export class Composer {
   }
 
   showError(text) {
+    if (this.error.hidden || this.error.textContent !== text) this.announce(text);
     this.error.textContent = text;
     this.error.hidden = false;
   }

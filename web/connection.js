@@ -191,7 +191,7 @@ export class Connection {
     const delay = this.random() * ceiling; // full jitter
     this.retries = Math.min(this.retries + 1, 30);
     this.reconnectAt = this.now() + delay;
-    this.setState('reconnecting', 'Reconnecting');
+    this.setState('reconnecting', 'Reconnecting…');
     const tick = () => {
       this.view.countdown(` in ${Math.max(1, Math.ceil((this.reconnectAt - this.now()) / 1000))} s`);
     };

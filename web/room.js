@@ -7,6 +7,12 @@
 // * kept.js: what this tab showed, kept across reloads;
 // * log.js, presence.js, composer.js: the log, who is here, the input.
 //
+// For everyone: the banner's reason and errors are said once (an assertive region of their own; a repeated error
+// is merged into its line and not said again), the status pill says each state once, a history answer being
+// applied marks the log busy so it is not read out line by line, and after anything that hides or disables the
+// focused control, focus moves to the composer, else Retry, else the link to the lobby. A hidden tab counts the
+// messages it has not shown in its title.
+//
 // Wire format (the Django Channels tutorial's, plus fields; docs/protocol.md): we send {message: text}; the server
 // broadcasts {"message", "user", "seq", "epoch", "ts"} to everyone in the room, the sender included, and answers a
 // frame it refuses with {"error": "..."} to the sender only. On every (re)connect the page asks
@@ -43,6 +49,62 @@ const myName = nameCheck.ok ? nameCheck.name : null;
 const myUid = signedIn ? signedIn.uid : null;
 let token = null;
 
+/** Says `text` once through the page's polite or assertive live region. */
+function announce(politeness, text) {
+  const region = $(politeness === 'assertive' ? 'announce-assertive' : 'announce-polite');
+  // Emptied first, so the same words said again are a change the screen reader hears.
+  region.textContent = '';
+  setTimeout(() => { region.textContent = text; }, 50);
+}
+
+/** After what may have hidden or disabled the focused control: focus somewhere useful, never <body>. */
+function rescueFocus() {
+  setTimeout(() => {
+    const active = document.activeElement;
+    const lost = !active || active === document.body || active.disabled || active.closest('[hidden]') !== null;
+    if (!lost) return;
+    const input = $('chat-message-input');
+    const retry = $('retry-button');
+    const banner = $('connection-banner');
+    if (!input.disabled) input.focus();
+    else if (!banner.hidden && !retry.hidden) retry.focus();
+    else if (!banner.hidden) $('banner-lobby').focus();
+    else $('chat-log').focus();
+  }, 0);
+}
+
+const baseTitle = () => (room ? `#${room} · wschat` : 'No room · wschat');
+let unread = 0;
+/** One more message the reader has not seen, while the tab is hidden. */
+function countUnread() {
+  if (document.visibilityState !== 'hidden') return;
+  unread += 1;
+  document.title = `(${unread}) ${baseTitle()}`;
+}
+document.addEventListener('visibilitychange', () => {
+  if (document.visibilityState === 'visible' && unread > 0) {
+    unread = 0;
+    document.title = baseTitle();
+  }
+});
+
+/** The banner's reason last said aloud (until the page is connected again). */
+let bannerSaid = null;
+
+let busyTimer = 0;
+/** The log is busy while a history answer is applied (and at most a few seconds). */
+function historyBusy(busy) {
+  clearTimeout(busyTimer);
+  log.busy(busy);
+  if (busy) busyTimer = setTimeout(() => log.busy(false), 5_000);
+}
+
+/** An error line, said aloud only when it is not a repeat of the one above. */
+function showError(text) {
+  // The same error with other figures in it ("wait 1.2 s") is a repeat.
+  if (log.error(text, text.replace(/\d[\d.,]*/g, '#'))) announce('assertive', text);
+}
+
 const log = new MessageLog($('chat-log'), $('new-messages'));
 const kept = new KeptMessages(room);
 const presence = new Presence({ $, myName, log, ask: () => connection.send('{"action":"presence"}') });
@@ -55,10 +117,23 @@ const connection = new Connection({
     state(next, text) {
       status.state(next, text);
       composer.setDisabled(next === 'rejected');
-      if (next === 'connected') composer.hideError();
+      if (next === 'connected') {
+        composer.hideError();
+        bannerSaid = null;
+      }
+      rescueFocus();
     },
-    banner: (text, retryLabel) => status.banner(text, retryLabel),
-    hideBanner: () => status.hideBanner(),
+    banner(text, retryLabel) {
+      status.banner(text, retryLabel);
+      // Once per reason: a reconnecting banner shown again after each attempt is not news.
+      if (text !== bannerSaid) announce('assertive', text);
+      bannerSaid = text;
+      rescueFocus();
+    },
+    hideBanner() {
+      status.hideBanner();
+      rescueFocus();
+    },
     countdown: (text) => status.countdown(text),
   },
   opened(again) {
@@ -66,6 +141,7 @@ const connection = new Connection({
     log.system(again
       ? 'Reconnected; fetching what was said meanwhile.'
       : `Connected to #${room}. Messages appear here as they are sent.`);
+    historyBusy(true);
     sequence.resume();
     connection.send('{"action":"presence"}');
   },
@@ -79,7 +155,9 @@ const composer = new Composer({
   myName,
   send: (frame) => connection.send(frame),
   connected: () => connection.state === 'connected',
-  sent: () => log.scrollToBottom(),
+  sent: (id, text) => log.pending(id, text),
+  settled: (id) => log.settled(id),
+  announce: (text) => announce('assertive', text),
 });
 
 const sequence = new RoomSequence({
@@ -90,6 +168,7 @@ const sequence = new RoomSequence({
     const own = composer.claim(frame) || (myUid !== null && frame.uid === myUid);
     kept.add(frame, own);
     log.chat(frame, own);
+    if (!own) countUnread();
     kept.save(sequence.epoch, sequence.last);
   },
   requestHistory(after, epoch) {
@@ -115,7 +194,7 @@ function received(data) {
   try {
     frame = JSON.parse(data);
   } catch {
-    log.error('The server sent something that is not JSON; it was ignored.');
+    showError('The server sent something that is not JSON; it was ignored.');
     return;
   }
   if (frame !== null && typeof frame === 'object' && !Array.isArray(frame)) {
@@ -125,6 +204,7 @@ function received(data) {
     }
     if (Array.isArray(frame.history) && typeof frame.epoch === 'string') {
       sequence.onHistory(frame);
+      if (frame.complete !== undefined) historyBusy(false);
       return;
     }
     if (typeof frame.pong === 'number') {
@@ -144,7 +224,7 @@ function received(data) {
       }
       // The server does not know whether a message of ours was stored: the composer sends it again with its id.
       if (frame.uncertain === true && typeof frame.id === 'string' && composer.uncertain(frame.id)) return;
-      log.error(`Server error: ${frame.error}`);
+      showError(`Server error: ${frame.error}`);
       if (typeof frame.undelivered === 'string') {
         composer.giveBack(frame.undelivered, typeof frame.id === 'string' ? frame.id : null);
       } else if (Number.isSafeInteger(frame.retryAfterMs)) {
@@ -155,18 +235,23 @@ function received(data) {
     }
     // What API Gateway itself sends when an integration failed: an error, never a chat line.
     if (typeof frame.message === 'string' && 'connectionId' in frame && 'requestId' in frame) {
-      log.error(`Server error: ${frame.message}. Your last message may not have been delivered.`);
+      showError(`Server error: ${frame.message}. Your last message may not have been delivered.`);
       return;
     }
     if (typeof frame.message === 'string') {
-      log.chat(frame, composer.claim(frame)); // a server without sequence numbers
+      const own = composer.claim(frame);
+      log.chat(frame, own); // a server without sequence numbers
+      if (!own) countUnread();
       return;
     }
   }
-  log.error('The server sent a frame this page does not understand; it was ignored.');
+  showError('The server sent a frame this page does not understand; it was ignored.');
 }
 
-$('retry-button').addEventListener('click', () => connection.retryNow());
+$('retry-button').addEventListener('click', () => {
+  connection.retryNow();
+  rescueFocus();
+});
 window.addEventListener('online', () => connection.online());
 // Leaving the page: close on purpose (no reconnect). Coming back from the back/forward cache: connect again.
 window.addEventListener('pagehide', () => connection.leave());
@@ -202,7 +287,7 @@ function start() {
   $('back-to-lobby').href = lobby;
   $('banner-lobby').href = lobby;
   $('room-name').textContent = room ?? '';
-  document.title = room ? `#${room} · wschat` : 'No room · wschat';
+  document.title = baseTitle();
 
   if (room === null) {
     document.querySelector('.hash').hidden = true;
@@ -232,6 +317,7 @@ function start() {
     // websocketBase already parsed it; nothing to show otherwise.
   }
   if (kept.frames.length > 0) {
+    historyBusy(true);
     const own = new Set(kept.own);
     for (const frame of kept.frames) log.chat(frame, own.has(frame.seq));
     log.system('Earlier messages of this tab, restored after a reload.');

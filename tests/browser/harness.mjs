@@ -295,21 +295,25 @@ export async function postMessage(page, text) {
   await page.press('#chat-message-input', 'Enter');
 }
 
-/** The chat lines (not system notes or errors) in the log, in order. */
+/** The delivered chat lines of the log (not system notes, errors or messages still being sent): a line's shown
+ * text, without the sender the line carries for screen readers. */
+export const CHAT = '#chat-log .line.chat:not(.pending)';
+
+/** The text of each delivered chat line, in order. */
 export async function chatLines(page) {
-  return page.locator('#chat-log .line.chat').allTextContents();
+  return page.locator(`${CHAT} > .text`).allTextContents();
 }
 
 /** The seq of each chat line in the log, in order (`data-seq`). */
 export async function chatSeqs(page) {
-  return page.locator('#chat-log .line.chat').evaluateAll((lines) => lines.map((l) => Number(l.dataset.seq)));
+  return page.locator(CHAT).evaluateAll((lines) => lines.map((l) => Number(l.dataset.seq)));
 }
 
 /** Waits until the log holds exactly `count` chat lines. */
 export async function waitForChatCount(page, count) {
   await page.waitForFunction(
-    (wanted) => document.querySelectorAll('#chat-log .line.chat').length >= wanted,
-    count,
+    ([wanted, chat]) => document.querySelectorAll(chat).length >= wanted,
+    [count, CHAT],
     { timeout: WAIT_MS },
   );
 }
@@ -317,8 +321,8 @@ export async function waitForChatCount(page, count) {
 /** Waits until a chat line with exactly `text` is in the log. */
 export async function waitForChatLine(page, text) {
   await page.waitForFunction(
-    (wanted) => [...document.querySelectorAll('#chat-log .line.chat')].some((line) => line.textContent === wanted),
-    text,
+    ([wanted, chat]) => [...document.querySelectorAll(`${chat} > .text`)].some((line) => line.textContent === wanted),
+    [text, CHAT],
     { timeout: WAIT_MS },
   );
 }

@@ -21,8 +21,8 @@ async function enterAs(page, name, room) {
 
 /** Every chat line as {text, user, own, grouped}. */
 async function lines(page) {
-  return page.locator('#chat-log .line.chat').evaluateAll((els) => els.map((el) => ({
-    text: el.textContent,
+  return page.locator('#chat-log .line.chat:not(.pending)').evaluateAll((els) => els.map((el) => ({
+    text: el.querySelector(':scope > .text').textContent,
     user: el.dataset.user,
     own: el.classList.contains('own'),
     grouped: el.classList.contains('grouped'),

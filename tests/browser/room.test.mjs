@@ -88,7 +88,7 @@ test('room_page_derives_the_socket_url_from_the_page_when_config_js_says_null', 
   });
 });
 
-test('server_error_frames_are_shown_apart_from_chat_lines', TEST_OPTIONS, async (t) => {
+test('server_error_frames_are_shown_apart_from_chat_lines_once_each_and_said_once', TEST_OPTIONS, async (t) => {
   await withPages(t, suite.browser, 1, async ([page]) => {
     // Sit between the page and the real emulator to inject frames the page itself never provokes.
     let toPage;
@@ -101,6 +101,13 @@ test('server_error_frames_are_shown_apart_from_chat_lines', TEST_OPTIONS, async 
     await openRoom(page, suite.emulator.base, 'room_errors');
     await postMessage(page, 'a normal line');
     await waitForChatLine(page, 'a normal line');
+    // Everything the assertive region says, in order.
+    await page.evaluate(() => {
+      window.said = [];
+      const region = document.getElementById('announce-assertive');
+      new MutationObserver(() => { if (region.textContent) window.said.push(region.textContent); })
+        .observe(region, { childList: true, characterData: true, subtree: true });
+    });
 
     toPage.send(JSON.stringify({ error: 'frame has no "message" field' }));
     toPage.send('this is not JSON <b>');
@@ -110,8 +117,23 @@ test('server_error_frames_are_shown_apart_from_chat_lines', TEST_OPTIONS, async 
     await waitForLogText(page, 'not JSON');
     await waitForLogText(page, 'Internal server error');
 
-    const errors = page.locator('#chat-log .line.error[role="alert"]');
-    assert.equal(await errors.count(), 3);
+    // A flood of one refusal, each with its own figures: one line that counts them, said once.
+    for (const wait of ['1.2', '0.9', '0.4']) {
+      toPage.send(JSON.stringify({
+        error: `too many messages: this one was not delivered; wait ${wait} s before sending again`, retryAfterMs: 400,
+      }));
+    }
+    await waitForLogText(page, '(×3)');
+    await page.waitForFunction(() => window.said.length >= 4, null, { timeout: WAIT_MS });
+    await new Promise((resolve) => setTimeout(resolve, 200));
+
+    const errors = page.locator('#chat-log .line.error');
+    assert.equal(await errors.count(), 4);
+    assert.equal(await page.locator('#chat-log [role="alert"]').count(), 0, 'no alert inside the log: said by the page once');
+    assert.match(await errors.nth(3).textContent(), /wait 0\.4 s before sending again \(×3\)$/);
+    const said = await page.evaluate(() => window.said);
+    assert.equal(said.length, 4, `each error said once: ${JSON.stringify(said)}`);
+    assert.match(said[3], /wait 1\.2 s/);
     assert.match(await errors.nth(2).textContent(), /^Server error: Internal server error\. Your last message may not have been delivered\.$/);
     assert.match(await errors.first().textContent(), /^Server error: frame has no "message" field$/);
     assert.deepEqual(await chatLines(page), ['a normal line'], 'errors are not chat lines');
@@ -145,7 +167,7 @@ test('composer_sends_exact_json_ignores_blank_input_and_clears_after_send', TEST
     // over it the message is refused here, instead of by the server.
     await page.fill('#chat-message-input', 'x'.repeat(7000));
     await page.locator('#composer-count').waitFor({ state: 'visible', timeout: WAIT_MS });
-    assert.equal(await page.textContent('#composer-count'), '7,000 / 8,192 bytes');
+    assert.equal(await page.textContent('#composer-count'), '1,192 bytes left');
     await postMessage(page, 'é'.repeat(4097));
     await page.locator('#composer-error').waitFor({ state: 'visible', timeout: WAIT_MS });
     assert.match(await page.textContent('#composer-error'), /too long .*8,194 bytes; the limit is 8,192/);

@@ -65,7 +65,7 @@ test('a_message_sent_while_redis_stalls_for_8_s_is_sent_again_with_its_id_and_sh
 
     for (const page of [ann, bob]) {
       await page.waitForFunction(
-        (text) => [...document.querySelectorAll('#chat-log .line.chat')].some((line) => line.textContent === text),
+        (text) => [...document.querySelectorAll('#chat-log .line.chat:not(.pending) > .text')].some((line) => line.textContent === text),
         'said into a stall',
         { timeout: 3 * WAIT_MS },
       );
