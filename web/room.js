@@ -49,9 +49,9 @@ const myName = nameCheck.ok ? nameCheck.name : null;
 const myUid = signedIn ? signedIn.uid : null;
 let token = null;
 
-/** Says `text` once through the page's polite or assertive live region. */
-function announce(politeness, text) {
-  const region = $(politeness === 'assertive' ? 'announce-assertive' : 'announce-polite');
+/** Says `text` once, at once, through the page's alert region. */
+function announce(text) {
+  const region = $('announce');
   // Emptied first, so the same words said again are a change the screen reader hears.
   region.textContent = '';
   setTimeout(() => { region.textContent = text; }, 50);
@@ -102,7 +102,7 @@ function historyBusy(busy) {
 /** An error line, said aloud only when it is not a repeat of the one above. */
 function showError(text) {
   // The same error with other figures in it ("wait 1.2 s") is a repeat.
-  if (log.error(text, text.replace(/\d[\d.,]*/g, '#'))) announce('assertive', text);
+  if (log.error(text, text.replace(/\d[\d.,]*/g, '#'))) announce(text);
 }
 
 const log = new MessageLog($('chat-log'), $('new-messages'));
@@ -126,7 +126,7 @@ const connection = new Connection({
     banner(text, retryLabel) {
       status.banner(text, retryLabel);
       // Once per reason: a reconnecting banner shown again after each attempt is not news.
-      if (text !== bannerSaid) announce('assertive', text);
+      if (text !== bannerSaid) announce(text);
       bannerSaid = text;
       rescueFocus();
     },
@@ -157,7 +157,7 @@ const composer = new Composer({
   connected: () => connection.state === 'connected',
   sent: (id, text) => log.pending(id, text),
   settled: (id) => log.settled(id),
-  announce: (text) => announce('assertive', text),
+  announce,
 });
 
 const sequence = new RoomSequence({

@@ -104,7 +104,7 @@ test('server_error_frames_are_shown_apart_from_chat_lines_once_each_and_said_onc
     // Everything the assertive region says, in order.
     await page.evaluate(() => {
       window.said = [];
-      const region = document.getElementById('announce-assertive');
+      const region = document.getElementById('announce');
       new MutationObserver(() => { if (region.textContent) window.said.push(region.textContent); })
         .observe(region, { childList: true, characterData: true, subtree: true });
     });
@@ -259,4 +259,27 @@ test('a_room_with_a_few_messages', TEST_OPTIONS, async (t) => {
     await alice.fill('#chat-message-input', 'Let me drop my connection to test reconnection…');
     await waitConnected(alice);
   }, { viewport: { width: 900, height: 600 } });
+});
+
+test('a_message_sent_shows_at_once_as_sending_until_its_echo_replaces_it', TEST_OPTIONS, async (t) => {
+  await withPages(t, suite.browser, 1, async ([page]) => {
+    // The server's answers reach the page 800 ms late.
+    await page.routeWebSocket(/\/local\?room=/, (ws) => {
+      const server = ws.connectToServer();
+      ws.onMessage((message) => server.send(message));
+      server.onMessage((message) => setTimeout(() => ws.send(message), 800));
+    });
+    await openRoom(page, suite.emulator.base, 'room_sending');
+    await postMessage(page, 'on its way');
+
+    const pending = page.locator('#chat-log .line.pending');
+    await pending.waitFor({ state: 'visible', timeout: WAIT_MS });
+    assert.equal(await pending.locator('.text').textContent(), 'on its way');
+    assert.match(await pending.textContent(), /sending…/);
+    assert.doesNotMatch(await page.locator('#chat-log').evaluate((log) => log.value), /on its way/,
+      'not part of the log until it is delivered');
+    await waitForChatLine(page, 'on its way');
+    assert.equal(await pending.count(), 0, 'the echo took its place');
+    assert.deepEqual(await chatLines(page), ['on its way'], 'shown once');
+  });
 });
