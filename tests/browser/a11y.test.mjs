@@ -257,10 +257,27 @@ test('keyboard_alone_goes_from_the_lobby_to_a_message_to_presence_and_back_and_f
 
     // The server refuses from now on: the page gives up, focus goes to Retry, and Retry keeps it off <body>.
     sockets.refuse();
-    await page.evaluate(() => document.getElementById('chat-message-input').focus());
+    await page.evaluate(() => {
+      document.getElementById('chat-message-input').focus();
+      // What the page says aloud, and its states, from now on.
+      window.said = [];
+      window.states = [];
+      const region = document.getElementById('announce');
+      new MutationObserver(() => { if (region.textContent) window.said.push(region.textContent); })
+        .observe(region, { childList: true, characterData: true, subtree: true });
+      new MutationObserver(() => window.states.push(document.body.dataset.state))
+        .observe(document.body, { attributes: true, attributeFilter: ['data-state'] });
+    });
     await dropRoom(suite.emulator.base, 'a11y_keys');
     await page.waitForSelector('#connection-banner:not([hidden])', { timeout: 4 * WAIT_MS });
     assert.notEqual(await focused(), 'body');
+    // Another attempt after the banner showed: the banner comes back with the same reason, which is not said again.
+    const attempts = await page.evaluate(() => window.states.filter((s) => s === 'connecting').length);
+    await page.waitForFunction((n) => window.states.filter((s) => s === 'connecting').length > n
+      && !document.getElementById('connection-banner').hidden, attempts, { timeout: 4 * WAIT_MS });
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const banners = await page.evaluate(() => window.said.filter((text) => text.startsWith('Connection lost')));
+    assert.equal(banners.length, 1, `the banner's reason is said once: ${JSON.stringify(banners)}`);
     await page.focus('#retry-button');
     await page.keyboard.press('Enter');
     await new Promise((resolve) => setTimeout(resolve, 100));
@@ -306,4 +323,50 @@ test('at_400_percent_zoom_the_log_keeps_some_lines_and_the_composer_is_reachable
     assert.ok(reachable, 'the composer scrolls into view');
     assert.equal(await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth), 0);
   }, { viewport: { width: 320, height: 256 } });
+});
+
+test('controls_stand_out_3_to_1_from_their_background_in_light_and_dark', TEST_OPTIONS, async (t) => {
+  for (const colorScheme of SCHEMES) {
+    await withPages(t, suite.browser, 1, async ([page]) => {
+      await openRoom(page, suite.emulator.base, `a11y_contrast_${colorScheme}`);
+      const ratio = await page.evaluate(() => {
+        const rgb = (css) => css.match(/[\d.]+/g).slice(0, 3).map(Number);
+        const luminance = (css) => {
+          const [r, g, b] = rgb(css).map((v) => {
+            const c = v / 255;
+            return c <= 0.04045 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4;
+          });
+          return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+        };
+        const input = document.getElementById('chat-message-input');
+        const border = getComputedStyle(input).borderTopColor;
+        const around = getComputedStyle(document.querySelector('.composer')).backgroundColor;
+        const behind = around === 'rgba(0, 0, 0, 0)' ? getComputedStyle(document.body).backgroundColor : around;
+        const [a, b] = [luminance(border), luminance(behind)].sort((x, y) => y - x);
+        return (a + 0.05) / (b + 0.05);
+      });
+      assert.ok(ratio >= 3, `the composer's border is ${ratio.toFixed(2)}:1 against the page (${colorScheme})`);
+    }, { colorScheme });
+  }
+});
+
+test('a_reconnect_marks_the_log_busy_while_history_is_applied_and_a_refusal_puts_focus_on_a_way_out', TEST_OPTIONS, async (t) => {
+  await withPages(t, suite.browser, 1, async ([page]) => {
+    await openRoom(page, suite.emulator.base, 'a11y_busy');
+    await page.evaluate(() => {
+      window.busy = [];
+      const log = document.getElementById('chat-log');
+      new MutationObserver(() => window.busy.push(log.getAttribute('aria-busy')))
+        .observe(log, { attributes: true, attributeFilter: ['aria-busy'] });
+    });
+    await dropRoom(suite.emulator.base, 'a11y_busy');
+    await waitForLogText(page, 'Reconnected');
+    await page.waitForFunction(() => window.busy.includes(null), null, { timeout: WAIT_MS });
+    assert.deepEqual(await page.evaluate(() => window.busy.slice(0, 2)), ['true', null], 'busy, then not');
+
+    await page.goto(`${suite.emulator.base}/room.html?room=${encodeURIComponent('not a room')}`);
+    await page.waitForSelector('#connection-status[data-state="rejected"]');
+    await page.waitForFunction(() => document.activeElement !== document.body, null, { timeout: WAIT_MS });
+    assert.equal(await page.evaluate(() => document.activeElement.id), 'banner-lobby', 'the way out has focus');
+  });
 });

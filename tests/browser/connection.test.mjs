@@ -236,3 +236,18 @@ test('a close is told in words, with the server\'s reason when it gave one', () 
   assert.equal(closeReason({ code: 1009, reason: 'Message too big' }), 'message too big: Message too big');
   assert.equal(closeReason({ code: 4000, reason: '' }), 'closed, code 4000');
 });
+
+test('while reconnecting the status words stay the same, so a screen reader hears the state once', () => {
+  const { connection, told, advance, socket } = page({ random: () => 0.5 });
+  connection.start('ws://chat/');
+  socket().accept();
+  told.states.length = 0;
+  for (let attempt = 0; attempt < 4; attempt += 1) {
+    socket().drop();
+    advance(30_000);
+  }
+
+  const words = new Set(told.states.map(([, text]) => text));
+  assert.ok(told.states.length >= 8, `between attempts and waits: ${told.states.length} states`);
+  assert.deepEqual([...words], ['Reconnecting…'], 'connecting again and waiting say the same words');
+});
