@@ -10,7 +10,8 @@
 //! * answers Lambda's Invoke API for asynchronous invocations (`ws-default` handing a big room's shards to
 //!   `ws-fanout`), queued and run like every other invocation ([`invocations`]);
 //! * enforces API Gateway's limits: 32 KB frames (close 1009), no binary frames (1003), idle timeout and
-//!   maximum connection duration (1001).
+//!   maximum connection duration (1001);
+//! * with `--tls`, serves all of it as `https://` and `wss://` with a certificate of a local CA ([`tls`]).
 //!
 //! The events go to the function [`routes::RouteTable`] (read from the deploy template) names for the route, run
 //! by a [`backend::Backend`]: the shared handlers in process, or the real Lambda binaries behind
