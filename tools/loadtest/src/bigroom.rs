@@ -11,11 +11,9 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use futures_util::SinkExt as _;
 use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::Message;
 
-use crate::members::connect_members;
+use crate::members::{connect_members, send_to_all};
 
 /// `bigroom` arguments.
 #[derive(Debug, clap::Args)]
@@ -186,26 +184,16 @@ async fn measure(args: &BigRoomArgs, base: &str, members: usize) -> anyhow::Resu
     let mut lost = 0;
     for n in 0..args.messages {
         let text = format!("big room message {n}");
-        let body = serde_json::json!({ "message": text }).to_string();
-        let sent = Instant::now();
-        sender.send(Message::text(body)).await?;
-        let mut got = vec![false; members];
-        let mut remaining = members;
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(args.timeout_secs);
-        while remaining > 0 {
-            match tokio::time::timeout_at(deadline, seen_rx.recv()).await {
-                Ok(Some((index, frame))) => {
-                    if frame.contains(&text) && !got[index] {
-                        got[index] = true;
-                        remaining -= 1;
-                    }
-                }
-                Ok(None) => bail!("members hung up"),
-                Err(_) => break,
-            }
-        }
-        lost += remaining;
-        times.push(sent.elapsed().as_secs_f64() * 1000.0);
+        let trip = send_to_all(
+            &mut sender,
+            &mut seen_rx,
+            members,
+            &text,
+            Duration::from_secs(args.timeout_secs),
+        )
+        .await?;
+        lost += trip.missing;
+        times.push(trip.ms);
         // The next message after this one's posts are all done: one message at a time, as `fanout` measures.
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

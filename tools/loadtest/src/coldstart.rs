@@ -9,14 +9,12 @@
 //! `--warm-messages` more (warm: the connections are pooled). The abuse limits are lifted.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use futures_util::SinkExt as _;
 use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::Message;
 
-use crate::members::{Sink, connect_members_over, spawn_emulator};
+use crate::members::{Sink, connect_members_over, send_to_all, spawn_emulator};
 
 /// `coldstart` arguments.
 #[derive(Debug, clap::Args)]
@@ -163,28 +161,16 @@ async fn deliver(
     text: &str,
 ) -> anyhow::Result<f64> {
     let text = format!("cold-start message {text}");
-    let body = serde_json::json!({ "message": text }).to_string();
-    let sent = Instant::now();
-    sender.send(Message::text(body)).await?;
-    let mut got = vec![false; args.members];
-    let mut remaining = args.members;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(args.timeout_secs);
-    while remaining > 0 {
-        match tokio::time::timeout_at(deadline, seen.recv()).await {
-            Ok(Some((index, frame))) => {
-                if frame.contains(&text) && !got[index] {
-                    got[index] = true;
-                    remaining -= 1;
-                }
-            }
-            Ok(None) => bail!("members hung up"),
-            Err(_) => bail!(
-                "{remaining} members did not get {text:?} within {} s",
-                args.timeout_secs
-            ),
-        }
+    let timeout = Duration::from_secs(args.timeout_secs);
+    let trip = send_to_all(sender, seen, args.members, &text, timeout).await?;
+    if trip.missing > 0 {
+        bail!(
+            "{} members did not get {text:?} within {} s",
+            trip.missing,
+            args.timeout_secs
+        );
     }
-    Ok(sent.elapsed().as_secs_f64() * 1000.0)
+    Ok(trip.ms)
 }
 
 fn median(mut values: Vec<f64>) -> f64 {

@@ -10,13 +10,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use chat_shared::config::Config;
-use futures_util::SinkExt as _;
 use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::Message;
 use wschat_emulator::backend::{InProcessOptions, Posts, StoreChoice};
 use wschat_emulator::{BackendChoice, Emulator, Options};
 
-use crate::members::connect_members;
+use crate::members::{connect_members, send_to_all};
 
 /// `fanout` arguments.
 #[derive(Debug, clap::Args)]
@@ -126,23 +124,18 @@ async fn measure(args: &FanoutArgs, in_flight: usize) -> anyhow::Result<Sample> 
     let mut times = Vec::with_capacity(args.messages);
     for n in 0..args.messages {
         let text = format!("bench message {n}");
-        let body = serde_json::json!({ "message": text }).to_string();
-        let started = Instant::now();
-        sender.send(Message::text(body)).await?;
-        let mut got = vec![false; args.members];
-        let mut remaining = args.members;
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(args.timeout_secs);
-        while remaining > 0 {
-            let (index, frame) = tokio::time::timeout_at(deadline, seen_rx.recv())
-                .await
-                .with_context(|| format!("message {n}: {remaining} members still waiting"))?
-                .context("members hung up")?;
-            if frame.contains(&text) && !got[index] {
-                got[index] = true;
-                remaining -= 1;
-            }
+        let trip = send_to_all(
+            &mut sender,
+            &mut seen_rx,
+            args.members,
+            &text,
+            Duration::from_secs(args.timeout_secs),
+        )
+        .await?;
+        if trip.missing > 0 {
+            bail!("message {n}: {} members still waiting", trip.missing);
         }
-        times.push(started.elapsed().as_secs_f64() * 1000.0);
+        times.push(trip.ms);
     }
     emulator.shutdown().await;
     times.sort_by(f64::total_cmp);

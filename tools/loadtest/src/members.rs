@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use futures_util::StreamExt as _;
+use futures_util::{SinkExt as _, StreamExt as _};
 use tokio::io::AsyncBufReadExt as _;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
@@ -59,6 +59,50 @@ pub async fn connect_members_over(
         });
     }
     Ok((sinks, handshakes))
+}
+
+/// One message's trip to every member: how long it took, and how many never got it.
+pub struct Trip {
+    /// From the send until the last member had it (or until the timeout), in ms.
+    pub ms: f64,
+    /// Members that did not get it within the timeout.
+    pub missing: usize,
+}
+
+/// Sends `{"message": text}` from `sender` and waits until each of the `members` reported a frame holding `text`
+/// on `seen` (see [`connect_members`]), or until `timeout`.
+///
+/// # Errors
+/// When the send fails or every member hung up.
+pub async fn send_to_all(
+    sender: &mut Sink,
+    seen: &mut mpsc::UnboundedReceiver<(usize, String)>,
+    members: usize,
+    text: &str,
+    timeout: Duration,
+) -> anyhow::Result<Trip> {
+    let body = serde_json::json!({ "message": text }).to_string();
+    let sent = std::time::Instant::now();
+    sender.send(Message::text(body)).await?;
+    let mut got = vec![false; members];
+    let mut missing = members;
+    let deadline = tokio::time::Instant::now() + timeout;
+    while missing > 0 {
+        match tokio::time::timeout_at(deadline, seen.recv()).await {
+            Ok(Some((index, frame))) => {
+                if frame.contains(text) && !got[index] {
+                    got[index] = true;
+                    missing -= 1;
+                }
+            }
+            Ok(None) => anyhow::bail!("members hung up"),
+            Err(_) => break,
+        }
+    }
+    Ok(Trip {
+        ms: sent.elapsed().as_secs_f64() * 1000.0,
+        missing,
+    })
 }
 
 /// An emulator binary this tool started, and what it said on starting.
