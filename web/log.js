@@ -148,8 +148,8 @@ export class MessageLog {
     const follow = this.atBottom();
     const day = dayNumber(at);
     if (kind === 'chat' && day !== this.lastDay) {
-      // A new day (or the first dated line): a divider, and no grouping across it.
-      if (this.lastDay !== null || this.log.querySelector('.line.chat') === null) this.divider(at);
+      // A new day (or the first chat line): a divider, and no grouping across it.
+      this.divider(at);
       this.lastChat = null;
     }
     if (kind === 'chat') this.lastDay = day;

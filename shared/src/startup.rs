@@ -159,6 +159,15 @@ pub fn local_verifier(cfg: &Config) -> Option<Arc<Verifier>> {
 
 const CERTIFICATE_PEM: &[u8] = b"-----BEGIN CERTIFICATE-----";
 
+/// The bytes of the file at `path`, which the variable `name` names.
+fn read_named(name: &'static str, path: &std::path::Path) -> Result<Vec<u8>, ConfigError> {
+    std::fs::read(path).map_err(|source| ConfigError::Unreadable {
+        name,
+        path: path.to_owned(),
+        source,
+    })
+}
+
 /// The PEM bytes of [`REDIS_CA_CERT_PATH`], if it is set.
 ///
 /// # Errors
@@ -168,11 +177,7 @@ pub fn redis_ca_certs(cfg: &Config) -> Result<Option<Vec<u8>>, ConfigError> {
     let Some(path) = &cfg.redis_ca_cert_path else {
         return Ok(None);
     };
-    let pem = std::fs::read(path).map_err(|source| ConfigError::Unreadable {
-        name: REDIS_CA_CERT_PATH,
-        path: path.clone(),
-        source,
-    })?;
+    let pem = read_named(REDIS_CA_CERT_PATH, path)?;
     if !pem
         .windows(CERTIFICATE_PEM.len())
         .any(|w| w == CERTIFICATE_PEM)
@@ -196,11 +201,7 @@ pub fn trust_ca_bundle(cfg: &Config) -> Result<(), ConfigError> {
     let Some(path) = &cfg.ca_bundle else {
         return Ok(());
     };
-    let pem = std::fs::read(path).map_err(|source| ConfigError::Unreadable {
-        name: AWS_CA_BUNDLE,
-        path: path.clone(),
-        source,
-    })?;
+    let pem = read_named(AWS_CA_BUNDLE, path)?;
     let certs = crate::tls::certificates(&pem)
         .map_err(|why| ConfigError::invalid(AWS_CA_BUNDLE, &path.display().to_string(), &why))?;
     crate::tls::trust_also(certs);

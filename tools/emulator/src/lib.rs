@@ -207,7 +207,7 @@ impl Emulator {
     /// The issuer URL of the development OpenID provider of an emulator at `addr` (`--oidc-provider`), serving
     /// TLS or not.
     pub fn issuer_at(addr: SocketAddr, tls: bool) -> String {
-        format!("{}://{addr}/oidc", if tls { "https" } else { "http" })
+        format!("{}://{addr}/oidc", state::http_scheme(tls))
     }
 
     /// The emulator's URL: `http://127.0.0.1:PORT`, or `https://` with TLS.

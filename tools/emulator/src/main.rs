@@ -268,7 +268,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         .tls
         .as_ref()
         .map(|tls| tls.ca_path().display().to_string());
-    let ws = if options.tls.is_some() { "wss" } else { "ws" };
+    let ws = options.ws_scheme();
     let emulator = Emulator::start_on(listener, options, backend).await?;
     let url = emulator.url();
     // Scripts and tests read this exact line to learn the port.

@@ -110,13 +110,18 @@ impl Default for Options {
 impl Options {
     /// `https` with TLS, else `http`.
     pub fn http_scheme(&self) -> &'static str {
-        if self.tls.is_some() { "https" } else { "http" }
+        http_scheme(self.tls.is_some())
     }
 
     /// `wss` with TLS, else `ws`.
     pub fn ws_scheme(&self) -> &'static str {
         if self.tls.is_some() { "wss" } else { "ws" }
     }
+}
+
+/// `https` when the emulator serves TLS, else `http`.
+pub(crate) fn http_scheme(tls: bool) -> &'static str {
+    if tls { "https" } else { "http" }
 }
 
 /// `web/` of this repository.
