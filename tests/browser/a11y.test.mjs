@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import {
-  CHAT, openRoom, postMessage, snap, waitConnected, waitForChatLine, waitForLogText, WAIT_MS, withPages,
+  CHAT, dropRoom, openRoom, postMessage, routed, snap, waitConnected, waitForChatLine, waitForLogText, WAIT_MS, withPages,
   TEST_OPTIONS, useSuite,
 } from './harness.mjs';
 
@@ -32,39 +32,6 @@ async function assertAccessible(page, state) {
   const found = await violations(page);
   await snap(page, `a11y-${state}`);
   assert.deepEqual(found, [], `axe found violations in ${state}`);
-}
-
-/**
- * Routes `page`'s WebSockets through the test, before the page loads (routes take effect for pages loaded after
- * them): passed to the emulator until `refuse()`, after which every new one is closed at once, like a server that
- * went away. `send(frame)` pushes a frame to the page's current socket.
- */
-async function routed(page) {
-  const control = { refusing: false, toPage: null };
-  await page.routeWebSocket(/\/local\?room=/, (ws) => {
-    if (control.refusing) {
-      ws.close({ code: 1011, reason: 'refused' });
-      return;
-    }
-    const server = ws.connectToServer();
-    control.toPage = ws;
-    ws.onMessage((message) => server.send(message));
-    server.onMessage((message) => ws.send(message));
-  });
-  return {
-    refuse: () => { control.refusing = true; },
-    send: (frame) => control.toPage.send(frame),
-  };
-}
-
-/** Closes every emulator connection of `room` whose query string matches `pick`: the page reconnects. */
-async function dropRoom(base, room, pick = () => true) {
-  const connections = await (await fetch(`${base}/_emulator/connections`)).json();
-  for (const c of connections.filter((c) => c.queryString.room === room && pick(c.queryString))) {
-    await fetch(`${base}/local/@connections/${encodeURIComponent(c.connectionId)}`, {
-      method: 'DELETE', headers: { Authorization: 'AWS4-HMAC-SHA256 test' },
-    });
-  }
 }
 
 for (const size of SIZES) {

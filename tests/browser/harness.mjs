@@ -364,3 +364,34 @@ export async function dropConnection(base, connectionId) {
   });
   return response.status;
 }
+
+/**
+ * Routes `page`'s WebSockets through the test, before the page loads (routes take effect for pages loaded after
+ * them): passed to the emulator until `refuse()`, after which every new one is closed at once, like a server that
+ * went away. `send(frame)` pushes a frame to the page's current socket.
+ */
+export async function routed(page) {
+  const control = { refusing: false, toPage: null };
+  await page.routeWebSocket(/\/local\?room=/, (ws) => {
+    if (control.refusing) {
+      ws.close({ code: 1011, reason: 'refused' });
+      return;
+    }
+    const server = ws.connectToServer();
+    control.toPage = ws;
+    ws.onMessage((message) => server.send(message));
+    server.onMessage((message) => ws.send(message));
+  });
+  return {
+    refuse: () => { control.refusing = true; },
+    send: (frame) => control.toPage.send(frame),
+  };
+}
+
+/** Closes every emulator connection of `room` whose query string matches `pick`: the page reconnects. */
+export async function dropRoom(base, room, pick = () => true) {
+  const connections = await emulatorConnections(base);
+  for (const c of connections.filter((c) => c.queryString.room === room && pick(c.queryString))) {
+    await dropConnection(base, c.connectionId);
+  }
+}

@@ -6,7 +6,7 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import {
   chatLines, REPO, openRoom, postMessage, snap, waitConnected, waitForChatLine,
-  waitForLogText, WAIT_MS, withPages,
+  waitForLogText, WAIT_MS, withPages, routed,
   TEST_OPTIONS, useSuite,
 } from './harness.mjs';
 
@@ -91,13 +91,7 @@ test('room_page_derives_the_socket_url_from_the_page_when_config_js_says_null', 
 test('server_error_frames_are_shown_apart_from_chat_lines_once_each_and_said_once', TEST_OPTIONS, async (t) => {
   await withPages(t, suite.browser, 1, async ([page]) => {
     // Sit between the page and the real emulator to inject frames the page itself never provokes.
-    let toPage;
-    await page.routeWebSocket(/\/local\?room=/, (ws) => {
-      const server = ws.connectToServer();
-      toPage = ws;
-      ws.onMessage((message) => server.send(message));
-      server.onMessage((message) => ws.send(message));
-    });
+    const toPage = await routed(page);
     await openRoom(page, suite.emulator.base, 'room_errors');
     await postMessage(page, 'a normal line');
     await waitForChatLine(page, 'a normal line');
