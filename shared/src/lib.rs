@@ -29,6 +29,7 @@ pub mod fanout;
 pub mod functions;
 pub mod gateway;
 pub mod handlers;
+pub mod http_client;
 pub mod invoke;
 #[cfg(feature = "lambda")]
 pub mod lambda;

@@ -1,5 +1,5 @@
 //! AWS API requests signed with the SDK's own SigV4 signer (`aws-sigv4`), over one keep-alive HTTP/1.1 client
-//! (hyper, rustls on ring: [`crate::tls`]), with the credentials Lambda puts in the
+//! ([`crate::http_client`]: hyper, rustls on ring), with the credentials Lambda puts in the
 //! environment. Used for the two AWS calls the functions make: PostToConnection ([`crate::gateway::direct`]) and,
 //! at cold start, GetSecretValue ([`crate::secrets`]).
 //!
@@ -19,31 +19,21 @@ use aws_sigv4::http_request::{
 use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
 use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use http_body_util::Full;
 
-/// A boxed error from below (the signer, the HTTP stack).
-pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+use crate::http_client::HttpClient;
+pub use crate::http_client::{Answer, BoxError};
 
-type HttpsClient = Client<crate::tls::HttpsConnector, Full<Bytes>>;
-
-/// One signed request's answer: the status and the body.
-#[derive(Debug, Clone)]
-pub struct Answer {
-    /// HTTP status.
-    pub status: u16,
-    /// The body, read to the end (so the connection goes back to the pool).
-    pub body: Bytes,
-}
+/// The most an AWS answer may weigh here: Lambda's limit for a synchronous invocation's answer (6 MB); the
+/// Management API and Secrets Manager answer far less.
+const MAX_ANSWER_BYTES: usize = 6 * 1024 * 1024;
 
 /// A client that signs requests for one region with one identity.
 #[derive(Clone)]
 pub struct SignedClient {
-    client: HttpsClient,
+    client: HttpClient,
     region: Arc<str>,
     identity: Identity,
-    timeout: Duration,
 }
 
 impl std::fmt::Debug for SignedClient {
@@ -93,12 +83,9 @@ impl SignedClient {
     /// A client for `region` signing with `credentials`.
     pub fn new(region: &str, credentials: Credentials, timeout: Duration) -> Self {
         Self {
-            client: Client::builder(TokioExecutor::new())
-                .pool_idle_timeout(Duration::from_secs(60))
-                .build(crate::tls::https_connector(timeout)),
+            client: HttpClient::new(timeout, MAX_ANSWER_BYTES),
             region: region.into(),
             identity: credentials.into(),
-            timeout,
         }
     }
 
@@ -168,12 +155,7 @@ impl SignedClient {
         }
         let mut request = request.body(Full::new(body))?;
         instructions.apply_to_request_http1x(&mut request);
-        let response = tokio::time::timeout(self.timeout, self.client.request(request))
-            .await
-            .map_err(|_| format!("{service} did not answer within {:?}", self.timeout))??;
-        let status = response.status().as_u16();
-        let body = response.into_body().collect().await?.to_bytes();
-        Ok(Answer { status, body })
+        self.client.send(request).await
     }
 }
 

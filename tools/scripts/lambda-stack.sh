@@ -87,13 +87,19 @@ cargo build --quiet $emulator_flag -p wschat-emulator
 # (instances) per function for them, each taking one invocation at a time, as a sandbox does.
 concurrency=${WSCHAT_LAMBDA_CONCURRENCY:-8}
 
+# Served until Ctrl-C, cargo lambda watch rebuilds a function when its code changes. In command mode nothing is
+# edited under it, and its watch on the repository (target/ included) would wake it for every line a function
+# writes to its log there: one inotify event per invocation, paid by the function's write (docs/benchmark.md).
+reload_flag=
+if [ "$command_mode" = 1 ]; then reload_flag=--ignore-changes; fi
+
 # watch_functions NAME INVOKE_PORT REDIS_URL MANAGEMENT_ENDPOINT [EXTRA_ENV]: cargo lambda watch on INVOKE_PORT.
 # As deployed, ws-default hands a big room's shards to ws-fanout through the Invoke API: here the emulator's
 # (AWS_ENDPOINT_URL_LAMBDA), the one the management endpoint names.
 watch_functions() {
   # Dummy credentials: every call is signed; the emulator only checks that it is signed.
   local extra="${5:-}${WSCHAT_FUNCTION_ENV:+${5:+,}$WSCHAT_FUNCTION_ENV}"
-  setsid cargo lambda watch $profile_flag --concurrency "$concurrency" -A 127.0.0.1 -P "$2" \
+  setsid cargo lambda watch $profile_flag $reload_flag --concurrency "$concurrency" -A 127.0.0.1 -P "$2" \
     --env-var "REDIS_URL=$3,WS_MANAGEMENT_ENDPOINT=$4,FANOUT_FUNCTION=ws-fanout,AWS_ENDPOINT_URL_LAMBDA=${4%/local},AWS_ACCESS_KEY_ID=local,AWS_SECRET_ACCESS_KEY=local,AWS_REGION=us-east-1,RUST_LOG=${RUST_LOG:-info}${extra:+,$extra}" \
     >"$logs/$1.log" 2>&1 &
   watch_pids+=($!)

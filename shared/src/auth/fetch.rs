@@ -5,13 +5,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use http_body_util::{BodyExt as _, Empty, Limited};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use http_body_util::Full;
 use serde_json::Value;
 
 use super::keys::{FetchError, KeySource};
 use crate::config::check_url;
+use crate::http_client::HttpClient;
 
 /// How long one fetch may take: a handshake waits for it.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -20,7 +19,7 @@ const MAX_DOCUMENT_BYTES: usize = 256 * 1024;
 
 /// The key set of one issuer, fetched over HTTP(S).
 pub struct HttpKeySource {
-    client: Client<crate::tls::HttpsConnector, Empty<Bytes>>,
+    client: HttpClient,
     issuer: String,
     jwks_url: tokio::sync::OnceCell<String>,
 }
@@ -29,8 +28,7 @@ impl HttpKeySource {
     /// The keys of `issuer`, at `jwks_url` or where its discovery document says.
     pub fn new(issuer: &str, jwks_url: Option<&str>) -> Self {
         Self {
-            client: Client::builder(TokioExecutor::new())
-                .build(crate::tls::https_connector(FETCH_TIMEOUT)),
+            client: HttpClient::new(FETCH_TIMEOUT, MAX_DOCUMENT_BYTES),
             issuer: issuer.to_owned(),
             jwks_url: jwks_url.map_or_else(tokio::sync::OnceCell::new, |url| {
                 tokio::sync::OnceCell::new_with(Some(url.to_owned()))
@@ -51,30 +49,20 @@ impl HttpKeySource {
             url: url.to_owned(),
             source,
         };
-        let uri: http::Uri = url.parse().map_err(|e| failed(Box::new(e)))?;
-        let request = async {
-            let response = self
-                .client
-                .get(uri)
-                .await
-                .map_err(|e| failed(Box::new(e)))?;
-            let status = response.status();
-            let body = Limited::new(response.into_body(), MAX_DOCUMENT_BYTES)
-                .collect()
-                .await
-                .map_err(failed)?
-                .to_bytes();
-            if status != http::StatusCode::OK {
-                return Err(FetchError::Answer {
-                    url: url.to_owned(),
-                    reason: format!("answered {status}"),
-                });
-            }
-            Ok(body.to_vec())
-        };
-        tokio::time::timeout(FETCH_TIMEOUT, request)
-            .await
-            .map_err(|e| failed(Box::new(e)))?
+        let request = http::Request::get(url)
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| failed(Box::new(e)))?;
+        let answer = self.client.send(request).await.map_err(failed)?;
+        if answer.status != 200 {
+            return Err(FetchError::Answer {
+                url: url.to_owned(),
+                reason: match http::StatusCode::from_u16(answer.status) {
+                    Ok(status) => format!("answered {status}"),
+                    Err(_) => format!("answered {}", answer.status),
+                },
+            });
+        }
+        Ok(answer.body.to_vec())
     }
 
     /// The key set's URL from the discovery document, checked like the issuer.
