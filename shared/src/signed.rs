@@ -19,7 +19,6 @@ use aws_sigv4::http_request::{
 use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
 use bytes::Bytes;
-use http_body_util::Full;
 
 use crate::http_client::HttpClient;
 pub use crate::http_client::{Answer, BoxError};
@@ -149,13 +148,12 @@ impl SignedClient {
         body: Bytes,
     ) -> Result<Answer, BoxError> {
         let instructions = self.sign(service, method, uri, headers, &body)?;
-        let mut request = http::Request::builder().method(method).uri(uri);
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        let mut request = request.body(Full::new(body))?;
-        instructions.apply_to_request_http1x(&mut request);
-        self.client.send(request).await
+        let uri: http::Uri = uri.parse()?;
+        let (signature, _query) = instructions.into_parts();
+        let mut all = Vec::with_capacity(headers.len() + signature.len());
+        all.extend_from_slice(headers);
+        all.extend(signature.iter().map(|h| (h.name(), h.value())));
+        Ok(self.client.send(method, &uri, &all, &body).await?)
     }
 }
 

@@ -241,9 +241,13 @@ mod tests {
         assert!(broken.contains("does not parse"), "{broken}");
     }
 
-    /// A TLS server on loopback with a certificate for 127.0.0.1 from a CA of its own, answering one request with
-    /// 204; and that CA.
-    async fn server_of_its_own_ca() -> (std::net::SocketAddr, CertificateDer<'static>) {
+    /// A TLS server on loopback with a certificate for 127.0.0.1 from a CA of its own, answering every request of
+    /// a keep-alive connection with 204; its address, that CA, and the TLS connections it has accepted.
+    async fn server_of_its_own_ca() -> (
+        std::net::SocketAddr,
+        CertificateDer<'static>,
+        Arc<std::sync::atomic::AtomicUsize>,
+    ) {
         let ca_key = rcgen::KeyPair::generate().expect("key");
         let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
         ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
@@ -267,48 +271,59 @@ mod tests {
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = accepted.clone();
         tokio::spawn(async move {
             for _ in 0..4 {
                 let Ok((tcp, _)) = listener.accept().await else {
                     return;
                 };
-                let acceptor = acceptor.clone();
+                let (acceptor, count) = (acceptor.clone(), count.clone());
                 tokio::spawn(async move {
                     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
                     let Ok(mut tls) = acceptor.accept(tcp).await else {
                         return;
                     };
+                    count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     let mut buf = [0u8; 4096];
-                    let _ = tls.read(&mut buf).await;
-                    let _ = tls
-                        .write_all(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
-                        .await;
-                    let _ = tls.flush().await;
+                    // A request (a GET, one read) at a time, until the client closes.
+                    while tls.read(&mut buf).await.is_ok_and(|n| n > 0) {
+                        let _ = tls
+                            .write_all(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
+                            .await;
+                        let _ = tls.flush().await;
+                    }
                 });
             }
         });
-        (addr, ca.der().clone())
+        (addr, ca.der().clone(), accepted)
     }
 
     #[tokio::test]
-    async fn a_server_of_a_private_ca_is_refused_until_that_ca_is_trusted() {
-        let (addr, ca) = server_of_its_own_ca().await;
-        let get = || async {
-            let client =
-                hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                    .build::<_, http_body_util::Empty<bytes::Bytes>>(https_connector(
-                    std::time::Duration::from_secs(5),
-                ));
-            let uri: http::Uri = format!("https://{addr}/").parse().expect("uri");
-            client.get(uri).await.map(|answer| answer.status())
+    async fn a_server_of_a_private_ca_is_refused_until_that_ca_is_trusted_then_kept_alive() {
+        let (addr, ca, accepted) = server_of_its_own_ca().await;
+        let uri: http::Uri = format!("https://{addr}/").parse().expect("uri");
+        let get = |client: crate::http_client::HttpClient| {
+            let uri = uri.clone();
+            async move { client.send("GET", &uri, &[], b"").await }
         };
+        let client =
+            || crate::http_client::HttpClient::new(std::time::Duration::from_secs(5), 1024);
 
-        let untrusted = get().await;
+        let untrusted = get(client()).await;
         trust_also(vec![ca]);
-        let trusted = get().await;
+        let trusted = client();
+        let answers = [get(trusted.clone()).await, get(trusted.clone()).await];
 
         let err = untrusted.expect_err("an unknown CA is refused");
-        assert!(format!("{:?}", err).contains("UnknownIssuer"), "{err:?}");
-        assert_eq!(trusted.expect("trusted now"), http::StatusCode::NO_CONTENT);
+        assert!(format!("{err:?}").contains("UnknownIssuer"), "{err:?}");
+        for answer in answers {
+            assert_eq!(answer.expect("trusted now").status, 204);
+        }
+        assert_eq!(
+            accepted.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "the second request rode the first one's TLS connection"
+        );
     }
 }

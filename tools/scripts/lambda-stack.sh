@@ -87,21 +87,24 @@ cargo build --quiet $emulator_flag -p wschat-emulator
 # (instances) per function for them, each taking one invocation at a time, as a sandbox does.
 concurrency=${WSCHAT_LAMBDA_CONCURRENCY:-8}
 
-# Served until Ctrl-C, cargo lambda watch rebuilds a function when its code changes. In command mode nothing is
-# edited under it, and its watch on the repository (target/ included) would wake it for every line a function
-# writes to its log there: one inotify event per invocation, paid by the function's write (docs/benchmark.md).
+# Served until Ctrl-C, cargo lambda watch rebuilds a function when its code changes; under a test run or a
+# benchmark an edit must not restart the functions midway.
 reload_flag=
 if [ "$command_mode" = 1 ]; then reload_flag=--ignore-changes; fi
 
 # watch_functions NAME INVOKE_PORT REDIS_URL MANAGEMENT_ENDPOINT [EXTRA_ENV]: cargo lambda watch on INVOKE_PORT.
 # As deployed, ws-default hands a big room's shards to ws-fanout through the Invoke API: here the emulator's
 # (AWS_ENDPOINT_URL_LAMBDA), the one the management endpoint names.
+# The functions write their output to a pipe, as on Lambda, and `cat` copies it to the log: cargo lambda watch
+# keeps an inotify watch on every folder of the repository (target/ too, even with --ignore-changes), so a
+# function writing the log file itself would wake it at every line, at the function's expense (a few % of
+# ws-default's CPU in the benchmark).
 watch_functions() {
   # Dummy credentials: every call is signed; the emulator only checks that it is signed.
   local extra="${5:-}${WSCHAT_FUNCTION_ENV:+${5:+,}$WSCHAT_FUNCTION_ENV}"
   setsid cargo lambda watch $profile_flag $reload_flag --concurrency "$concurrency" -A 127.0.0.1 -P "$2" \
     --env-var "REDIS_URL=$3,WS_MANAGEMENT_ENDPOINT=$4,FANOUT_FUNCTION=ws-fanout,AWS_ENDPOINT_URL_LAMBDA=${4%/local},AWS_ACCESS_KEY_ID=local,AWS_SECRET_ACCESS_KEY=local,AWS_REGION=us-east-1,RUST_LOG=${RUST_LOG:-info}${extra:+,$extra}" \
-    >"$logs/$1.log" 2>&1 &
+    > >(cat >"$logs/$1.log") 2>&1 &
   watch_pids+=($!)
   wait_for_port "$2" 120 || { echo "lambda-stack: cargo lambda watch ($1) did not start; see $logs/$1.log" >&2; tail -20 "$logs/$1.log" >&2; exit 1; }
 }

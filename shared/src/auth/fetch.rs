@@ -4,8 +4,6 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::Bytes;
-use http_body_util::Full;
 use serde_json::Value;
 
 use super::keys::{FetchError, KeySource};
@@ -49,10 +47,12 @@ impl HttpKeySource {
             url: url.to_owned(),
             source,
         };
-        let request = http::Request::get(url)
-            .body(Full::new(Bytes::new()))
+        let uri: http::Uri = url.parse().map_err(|e| failed(Box::new(e)))?;
+        let answer = self
+            .client
+            .send("GET", &uri, &[], &[])
+            .await
             .map_err(|e| failed(Box::new(e)))?;
-        let answer = self.client.send(request).await.map_err(failed)?;
         if answer.status != 200 {
             return Err(FetchError::Answer {
                 url: url.to_owned(),
