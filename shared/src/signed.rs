@@ -1,7 +1,7 @@
 //! AWS API requests signed with the SDK's own SigV4 signer (`aws-sigv4`), over one keep-alive HTTP/1.1 client
-//! ([`crate::http_client`]: hyper, rustls on ring), with the credentials Lambda puts in the
-//! environment. Used for the two AWS calls the functions make: PostToConnection ([`crate::gateway::direct`]) and,
-//! at cold start, GetSecretValue ([`crate::secrets`]).
+//! ([`crate::http_client`], rustls on ring), with the credentials Lambda puts in the
+//! environment. Used for every AWS call the functions make: PostToConnection ([`crate::gateway::direct`]), Invoke
+//! of `ws-fanout` ([`crate::invoke`]) and, at cold start, GetSecretValue ([`crate::secrets`]).
 //!
 //! Why not the SDK clients: their per-call machinery (interceptors, retry and identity-resolution layers,
 //! endpoint resolution, serializers, a copy of the body) costs several times what signing and HTTP cost together

@@ -1,8 +1,8 @@
 //! The one TLS crypto provider of every wschat process: rustls on `ring`.
 //!
 //! rustls needs a crypto provider. The functions' TLS is small (Redis over `rediss://`, Secrets Manager at cold
-//! start, and PostToConnection on AWS), and `ring` does it in a fraction of `aws-lc-rs`'s code: with it, and
-//! without the SDK's HTTP/2 client, `ws-connect` and `ws-disconnect` fit in 4 MB (docs/benchmark.md, "Sizes").
+//! start, and PostToConnection on AWS), and `ring` does it in a fraction of `aws-lc-rs`'s code (docs/benchmark.md,
+//! "Sizes").
 //!
 //! Two providers can meet in one process: the tests and the load tool also link the AWS SDK client
 //! (feature `sdk`), whose HTTP client brings `aws-lc-rs`. rustls then has no default of its own and any

@@ -39,7 +39,7 @@ cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; wait "$
 trap cleanup EXIT INT TERM
 
 echo "bench: building (release)" >&2
-# The tools in the speed-optimised `fast` profile; the Lambda functions in `release`, size-optimised as deployed.
+# The tools in the `fast` profile (thin LTO, symbols for perf); the Lambda functions in `release`, as deployed.
 cargo build --quiet --profile fast -p wschat-loadtest -p wschat-emulator
 load=target/fast/wschat-loadtest
 

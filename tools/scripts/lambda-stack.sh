@@ -73,7 +73,7 @@ trap cleanup EXIT INT TERM
 
 profile_flag=; profile_dir=debug; emulator_flag=; emulator_dir=debug
 if [ "${LAMBDA_RELEASE:-}" = 1 ]; then
-  # The functions as deployed (the size-optimised release profile); the emulator, which AWS does not run, fast.
+  # The functions as deployed (the release profile); the emulator, which AWS does not run, fast.
   profile_flag=--release; profile_dir=release; emulator_flag="--profile fast"; emulator_dir=fast
 fi
 if [ -n "${LAMBDA_PROFILE:-}" ]; then

@@ -7,8 +7,8 @@
 //! * the direct client's request (path, content type, body) with its head built once, written as plain bytes to
 //!   a keep-alive loopback socket and its answer read back, with no signing and no HTTP library: what one
 //!   loopback HTTP request per post costs the poster on this machine whatever the client;
-//! * the same, signed per post as the direct client signs ([`SignedClient::signature_headers`]): the best a
-//!   hand-written HTTP/1.1 client could do;
+//! * the same, signed per post as the direct client signs ([`SignedClient::signature_headers`]): what the
+//!   direct client would cost with no pool, no timeout and no checks of its own;
 //! * the unsigned bytes pipelined, `--in-flight` (64) requests per write on one connection: what HTTP/1.1
 //!   pipelining would save (docs/benchmark.md, "How far down one post can go" says why the functions do not pipeline).
 
@@ -62,7 +62,7 @@ pub async fn run(args: &GatewayArgs) -> anyhow::Result<Vec<(String, f64)>> {
             Arc::new(AwsGateway::local(&endpoint)),
         ),
         (
-            "direct client (aws-sigv4 + hyper)",
+            "direct client (aws-sigv4 + its HTTP/1.1)",
             Arc::new(DirectGateway::local(&endpoint)),
         ),
         (
