@@ -133,10 +133,11 @@ struct Connection {
     buf: BytesMut,
 }
 
-/// A connection waiting for its next request.
+/// A connection waiting for its next request. Boxed: a TLS connection's state is large, and it moves in and out
+/// of the pool at every request.
 struct Idle {
     origin: Origin,
-    connection: Connection,
+    connection: Box<Connection>,
     since: Instant,
 }
 
@@ -240,7 +241,7 @@ impl HttpClient {
 
     /// The newest idle connection to `origin` that is still open and quiet; expired ones, and those the server
     /// closed, are dropped on the way.
-    fn checkout(&self, origin: &Origin) -> Option<Connection> {
+    fn checkout(&self, origin: &Origin) -> Option<Box<Connection>> {
         let now = Instant::now();
         let mut idle = self.lock();
         idle.retain(|c| now.duration_since(c.since) < IDLE_TIMEOUT);
@@ -254,7 +255,7 @@ impl HttpClient {
     }
 
     /// Keeps `connection` for the next request to `origin`.
-    fn checkin(&self, origin: Origin, connection: Connection) {
+    fn checkin(&self, origin: Origin, connection: Box<Connection>) {
         let mut idle = self.lock();
         if idle.len() >= MAX_IDLE {
             // The oldest goes, and its connection closes.
@@ -268,7 +269,11 @@ impl HttpClient {
     }
 
     /// A new connection to `uri`'s origin (TCP, TLS for https).
-    async fn connect(&self, uri: &http::Uri, origin: &Origin) -> Result<Connection, HttpError> {
+    async fn connect(
+        &self,
+        uri: &http::Uri,
+        origin: &Origin,
+    ) -> Result<Box<Connection>, HttpError> {
         let failed = |source| HttpError::Connect {
             authority: origin.authority.to_string(),
             source,
@@ -278,10 +283,10 @@ impl HttpClient {
             .await
             .map_err(failed)?;
         let stream = connector.call(uri.clone()).await.map_err(failed)?;
-        Ok(Connection {
+        Ok(Box::new(Connection {
             stream: TokioIo::new(stream),
             buf: BytesMut::with_capacity(1024),
-        })
+        }))
     }
 
     /// Reads one answer from `connection`: the answer, and whether the connection may carry another request.
