@@ -231,7 +231,8 @@ impl HttpClient {
     }
 
     /// Idle connections kept now.
-    pub fn idle_connections(&self) -> usize {
+    #[cfg(test)]
+    fn idle_connections(&self) -> usize {
         self.lock().len()
     }
 

@@ -8,7 +8,7 @@
 //!   a keep-alive loopback socket and its answer read back, with no signing and no HTTP library: what one
 //!   loopback HTTP request per post costs the poster on this machine whatever the client;
 //! * the same, signed per post as the direct client signs ([`SignedClient::signature_headers`]): what the
-//!   direct client would cost with no pool, no timeout and no checks of its own;
+//!   direct client would cost with a bare stack of idle sockets, no timeout and no checks of its own;
 //! * the unsigned bytes pipelined, `--in-flight` (64) requests per write on one connection: what HTTP/1.1
 //!   pipelining would save (docs/benchmark.md, "How far down one post can go" says why the functions do not pipeline).
 
